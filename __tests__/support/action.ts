@@ -1,0 +1,248 @@
+// Runs the bundled action (dist/index.js) as its own process, with the
+// environment a GitHub runner gives a JavaScript action, and reads back what it
+// wrote through the runner's files (outputs, state, step summary, env, path).
+import { spawn } from 'child_process'
+import * as fs from 'fs'
+import * as os from 'os'
+import * as path from 'path'
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..')
+
+export interface RunActionOptions {
+  /** run as this unix user (via runuser); the jest process must be root */
+  user?: string
+  /** extra environment, applied last (can override anything below) */
+  env?: Record<string, string>
+  /** RUNNER_TOOL_CACHE; default a fresh dir removed after the run. Pass one to keep/inspect it across runs. */
+  toolCache?: string
+  /** RUNNER_TEMP; default a fresh dir removed after the run */
+  temp?: string
+  phase?: 'main' | 'post'
+  /** for post: the GITHUB_STATE file content main wrote (RunActionResult.stateFile), or already parsed state */
+  state?: string | Record<string, string>
+  /** set RUNNER_DEBUG=1 (core.debug lines appear on stdout) */
+  debug?: boolean
+  /** kill the action after this long (default 5 minutes) */
+  timeoutMs?: number
+  /** run this script instead of the one action.yml names (absolute or relative to the repo root) */
+  script?: string
+  /** keep the per-run directory (workspace, runner files, default tool cache/temp); default false */
+  keep?: boolean
+}
+
+export interface Annotation {
+  kind: 'error' | 'warning' | 'notice'
+  message: string
+}
+
+export interface RunActionResult {
+  /** exit status; -1 when killed by a signal (e.g. timeout) */
+  code: number
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+  /** parsed GITHUB_OUTPUT */
+  outputs: Record<string, string>
+  /** parsed GITHUB_STATE */
+  state: Record<string, string>
+  /** raw GITHUB_STATE content: pass as `state` to the post phase */
+  stateFile: string
+  /** GITHUB_STEP_SUMMARY content */
+  summary: string
+  /** parsed GITHUB_ENV (core.exportVariable) */
+  exportedEnv: Record<string, string>
+  /** GITHUB_PATH lines (core.addPath) */
+  addedPaths: string[]
+  /** ::error/::warning/::notice workflow commands found on stdout */
+  annotations: Annotation[]
+  /** the per-run directory (gone unless `keep`) */
+  dir: string
+  toolCache: string
+  temp: string
+}
+
+/** `name<<DELIM\nvalue\nDELIM` blocks as @actions/core writes them (plus legacy `name=value` lines). */
+export function parseKeyValueFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  const lines = text.split(/\r?\n/)
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]
+    const heredoc = /^([^=]+?)<<(.+)$/.exec(line)
+    if (heredoc) {
+      const [, name, delim] = heredoc
+      const value: string[] = []
+      i++
+      while (i < lines.length && lines[i] !== delim) value.push(lines[i++])
+      if (i >= lines.length) throw new Error(`unterminated value for '${name}' (delimiter ${delim})`)
+      out[name] = value.join('\n')
+    } else if (line.includes('=')) {
+      const eq = line.indexOf('=')
+      out[line.slice(0, eq)] = line.slice(eq + 1)
+    }
+  }
+  return out
+}
+
+/** INPUT_<NAME>: upper case, spaces to underscores, hyphens kept (what the runner and core.getInput use). */
+export function inputEnvName(name: string): string {
+  return `INPUT_${name.replace(/ /g, '_').toUpperCase()}`
+}
+
+function unescapeCommand(s: string): string {
+  return s.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%3A/g, ':').replace(/%2C/g, ',').replace(/%25/g, '%')
+}
+
+export function parseAnnotations(stdout: string): Annotation[] {
+  const found: Annotation[] = []
+  for (const line of stdout.split('\n')) {
+    const m = /^::(error|warning|notice)(?: [^:]*)?::(.*)$/.exec(line.replace(/\r$/, ''))
+    if (m) found.push({ kind: m[1] as Annotation['kind'], message: unescapeCommand(m[2]) })
+  }
+  return found
+}
+
+/** The script action.yml names for a phase (runs.main / runs.post), else dist/index.js. */
+export function actionScript(phase: 'main' | 'post'): string {
+  let script = 'dist/index.js'
+  try {
+    const yml = fs.readFileSync(path.join(REPO_ROOT, 'action.yml'), 'utf8')
+    const m = new RegExp(`^\\s+${phase}:\\s*['"]?([^'"\\s#]+)`, 'm').exec(yml)
+    if (m) script = m[1]
+  } catch {
+    // no action.yml yet
+  }
+  return path.join(REPO_ROOT, script)
+}
+
+function userIds(user: string): { uid: number; gid: number; home: string } {
+  const line = fs
+    .readFileSync('/etc/passwd', 'utf8')
+    .split('\n')
+    .find(l => l.split(':')[0] === user)
+  if (!line) throw new Error(`no such user '${user}'; run .ci/prepare.sh`)
+  const f = line.split(':')
+  return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] }
+}
+
+function chownTree(p: string, uid: number, gid: number): void {
+  fs.chownSync(p, uid, gid)
+  if (fs.lstatSync(p).isDirectory()) {
+    for (const e of fs.readdirSync(p)) chownTree(path.join(p, e), uid, gid)
+  }
+}
+
+function readOr(file: string, fallback = ''): string {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return fallback
+  }
+}
+
+export async function runAction(inputs: Record<string, string>, opts: RunActionOptions = {}): Promise<RunActionResult> {
+  const phase = opts.phase ?? 'main'
+  const script = opts.script ? path.resolve(REPO_ROOT, opts.script) : actionScript(phase)
+  if (!fs.existsSync(script)) throw new Error(`${script} not found; run 'npm run build' first`)
+
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `action-${phase}-`))
+  const files = {
+    output: path.join(dir, 'github_output'),
+    state: path.join(dir, 'github_state'),
+    summary: path.join(dir, 'step_summary'),
+    env: path.join(dir, 'github_env'),
+    path: path.join(dir, 'github_path'),
+  }
+  for (const f of Object.values(files)) fs.writeFileSync(f, '')
+  const workspace = path.join(dir, 'workspace')
+  const toolCache = opts.toolCache ?? path.join(dir, 'toolcache')
+  const temp = opts.temp ?? path.join(dir, 'temp')
+  for (const d of [workspace, toolCache, temp]) fs.mkdirSync(d, { recursive: true })
+
+  let home = os.homedir()
+  if (opts.user) {
+    // Everything the runner would give the job user must belong to that user.
+    const u = userIds(opts.user)
+    home = u.home
+    chownTree(dir, u.uid, u.gid)
+    if (opts.toolCache) chownTree(toolCache, u.uid, u.gid)
+    if (opts.temp) chownTree(temp, u.uid, u.gid)
+  }
+
+  // A clean environment: nothing of jest's (or of a CI job around it) leaks in.
+  const env: Record<string, string> = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: home,
+    LANG: 'C.UTF-8',
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_OUTPUT: files.output,
+    GITHUB_STATE: files.state,
+    GITHUB_STEP_SUMMARY: files.summary,
+    GITHUB_ENV: files.env,
+    GITHUB_PATH: files.path,
+    GITHUB_WORKSPACE: workspace,
+    GITHUB_REPOSITORY: 'test/setup-qemu-binfmt',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_API_URL: 'https://api.github.com',
+    GITHUB_RUN_ID: '1',
+    GITHUB_JOB: 'test',
+    GITHUB_ACTION: 'setup-qemu-binfmt',
+    RUNNER_OS: 'Linux',
+    RUNNER_ARCH: 'X64',
+    RUNNER_NAME: 'jest',
+    RUNNER_TOOL_CACHE: toolCache,
+    RUNNER_TEMP: temp,
+  }
+  if (opts.user) Object.assign(env, { USER: opts.user, LOGNAME: opts.user })
+  if (opts.debug) env.RUNNER_DEBUG = '1'
+  for (const [name, value] of Object.entries(inputs)) env[inputEnvName(name)] = value
+  if (phase === 'post' && opts.state !== undefined) {
+    // The runner hands main's saved state to the post step as STATE_<name>.
+    const saved = typeof opts.state === 'string' ? parseKeyValueFile(opts.state) : opts.state
+    for (const [name, value] of Object.entries(saved)) env[`STATE_${name}`] = value
+  }
+  Object.assign(env, opts.env ?? {})
+
+  let command = process.execPath
+  let args = [script]
+  if (opts.user) {
+    // runuser switches user without PAM session noise; env -i makes the environment exactly `env`.
+    args = ['-u', opts.user, '--', '/usr/bin/env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), command, script]
+    command = 'runuser'
+  }
+
+  const { code, signal, stdout, stderr } = await new Promise<{
+    code: number | null
+    signal: NodeJS.Signals | null
+    stdout: string
+    stderr: string
+  }>((resolve, reject) => {
+    const child = spawn(command, args, { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 300000 })
+    const out: Buffer[] = []
+    const err: Buffer[] = []
+    child.stdout.on('data', (d: Buffer) => out.push(d))
+    child.stderr.on('data', (d: Buffer) => err.push(d))
+    child.on('error', reject)
+    child.on('close', (c, s) => resolve({ code: c, signal: s, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }))
+  })
+
+  const stateFile = readOr(files.state)
+  const result: RunActionResult = {
+    code: code ?? -1,
+    signal,
+    stdout,
+    stderr,
+    outputs: parseKeyValueFile(readOr(files.output)),
+    state: parseKeyValueFile(stateFile),
+    stateFile,
+    summary: readOr(files.summary),
+    exportedEnv: parseKeyValueFile(readOr(files.env)),
+    addedPaths: readOr(files.path).split('\n').filter(Boolean),
+    annotations: parseAnnotations(stdout),
+    dir,
+    toolCache,
+    temp,
+  }
+  if (!opts.keep) fs.rmSync(dir, { recursive: true, force: true })
+  return result
+}

@@ -1,0 +1,104 @@
+import * as fs from 'fs'
+import { effectiveFlags, parseEntry, registerLine, sameEntry, EntrySpec } from '../../src/binfmt'
+import { planChanges } from '../../src/register'
+import { allTargets, getTarget, hexToEscaped } from '../../src/targets'
+
+const aarch64 = getTarget('aarch64')
+const spec = (over: Partial<EntrySpec> = {}): EntrySpec => ({
+  name: 'qemu-aarch64',
+  offset: 0,
+  magic: aarch64.magic,
+  mask: aarch64.mask,
+  interpreter: '/opt/hostedtoolcache/setup-qemu-binfmt/10.2.3-68/amd64-0123456789ab/qemu-aarch64',
+  flags: 'PCF',
+  ...over,
+})
+
+// What the kernel prints for an entry (format of fs/binfmt_misc.c's entry_status).
+const kernelText = (s: EntrySpec, flags: string, enabled = true): string =>
+  `${enabled ? 'enabled' : 'disabled'}\ninterpreter ${s.interpreter}\nflags: ${flags}\noffset ${s.offset}\nmagic ${s.magic}\nmask ${s.mask}\n`
+
+describe('register line', () => {
+  test('is the kernel format with \\x escapes', () => {
+    expect(registerLine(spec())).toBe(
+      `:qemu-aarch64:M::${hexToEscaped(aarch64.magic)}:${hexToEscaped(aarch64.mask)}:${spec().interpreter}:PCF`,
+    )
+    expect(registerLine(spec()).startsWith(':qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00')).toBe(true)
+  })
+
+  test('rejects interpreter paths the kernel cannot take', () => {
+    expect(() => registerLine(spec({ interpreter: '/' + 'x'.repeat(127) }))).toThrow(/longer than the kernel's 127 characters; set RUNNER_TOOL_CACHE/)
+    expect(() => registerLine(spec({ interpreter: '/a:b/qemu' }))).toThrow(/contains ':'/)
+  })
+})
+
+describe('kernel entry parsing', () => {
+  test('round trip of every target', () => {
+    for (const t of allTargets()) {
+      const s = spec({ name: `qemu-${t.name}`, magic: t.magic, mask: t.mask })
+      const e = parseEntry(s.name, kernelText(s, 'POCF'))
+      expect(e).toMatchObject({ name: s.name, enabled: true, interpreter: s.interpreter, flags: 'POCF', magic: t.magic, mask: t.mask })
+      expect(sameEntry(e, s)).toBe(true)
+    }
+  })
+
+  test('a missing mask line means all ones', () => {
+    expect(parseEntry('x', 'enabled\ninterpreter /i\nflags: \noffset 0\nmagic 7f454c46\n').mask).toBe('ffffffff')
+  })
+
+  test('C implies O; order does not matter', () => {
+    expect(effectiveFlags('PCF')).toBe('POCF')
+    expect(effectiveFlags('FCP')).toBe('POCF')
+    expect(effectiveFlags('F')).toBe('F')
+  })
+})
+
+describe('planChanges', () => {
+  const wanted = [{ target: aarch64, spec: spec() }]
+  const entry = (flags: string, over: Partial<EntrySpec> = {}, enabled = true) => parseEntry(over.name ?? 'qemu-aarch64', kernelText(spec(over), flags, enabled))
+
+  test('adds what is missing', () => {
+    expect(planChanges([], wanted, false).map(c => c.kind)).toEqual(['add'])
+  })
+  test('keeps an identical entry', () => {
+    expect(planChanges([entry('POCF')], wanted, false).map(c => c.kind)).toEqual(['keep'])
+  })
+  test('replaces a distro entry without F, another interpreter, or a disabled one', () => {
+    expect(planChanges([entry('OC', { interpreter: '/usr/libexec/qemu-binfmt/aarch64-binfmt-P' })], wanted, false).map(c => c.kind)).toEqual(['replace'])
+    expect(planChanges([entry('POC')], wanted, false).map(c => c.kind)).toEqual(['replace'])
+    expect(planChanges([entry('POCF', {}, false)], wanted, false).map(c => c.kind)).toEqual(['replace'])
+  })
+  test('reset removes every qemu-* entry and nothing else, then adds', () => {
+    const existing = [entry('POCF'), entry('F', { name: 'qemu-riscv64' }), entry('', { name: 'python3.11' })]
+    const changes = planChanges(existing, wanted, true)
+    expect(changes.map(c => (c.kind === 'remove' ? `remove ${c.entry.name}` : c.kind))).toEqual([
+      'remove qemu-aarch64',
+      'remove qemu-riscv64',
+      'add',
+    ])
+  })
+})
+
+describe('target table', () => {
+  test('34 targets, magic and mask of equal length', () => {
+    expect(allTargets()).toHaveLength(34)
+    for (const t of allTargets()) expect(t.magic.length).toBe(t.mask.length)
+  })
+
+  // Debian's qemu-user-static installs the same table; every target it has must agree.
+  test('matches /usr/lib/binfmt.d from qemu-user-static where Debian has the target', () => {
+    const dir = '/usr/lib/binfmt.d'
+    const files = fs.readdirSync(dir).filter(f => /^qemu-.*\.conf$/.test(f))
+    expect(files.length).toBeGreaterThan(20)
+    let compared = 0
+    for (const f of files) {
+      const [, name, , , magic, mask] = fs.readFileSync(`${dir}/${f}`, 'utf8').trim().split(':')
+      const target = allTargets().find(t => `qemu-${t.name}` === name)
+      if (!target) continue // Debian also has cris, which QEMU's script does not list
+      const hex = (s: string) => Buffer.from(s.replace(/\\x([0-9a-f]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('hex')
+      expect([name, hex(magic), hex(mask)]).toEqual([name, target.magic, target.mask])
+      compared++
+    }
+    expect(compared).toBeGreaterThanOrEqual(28)
+  })
+})

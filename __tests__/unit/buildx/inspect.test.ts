@@ -1,0 +1,210 @@
+import * as fs from 'fs'
+import * as path from 'path'
+import { parseInspect, parseLsJson, unionPlatforms } from '../../../src/buildx/inspect'
+import { BuilderNode } from '../../../src/buildx/types'
+
+const transcript = (name: string): string => fs.readFileSync(path.join(__dirname, 'transcripts', name), 'utf8')
+
+describe('parseInspect', () => {
+  test('docker driver, default builder, with labels and GC policy sections', () => {
+    const b = parseInspect(transcript('inspect-docker-default.txt'))
+    expect(b.name).toBe('default')
+    expect(b.driver).toBe('docker')
+    expect(b.lastActivity).toBeUndefined()
+    expect(b.nodes).toHaveLength(1)
+    expect(b.nodes[0]).toEqual({
+      name: 'default',
+      endpoint: 'default',
+      status: 'running',
+      buildkit: 'v0.16.0',
+      platforms: [
+        'linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/386', 'linux/arm64',
+        'linux/riscv64', 'linux/ppc64le', 'linux/s390x', 'linux/arm/v7', 'linux/arm/v6',
+      ],
+    })
+  })
+
+  test('docker-container running with current key names; Features/Labels/Devices/GC sections are skipped', () => {
+    const b = parseInspect(transcript('inspect-container-running.txt'))
+    expect(b.name).toBe('qemu-builder')
+    expect(b.driver).toBe('docker-container')
+    expect(b.lastActivity).toBe('2025-03-04 10:21:37 +0000 UTC')
+    // the indented `Name:` under Devices must not start a node
+    expect(b.nodes.map(n => n.name)).toEqual(['qemu-builder0'])
+    const n = b.nodes[0]
+    expect(n.endpoint).toBe('unix:///var/run/docker.sock')
+    expect(n.status).toBe('running')
+    expect(n.flags).toBe('--allow-insecure-entitlement=network.host')
+    expect(n.buildkit).toBe('v0.20.1')
+    expect(n.platforms).toContain('linux/loong64')
+    expect(n.platforms).toHaveLength(13)
+    expect(n.preferred).toBeUndefined()
+    expect(n.error).toBeUndefined()
+  })
+
+  test('inactive node without a Platforms line (current buildx)', () => {
+    const b = parseInspect(transcript('inspect-container-inactive.txt'))
+    expect(b.nodes).toEqual([
+      { name: 'qemu-builder0', endpoint: 'unix:///var/run/docker.sock', status: 'inactive', buildkit: '', platforms: [] },
+    ])
+  })
+
+  test('inactive node with an empty Platforms line (older buildx)', () => {
+    const b = parseInspect(transcript('inspect-old-inactive.txt'))
+    expect(b.name).toBe('builder-0c5e')
+    expect(b.nodes).toEqual([
+      { name: 'builder-0c5e0', endpoint: 'unix:///var/run/docker.sock', status: 'inactive', buildkit: '', platforms: [] },
+    ])
+  })
+
+  test('older key names: Flags and Buildkit', () => {
+    const b = parseInspect(transcript('inspect-old-keys.txt'))
+    expect(b.lastActivity).toBe('2023-06-13 13:52:31 +0000 UTC')
+    const n = b.nodes[0]
+    expect(n.flags).toBe('--debug --allow-insecure-entitlement security.insecure')
+    expect(n.buildkit).toBe('v0.11.6')
+    expect(n.platforms).toContain('linux/amd64/v4')
+    expect(b.nodes).toHaveLength(1)
+  })
+
+  test('the intermediate `BuildKit:` spelling, and user-set (*) platforms', () => {
+    const b = parseInspect(transcript('inspect-buildkit-key.txt'))
+    const n = b.nodes[0]
+    expect(n.buildkit).toBe('v0.10.6')
+    expect(n.flags).toBe('--debug')
+    expect(n.platforms).toEqual(['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'])
+    expect(n.preferred).toEqual(['linux/arm64'])
+  })
+
+  test('multi-node output with an inactive node', () => {
+    const b = parseInspect(transcript('inspect-multi-node.txt'))
+    expect(b.nodes.map(n => [n.name, n.endpoint, n.status])).toEqual([
+      ['cross0', 'unix:///var/run/docker.sock', 'running'],
+      ['arm64-node', 'tcp://10.0.0.5:2376', 'running'],
+      ['riscv-node', 'ssh://ci@10.0.0.9', 'inactive'],
+    ])
+    expect(b.nodes[1].platforms).toEqual(['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'])
+    expect(b.nodes[1].preferred).toEqual(['linux/arm64', 'linux/arm/v7'])
+    expect(b.nodes[2].platforms).toEqual([])
+  })
+
+  test('a node buildx could not load prints Error instead of Status', () => {
+    const b = parseInspect(transcript('inspect-node-error.txt'))
+    expect(b.nodes[1]).toEqual({
+      name: 's390x-node',
+      endpoint: 'tcp://10.0.0.7:2376',
+      status: 'error',
+      buildkit: '',
+      platforms: [],
+      error: 'Cannot connect to the Docker daemon at tcp://10.0.0.7:2376. Is the docker daemon running?',
+    })
+  })
+
+  test('CRLF line ends, builder-level Error and empty input', () => {
+    const b = parseInspect('Name:   x\r\nDriver: docker-container\r\nError:  context deadline exceeded\r\n')
+    expect(b).toEqual({ name: 'x', driver: 'docker-container', error: 'context deadline exceeded', nodes: [] })
+    expect(parseInspect('')).toEqual({ name: '', driver: '', nodes: [] })
+  })
+
+  test('node keys before any node Name and unknown keys are ignored', () => {
+    const b = parseInspect('Name: x\nDriver: d\n\nNodes:\nStatus: running\nName: x0\nFuture Key: 1\nStatus: running\n')
+    expect(b.nodes).toEqual([{ name: 'x0', endpoint: '', status: 'running', buildkit: '', platforms: [] }])
+  })
+})
+
+describe('parseLsJson', () => {
+  test('single builder', () => {
+    const b = parseLsJson(transcript('ls-json-single.json'), 'qemu-builder')!
+    expect(b.name).toBe('qemu-builder')
+    expect(b.driver).toBe('docker-container')
+    expect(b.lastActivity).toBe('2025-03-04T10:21:37Z')
+    expect(b.nodes).toHaveLength(1)
+    expect(b.nodes[0]).toMatchObject({
+      name: 'qemu-builder0',
+      endpoint: 'unix:///var/run/docker.sock',
+      status: 'running',
+      buildkit: 'v0.20.1',
+      flags: '--allow-insecure-entitlement=network.host',
+    })
+    expect(b.nodes[0].platforms).toHaveLength(13)
+    expect(b.nodes[0].platforms[0]).toBe('linux/amd64')
+  })
+
+  test('several builders: picks the named one, keeps inactive nodes', () => {
+    const text = transcript('ls-json-multi.json')
+    const b = parseLsJson(text, 'cross')!
+    expect(b.nodes.map(n => [n.name, n.status, n.platforms.length])).toEqual([
+      ['cross0', 'running', 7],
+      ['arm64-node', 'running', 3],
+      ['riscv-node', 'inactive', 0],
+    ])
+    expect(parseLsJson(text, 'default')!.driver).toBe('docker')
+    expect(parseLsJson(text, 'missing')).toBeUndefined()
+  })
+
+  test('node and builder errors', () => {
+    const text = transcript('ls-json-multi.json')
+    expect(parseLsJson(text, 'stale')!.nodes[0]).toMatchObject({ status: 'error', error: 'context "old-context" does not exist' })
+    const gone = parseLsJson(text, 'gone')!
+    expect(gone.error).toBe('failed to find instance "gone"')
+    expect(gone.nodes).toEqual([])
+  })
+
+  test('repeated lines (buildx printing the builder once per node) are fine', () => {
+    const b = parseLsJson(transcript('ls-json-repeated.json'), 'qemu-builder')!
+    expect(b.nodes).toHaveLength(1)
+    expect(b.nodes[0].buildkit).toBe('v0.13.2')
+  })
+
+  test('tolerates missing fields, other spellings, platform objects and stray lines', () => {
+    const text = [
+      'WARNING: something unrelated',
+      '{"Name":"b","Nodes":[{"Name":"b0","BuildkitVersion":"v0.9.0","Platforms":[{"os":"linux","architecture":"arm","variant":"v7"},{"os":"linux","architecture":"amd64"}]},{}],"LastActivity":"0001-01-01T00:00:00Z"}',
+      '{not json',
+    ].join('\n')
+    const b = parseLsJson(text, 'b')!
+    expect(b.driver).toBe('')
+    expect(b.lastActivity).toBeUndefined()
+    expect(b.nodes[0]).toEqual({ name: 'b0', endpoint: '', status: '', buildkit: 'v0.9.0', platforms: ['linux/arm/v7', 'linux/amd64'] })
+    expect(b.nodes[1]).toEqual({ name: '', endpoint: '', status: '', buildkit: '', platforms: [] })
+  })
+
+  test('a JSON array is accepted; non-JSON output gives undefined', () => {
+    expect(parseLsJson('[{"Name":"a","Driver":"docker","Nodes":[]}]', 'a')).toEqual({ name: 'a', driver: 'docker', nodes: [] })
+    expect(parseLsJson('NAME/NODE DRIVER/ENDPOINT STATUS\nqemu-builder docker-container', 'qemu-builder')).toBeUndefined()
+    expect(parseLsJson('', 'x')).toBeUndefined()
+  })
+})
+
+describe('unionPlatforms', () => {
+  const node = (platforms: string[], preferred?: string[]): BuilderNode => ({
+    name: 'n',
+    endpoint: 'e',
+    status: 'running',
+    buildkit: '',
+    platforms,
+    ...(preferred ? { preferred } : {}),
+  })
+
+  test('preferred platforms first, then node order, no duplicates', () => {
+    const nodes = [
+      node(['linux/amd64', 'linux/386', 'linux/arm64']),
+      node(['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'], ['linux/arm64', 'linux/arm/v7']),
+      node([]),
+    ]
+    expect(unionPlatforms(nodes)).toEqual(['linux/arm64', 'linux/arm/v7', 'linux/amd64', 'linux/386', 'linux/arm/v6'])
+  })
+
+  test('from a parsed multi-node transcript', () => {
+    const b = parseInspect(transcript('inspect-multi-node.txt'))
+    expect(unionPlatforms(b.nodes)).toEqual([
+      'linux/arm64', 'linux/arm/v7',
+      'linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/386', 'linux/arm/v6',
+    ])
+  })
+
+  test('strips a stray * and ignores empties', () => {
+    expect(unionPlatforms([node(['linux/s390x*', '', 'linux/s390x'])])).toEqual(['linux/s390x'])
+    expect(unionPlatforms([])).toEqual([])
+  })
+})

@@ -1,0 +1,87 @@
+import { readInputs, DEFAULT_QEMU_URL, DEFAULT_QEMU_VERSION } from '../../src/inputs'
+import { parsePlatforms } from '../../src/platform'
+import { parseChecksums } from '../../src/checksum'
+import { ActionError } from '../../src/errors'
+
+const names = (v: string): string[] => {
+  const s = parsePlatforms(v)
+  return s.kind === 'all' ? ['all'] : s.targets.map(t => t.name)
+}
+
+describe('platforms input', () => {
+  test.each([
+    ['linux/arm64', ['aarch64']],
+    ['arm64', ['aarch64']],
+    ['AARCH64', ['aarch64']],
+    ['linux/arm/v7,linux/arm/v6', ['arm']],
+    ['linux/amd64/v2 386', ['x86_64', 'i386']],
+    ['linux/ppc64le\nlinux/s390x\n  linux/riscv64', ['ppc64le', 's390x', 'riscv64']],
+    ['linux/mips64le, linux/mips64, linux/loong64', ['mips64el', 'mips64', 'loongarch64']],
+    ['sparc64 m68k hppa or1k i486', ['sparc64', 'm68k', 'hppa', 'or1k', 'i486']],
+    ['arm64, linux/arm64 ,aarch64', ['aarch64']],
+  ])('%j -> %j', (input, expected) => {
+    expect(names(input)).toEqual(expected)
+  })
+
+  test('all, also mixed with others and in any case', () => {
+    expect(names('all')).toEqual(['all'])
+    expect(names('ALL')).toEqual(['all'])
+    expect(names('arm64,all')).toEqual(['all'])
+    expect(names('')).toEqual(['all'])
+  })
+
+  test.each(['linux/arm64/v7', 'windows/amd64', 'foo', 'linux/', 'linux/arm/v7/x'])('rejects %j with one line naming the input', bad => {
+    expect(() => parsePlatforms(bad)).toThrow(ActionError)
+    try {
+      parsePlatforms(`arm64,${bad}`)
+    } catch (e) {
+      const msg = (e as Error).message
+      expect(msg).toMatch(/^platforms: unknown platform '/)
+      expect(msg).toContain(`'${bad}'`)
+      expect(msg).toContain('linux/arm64')
+      expect(msg).not.toContain('\n')
+    }
+  })
+})
+
+describe('readInputs', () => {
+  const reader = (values: Record<string, string>) => (name: string) => values[name] ?? ''
+
+  test('defaults', () => {
+    const i = readInputs(reader({}))
+    expect(i.platforms).toEqual({ kind: 'all' })
+    expect(i.qemuVersion).toBe(DEFAULT_QEMU_VERSION)
+    expect(i.qemuUrl).toBe(DEFAULT_QEMU_URL)
+    expect(i.cache).toBe(true)
+    expect(i.reset).toBe(false)
+    expect(i.preserveArgv0).toBe(true)
+    expect(i.credential).toBe(true)
+    expect(i.installMode).toBe('auto')
+  })
+
+  test.each([
+    ['cache', 'yes', /^cache: 'yes' is not a boolean; use true or false$/],
+    ['reset', '1', /^reset: '1' is not a boolean/],
+    ['install-mode', 'kernel', /^install-mode: 'kernel' is not one of auto, direct, docker$/],
+    ['qemu-version', '1.0; rm -rf /', /^qemu-version: '1.0; rm -rf \/' is not a version/],
+    ['qemu-sha256', 'abc  file', /^qemu-sha256: line 1 \('abc  file'\) is not '<sha256>  <file name>'/],
+  ])('bad %s=%j fails clearly', (name, value, message) => {
+    expect(() => readInputs(reader({ [name]: value }))).toThrow(message)
+  })
+
+  test('booleans accept any case', () => {
+    expect(readInputs(reader({ reset: 'TRUE', cache: 'False' }))).toMatchObject({ reset: true, cache: false })
+  })
+})
+
+describe('qemu-sha256', () => {
+  test('sha256sum format, binary marker, comments', () => {
+    const a = 'a'.repeat(64)
+    const b = 'B'.repeat(64)
+    const list = parseChecksums(`# pinned\n${a}  qemu_v10.2.3_linux-amd64.tar.gz\n\n${b} *qemu-aarch64\n`)
+    expect([...list]).toEqual([
+      ['qemu_v10.2.3_linux-amd64.tar.gz', a],
+      ['qemu-aarch64', 'b'.repeat(64)],
+    ])
+  })
+})

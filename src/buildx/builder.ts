@@ -1,0 +1,399 @@
+// Creates (or reuses) and bootstraps the `docker buildx` builder once emulators are
+// registered, so BuildKit starts after them and lists the emulated platforms.
+// Everything goes through a ProcessRunner running `docker`, so it is unit-tested
+// over recorded command lines.
+
+import * as fs from 'fs'
+import * as path from 'path'
+import { ActionError, errorMessage } from '../errors'
+import { ProcessRunner, RunResult } from '../process'
+import {
+  appendArgs,
+  bootstrapArgs,
+  createArgs,
+  inspectArgs,
+  lsJsonArgs,
+  rmArgs,
+  useArgs,
+  versionArgs,
+} from './commands'
+import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
+import { AppendNode, BuilderOptions, BuilderResult, BuilderState } from './types'
+
+export { parseAppend } from './append'
+export type { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
+export type { ParsedBuilder } from './inspect'
+
+export interface BuilderLog {
+  info(s: string): void
+  notice(s: string): void
+  debug(s: string): void
+}
+
+export interface CleanupLog {
+  info(s: string): void
+  warning(s: string): void
+}
+
+const DOCKER = 'docker'
+const SECOND = 1000
+// Bootstrap pulls moby/buildkit; everything else is local bookkeeping or one RPC.
+const TIMEOUT = {
+  quick: 60 * SECOND,
+  create: 5 * 60 * SECOND,
+  bootstrap: 15 * 60 * SECOND,
+}
+
+const DAEMON_DOWN = /Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock: connect: (no such file|permission denied)/i
+
+const PULL_HINT =
+  'if the BuildKit image could not be pulled (rate limit or registry outage), use a mirror with ' +
+  'driver-opts: image=<mirror>/moby/buildkit:buildx-stable-1, or run docker login before this step'
+
+export async function setupBuilder(
+  opts: BuilderOptions,
+  runner: ProcessRunner,
+  log: BuilderLog,
+): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+  if (opts.mode === 'false') return {}
+
+  const buildx = await buildxVersion(runner)
+  if (!buildx.ok) {
+    if (opts.mode === 'auto') {
+      log.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`)
+      return {}
+    }
+    throw new ActionError(
+      `buildx: docker buildx is not available (${buildx.reason}); install the Docker buildx plugin on the runner, ` +
+        'or set buildx: auto to skip the builder where it is missing (or buildx: false)',
+    )
+  }
+  log.info(`Using ${buildx.version}`)
+
+  if (opts.driver === 'docker') return currentBuilder(opts, runner, log)
+
+  const existing = await run(runner, inspectArgs(opts.name), TIMEOUT.quick, log)
+  if (existing.code === 0) return reuseBuilder(opts, parseInspect(existing.stdout), runner, log)
+  log.debug(`no builder named ${opts.name} yet (${describe(existing)})`)
+  return createBuilder(opts, runner, log)
+}
+
+/** Removes the builder the main step created; never throws (a post step must not fail the job). */
+export async function cleanupBuilder(state: BuilderState, runner: ProcessRunner, log: CleanupLog): Promise<void> {
+  if (!state || !state.name) return
+  if (!state.created || state.driver === 'docker') {
+    log.info(`Leaving builder ${state.name} in place: this action did not create it`)
+    return
+  }
+  try {
+    const r = await runner.run(DOCKER, rmArgs(state.name), { timeoutMs: TIMEOUT.create })
+    if (r.code === 0) {
+      log.info(`Removed builder ${state.name}`)
+    } else if (/no builder .* found/i.test(r.stderr)) {
+      log.info(`Builder ${state.name} is already gone`)
+    } else {
+      log.warning(`Could not remove builder ${state.name}: ${describe(r)}; remove it with docker buildx rm ${state.name}`)
+    }
+  } catch (e) {
+    log.warning(`Could not remove builder ${state.name}: ${errorMessage(e)}`)
+  }
+}
+
+/**
+ * The line of a docker/buildx error output that says what went wrong: the last
+ * `ERROR:` line (buildx ends with one, progress output repeats it with a `#N` prefix),
+ * else the last line that is not decoration or a "see --help" pointer.
+ */
+export function meaningfulError(text: string): string {
+  const lines = text
+    .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
+    .split('\n')
+    .map(l => l.trim())
+    .filter(l => l !== '')
+    .filter(l => !/^[-=_~]+$/.test(l))
+    .filter(l => !/^(See|Run) '?docker\b.*--help/i.test(l) && !/^Usage:/.test(l))
+  const errorLine = (l: string): string | undefined => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1]
+  for (let i = lines.length - 1; i >= 0; i--) {
+    if (lines[i].startsWith('ERROR:')) return clip(errorLine(lines[i]) ?? lines[i])
+  }
+  for (let i = lines.length - 1; i >= 0; i--) {
+    const e = errorLine(lines[i])
+    if (e) return clip(e)
+  }
+  const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l))
+  const pick = plain.length ? plain[plain.length - 1] : lines[lines.length - 1]
+  return pick ? clip(pick) : ''
+}
+
+async function buildxVersion(
+  runner: ProcessRunner,
+): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
+  let r: RunResult
+  try {
+    r = await runner.run(DOCKER, versionArgs(), { timeoutMs: TIMEOUT.quick })
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    return { ok: false, reason: code === 'ENOENT' ? 'docker was not found on PATH' : errorMessage(e) }
+  }
+  if (r.code !== 0) return { ok: false, reason: describe(r) }
+  const version = r.stdout.trim().split('\n')[0]
+  return { ok: true, version: version ? `buildx ${version.replace(/^github\.com\/docker\/buildx\s+/, '')}` : 'docker buildx' }
+}
+
+/** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; just report it. */
+async function currentBuilder(
+  opts: BuilderOptions,
+  runner: ProcessRunner,
+  log: BuilderLog,
+): Promise<{ result: BuilderResult; state: BuilderState }> {
+  const ignored = ignoredSettings(opts)
+  if (ignored.length) {
+    log.notice(`driver: docker uses the Docker daemon's own builder, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied`)
+  }
+  const r = await run(runner, inspectArgs(), TIMEOUT.quick, log)
+  if (r.code !== 0) {
+    throw new ActionError(
+      `driver: cannot inspect the current docker builder (${describe(r)}); check that the Docker daemon is running, or use driver: docker-container`,
+    )
+  }
+  const parsed = parseInspect(r.stdout)
+  const name = parsed.name || 'default'
+  if (parsed.driver && parsed.driver !== 'docker') {
+    log.info(`The current builder ${name} uses the ${parsed.driver} driver (set earlier with docker buildx use); reporting it as it is`)
+  }
+  const state: BuilderState = { name, created: false, driver: 'docker' }
+  return { result: finish(opts, parsed, name, false, log), state }
+}
+
+async function reuseBuilder(
+  opts: BuilderOptions,
+  existing: ParsedBuilder,
+  runner: ProcessRunner,
+  log: BuilderLog,
+): Promise<{ result: BuilderResult; state: BuilderState }> {
+  const driver = existing.driver || opts.driver
+  log.info(`Builder ${opts.name} already exists (driver ${driver}); reusing it as it is`)
+  // Never clobber a builder someone else set up: its own settings win.
+  const ignored = ignoredSettings(opts)
+  if (existing.driver && existing.driver !== opts.driver) ignored.unshift(`driver (${opts.driver})`)
+  if (ignored.length) {
+    log.notice(
+      `builder-name: builder ${opts.name} already exists, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied to it; ` +
+        'choose another builder-name to get a builder with these settings',
+    )
+  }
+  const boot = await bootstrap(opts.name, runner, log)
+  if (opts.use) {
+    const r = await run(runner, useArgs(opts.name), TIMEOUT.quick, log)
+    if (r.code !== 0) throw new ActionError(`use: cannot make ${opts.name} the current builder (${describe(r)}); set use: false or check the builder`)
+  }
+  const parsed = await readBuilder(opts.name, boot, runner, log)
+  const state: BuilderState = { name: opts.name, created: false, driver: parsed.driver || driver }
+  return { result: finish(opts, parsed, opts.name, false, log), state }
+}
+
+async function createBuilder(
+  opts: BuilderOptions,
+  runner: ProcessRunner,
+  log: BuilderLog,
+): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+  let configFile: string | undefined
+  if (opts.configInline.trim()) {
+    configFile = path.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`)
+    await fs.promises.mkdir(opts.tempDir, { recursive: true })
+    await fs.promises.writeFile(configFile, opts.configInline)
+  }
+
+  log.info(`Creating builder ${opts.name} (driver ${opts.driver})`)
+  const created = await run(runner, createArgs(opts, configFile), TIMEOUT.create, log, true)
+  // buildx copies the config into its own store at create, so the file is done with.
+  if (configFile) await fs.promises.rm(configFile, { force: true })
+  if (created.code !== 0) {
+    // buildx rolls a failed create back itself: there is nothing to remove.
+    const reason = describe(created)
+    // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
+    if (opts.mode === 'auto' && DAEMON_DOWN.test(reason)) {
+      log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`)
+      return {}
+    }
+    const input = createInputAtFault(reason, opts)
+    throw new ActionError(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`)
+  }
+
+  // From here on the builder exists because of us: any failure removes it again.
+  try {
+    for (const node of opts.append) await appendNode(opts.name, node, runner, log)
+    const boot = await bootstrap(opts.name, runner, log)
+    const parsed = await readBuilder(opts.name, boot, runner, log)
+    const state: BuilderState = { name: opts.name, created: true, driver: parsed.driver || opts.driver }
+    return { result: finish(opts, parsed, opts.name, true, log), state }
+  } catch (e) {
+    await removeAfterFailure(opts.name, runner, log)
+    throw e
+  }
+}
+
+async function appendNode(name: string, node: AppendNode, runner: ProcessRunner, log: BuilderLog): Promise<void> {
+  const label = node.name ? `${node.name} (${node.endpoint})` : node.endpoint
+  log.info(`Adding node ${label} to builder ${name}`)
+  const r = await run(runner, appendArgs(name, node), TIMEOUT.create, log, true)
+  if (r.code !== 0) {
+    throw new ActionError(`append: cannot add node ${label} to builder ${name} (${describe(r)}); check its endpoint, platforms and driver-opts`)
+  }
+}
+
+/** Returns inspect's output (it prints the builder once booted) for use if nothing better is available. */
+async function bootstrap(name: string, runner: ProcessRunner, log: BuilderLog): Promise<string> {
+  log.info(`Booting builder ${name}`)
+  const r = await run(runner, bootstrapArgs(name), TIMEOUT.bootstrap, log, true)
+  if (r.code !== 0) {
+    throw new ActionError(`driver-opts: cannot start builder ${name}: ${describe(r)}; ${PULL_HINT}`)
+  }
+  return r.stdout
+}
+
+/**
+ * The builder as buildx reports it after booting: `ls --format json` where this buildx
+ * has it, else `inspect NAME`, else what the bootstrap printed. JSON carries no '*'
+ * for user-set platforms, so those are taken from the text when it names the same node.
+ */
+async function readBuilder(name: string, bootOutput: string, runner: ProcessRunner, log: BuilderLog): Promise<ParsedBuilder> {
+  const fromBoot = parseInspect(bootOutput)
+  const ls = await tryRun(runner, lsJsonArgs(), log)
+  const json = ls && ls.code === 0 ? parseLsJson(ls.stdout, name) : undefined
+  if (json && json.nodes.length) {
+    for (const node of json.nodes) {
+      const text = fromBoot.nodes.find(n => n.name === node.name)
+      if (text?.preferred && !node.preferred) node.preferred = text.preferred.filter(p => node.platforms.includes(p))
+    }
+    return json
+  }
+  log.debug(`docker buildx ls --format json gave nothing usable${ls ? ` (${describe(ls)})` : ''}; reading docker buildx inspect ${name}`)
+  const inspect = await tryRun(runner, inspectArgs(name), log)
+  if (inspect && inspect.code === 0) {
+    const parsed = parseInspect(inspect.stdout)
+    if (parsed.nodes.length) return parsed
+  }
+  return fromBoot
+}
+
+function finish(opts: BuilderOptions, parsed: ParsedBuilder, name: string, created: boolean, log: BuilderLog): BuilderResult {
+  const result: BuilderResult = {
+    name,
+    driver: parsed.driver || opts.driver,
+    created,
+    nodes: parsed.nodes,
+    platforms: unionPlatforms(parsed.nodes),
+  }
+  for (const n of result.nodes) {
+    if (n.error || (n.status && n.status !== 'running')) {
+      log.notice(`Builder ${result.name}: node ${n.name} is ${n.status || 'not running'}${n.error ? ` (${n.error})` : ''}; builds for its platforms may fail`)
+    }
+  }
+  warnMissingPlatforms(opts, result, log)
+  log.info(`Builder ${result.name} (${result.driver}) platforms: ${result.platforms.join(', ') || 'none reported'}`)
+  return result
+}
+
+/**
+ * BuildKit detects emulated platforms when it starts, so a builder started before the
+ * emulators were registered (typically a reused one) does not list them.
+ */
+function warnMissingPlatforms(opts: BuilderOptions, result: BuilderResult, log: BuilderLog): void {
+  if (!opts.platforms.length || !result.platforms.length) return
+  const have = new Set(result.platforms.map(normalizePlatform))
+  const missing = opts.platforms.filter(p => !have.has(normalizePlatform(p)))
+  if (!missing.length) return
+  const why = result.created
+    ? 'builds for them may fail'
+    : `it was probably started before they were registered: restart it (docker buildx stop ${result.name}) or choose a new builder-name`
+  log.notice(`Builder ${result.name} does not list ${missing.join(', ')}, which the registered emulators provide; ${why}`)
+}
+
+function normalizePlatform(p: string): string {
+  const q = p.trim().toLowerCase().replace(/\*+$/, '')
+  if (q === 'linux/arm64/v8') return 'linux/arm64'
+  if (q === 'linux/arm') return 'linux/arm/v7'
+  return q
+}
+
+/** Inputs that only shape a new builder; reported when they cannot apply. */
+function ignoredSettings(opts: BuilderOptions): string[] {
+  const out: string[] = []
+  if (opts.driverOpts.length) out.push('driver-opts')
+  if (opts.buildkitdFlags) out.push('buildkitd-flags')
+  if (opts.configInline.trim()) out.push('config-inline')
+  if (opts.append.length) out.push('append')
+  return out
+}
+
+function createInputAtFault(reason: string, opts: BuilderOptions): string {
+  if (/driver.?opt|expecting k=v/i.test(reason) && opts.driverOpts.length) return 'driver-opts'
+  if (/buildkitd.?flags|flag/i.test(reason) && opts.buildkitdFlags) return 'buildkitd-flags'
+  if (/config|toml/i.test(reason) && opts.configInline.trim()) return 'config-inline'
+  if (/reserved|name/i.test(reason) && opts.nameGiven) return 'builder-name'
+  return 'driver'
+}
+
+function createFix(input: string): string {
+  switch (input) {
+    case 'driver-opts':
+      return 'each driver-opts entry must be key=value as docker buildx create --driver-opt takes it'
+    case 'buildkitd-flags':
+      return 'check buildkitd-flags against buildkitd --help'
+    case 'config-inline':
+      return 'config-inline must be a valid buildkitd.toml'
+    case 'builder-name':
+      return 'choose another builder-name (letters, digits, . _ -; not "default")'
+    default:
+      return 'check the driver, driver-opts, buildkitd-flags and config-inline inputs'
+  }
+}
+
+async function removeAfterFailure(name: string, runner: ProcessRunner, log: BuilderLog): Promise<void> {
+  try {
+    const r = await runner.run(DOCKER, rmArgs(name), { timeoutMs: TIMEOUT.create })
+    if (r.code === 0) log.info(`Removed the half-made builder ${name}`)
+    else log.notice(`Could not remove builder ${name} after the failure (${describe(r)}); remove it with docker buildx rm ${name}`)
+  } catch (e) {
+    log.notice(`Could not remove builder ${name} after the failure (${errorMessage(e)})`)
+  }
+}
+
+async function run(
+  runner: ProcessRunner,
+  args: string[],
+  timeoutMs: number,
+  log: BuilderLog,
+  loud = false,
+): Promise<RunResult> {
+  const line = `${DOCKER} ${args.map(quote).join(' ')}`
+  if (loud) log.info(`[command]${line}`)
+  else log.debug(`[command]${line}`)
+  const r = await runner.run(DOCKER, args, { timeoutMs })
+  if (r.code !== 0) log.debug(`${line} -> ${r.code ?? r.signal}: ${r.stderr.trim()}`)
+  return r
+}
+
+/** For optional reads: a failure to even start is reported as "no answer". */
+async function tryRun(runner: ProcessRunner, args: string[], log: BuilderLog): Promise<RunResult | undefined> {
+  try {
+    return await run(runner, args, TIMEOUT.quick, log)
+  } catch (e) {
+    log.debug(`docker ${args.join(' ')} could not run: ${errorMessage(e)}`)
+    return undefined
+  }
+}
+
+function describe(r: RunResult): string {
+  if (r.code === null) return `killed by ${r.signal ?? 'a signal'}, probably a timeout`
+  return meaningfulError(r.stderr) || meaningfulError(r.stdout) || `exit code ${r.code}`
+}
+
+function quote(a: string): string {
+  return /^[A-Za-z0-9_./:=,@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`
+}
+
+function clip(text: string): string {
+  return text.length > 300 ? `${text.slice(0, 297)}...` : text
+}

@@ -1,0 +1,55 @@
+// argv for the `docker buildx` commands the builder step runs (the program is `docker`).
+// Pure so the exact command lines can be asserted in tests.
+
+import { AppendNode, BuilderOptions } from './types'
+
+type CreateOptions = Pick<BuilderOptions, 'name' | 'driver' | 'driverOpts' | 'buildkitdFlags' | 'use'>
+
+export function versionArgs(): string[] {
+  return ['buildx', 'version']
+}
+
+/**
+ * `create` for the first node. No --platform: BuildKit detects the platforms the
+ * registered emulators provide when it starts, and a fixed list would hide new ones.
+ * `--config` is accepted by every release (newer ones keep it as a hidden alias of --buildkitd-config).
+ */
+export function createArgs(opts: CreateOptions, configFile?: string): string[] {
+  const args = ['buildx', 'create', '--name', opts.name, '--driver', opts.driver]
+  for (const o of opts.driverOpts) args.push('--driver-opt', o)
+  if (opts.buildkitdFlags) args.push('--buildkitd-flags', opts.buildkitdFlags)
+  if (configFile) args.push('--config', configFile)
+  if (opts.use) args.push('--use')
+  return args
+}
+
+/** `create --append` adds a node; the driver is the builder's, so it is not repeated. */
+export function appendArgs(name: string, node: AppendNode): string[] {
+  const args = ['buildx', 'create', '--append', '--name', name]
+  if (node.name) args.push('--node', node.name)
+  if (node.platforms.length) args.push('--platform', node.platforms.join(','))
+  for (const o of node.driverOpts) args.push('--driver-opt', o)
+  args.push(node.endpoint)
+  return args
+}
+
+export function bootstrapArgs(name: string): string[] {
+  return ['buildx', 'inspect', '--bootstrap', '--builder', name]
+}
+
+/** Without a name: the current builder (for the `docker` driver, the context's own). */
+export function inspectArgs(name?: string): string[] {
+  return name ? ['buildx', 'inspect', name] : ['buildx', 'inspect']
+}
+
+export function lsJsonArgs(): string[] {
+  return ['buildx', 'ls', '--format', 'json']
+}
+
+export function useArgs(name: string): string[] {
+  return ['buildx', 'use', name]
+}
+
+export function rmArgs(name: string): string[] {
+  return ['buildx', 'rm', name]
+}

@@ -1,0 +1,176 @@
+import { promises as fs } from 'fs'
+import * as path from 'path'
+import { ActionError, errorMessage } from './errors'
+
+export type HostArch = 'amd64' | 'arm64'
+
+export interface ElfInfo {
+  bits: 32 | 64
+  littleEndian: boolean
+  /** e_type: 1 ET_REL, 2 ET_EXEC, 3 ET_DYN, 4 ET_CORE */
+  type: number
+  /** e_machine, e.g. 62 EM_X86_64, 183 EM_AARCH64 */
+  machine: number
+  /** PT_INTERP (the dynamic loader) if the file has one */
+  interpreter?: string
+}
+
+export const ET_EXEC = 2
+export const ET_DYN = 3
+export const EM_X86_64 = 62
+export const EM_AARCH64 = 183
+const PT_INTERP = 3
+
+const HOST_MACHINE: Record<HostArch, number> = { amd64: EM_X86_64, arm64: EM_AARCH64 }
+
+const MACHINE_NAMES: Record<number, string> = {
+  2: 'sparc',
+  3: 'i386',
+  4: 'm68k',
+  8: 'mips',
+  15: 'hppa',
+  18: 'sparc32plus',
+  20: 'ppc',
+  21: 'ppc64',
+  22: 's390x',
+  40: 'arm',
+  42: 'sh4',
+  43: 'sparc64',
+  62: 'x86_64',
+  92: 'or1k',
+  94: 'xtensa',
+  164: 'hexagon',
+  183: 'aarch64',
+  243: 'riscv',
+  258: 'loongarch64',
+  0x9026: 'alpha',
+  0xbaab: 'microblaze',
+}
+
+const TYPE_NAMES: Record<number, string> = { 0: 'ELF file of no type', 1: 'ELF relocatable object', 4: 'ELF core dump' }
+
+/** Human name of an ELF e_machine value, e.g. 183 -> "aarch64". */
+export function machineName(machine: number, bits?: 32 | 64): string {
+  const name = MACHINE_NAMES[machine]
+  if (!name) return `ELF machine ${machine}`
+  if (machine === 243 && bits) return `riscv${bits}`
+  if (machine === EM_X86_64 && bits === 32) return 'x32'
+  return name
+}
+
+/**
+ * Parses the ELF header and program headers. Returns undefined when `buf` is
+ * not ELF, or is too short to hold the headers it declares (including the
+ * PT_INTERP string).
+ */
+export function readElfInfo(buf: Buffer): ElfInfo | undefined {
+  if (buf.length < 16 || buf[0] !== 0x7f || buf[1] !== 0x45 || buf[2] !== 0x4c || buf[3] !== 0x46) return undefined
+  const cls = buf[4]
+  const data = buf[5]
+  if ((cls !== 1 && cls !== 2) || (data !== 1 && data !== 2)) return undefined
+  const bits: 32 | 64 = cls === 1 ? 32 : 64
+  const le = data === 1
+  const headerSize = bits === 64 ? 64 : 52
+  if (buf.length < headerSize) return undefined
+
+  const u16 = (o: number): number => (le ? buf.readUInt16LE(o) : buf.readUInt16BE(o))
+  const u32 = (o: number): number => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o))
+  const addr = (o: number): number => {
+    if (bits === 32) return u32(o)
+    const v = le ? buf.readBigUInt64LE(o) : buf.readBigUInt64BE(o)
+    return v > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(v)
+  }
+
+  const type = u16(16)
+  const machine = u16(18)
+  const phoff = addr(bits === 64 ? 32 : 28)
+  const phentsize = u16(bits === 64 ? 54 : 42)
+  const phnum = u16(bits === 64 ? 56 : 44)
+  const info: ElfInfo = { bits, littleEndian: le, type, machine }
+  if (phnum === 0) return info
+
+  const minEntry = bits === 64 ? 56 : 32
+  if (phentsize < minEntry) return undefined
+  if (phoff + phnum * phentsize > buf.length) return undefined
+  for (let i = 0; i < phnum; i++) {
+    const ph = phoff + i * phentsize
+    if (u32(ph) !== PT_INTERP) continue
+    const offset = addr(bits === 64 ? ph + 8 : ph + 4)
+    const size = addr(bits === 64 ? ph + 32 : ph + 16)
+    if (offset + size > buf.length) return undefined
+    const raw = buf.subarray(offset, offset + size)
+    const nul = raw.indexOf(0)
+    info.interpreter = (nul >= 0 ? raw.subarray(0, nul) : raw).toString('latin1')
+    break
+  }
+  return info
+}
+
+/** The first bytes of a file as a short printable snippet, for "starts with ..." in error messages. */
+export function describeStart(buf: Buffer, max = 24): string {
+  if (buf.length === 0) return 'it is empty'
+  const text = buf
+    .subarray(0, max)
+    .toString('latin1')
+    .replace(/[^\x20-\x7e]/g, '.')
+  return `starts with "${text}"`
+}
+
+async function readHead(file: string, length: number): Promise<{ buf: Buffer; size: number }> {
+  const fh = await fs.open(file, 'r')
+  try {
+    const { size } = await fh.stat()
+    const buf = Buffer.alloc(Math.min(length, size))
+    let done = 0
+    while (done < buf.length) {
+      const { bytesRead } = await fh.read(buf, done, buf.length - done, done)
+      if (bytesRead === 0) break
+      done += bytesRead
+    }
+    return { buf: buf.subarray(0, done), size }
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Throws ActionError naming `label` unless the file is an ELF executable
+ * (ET_EXEC or ET_DYN) for the host machine with no PT_INTERP (static).
+ */
+export async function checkHostExecutable(file: string, host: HostArch, label: string): Promise<void> {
+  let head: { buf: Buffer; size: number }
+  try {
+    head = await readHead(file, 64 * 1024)
+  } catch (e) {
+    throw new ActionError(`${label} cannot be read (${errorMessage(e)}); check qemu-url`)
+  }
+  let info = readElfInfo(head.buf)
+  if (!info && head.buf.length < head.size && head.buf.subarray(0, 4).toString('latin1') === '\x7fELF') {
+    // Headers beyond the first 64 KiB: unusual but legal.
+    info = readElfInfo(await fs.readFile(file))
+  }
+  if (!info) {
+    if (head.buf.subarray(0, 4).toString('latin1') === '\x7fELF') {
+      throw new ActionError(
+        `${label} is a truncated or malformed ELF file; the download may be incomplete; re-run or check qemu-url`,
+      )
+    }
+    throw new ActionError(`${label} is not an ELF executable (${describeStart(head.buf)}); check qemu-url`)
+  }
+  if (info.type !== ET_EXEC && info.type !== ET_DYN) {
+    const kind = TYPE_NAMES[info.type] ?? `ELF file of type ${info.type}`
+    throw new ActionError(`${label} is an ${kind}, not an executable; check qemu-url`)
+  }
+  const wanted = HOST_MACHINE[host]
+  if (info.machine !== wanted || info.bits !== 64 || !info.littleEndian) {
+    const built = `${machineName(info.machine, info.bits)}${info.littleEndian ? '' : ' (big-endian)'}`
+    throw new ActionError(`${label} is built for ${built}, not this ${host} runner; use an archive for linux-${host}`)
+  }
+  if (info.interpreter !== undefined) {
+    const base = path.basename(file)
+    const example = /^qemu-[A-Za-z0-9_]+$/.test(base) ? `${base}-static` : 'qemu-<target>-static'
+    throw new ActionError(
+      `${label} is dynamically linked (interpreter ${info.interpreter}); binfmt's F flag needs a static emulator such as ${example}`,
+    )
+  }
+}

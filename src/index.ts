@@ -1,0 +1,11 @@
+import * as core from '@actions/core'
+import { run } from './main'
+import { post } from './post'
+
+// action.yml runs this file for both phases; the main phase leaves a state flag for the post phase.
+if (core.getState('isPost') === 'true') {
+  void post()
+} else {
+  core.saveState('isPost', 'true')
+  void run()
+}

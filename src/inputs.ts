@@ -1,0 +1,66 @@
+import { ChecksumList, parseChecksums } from './checksum'
+import { ActionError } from './errors'
+import { PlatformSelection, parsePlatforms } from './platform'
+
+export type InstallMode = 'auto' | 'direct' | 'docker'
+
+/** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
+export const DEFAULT_QEMU_VERSION = '10.2.3-68'
+/** `{qemu}` is the version without its build suffix, as in the asset's file name. */
+export const DEFAULT_QEMU_URL =
+  'https://github.com/tonistiigi/binfmt/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz'
+
+export interface Inputs {
+  readonly platforms: PlatformSelection
+  readonly qemuVersion: string
+  readonly qemuUrl: string
+  readonly sha256: ChecksumList
+  readonly cache: boolean
+  readonly reset: boolean
+  readonly preserveArgv0: boolean
+  readonly credential: boolean
+  readonly installMode: InstallMode
+  readonly dockerImage: string
+}
+
+export type InputReader = (name: string) => string
+
+export function parseBoolean(name: string, value: string, fallback: boolean): boolean {
+  const v = value.trim().toLowerCase()
+  if (v === '') return fallback
+  if (v === 'true') return true
+  if (v === 'false') return false
+  throw new ActionError(`${name}: '${value.trim()}' is not a boolean; use true or false`)
+}
+
+export function parseChoice<T extends string>(name: string, value: string, choices: readonly T[], fallback: T): T {
+  const v = value.trim().toLowerCase()
+  if (v === '') return fallback
+  if ((choices as readonly string[]).includes(v)) return v as T
+  throw new ActionError(`${name}: '${value.trim()}' is not one of ${choices.join(', ')}`)
+}
+
+function parseVersion(value: string): string {
+  const v = value.trim() || DEFAULT_QEMU_VERSION
+  // It ends up in URLs and directory names: keep it to what versions are made of.
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+~-]*$/.test(v)) {
+    throw new ActionError(`qemu-version: '${v}' is not a version; use e.g. ${DEFAULT_QEMU_VERSION}`)
+  }
+  return v
+}
+
+/** Turns the raw `INPUT_*` strings into typed values; every bad value fails here, before anything is touched. */
+export function readInputs(get: InputReader): Inputs {
+  return {
+    platforms: parsePlatforms(get('platforms')),
+    qemuVersion: parseVersion(get('qemu-version')),
+    qemuUrl: get('qemu-url').trim() || DEFAULT_QEMU_URL,
+    sha256: parseChecksums(get('qemu-sha256')),
+    cache: parseBoolean('cache', get('cache'), true),
+    reset: parseBoolean('reset', get('reset'), false),
+    preserveArgv0: parseBoolean('preserve-argv0', get('preserve-argv0'), true),
+    credential: parseBoolean('credential', get('credential'), true),
+    installMode: parseChoice('install-mode', get('install-mode'), ['auto', 'direct', 'docker'] as const, 'auto'),
+    dockerImage: get('docker-image').trim() || 'busybox:stable',
+  }
+}

@@ -1,0 +1,135 @@
+import * as fs from 'fs'
+import * as path from 'path'
+import { BINFMT_ROOT, EntrySpec, registerLine } from './binfmt'
+import { ActionError, errorMessage } from './errors'
+import { ProcessRunner, lastLine } from './process'
+
+/** One change to binfmt_misc. */
+export type KernelOp = { readonly kind: 'remove'; readonly name: string } | { readonly kind: 'register'; readonly spec: EntrySpec }
+
+/**
+ * Changes binfmt_misc. Implementations: as root (plain writes), through `sudo -n`,
+ * and (install-mode docker) through a privileged container. Ops come as one
+ * batch so that a slow path (a container) pays its start-up once.
+ */
+export interface KernelWriter {
+  /** for the `method` output */
+  readonly method: 'direct' | 'docker'
+  /** for logs: how the writes are made */
+  readonly how: string
+  /** the interpreter path to register for an emulator file on the runner */
+  interpreterFor(emulatorPath: string): string
+  /** mounts binfmt_misc when it is not, then applies the ops in order; throws on the first failure */
+  apply(ops: readonly KernelOp[]): Promise<void>
+}
+
+export class MountError extends ActionError {
+  constructor(detail: string) {
+    super(
+      `binfmt_misc is not available: mounting ${BINFMT_ROOT} failed (${detail}); load the module with 'modprobe binfmt_misc', mount it before this step, or use install-mode: docker`,
+    )
+  }
+}
+
+function describe(e: unknown): string {
+  const err = e as NodeJS.ErrnoException
+  return err.code ? `${err.code}: ${err.message.replace(/^\w+: /, '').split(',')[0]}` : errorMessage(e)
+}
+
+const MOUNT_ARGS = ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_ROOT]
+
+/** The direct path: this process (as root) or `sudo -n` writes the kernel's files. */
+abstract class DirectWriter implements KernelWriter {
+  readonly method = 'direct'
+  abstract readonly how: string
+  constructor(
+    protected readonly runner: ProcessRunner,
+    protected readonly root: string = BINFMT_ROOT,
+  ) {}
+
+  interpreterFor(emulatorPath: string): string {
+    return emulatorPath
+  }
+
+  protected abstract mount(): Promise<void>
+  protected abstract write(file: string, data: string): Promise<void>
+
+  async apply(ops: readonly KernelOp[]): Promise<void> {
+    if (!fs.existsSync(path.join(this.root, 'register'))) {
+      try {
+        await this.mount()
+      } catch (e) {
+        throw new MountError(errorMessage(e))
+      }
+    }
+    for (const op of ops) {
+      if (op.kind === 'register') {
+        const line = registerLine(op.spec)
+        try {
+          // One write() per line: the kernel parses each write as a whole entry.
+          await this.write(path.join(this.root, 'register'), line)
+        } catch (e) {
+          throw new Error(`registering ${op.spec.name} failed: ${describe(e)}`)
+        }
+      } else if (fs.existsSync(path.join(this.root, op.name))) {
+        try {
+          await this.write(path.join(this.root, op.name), '-1')
+        } catch (e) {
+          throw new Error(`removing ${op.name} failed: ${describe(e)}`)
+        }
+      }
+    }
+  }
+}
+
+/** We are root: write the files ourselves. */
+export class RootWriter extends DirectWriter {
+  readonly how = 'as root'
+
+  protected async mount(): Promise<void> {
+    const r = await this.runner.run('mount', MOUNT_ARGS)
+    if (r.code !== 0) throw new Error(lastLine(r.stderr) || `mount exited with ${r.code}`)
+  }
+
+  protected async write(file: string, data: string): Promise<void> {
+    fs.writeFileSync(file, data)
+  }
+}
+
+/** Not root, but `sudo -n` works: let `tee` do the writes. */
+export class SudoWriter extends DirectWriter {
+  readonly how = 'through sudo -n'
+
+  private async sudo(args: string[], input?: string): Promise<void> {
+    const r = await this.runner.run('sudo', ['-n', ...args], { input })
+    if (r.code !== 0) throw new Error(lastLine(r.stderr) || `sudo ${args[0]} exited with ${r.code}`)
+  }
+
+  protected mount(): Promise<void> {
+    return this.sudo(['mount', ...MOUNT_ARGS])
+  }
+
+  protected write(file: string, data: string): Promise<void> {
+    return this.sudo(['tee', file], data)
+  }
+}
+
+export interface DirectAccess {
+  readonly writer?: KernelWriter
+  /** why direct registration is not possible, when it is not */
+  readonly reason?: string
+}
+
+/** Root, or passwordless sudo; otherwise says why neither works. */
+export async function directAccess(runner: ProcessRunner, uid: number = process.getuid?.() ?? -1): Promise<DirectAccess> {
+  if (uid === 0) return { writer: new RootWriter(runner) }
+  let reason: string
+  try {
+    const r = await runner.run('sudo', ['-n', 'true'], { timeoutMs: 10000 })
+    if (r.code === 0) return { writer: new SudoWriter(runner) }
+    reason = `not root, and sudo -n: ${lastLine(r.stderr) || `exit ${r.code}`}`
+  } catch (e) {
+    reason = `not root, and sudo is not installed (${describe(e)})`
+  }
+  return { reason }
+}

@@ -1,0 +1,225 @@
+import * as core from '@actions/core'
+import * as fs from 'fs'
+import * as os from 'os'
+import * as path from 'path'
+import { BinfmtReader, EntrySpec } from './binfmt'
+import { ActionError, errorMessage } from './errors'
+import { Chooser, FetchResult, fetchEmulators } from './fetch'
+import { Host, detectHost, nativePlatforms } from './host'
+import { Inputs, readInputs } from './inputs'
+import { KernelWriter, directAccess } from './kernel'
+import { dockerAccess } from './docker'
+import { ChildProcessRunner, ProcessRunner } from './process'
+import { Journal, Registration, WantedEntry, applyChanges, planChanges, rollback } from './register'
+import { Outcome, outputs, reportRows } from './report'
+import { resolveSource } from './source'
+import { Target, allTargets, dockerPlatforms, emulatorName, matchesHeader } from './targets'
+import { buildProbe } from './probe'
+import { ProbeResult, runProbe, verifyRegistrations } from './verify'
+
+const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
+
+/** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> outputs. */
+export async function run(): Promise<void> {
+  const started = performance.now()
+  const timings: Record<string, number> = {}
+  const runner = new ChildProcessRunner()
+  let tempDir: string | undefined
+  try {
+    const inputs = readInputs(name => core.getInput(name))
+    const host = detectHost()
+    defaultRunnerDirs()
+    tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-'))
+    const reader = new BinfmtReader()
+
+    const writer = await core.group('Access to binfmt_misc', () => chooseWriter(inputs, runner))
+    const native = await core.group('Native platforms', () => detectNative(host, reader, tempDir!, runner))
+    const nativeP = nativePlatforms(host, native)
+    core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
+
+    let targets: Target[] = []
+    const choose = planTargets(inputs, host, native, t => (targets = t))
+
+    let t = performance.now()
+    const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
+    const fetched: FetchResult = await core.group('Emulators', () =>
+      fetchEmulators(
+        { source, version: inputs.qemuVersion, host: host.arch, sha256: inputs.sha256, cache: inputs.cache, tempDir: tempDir!, runner, log },
+        choose,
+      ),
+    )
+    timings.fetch = performance.now() - t
+    Object.assign(timings, fetched.timings)
+
+    const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
+    const journal = new Journal()
+    let registrations: Registration[] = []
+    let probes: ProbeResult[] = []
+    try {
+      t = performance.now()
+      registrations = await core.group(`Register ${writer.how}`, () =>
+        applyChanges(writer, reader, planChanges(reader.mounted() ? reader.list() : [], wanted, inputs.reset), journal, log),
+      )
+      timings.register = performance.now() - t
+      t = performance.now()
+      probes = await core.group('Verify', async () => {
+        const results = await verifyRegistrations(registrations, reader, tempDir!, runner)
+        for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
+        return results
+      })
+      timings.verify = performance.now() - t
+      const failed = probes.filter(p => !p.ok)
+      if (failed.length) {
+        throw new ActionError(
+          `verification failed for ${failed.map(p => `${label(p.target)}: ${p.detail}`).join('; ')}; ` +
+            `nothing was left registered - try another qemu-version or drop the platform`,
+        )
+      }
+    } catch (e) {
+      if (!journal.empty) await core.group('Rollback', () => rollback(writer, reader, journal, log))
+      throw e
+    }
+
+    const outcome: Outcome = {
+      nativePlatforms: nativeP,
+      registrations,
+      emulators: fetched.emulators,
+      probes,
+      qemuVersion: inputs.qemuVersion,
+      cacheHit: fetched.cacheHit,
+      method: writer.method,
+    }
+    for (const [k, v] of Object.entries(outputs(outcome))) core.setOutput(k, v)
+    core.info(`Platforms available: ${outputs(outcome).platforms}`)
+    timings.total = performance.now() - started
+    core.debug(`timings ${JSON.stringify(timings)}`)
+    await writeSummary(outcome)
+  } catch (e) {
+    core.setFailed(errorMessage(e))
+    if (!(e instanceof ActionError) && e instanceof Error && e.stack) core.debug(e.stack)
+  } finally {
+    if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true })
+  }
+}
+
+/** Local runs have no runner directories: use per-user ones. */
+function defaultRunnerDirs(): void {
+  process.env.RUNNER_TEMP ||= os.tmpdir()
+  process.env.RUNNER_TOOL_CACHE ||= path.join(os.homedir(), '.cache', 'setup-qemu-binfmt', 'tool-cache')
+  fs.mkdirSync(process.env.RUNNER_TEMP, { recursive: true })
+}
+
+/** install-mode decides the path; auto tries direct registration first, then Docker. */
+async function chooseWriter(inputs: Inputs, runner: ProcessRunner): Promise<KernelWriter> {
+  const tried: string[] = []
+  if (inputs.installMode !== 'docker') {
+    const direct = await directAccess(runner)
+    if (direct.writer) {
+      core.info(`Registering directly ${direct.writer.how}`)
+      return direct.writer
+    }
+    tried.push(`direct: ${direct.reason}`)
+    if (inputs.installMode === 'auto') core.info(`Direct registration is not possible (${direct.reason}); trying Docker`)
+  }
+  if (inputs.installMode !== 'direct') {
+    const docker = await dockerAccess(runner, inputs.dockerImage, log)
+    if (docker.writer) {
+      core.info(`Registering ${docker.writer.how}`)
+      return docker.writer
+    }
+    tried.push(`${docker.reason}`)
+  }
+  throw new ActionError(
+    `cannot register emulators (install-mode: ${inputs.installMode}): ${tried.join('; ')}; ` +
+      `run as root, allow passwordless sudo, or give the runner access to a Docker daemon`,
+  )
+}
+
+/**
+ * Which of the host's related targets run without QEMU. Tried, not assumed; a
+ * target an existing binfmt entry would take over cannot be tried and is treated as foreign.
+ */
+async function detectNative(host: Host, reader: BinfmtReader, dir: string, runner: ProcessRunner): Promise<Target[]> {
+  const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
+  const results = await Promise.all(
+    host.nativeCandidates.map(async target => {
+      const header = buildProbe(target)
+      const taker = entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset))
+      if (taker) {
+        core.info(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`)
+        return undefined
+      }
+      const r = await runProbe(target, dir, runner)
+      core.info(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
+      return r.ok ? target : undefined
+    }),
+  )
+  return results.filter((t): t is Target => t !== undefined)
+}
+
+/**
+ * Turns the platforms input into the targets to register, once the source says
+ * which emulators it has. Native targets are reported, not registered.
+ */
+function planTargets(inputs: Inputs, host: Host, native: readonly Target[], setTargets: (t: Target[]) => void): Chooser {
+  const isNative = (t: Target): boolean => t === host.target || native.includes(t)
+  return (available: readonly string[]) => {
+    let targets: Target[]
+    if (inputs.platforms.kind === 'all') {
+      targets = allTargets().filter(t => !isNative(t) && available.includes(emulatorName(t)))
+    } else {
+      for (const t of inputs.platforms.targets.filter(isNative)) core.info(`${label(t)} runs natively on this runner; not registering an emulator`)
+      targets = inputs.platforms.targets.filter(t => !isNative(t))
+    }
+    setTargets(targets)
+    core.info(`Emulators to register: ${targets.map(t => t.name).join(', ') || 'none'}`)
+    return [...new Set(targets.map(emulatorName))]
+  }
+}
+
+function entrySpec(inputs: Inputs, target: Target, fetched: FetchResult, writer: KernelWriter): EntrySpec {
+  const emulator = fetched.emulators.get(emulatorName(target))
+  if (!emulator) throw new Error(`no emulator fetched for ${target.name}`)
+  return {
+    name: `qemu-${target.name}`,
+    offset: 0,
+    magic: target.magic,
+    mask: target.mask,
+    interpreter: writer.interpreterFor(emulator.path),
+    flags: `${inputs.preserveArgv0 ? 'P' : ''}${inputs.credential ? 'C' : ''}F`,
+  }
+}
+
+function label(t: Target): string {
+  const p = dockerPlatforms(t)
+  return p.length ? `${p[0]} (qemu-${t.name})` : `qemu-${t.name}`
+}
+
+async function writeSummary(o: Outcome): Promise<void> {
+  if (!process.env.GITHUB_STEP_SUMMARY) return
+  const rows = reportRows(o, emulatorName)
+  await core.summary
+    .addHeading('QEMU emulators', 3)
+    .addTable([
+      [
+        { data: 'platform', header: true },
+        { data: 'emulator', header: true },
+        { data: 'QEMU version', header: true },
+        { data: 'flags', header: true },
+        { data: 'source', header: true },
+        { data: 'verified', header: true },
+        { data: 'time', header: true },
+      ],
+      ...rows.map(r => [
+        r.platforms.join(', '),
+        r.emulator,
+        r.qemuVersion,
+        r.flags,
+        r.source,
+        r.verified,
+        r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`,
+      ]),
+    ])
+    .addRaw(`\nmethod: ${o.method}, cache hit: ${o.cacheHit}\n`)
+    .write()
+}

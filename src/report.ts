@@ -1,0 +1,71 @@
+import { Emulator } from './fetch'
+import { ProbeResult } from './verify'
+import { Registration } from './register'
+import { Target, dockerPlatforms } from './targets'
+
+/** One row of the job summary: a native platform or a registered emulator. */
+export interface ReportRow {
+  readonly platforms: readonly string[]
+  readonly emulator: string
+  readonly qemuVersion: string
+  readonly flags: string
+  readonly source: string
+  readonly verified: string
+  readonly ms?: number
+}
+
+export interface Outcome {
+  readonly nativePlatforms: readonly string[]
+  readonly registrations: readonly Registration[]
+  readonly emulators: ReadonlyMap<string, Emulator>
+  readonly probes: readonly ProbeResult[]
+  readonly qemuVersion: string
+  readonly cacheHit: boolean
+  readonly method: 'direct' | 'docker'
+}
+
+/** Platforms that run after the step: native ones first, then every verified emulated one. */
+export function availablePlatforms(o: Outcome): string[] {
+  const verified = new Set(o.probes.filter(p => p.ok).map(p => p.target))
+  const out = [...o.nativePlatforms]
+  for (const r of o.registrations) {
+    if (!verified.has(r.target)) continue
+    for (const p of dockerPlatforms(r.target)) if (!out.includes(p)) out.push(p)
+  }
+  return out
+}
+
+export function outputs(o: Outcome): Record<string, string> {
+  return {
+    platforms: availablePlatforms(o).join(','),
+    emulators: o.registrations.map(r => r.target.name).join(','),
+    'qemu-version': o.qemuVersion,
+    'cache-hit': String(o.cacheHit),
+    method: o.method,
+  }
+}
+
+export function reportRows(o: Outcome, emulatorOf: (t: Target) => string): ReportRow[] {
+  const rows: ReportRow[] = o.nativePlatforms.map(p => ({
+    platforms: [p],
+    emulator: 'native',
+    qemuVersion: '',
+    flags: '',
+    source: 'runner',
+    verified: 'yes (native)',
+  }))
+  for (const r of o.registrations) {
+    const probe = o.probes.find(p => p.target === r.target)
+    const emu = o.emulators.get(emulatorOf(r.target))
+    rows.push({
+      platforms: dockerPlatforms(r.target).length ? dockerPlatforms(r.target) : [`(${r.target.name})`],
+      emulator: `${r.spec.name} (${r.action})`,
+      qemuVersion: emu?.reportedVersion?.replace(/^qemu-\S+ version /, '') || o.qemuVersion,
+      flags: r.spec.flags,
+      source: emu?.origin ?? '',
+      verified: probe?.ok ? 'yes' : `no: ${probe?.detail ?? 'not run'}`,
+      ms: probe?.ms,
+    })
+  }
+  return rows
+}

@@ -1,0 +1,63 @@
+import * as fs from 'fs'
+import * as path from 'path'
+import { BinfmtReader, effectiveFlags } from './binfmt'
+import { PROBE_EXIT_STATUS, buildProbe } from './probe'
+import { ProcessRunner } from './process'
+import { Registration } from './register'
+import { Target } from './targets'
+
+export interface ProbeResult {
+  readonly target: Target
+  readonly ok: boolean
+  /** what happened, in words, when not ok */
+  readonly detail: string
+  readonly ms: number
+}
+
+/** Writes the target's test program and executes it: the kernel picks the interpreter (or runs it natively). */
+export async function runProbe(target: Target, dir: string, runner: ProcessRunner): Promise<ProbeResult> {
+  const file = path.join(dir, `probe-${target.name}`)
+  fs.writeFileSync(file, buildProbe(target), { mode: 0o755 })
+  const start = performance.now()
+  let ok = false
+  let detail: string
+  try {
+    const r = await runner.run(file, [], { timeoutMs: 20000 })
+    ok = r.code === PROBE_EXIT_STATUS
+    detail = r.signal
+      ? `the test program was killed by ${r.signal}`
+      : ok
+        ? 'ok'
+        : `the test program exited with status ${r.code} instead of ${PROBE_EXIT_STATUS}${r.stderr.trim() ? `: ${r.stderr.trim().split('\n')[0]}` : ''}`
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    detail =
+      code === 'ENOEXEC'
+        ? 'exec format error: no binfmt_misc entry took the test program'
+        : `the test program could not be started (${code ?? String(e)})`
+  }
+  return { target, ok, detail, ms: performance.now() - start }
+}
+
+/**
+ * Proves each registration: the kernel shows the entry enabled with F, and a
+ * tiny program of that architecture runs through it with the expected status.
+ */
+export async function verifyRegistrations(
+  registrations: readonly Registration[],
+  reader: BinfmtReader,
+  dir: string,
+  runner: ProcessRunner,
+): Promise<ProbeResult[]> {
+  return Promise.all(
+    registrations.map(async r => {
+      const entry = reader.read(r.spec.name)
+      if (!entry) return { target: r.target, ok: false, detail: `${r.spec.name} is not in binfmt_misc after registering it`, ms: 0 }
+      if (!entry.enabled) return { target: r.target, ok: false, detail: `${r.spec.name} is disabled`, ms: 0 }
+      if (effectiveFlags(entry.flags) !== effectiveFlags(r.spec.flags)) {
+        return { target: r.target, ok: false, detail: `${r.spec.name} has flags ${entry.flags}, expected ${effectiveFlags(r.spec.flags)}`, ms: 0 }
+      }
+      return runProbe(r.target, dir, runner)
+    }),
+  )
+}
