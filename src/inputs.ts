@@ -1,6 +1,8 @@
+import { randomUUID } from 'crypto'
 import { ChecksumList, parseChecksums } from './checksum'
 import { ActionError } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
+import { AppendNode, parseAppend } from './buildx/builder'
 
 export type InstallMode = 'auto' | 'direct' | 'docker'
 
@@ -21,6 +23,21 @@ export interface Inputs {
   readonly credential: boolean
   readonly installMode: InstallMode
   readonly dockerImage: string
+  readonly builder: BuilderInputs
+}
+
+/** The buildx builder's inputs; the builder step adds what only the run knows (platforms, temp dir). */
+export interface BuilderInputs {
+  readonly mode: 'true' | 'auto' | 'false'
+  readonly name: string
+  readonly nameGiven: boolean
+  readonly driver: string
+  readonly driverOpts: string[]
+  readonly buildkitdFlags: string
+  readonly configInline: string
+  readonly use: boolean
+  readonly append: AppendNode[]
+  readonly cleanup: boolean
 }
 
 export type InputReader = (name: string) => string
@@ -62,5 +79,29 @@ export function readInputs(get: InputReader): Inputs {
     credential: parseBoolean('credential', get('credential'), true),
     installMode: parseChoice('install-mode', get('install-mode'), ['auto', 'direct', 'docker'] as const, 'auto'),
     dockerImage: get('docker-image').trim() || 'busybox:stable',
+    builder: readBuilderInputs(get),
+  }
+}
+
+function readBuilderInputs(get: InputReader): BuilderInputs {
+  const name = get('builder-name').trim()
+  if (name && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) {
+    throw new ActionError(`builder-name: '${name}' is not a valid builder name; use letters, digits, '.', '_' and '-'`)
+  }
+  return {
+    mode: parseChoice('buildx', get('buildx'), ['true', 'auto', 'false'] as const, 'auto'),
+    // Unique per job and per step, so parallel jobs on one self-hosted runner do not share a builder.
+    name: name || `qemu-binfmt-${randomUUID().slice(0, 8)}`,
+    nameGiven: name !== '',
+    driver: get('driver').trim() || 'docker-container',
+    driverOpts: get('driver-opts')
+      .split('\n')
+      .map(l => l.trim())
+      .filter(Boolean),
+    buildkitdFlags: get('buildkitd-flags').trim(),
+    configInline: get('buildkitd-config-inline'),
+    use: parseBoolean('use', get('use'), true),
+    append: parseAppend(get('append')),
+    cleanup: parseBoolean('cleanup', get('cleanup'), true),
   }
 }

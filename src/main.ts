@@ -9,6 +9,7 @@ import { Host, detectHost, nativePlatforms } from './host'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
 import { dockerAccess } from './docker'
+import { BuilderResult, setupBuilder } from './buildx/builder'
 import { ChildProcessRunner, ProcessRunner } from './process'
 import { Journal, Registration, WantedEntry, applyChanges, planChanges, rollback } from './register'
 import { Outcome, outputs, reportRows } from './report'
@@ -89,11 +90,28 @@ export async function run(): Promise<void> {
       cacheHit: fetched.cacheHit,
       method: writer.method,
     }
-    for (const [k, v] of Object.entries(outputs(outcome))) core.setOutput(k, v)
-    core.info(`Platforms available: ${outputs(outcome).platforms}`)
+    const out = outputs(outcome)
+    let builder: BuilderResult | undefined
+    try {
+      t = performance.now()
+      builder = await core.group('buildx builder', () => runBuilder(inputs, out.platforms.split(','), tempDir!, runner))
+      timings.builder = performance.now() - t
+    } catch (e) {
+      if (!journal.empty) await core.group('Rollback', () => rollback(writer, reader, journal, log))
+      throw e
+    }
+    if (builder) {
+      out.platforms = builder.platforms.join(',')
+      out.builder = builder.name
+      out.nodes = JSON.stringify(
+        builder.nodes.map(n => ({ name: n.name, endpoint: n.endpoint, status: n.status, buildkit: n.buildkit, platforms: n.platforms })),
+      )
+    }
+    for (const [k, v] of Object.entries(out)) core.setOutput(k, v)
+    core.info(`Platforms available: ${out.platforms}`)
     timings.total = performance.now() - started
     core.debug(`timings ${JSON.stringify(timings)}`)
-    await writeSummary(outcome)
+    await writeSummary(outcome, builder)
   } catch (e) {
     core.setFailed(errorMessage(e))
     if (!(e instanceof ActionError) && e instanceof Error && e.stack) core.debug(e.stack)
@@ -195,9 +213,30 @@ function label(t: Target): string {
   return p.length ? `${p[0]} (qemu-${t.name})` : `qemu-${t.name}`
 }
 
-async function writeSummary(o: Outcome): Promise<void> {
+/** Creates or reuses the builder after registration, so BuildKit sees the emulators; saves what the post step removes. */
+async function runBuilder(inputs: Inputs, platforms: string[], tempDir: string, runner: ProcessRunner): Promise<BuilderResult | undefined> {
+  const { cleanup, ...opts } = inputs.builder
+  const { result, state } = await setupBuilder({ ...opts, platforms, tempDir }, runner, log)
+  if (state && cleanup) core.saveState('builder', JSON.stringify(state))
+  if (result) core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
+  return result
+}
+
+async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
   const rows = reportRows(o, emulatorName)
+  if (builder) {
+    core.summary.addHeading(`buildx builder ${builder.name}`, 3).addTable([
+      [
+        { data: 'node', header: true },
+        { data: 'endpoint', header: true },
+        { data: 'status', header: true },
+        { data: 'BuildKit', header: true },
+        { data: 'platforms', header: true },
+      ],
+      ...builder.nodes.map(n => [n.name, n.endpoint, n.status, n.buildkit, n.platforms.join(', ')].map(c => c || '-')),
+    ])
+  }
   await core.summary
     .addHeading('QEMU emulators', 3)
     .addTable([
@@ -210,15 +249,12 @@ async function writeSummary(o: Outcome): Promise<void> {
         { data: 'verified', header: true },
         { data: 'time', header: true },
       ],
-      ...rows.map(r => [
-        r.platforms.join(', '),
-        r.emulator,
-        r.qemuVersion,
-        r.flags,
-        r.source,
-        r.verified,
-        r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`,
-      ]),
+      // core.summary leaves an empty cell unclosed: never pass ''.
+      ...rows.map(r =>
+        [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(
+          c => c || '-',
+        ),
+      ),
     ])
     .addRaw(`\nmethod: ${o.method}, cache hit: ${o.cacheHit}\n`)
     .write()

@@ -1,6 +1,22 @@
 import * as core from '@actions/core'
+import { BuilderState, cleanupBuilder } from './buildx/builder'
+import { errorMessage } from './errors'
+import { ChildProcessRunner } from './process'
 
-/** The post phase: undo what must not outlive the job (the buildx builder, when one was created). */
+/**
+ * The post phase: removes the buildx builder the main phase created. Emulator
+ * registrations stay: later steps and containers of the job may still need them.
+ * Nothing here fails the job; problems are warnings.
+ */
 export async function post(): Promise<void> {
-  core.debug('post: nothing to clean up')
+  const saved = core.getState('builder')
+  if (!saved) {
+    core.debug('post: no builder to clean up')
+    return
+  }
+  try {
+    await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), { info: core.info, warning: core.warning })
+  } catch (e) {
+    core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
+  }
 }

@@ -322,7 +322,7 @@ function ignoredSettings(opts: BuilderOptions): string[] {
   const out: string[] = []
   if (opts.driverOpts.length) out.push('driver-opts')
   if (opts.buildkitdFlags) out.push('buildkitd-flags')
-  if (opts.configInline.trim()) out.push('config-inline')
+  if (opts.configInline.trim()) out.push('buildkitd-config-inline')
   if (opts.append.length) out.push('append')
   return out
 }
@@ -330,7 +330,7 @@ function ignoredSettings(opts: BuilderOptions): string[] {
 function createInputAtFault(reason: string, opts: BuilderOptions): string {
   if (/driver.?opt|expecting k=v/i.test(reason) && opts.driverOpts.length) return 'driver-opts'
   if (/buildkitd.?flags|flag/i.test(reason) && opts.buildkitdFlags) return 'buildkitd-flags'
-  if (/config|toml/i.test(reason) && opts.configInline.trim()) return 'config-inline'
+  if (/config|toml/i.test(reason) && opts.configInline.trim()) return 'buildkitd-config-inline'
   if (/reserved|name/i.test(reason) && opts.nameGiven) return 'builder-name'
   return 'driver'
 }
@@ -341,12 +341,12 @@ function createFix(input: string): string {
       return 'each driver-opts entry must be key=value as docker buildx create --driver-opt takes it'
     case 'buildkitd-flags':
       return 'check buildkitd-flags against buildkitd --help'
-    case 'config-inline':
-      return 'config-inline must be a valid buildkitd.toml'
+    case 'buildkitd-config-inline':
+      return 'buildkitd-config-inline must be a valid buildkitd.toml'
     case 'builder-name':
       return 'choose another builder-name (letters, digits, . _ -; not "default")'
     default:
-      return 'check the driver, driver-opts, buildkitd-flags and config-inline inputs'
+      return 'check the driver, driver-opts, buildkitd-flags and buildkitd-config-inline inputs'
   }
 }
 

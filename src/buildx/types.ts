@@ -24,7 +24,7 @@ export interface BuilderOptions {
   driverOpts: string[]
   /** input `buildkitd-flags`: --buildkitd-flags when non-empty */
   buildkitdFlags: string
-  /** input `config-inline`: written to a file in tempDir and passed as --config */
+  /** input `buildkitd-config-inline`: written to a file in tempDir and passed as --config */
   configInline: string
   /** input `use`: --use */
   use: boolean
