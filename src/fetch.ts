@@ -26,6 +26,8 @@ export interface FetchRequest {
   readonly host: HostArch
   readonly sha256: ChecksumList
   readonly cache: boolean
+  /** what is asked for, as the Actions cache key names it: 'all' or the sorted emulator names */
+  readonly selectionKey: string
   /** scratch space; removed by the caller */
   readonly tempDir: string
   readonly runner: ProcessRunner
@@ -98,7 +100,7 @@ export async function fetchEmulators(req: FetchRequest, choose: Chooser): Promis
   const missing = (m?: Manifest): string[] => names.filter(n => !m?.emulators[n] || !fs.existsSync(path.join(cachedDir, `qemu-${n}`)))
 
   if (!manifest || missing(manifest).length) {
-    const restored = req.cache && !source.local ? await restoreActionsCache(req, cachePath(version, arch), cacheKey(req, arch, names, !!manifest)) : false
+    const restored = req.cache && !source.local ? await restoreActionsCache(req, cachePath(version, arch), cacheKey(req, arch)) : false
     if (restored) {
       cachedDir = cachePath(version, arch)
       manifest = readManifest(cachedDir)
@@ -114,7 +116,7 @@ export async function fetchEmulators(req: FetchRequest, choose: Chooser): Promis
     manifest = result.manifest
     names = result.names
     from = source.local ? 'local' : 'download'
-    if (req.cache && !source.local) await saveActionsCache(req, cachedDir, cacheKey(req, arch, names, false))
+    if (req.cache && !source.local) await saveActionsCache(req, cachedDir, cacheKey(req, arch))
   } else {
     req.log.info(`Using cached emulators from ${cachedDir}`)
   }
@@ -148,10 +150,9 @@ function cachePath(version: string, arch: string): string {
   return path.join(process.env.RUNNER_TOOL_CACHE ?? '', TOOL, version, arch)
 }
 
-function cacheKey(req: FetchRequest, arch: string, names: readonly string[], partial: boolean): string {
-  // `all` is not known before the archive is read: key it as such.
-  const what = names.length && !partial ? [...names].sort().join(',') : 'all'
-  return `${TOOL}-1-${arch}-${hash(`${req.version}|${what}`).slice(0, 16)}`
+/** Source, version and host are in `arch`; the selection is keyed as asked, since `all` is only known after reading the archive. */
+function cacheKey(req: FetchRequest, arch: string): string {
+  return `${TOOL}-1-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`
 }
 
 /** Downloads (or reads local files), extracts, checks and stores the emulators in the tool cache. */

@@ -120,9 +120,40 @@ export interface DirectAccess {
   readonly reason?: string
 }
 
+const CAP_SYS_ADMIN = 21
+
+/** Why root here still cannot change binfmt_misc (an unprivileged container job), if it cannot. */
+export function rootLimits(status: string, mountinfo: string): string | undefined {
+  const capEff = /^CapEff:\s*([0-9a-f]+)/m.exec(status)?.[1]
+  if (capEff && ((BigInt(`0x${capEff}`) >> BigInt(CAP_SYS_ADMIN)) & BigInt(1)) === BigInt(0)) {
+    return 'root, but without CAP_SYS_ADMIN (an unprivileged container?)'
+  }
+  // The longest mount point covering binfmt_misc decides whether it can be written.
+  let best: { point: string; ro: boolean } | undefined
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ')
+    const point = f[4]
+    if (!point || !(BINFMT_ROOT === point || BINFMT_ROOT.startsWith(point.endsWith('/') ? point : `${point}/`))) continue
+    if (!best || point.length > best.point.length) best = { point, ro: f[5]?.split(',').includes('ro') ?? false }
+  }
+  if (best?.ro) return `root, but ${best.point} is mounted read-only here`
+  return undefined
+}
+
+function readOr(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
 /** Root, or passwordless sudo; otherwise says why neither works. */
 export async function directAccess(runner: ProcessRunner, uid: number = process.getuid?.() ?? -1): Promise<DirectAccess> {
-  if (uid === 0) return { writer: new RootWriter(runner) }
+  if (uid === 0) {
+    const limit = rootLimits(readOr('/proc/self/status'), readOr('/proc/self/mountinfo'))
+    return limit ? { reason: limit } : { writer: new RootWriter(runner) }
+  }
   let reason: string
   try {
     const r = await runner.run('sudo', ['-n', 'true'], { timeoutMs: 10000 })

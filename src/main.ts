@@ -5,18 +5,18 @@ import * as path from 'path'
 import { BinfmtReader, EntrySpec } from './binfmt'
 import { ActionError, errorMessage } from './errors'
 import { Chooser, FetchResult, fetchEmulators } from './fetch'
-import { Host, detectHost, nativePlatforms } from './host'
+import { detectHost, nativePlatforms } from './host'
+import { Plan, detectNative, emulatorNames } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
-import { dockerAccess } from './docker'
+import { DockerWriter, dockerAccess, verifyInContainer } from './docker'
 import { BuilderResult, setupBuilder } from './buildx/builder'
 import { ChildProcessRunner, ProcessRunner } from './process'
 import { Journal, Registration, WantedEntry, applyChanges, planChanges, rollback } from './register'
 import { Outcome, outputs, reportRows } from './report'
 import { resolveSource } from './source'
-import { Target, allTargets, dockerPlatforms, emulatorName, matchesHeader } from './targets'
-import { buildProbe } from './probe'
-import { ProbeResult, runProbe, verifyRegistrations } from './verify'
+import { Target, dockerPlatforms, emulatorName } from './targets'
+import { ProbeResult, verifyRegistrations } from './verify'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
@@ -31,25 +31,42 @@ export async function run(): Promise<void> {
     const host = detectHost()
     defaultRunnerDirs()
     tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-'))
-    const reader = new BinfmtReader()
-
     const writer = await core.group('Access to binfmt_misc', () => chooseWriter(inputs, runner))
-    const native = await core.group('Native platforms', () => detectNative(host, reader, tempDir!, runner))
+    // A runner that cannot see the table the daemon's containers change reads it as they saw it.
+    const hidden = writer instanceof DockerWriter && writer.hidden ? writer : undefined
+    const reader: BinfmtReader = hidden ? hidden.view : new BinfmtReader()
+    const native = await core.group('Native platforms', () => detectNative(host, reader, tempDir!, runner, core.info))
+    const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
+    for (const t of plan.requestedNative()) core.info(`${label(t)} runs natively on this runner; not registering an emulator`)
 
     let targets: Target[] = []
-    const choose = planTargets(inputs, host, native, t => (targets = t))
+    const choose: Chooser = available => {
+      targets = plan.foreignTargets(available)
+      return emulatorNames(targets)
+    }
 
     let t = performance.now()
     const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
     const fetched: FetchResult = await core.group('Emulators', () =>
       fetchEmulators(
-        { source, version: inputs.qemuVersion, host: host.arch, sha256: inputs.sha256, cache: inputs.cache, tempDir: tempDir!, runner, log },
+        {
+          source,
+          version: inputs.qemuVersion,
+          host: host.arch,
+          sha256: inputs.sha256,
+          cache: inputs.cache,
+          selectionKey: plan.selectionKey(),
+          tempDir: tempDir!,
+          runner,
+          log,
+        },
         choose,
       ),
     )
     timings.fetch = performance.now() - t
+    core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
     Object.assign(timings, fetched.timings)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
@@ -64,7 +81,9 @@ export async function run(): Promise<void> {
       timings.register = performance.now() - t
       t = performance.now()
       probes = await core.group('Verify', async () => {
-        const results = await verifyRegistrations(registrations, reader, tempDir!, runner)
+        const results = hidden
+          ? await verifyInContainer(hidden, registrations, tempDir!)
+          : await verifyRegistrations(registrations, reader, tempDir!, runner)
         for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
         return results
       })
@@ -151,48 +170,6 @@ async function chooseWriter(inputs: Inputs, runner: ProcessRunner): Promise<Kern
     `cannot register emulators (install-mode: ${inputs.installMode}): ${tried.join('; ')}; ` +
       `run as root, allow passwordless sudo, or give the runner access to a Docker daemon`,
   )
-}
-
-/**
- * Which of the host's related targets run without QEMU. Tried, not assumed; a
- * target an existing binfmt entry would take over cannot be tried and is treated as foreign.
- */
-async function detectNative(host: Host, reader: BinfmtReader, dir: string, runner: ProcessRunner): Promise<Target[]> {
-  const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
-  const results = await Promise.all(
-    host.nativeCandidates.map(async target => {
-      const header = buildProbe(target)
-      const taker = entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset))
-      if (taker) {
-        core.info(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`)
-        return undefined
-      }
-      const r = await runProbe(target, dir, runner)
-      core.info(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
-      return r.ok ? target : undefined
-    }),
-  )
-  return results.filter((t): t is Target => t !== undefined)
-}
-
-/**
- * Turns the platforms input into the targets to register, once the source says
- * which emulators it has. Native targets are reported, not registered.
- */
-function planTargets(inputs: Inputs, host: Host, native: readonly Target[], setTargets: (t: Target[]) => void): Chooser {
-  const isNative = (t: Target): boolean => t === host.target || native.includes(t)
-  return (available: readonly string[]) => {
-    let targets: Target[]
-    if (inputs.platforms.kind === 'all') {
-      targets = allTargets().filter(t => !isNative(t) && available.includes(emulatorName(t)))
-    } else {
-      for (const t of inputs.platforms.targets.filter(isNative)) core.info(`${label(t)} runs natively on this runner; not registering an emulator`)
-      targets = inputs.platforms.targets.filter(t => !isNative(t))
-    }
-    setTargets(targets)
-    core.info(`Emulators to register: ${targets.map(t => t.name).join(', ') || 'none'}`)
-    return [...new Set(targets.map(emulatorName))]
-  }
 }
 
 function entrySpec(inputs: Inputs, target: Target, fetched: FetchResult, writer: KernelWriter): EntrySpec {

@@ -102,3 +102,28 @@ describe('target table', () => {
     expect(compared).toBeGreaterThanOrEqual(28)
   })
 })
+
+describe('root without the rights to change binfmt_misc', () => {
+  const { rootLimits } = jest.requireActual('../../src/kernel') as typeof import('../../src/kernel')
+  const mounts = (procSys: string, binfmt?: string) =>
+    [
+      '22 1 0:21 / / rw,relatime - overlay overlay rw',
+      '23 22 0:22 / /proc rw,nosuid,nodev,noexec - proc proc rw',
+      `24 23 0:22 /sys /proc/sys ${procSys},nosuid - proc proc rw`,
+      ...(binfmt ? [`25 24 0:45 / /proc/sys/fs/binfmt_misc ${binfmt},relatime - binfmt_misc binfmt_misc rw`] : []),
+    ].join('\n')
+  const caps = (hex: string) => `Name:\tnode\nCapEff:\t${hex}\n`
+
+  test('full root on a host: allowed', () => {
+    expect(rootLimits(caps('000001ffffffffff'), mounts('rw', 'rw'))).toBeUndefined()
+  })
+  test('an unprivileged container: no CAP_SYS_ADMIN', () => {
+    expect(rootLimits(caps('00000000a80425fb'), mounts('ro'))).toBe('root, but without CAP_SYS_ADMIN (an unprivileged container?)')
+  })
+  test('/proc/sys read-only and binfmt_misc not mounted over it', () => {
+    expect(rootLimits(caps('000001ffffffffff'), mounts('ro'))).toBe('root, but /proc/sys is mounted read-only here')
+  })
+  test('a writable binfmt_misc mount under a read-only /proc/sys is fine', () => {
+    expect(rootLimits(caps('000001ffffffffff'), mounts('ro', 'rw'))).toBeUndefined()
+  })
+})
