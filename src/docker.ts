@@ -29,7 +29,7 @@ const CONTAINER_MS = 120_000
 
 /**
  * Runs in the privileged container with the ops as arguments (`r:<name>` remove,
- * `a:<register line>` register). Mounts binfmt_misc when the container's /proc has
+ * `d:<name>` disable, `a:<register line>` register). Mounts binfmt_misc when the container's /proc has
  * none, applies the ops in order and stops at the first failure, naming it on
  * stderr. Whatever happened, it then prints the table as the kernel shows it.
  * Writes go through dd: one write() per line as the kernel wants, and unlike
@@ -64,6 +64,7 @@ fi
 for op in "$@"; do
   case $op in
     r:*) n=\${op#r:}; if [ -e "$b/$n" ]; then put -1 "$b/$n" "removing $n"; fi ;;
+    d:*) n=\${op#d:}; if [ -e "$b/$n" ]; then put 0 "$b/$n" "disabling $n"; fi ;;
     a:*) l=\${op#a:}; n=\${l#:}; put "$l" "$b/register" "registering \${n%%:*}" ;;
     *) fail "unknown operation $op" ;;
   esac
@@ -360,7 +361,7 @@ export class DockerWriter implements KernelWriter {
 
   /** Runs the privileged container for `ops` (none: only looks) and returns the table it left. */
   async run(ops: readonly KernelOp[]): Promise<ContainerTable> {
-    const args = ops.map(op => (op.kind === 'remove' ? `r:${op.name}` : `a:${registerLine(op.spec)}`))
+    const args = ops.map(op => (op.kind === 'register' ? `a:${registerLine(op.spec)}` : `${op.kind === 'remove' ? 'r' : 'd'}:${op.name}`))
     const files = new Map<string, TarFile>()
     for (const op of ops) {
       if (op.kind !== 'register' || files.has(op.spec.interpreter)) continue

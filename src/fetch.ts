@@ -2,6 +2,7 @@ import { createHash } from 'crypto'
 import * as fs from 'fs'
 import * as path from 'path'
 import * as tc from '@actions/tool-cache'
+import { HttpClient } from '@actions/http-client'
 import { EmulatorArchive } from './archive'
 import { ChecksumList, checkDigest, sha256File } from './checksum'
 import { HostArch, checkHostExecutable } from './elf'
@@ -241,7 +242,7 @@ async function obtain(req: FetchRequest, location: string): Promise<{ file: stri
     const dest = path.join(dir, fileNameOf(location) || 'download')
     req.log.info(`Downloading ${location}`)
     try {
-      file = await tc.downloadTool(location, dest)
+      file = await tc.downloadTool(await resolveRelativeRedirects(location), dest)
     } catch (e) {
       const status = (e as { httpStatusCode?: number }).httpStatusCode
       const why = status ? `HTTP ${status}` : errorMessage(e)
@@ -256,6 +257,32 @@ async function obtain(req: FetchRequest, location: string): Promise<{ file: stri
     throw new ActionError(`qemu-sha256: no line for ${name}; add '${sha}  ${name}' once you have checked the file`)
   }
   return { file, label: location, sha }
+}
+
+/**
+ * @actions/http-client cannot follow a redirect whose Location is relative
+ * (actions/http-client#62), common on S3/CloudFront mirrors. Resolve those hops
+ * here with HEAD requests; stop at the first absolute one, which the client
+ * follows itself (signed download URLs are often valid for GET only).
+ */
+export async function resolveRelativeRedirects(url: string, maxHops = 10): Promise<string> {
+  const client = new HttpClient('setup-qemu-binfmt', [], { allowRedirects: false, socketTimeout: 30000 })
+  let current = url
+  try {
+    for (let hop = 0; hop < maxHops; hop++) {
+      const res = await client.head(current)
+      res.message.resume()
+      const status = res.message.statusCode ?? 0
+      const location = res.message.headers.location
+      if (status < 300 || status >= 400 || !location || /^[a-z][a-z0-9+.-]*:/i.test(location)) return current
+      current = new URL(location, current).toString()
+    }
+  } catch {
+    // HEAD is only a helper here: the download itself reports real failures.
+  } finally {
+    client.dispose()
+  }
+  return current
 }
 
 const isEmulatorFileName = (name: string): boolean => /^qemu-[^/]+$/.test(name) && !/\.(tar|tgz|gz|xz|zst|deb)/.test(name)

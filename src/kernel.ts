@@ -5,7 +5,11 @@ import { ActionError, errorMessage } from './errors'
 import { ProcessRunner, lastLine } from './process'
 
 /** One change to binfmt_misc. */
-export type KernelOp = { readonly kind: 'remove'; readonly name: string } | { readonly kind: 'register'; readonly spec: EntrySpec }
+export type KernelOp =
+  | { readonly kind: 'remove'; readonly name: string }
+  | { readonly kind: 'register'; readonly spec: EntrySpec }
+  /** only to put back an entry that was disabled before this run */
+  | { readonly kind: 'disable'; readonly name: string }
 
 /**
  * Changes binfmt_misc. Implementations: as root (plain writes), through `sudo -n`,
@@ -72,10 +76,11 @@ abstract class DirectWriter implements KernelWriter {
           throw new Error(`registering ${op.spec.name} failed: ${describe(e)}`)
         }
       } else if (fs.existsSync(path.join(this.root, op.name))) {
+        const [value, doing] = op.kind === 'remove' ? ['-1', 'removing'] : ['0', 'disabling']
         try {
-          await this.write(path.join(this.root, op.name), '-1')
+          await this.write(path.join(this.root, op.name), value)
         } catch (e) {
-          throw new Error(`removing ${op.name} failed: ${describe(e)}`)
+          throw new Error(`${doing} ${op.name} failed: ${describe(e)}`)
         }
       }
     }

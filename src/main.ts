@@ -49,22 +49,26 @@ export async function run(): Promise<void> {
 
     let t = performance.now()
     const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
-    const fetched: FetchResult = await core.group('Emulators', () =>
-      fetchEmulators(
-        {
-          source,
-          version: inputs.qemuVersion,
-          host: host.arch,
-          sha256: inputs.sha256,
-          cache: inputs.cache,
-          selectionKey: plan.selectionKey(),
-          tempDir: tempDir!,
-          runner,
-          log,
-        },
-        choose,
-      ),
-    )
+    // Nothing foreign asked for: nothing to download.
+    const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
+    const fetched: FetchResult = onlyNative
+      ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 } }
+      : await core.group('Emulators', () =>
+          fetchEmulators(
+            {
+              source,
+              version: inputs.qemuVersion,
+              host: host.arch,
+              sha256: inputs.sha256,
+              cache: inputs.cache,
+              selectionKey: plan.selectionKey(),
+              tempDir: tempDir!,
+              runner,
+              log,
+            },
+            choose,
+          ),
+        )
     timings.fetch = performance.now() - t
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
     Object.assign(timings, fetched.timings)
@@ -89,12 +93,7 @@ export async function run(): Promise<void> {
       })
       timings.verify = performance.now() - t
       const failed = probes.filter(p => !p.ok)
-      if (failed.length) {
-        throw new ActionError(
-          `verification failed for ${failed.map(p => `${label(p.target)}: ${p.detail}`).join('; ')}; ` +
-            `nothing was left registered - try another qemu-version or drop the platform`,
-        )
-      }
+      if (failed.length) throw verificationError(failed, registrations)
     } catch (e) {
       if (!journal.empty) await core.group('Rollback', () => rollback(writer, reader, journal, log))
       throw e
@@ -183,6 +182,16 @@ function entrySpec(inputs: Inputs, target: Target, fetched: FetchResult, writer:
     interpreter: writer.interpreterFor(emulator.path),
     flags: `${inputs.preserveArgv0 ? 'P' : ''}${inputs.credential ? 'C' : ''}F`,
   }
+}
+
+function verificationError(failed: readonly ProbeResult[], registrations: readonly Registration[]): ActionError {
+  // Entries that were already exactly right before this step are not this run's to remove.
+  const kept = failed.filter(p => registrations.some(r => r.target === p.target && r.action === 'kept')).map(p => `qemu-${p.target.name}`)
+  const left = kept.length ? `; ${kept.join(', ')} ${kept.length > 1 ? 'were' : 'was'} registered before this step and left as it was` : ''
+  return new ActionError(
+    `verification failed for ${failed.map(p => `${label(p.target)}: ${p.detail}`).join('; ')}; ` +
+      `the entries this run made were removed${left} - try another qemu-version or drop the platform`,
+  )
 }
 
 function label(t: Target): string {

@@ -46,8 +46,14 @@ export class ChildProcessRunner implements ProcessRunner {
   }
 }
 
-/** Last non-empty line of a program's error output: the one that usually says what went wrong. */
+// Lines programs add after the real error, which say nothing about it.
+const HINTS = [/^dmesg\(1\) may have more information/]
+
+/** Last meaningful line of a program's error output: the one that usually says what went wrong. */
 export function lastLine(text: string): string {
-  const lines = text.split('\n').map(l => l.trim()).filter(Boolean)
+  const lines = text
+    .split('\n')
+    .map(l => l.trim())
+    .filter(l => l && !HINTS.some(h => h.test(l)))
   return lines.length ? lines[lines.length - 1] : ''
 }

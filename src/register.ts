@@ -132,16 +132,16 @@ export async function applyChanges(
  */
 export async function rollback(writer: KernelWriter, reader: BinfmtReader, journal: Journal, log: Log): Promise<void> {
   const removals: KernelOp[] = journal.added.filter(n => reader.read(n) !== undefined).map(name => ({ kind: 'remove', name }))
+  // A disabled entry comes back disabled.
   const restores = (present: (n: string) => boolean): KernelOp[] =>
-    journal.removed.filter(e => !present(e.name)).map(e => ({ kind: 'register', spec: specOf(e) }))
+    journal.removed
+      .filter(e => !present(e.name))
+      .flatMap((e): KernelOp[] => [{ kind: 'register', spec: specOf(e) }, ...(e.enabled ? [] : [{ kind: 'disable' as const, name: e.name }])])
   try {
     // Everything this run added goes first, so that restored entries do not collide with them.
     await writer.apply([...removals, ...restores(n => reader.read(n) !== undefined && !journal.added.includes(n))])
     for (const op of removals) if (op.kind === 'remove') log.info(`rollback: removed ${op.name}`)
-    for (const e of journal.removed) {
-      log.info(`rollback: restored ${e.name}`)
-      if (!e.enabled) log.warning(`rollback: ${e.name} was disabled before; it is back, enabled`)
-    }
+    for (const e of journal.removed) log.info(`rollback: restored ${e.name}${e.enabled ? '' : ' (disabled, as it was)'}`)
   } catch (e) {
     const left = journal.added.filter(n => reader.read(n) !== undefined)
     log.warning(`rollback incomplete: ${errorMessage(e)}${left.length ? `; still registered: ${left.join(', ')}` : ''}`)

@@ -2,7 +2,7 @@
 // reset), how a failed verification rolls back, and the non-root sudo path.
 import * as fs from 'fs'
 import * as path from 'path'
-import { runAction } from '../support/action'
+import { RunActionResult, actionScript, runAction } from '../support/action'
 import { BinfmtEntry, parseEntry, setEnabled } from '../support/binfmt'
 import { sha256 } from '../support/fixtures'
 import {
@@ -10,9 +10,7 @@ import {
   NON_QEMU,
   NON_QEMU_LINE,
   VERSION,
-  beginKernel,
   closeFixtures,
-  endKernel,
   debianLine,
   errorsOf,
   expectCleanFailure,
@@ -82,88 +80,100 @@ test('an entry that differs only in flags is replaced: preserve-argv0 and creden
   })
 })
 
+type Mode = 'fresh' | 'unmounted' | 'unavailable'
+
 /**
- * reset removes every qemu-* entry, including ones other tests on this machine
- * own (qemu-ppc64le, qemu-s390x). So this test runs the action in a user and
- * mount namespace with a binfmt_misc instance of its own (Linux 6.7+): as root
- * there, with entries registered there first, and the table dumped there after.
+ * Runs the action in a new user and mount namespace, as root there, against a
+ * binfmt_misc table nobody else sees (Linux 6.7+ gives each user namespace that
+ * mounts binfmt_misc an instance of its own). Modes:
+ * - fresh: a new binfmt_misc instance holding `pre`;
+ * - unmounted: nothing mounted on /proc/sys/fs/binfmt_misc (a tmpfs hides it), the action may mount it;
+ * - unavailable: the same, and the action runs in a nested user namespace that may not mount.
+ * Returns the run and the table as it is afterwards (in that namespace).
  */
-describe('reset: true, in a private binfmt_misc instance', () => {
-  const work = (): string => freshDir('userns')
-  function privateRun(pre: string[], runInputs: Record<string, string>): Promise<{ r: Awaited<ReturnType<typeof runAction>>; entries: Map<string, BinfmtEntry> }> {
-    const dir = work()
-    const files = { pre: path.join(dir, 'pre'), dump: path.join(dir, 'dump'), inner: path.join(dir, 'inner.js'), js: path.join(dir, 'wrapper.js') }
-    fs.writeFileSync(files.pre, pre.join('\n') + '\n')
-    // Inside the namespaces (node, not sh: sh drops INPUT_QEMU-URL and other names with '-'):
-    // mount a fresh binfmt_misc, register `pre`, run the action, dump the table.
-    fs.writeFileSync(
-      files.inner,
-      `const fs = require('fs'), cp = require('child_process')
-const B = '/proc/sys/fs/binfmt_misc'
-const m = cp.spawnSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', B], { stdio: 'inherit' })
+async function privateRun(
+  pre: string[],
+  runInputs: Record<string, string>,
+  mode: Mode = 'fresh',
+): Promise<{ r: RunActionResult; entries: Map<string, BinfmtEntry> }> {
+  const dir = freshDir('userns')
+  const files = { pre: path.join(dir, 'pre'), dump: path.join(dir, 'dump'), inner: path.join(dir, 'inner.js'), js: path.join(dir, 'wrapper.js') }
+  fs.writeFileSync(files.pre, pre.join('\n') + '\n')
+  // Inside the namespaces (node, not sh: sh drops INPUT_QEMU-URL and other names with '-').
+  fs.writeFileSync(
+    files.inner,
+    `const fs = require('fs'), cp = require('child_process')
+const B = '/proc/sys/fs/binfmt_misc', mode = ${JSON.stringify(mode)}
+const m = mode === 'fresh' ? cp.spawnSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', B], { stdio: 'inherit' }) : cp.spawnSync('mount', ['-t', 'tmpfs', 'none', B], { stdio: 'inherit' })
 if (m.status !== 0) process.exit(2)
 for (const line of fs.readFileSync(process.env.NS_PRE, 'utf8').split('\\n')) if (line) fs.writeFileSync(B + '/register', line)
-const r = cp.spawnSync(process.execPath, [process.env.NS_ACTION], { stdio: 'inherit' })
+const r = mode === 'unavailable'
+  ? cp.spawnSync('unshare', ['--user', '--map-root-user', process.execPath, process.env.NS_ACTION], { stdio: 'inherit' })
+  : cp.spawnSync(process.execPath, [process.env.NS_ACTION], { stdio: 'inherit' })
 let dump = ''
 for (const n of fs.readdirSync(B)) if (n !== 'register' && n !== 'status') dump += '@@ ' + n + '\\n' + fs.readFileSync(B + '/' + n, 'utf8')
-fs.writeFileSync(process.env.NS_DUMP, dump)
+fs.writeFileSync(process.env.NS_DUMP, fs.existsSync(B + '/register') ? dump : '@@ (not mounted)\\n')
 process.exitCode = r.status === null ? 1 : r.status
 `,
-    )
-    fs.writeFileSync(
-      files.js,
-      `const r = require('child_process').spawnSync('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', process.execPath, ${JSON.stringify(files.inner)}], { stdio: 'inherit' })\n` +
-        `process.exitCode = r.status === null ? 1 : r.status\n`,
-    )
-    return runAction(runInputs, {
-      script: files.js,
-      toolCache: freshDir('toolcache'),
-      env: { NS_PRE: files.pre, NS_DUMP: files.dump, NS_ACTION: path.resolve(__dirname, '../../dist/index.js') },
-    }).then(r => {
-      const entries = new Map<string, BinfmtEntry>()
-      const dump = fs.existsSync(files.dump) ? fs.readFileSync(files.dump, 'utf8') : ''
-      for (const block of dump.split(/^@@ /m).filter(Boolean)) {
-        const nl = block.indexOf('\n')
-        const name = block.slice(0, nl)
-        entries.set(name, parseEntry(name, block.slice(nl + 1)))
-      }
-      return { r, entries }
-    })
+  )
+  fs.writeFileSync(
+    files.js,
+    `const r = require('child_process').spawnSync('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', process.execPath, ${JSON.stringify(files.inner)}], { stdio: 'inherit' })\n` +
+      `process.exitCode = r.status === null ? 1 : r.status\n`,
+  )
+  const r = await runAction(runInputs, {
+    script: files.js,
+    toolCache: freshDir('toolcache'),
+    env: { NS_PRE: files.pre, NS_DUMP: files.dump, NS_ACTION: actionScript('main') },
+  })
+  const entries = new Map<string, BinfmtEntry>()
+  const dump = fs.existsSync(files.dump) ? fs.readFileSync(files.dump, 'utf8') : ''
+  for (const block of dump.split(/^@@ /m).filter(Boolean)) {
+    const nl = block.indexOf('\n')
+    const name = block.slice(0, nl)
+    entries.set(name, parseEntry(name, block.slice(nl + 1)))
   }
+  return { r, entries }
+}
 
+/**
+ * reset removes every qemu-* entry, including ones other tests on this machine
+ * own (qemu-ppc64le, qemu-s390x): so reset runs only in a private binfmt_misc instance.
+ */
+describe('reset: true, in a private binfmt_misc instance', () => {
   test('without reset the private table keeps an unrelated qemu-* entry (control)', async () => {
-    const snap = await beginKernel()
-    const before = myRaw()
-    const { r, entries } = await privateRun([debianLine('riscv64', 'F'), NON_QEMU_LINE], inputs('linux/arm64'))
-    expectSuccess(r)
-    expect([...entries.keys()].sort()).toEqual(['qemu-aarch64', 'qemu-riscv64', NON_QEMU])
-    expect(entries.get('qemu-aarch64')?.flags).toBe('POCF')
-    // The host's table saw none of it.
-    expect(myRaw()).toEqual(before)
-    endKernel(snap)
+    await withKernel(async () => {
+      const before = myRaw()
+      const { r, entries } = await privateRun([debianLine('riscv64', 'F'), NON_QEMU_LINE], inputs('linux/arm64'))
+      expectSuccess(r)
+      expect([...entries.keys()].sort()).toEqual(['qemu-aarch64', 'qemu-riscv64', NON_QEMU])
+      expect(entries.get('qemu-aarch64')?.flags).toBe('POCF')
+      // The host's table saw none of it.
+      expect(myRaw()).toEqual(before)
+    })
   })
 
   test('every qemu-* entry is removed first, the requested ones registered, the non-QEMU entry left alone', async () => {
-    const snap = await beginKernel()
-    const before = myRaw()
-    const { r, entries } = await privateRun([debianLine('aarch64', 'OC'), debianLine('riscv64', 'F'), NON_QEMU_LINE], inputs('linux/arm64', { reset: 'true' }))
-    expectSuccess(r)
-    expect(r.stdout).toMatch(/^reset: removing qemu-riscv64 \(interpreter \/usr\/bin\/qemu-riscv64-static, flags F\)$/m)
-    expect(r.stdout).toMatch(/^reset: removing qemu-aarch64 /m)
-    expect([...entries.keys()].sort()).toEqual(['qemu-aarch64', NON_QEMU])
-    const aarch64 = entries.get('qemu-aarch64') as BinfmtEntry
-    expect(aarch64.flags).toBe('POCF')
-    expect(aarch64.interpreter).not.toBe('/usr/bin/qemu-aarch64-static')
-    const nonQemu = entries.get(NON_QEMU) as BinfmtEntry
-    expect({ enabled: nonQemu.enabled, interpreter: nonQemu.interpreter, magic: nonQemu.magic, flags: nonQemu.flags }).toEqual({
-      enabled: true,
-      interpreter: '/bin/false',
-      magic: Buffer.from('QEMUTESTNONQEMU').toString('hex'),
-      flags: '',
+    await withKernel(async () => {
+      const before = myRaw()
+      const { r, entries } = await privateRun([debianLine('aarch64', 'OC'), debianLine('riscv64', 'F'), NON_QEMU_LINE], inputs('linux/arm64', { reset: 'true' }))
+      expectSuccess(r)
+      expect(r.stdout).toMatch(/^reset: removing qemu-riscv64 \(interpreter \/usr\/bin\/qemu-riscv64-static, flags F\)$/m)
+      expect(r.stdout).toMatch(/^reset: removing qemu-aarch64 /m)
+      expect([...entries.keys()].sort()).toEqual(['qemu-aarch64', NON_QEMU])
+      const aarch64 = entries.get('qemu-aarch64') as BinfmtEntry
+      expect(aarch64.flags).toBe('POCF')
+      expect(aarch64.interpreter).not.toBe('/usr/bin/qemu-aarch64-static')
+      const nonQemu = entries.get(NON_QEMU) as BinfmtEntry
+      expect({ enabled: nonQemu.enabled, interpreter: nonQemu.interpreter, magic: nonQemu.magic, flags: nonQemu.flags }).toEqual({
+        enabled: true,
+        interpreter: '/bin/false',
+        magic: Buffer.from('QEMUTESTNONQEMU').toString('hex'),
+        flags: '',
+      })
+      expect(r.outputs.emulators).toBe('aarch64')
+      expect(myRaw()).toEqual(before)
     })
-    expect(r.outputs.emulators).toBe('aarch64')
-    expect(myRaw()).toEqual(before)
-    endKernel(snap)
   })
 
   test('reset, then a failed verification: every entry reset removed is back', async () => {
@@ -177,6 +187,28 @@ process.exitCode = r.status === null ? 1 : r.status
     expect([...entries.keys()].sort()).toEqual(['qemu-aarch64', 'qemu-riscv64', NON_QEMU])
     expect(entries.get('qemu-aarch64')).toMatchObject({ enabled: true, interpreter: '/usr/bin/qemu-aarch64-static', flags: 'OC' })
     expect(entries.get('qemu-riscv64')).toMatchObject({ enabled: true, interpreter: '/usr/bin/qemu-riscv64-static', flags: 'F' })
+  })
+})
+
+describe('binfmt_misc not mounted (in a private mount namespace)', () => {
+  test('the action mounts it, registers and verifies', async () => {
+    const { r, entries } = await withKernel(() => privateRun([], inputs('linux/arm64'), 'unmounted'))
+    expectSuccess(r)
+    expect([...entries.keys()]).toEqual(['qemu-aarch64'])
+    expect(entries.get('qemu-aarch64')).toMatchObject({ enabled: true, flags: 'POCF' })
+    expect(r.outputs.emulators).toBe('aarch64')
+  })
+
+  test('and it cannot be mounted: exit 1, one error that says why and what to do', async () => {
+    const { r, entries } = await withKernel(() => privateRun([], inputs('linux/arm64'), 'unavailable'))
+    expect(r.code).toBe(1)
+    const errors = errorsOf(r)
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(/^binfmt_misc is not available/)
+    expect(errors[0]).toMatch(/install-mode: docker/)
+    // The reason mount gave, not the hint line util-linux prints after it.
+    expect(errors[0]).toMatch(/[Pp]ermission denied|EPERM|not permitted/)
+    expect([...entries.keys()]).toEqual(['(not mounted)'])
   })
 })
 

@@ -16,7 +16,7 @@ export interface RequestRecord {
 export interface TestServer {
   /** http://127.0.0.1:<port>, no trailing slash */
   url: string
-  /** request targets in arrival order, as sent (URL-encoded) */
+  /** GET request targets (downloads) in arrival order, as sent (URL-encoded); HEADs are in `log` only */
   requests: string[]
   /** the same requests with method and headers (e.g. to check no Authorization leaks) */
   log: RequestRecord[]
@@ -54,11 +54,13 @@ export function startServer(dir: string): Promise<TestServer> {
 
   const server = http.createServer((req, res) => {
     const raw = req.url ?? '/'
-    requests.push(raw)
+    // `requests` are downloads (GETs); the action's HEAD pre-flight for redirects is in `log` only.
+    if (req.method !== 'HEAD') requests.push(raw)
     log.push({ method: req.method ?? 'GET', path: raw, headers: req.headers })
     const k = key(raw)
 
-    const fail = failures.get(k)
+    // Injected failures are for downloads, so a HEAD never uses one up.
+    const fail = req.method === 'HEAD' ? undefined : failures.get(k)
     if (fail && fail.left > 0) {
       fail.left--
       res.writeHead(fail.status, { 'Content-Type': 'text/plain' })
