@@ -23,21 +23,10 @@ DAEMON_JSON=/etc/docker/daemon.json
 DOCKERD_LOG=/var/log/setup-qemu-binfmt-test-dockerd.log
 NATIVE_IMAGE=local/busybox:test
 ARM64_IMAGE=local/busybox-arm64:test
-export DEBIAN_FRONTEND=noninteractive
 
-if [ "$(id -u)" != 0 ]; then
-  echo "docker.sh: must run as root" >&2
-  exit 1
-fi
-
-quiet() {
-  local log rc=0
-  log=$(mktemp)
-  "$@" >"$log" 2>&1 || rc=$?
-  [ "$rc" = 0 ] || cat "$log" >&2
-  rm -f "$log"
-  return "$rc"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+require_root docker.sh
 
 # --- docker.io --------------------------------------------------------------
 if ! command -v dockerd >/dev/null 2>&1; then

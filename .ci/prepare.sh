@@ -9,22 +9,10 @@ set -euo pipefail
 CACHE=/var/cache/setup-qemu-binfmt-test
 DEBS="$CACHE/debs"
 FOREIGN=(arm64 armhf ppc64el s390x mips64el)
-export DEBIAN_FRONTEND=noninteractive
 
-if [ "$(id -u)" != 0 ]; then
-  echo "prepare.sh: must run as root" >&2
-  exit 1
-fi
-
-# Runs a command with its output kept aside; shown only when it fails.
-quiet() {
-  local log rc=0
-  log=$(mktemp)
-  "$@" >"$log" 2>&1 || rc=$?
-  [ "$rc" = 0 ] || cat "$log" >&2
-  rm -f "$log"
-  return "$rc"
-}
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
+require_root prepare.sh
 
 # apt-get update can exit non-zero when one index of a mirror is mid-sync;
 # apt then keeps the old lists, which is good enough for our few packages.
