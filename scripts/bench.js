@@ -20,8 +20,7 @@ const http = require('http')
 const os = require('os')
 const path = require('path')
 
-const ROOT = path.resolve(__dirname, '..')
-const SCRIPT = path.join(ROOT, 'dist', 'index.js')
+const { ROOT, SCRIPT, ensureDist, parseKeyValueFile } = require('./action-env')
 const BINFMT = '/proc/sys/fs/binfmt_misc'
 const QEMU_VERSION = '7.2.0-1'
 /** the emulators of a tonistiigi/binfmt amd64 release */
@@ -243,22 +242,6 @@ function startServer(root) {
 let child
 let interrupted
 
-function parseKeyValueFile(text) {
-  const out = {}
-  const lines = text.split(/\r?\n/)
-  for (let i = 0; i < lines.length; i++) {
-    const heredoc = /^([^=]+?)<<(.+)$/.exec(lines[i])
-    if (heredoc) {
-      const value = []
-      i++
-      while (i < lines.length && lines[i] !== heredoc[2]) value.push(lines[i++])
-      out[heredoc[1]] = value.join('\n')
-    } else if (lines[i].includes('=')) {
-      out[lines[i].slice(0, lines[i].indexOf('='))] = lines[i].slice(lines[i].indexOf('=') + 1)
-    }
-  }
-  return out
-}
 
 /** One `node dist/index.js` main phase with a runner-like, clean environment; wall clock measured around it. */
 function runAction(dir, toolCache, inputs) {
@@ -444,16 +427,6 @@ function evaluateTargets(groups) {
 
 // ---- main -------------------------------------------------------------------------
 
-function ensureDist() {
-  if (fs.existsSync(SCRIPT)) return
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    progress(`${SCRIPT} is missing; running npm run build (attempt ${attempt})`)
-    const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
-    if (r.status === 0 && fs.existsSync(SCRIPT)) return
-    if (attempt < 3) spawnSync('sleep', ['3'])
-  }
-  fail('npm run build failed; fix the build and retry')
-}
 
 async function main(state) {
   const opts = parseArgs(process.argv.slice(2))
@@ -462,7 +435,7 @@ async function main(state) {
   for (const t of opts.targets) {
     if (!fs.existsSync(`/usr/bin/qemu-${t}-static`)) fail(`/usr/bin/qemu-${t}-static does not exist; install qemu-user-static or change --targets`)
   }
-  ensureDist()
+  if (!ensureDist(progress)) fail('npm run build failed; fix the build and retry')
 
   const scenarios = opts.platforms
     ? [

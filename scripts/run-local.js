@@ -15,8 +15,7 @@ const fs = require('fs')
 const os = require('os')
 const path = require('path')
 
-const ROOT = path.resolve(__dirname, '..')
-const SCRIPT = path.join(ROOT, 'dist', 'index.js')
+const { ROOT, SCRIPT, ensureDist, inputEnvName, parseKeyValueFile } = require('./action-env')
 
 function usage(code) {
   const text = `usage: npm run local -- [name=value ...]
@@ -34,10 +33,6 @@ Builds dist/ first (npm run build) when dist/index.js is missing.
   process.exit(code)
 }
 
-/** INPUT_<NAME>: upper case, spaces to underscores, hyphens kept (what the runner and core.getInput use). */
-function inputEnvName(name) {
-  return `INPUT_${name.replace(/ /g, '_').toUpperCase()}`
-}
 
 function parseArgs(argv) {
   const inputs = []
@@ -53,25 +48,6 @@ function parseArgs(argv) {
   return inputs
 }
 
-/** `name<<DELIM\nvalue\nDELIM` blocks as @actions/core writes them, plus plain `name=value` lines. */
-function parseKeyValueFile(text) {
-  const out = {}
-  const lines = text.split(/\r?\n/)
-  for (let i = 0; i < lines.length; i++) {
-    const heredoc = /^([^=]+?)<<(.+)$/.exec(lines[i])
-    if (heredoc) {
-      const [, name, delim] = heredoc
-      const value = []
-      i++
-      while (i < lines.length && lines[i] !== delim) value.push(lines[i++])
-      out[name] = value.join('\n')
-    } else if (lines[i].includes('=')) {
-      const eq = lines[i].indexOf('=')
-      out[lines[i].slice(0, eq)] = lines[i].slice(eq + 1)
-    }
-  }
-  return out
-}
 
 /** Rough HTML -> text for the step summary: table cells joined by ' | ', one row per line. */
 function htmlToText(html) {
@@ -107,17 +83,6 @@ function readOr(file, fallback = '') {
   }
 }
 
-/** `npm run build`; retried because src may be mid-edit by someone else. */
-function buildDist() {
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    process.stderr.write(`run-local: ${SCRIPT} is missing; running npm run build (attempt ${attempt})\n`)
-    const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] })
-    if (r.status === 0 && fs.existsSync(SCRIPT)) return
-    if (attempt < 3) spawnSync('sleep', ['3'])
-  }
-  process.stderr.write('run-local: npm run build failed; fix the build and retry\n')
-  process.exit(1)
-}
 
 let child
 let interrupted = false
@@ -172,7 +137,10 @@ function printSummary(file, title) {
 
 async function main() {
   const inputs = parseArgs(process.argv.slice(2))
-  if (!fs.existsSync(SCRIPT)) buildDist()
+  if (!ensureDist(m => process.stderr.write(`run-local: ${m}\n`))) {
+    process.stderr.write('run-local: npm run build failed; fix the build and retry\n')
+    process.exit(1)
+  }
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-local-'))
   try {
