@@ -20,22 +20,34 @@ import { ProbeResult, verifyRegistrations } from './verify'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
-/** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> outputs. */
+/** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs. */
 export async function run(): Promise<void> {
   const started = performance.now()
   const timings: Record<string, number> = {}
+  const time = async <T>(phase: string, step: () => Promise<T>): Promise<T> => {
+    const t = performance.now()
+    try {
+      return await step()
+    } finally {
+      timings[phase] = performance.now() - t
+    }
+  }
   const runner = new ChildProcessRunner()
   let tempDir: string | undefined
   try {
+    // Every bad input fails here, before anything is touched.
     const inputs = readInputs(name => core.getInput(name))
     const host = detectHost()
+    const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
     defaultRunnerDirs()
-    tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-'))
+    const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
+
     const writer = await core.group('Access to binfmt_misc', () => chooseWriter(inputs, runner))
     // A runner that cannot see the table the daemon's containers change reads it as they saw it.
     const hidden = writer instanceof DockerWriter && writer.hidden ? writer : undefined
     const reader: BinfmtReader = hidden ? hidden.view : new BinfmtReader()
-    const native = await core.group('Native platforms', () => detectNative(host, reader, tempDir!, runner, core.info))
+
+    const native = await core.group('Native platforms', () => detectNative(host, reader, temp, runner, core.info))
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
@@ -46,78 +58,71 @@ export async function run(): Promise<void> {
       targets = plan.foreignTargets(available)
       return emulatorNames(targets)
     }
-
-    let t = performance.now()
-    const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
     const fetched: FetchResult = onlyNative
       ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 } }
-      : await core.group('Emulators', () =>
-          fetchEmulators(
-            {
-              source,
-              version: inputs.qemuVersion,
-              host: host.arch,
-              sha256: inputs.sha256,
-              cache: inputs.cache,
-              selectionKey: plan.selectionKey(),
-              tempDir: tempDir!,
-              runner,
-              log,
-            },
-            choose,
+      : await time('fetch', () =>
+          core.group('Emulators', () =>
+            fetchEmulators(
+              {
+                source,
+                version: inputs.qemuVersion,
+                host: host.arch,
+                sha256: inputs.sha256,
+                cache: inputs.cache,
+                selectionKey: plan.selectionKey(),
+                tempDir: temp,
+                runner,
+                log,
+              },
+              choose,
+            ),
           ),
         )
-    timings.fetch = performance.now() - t
-    core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
     Object.assign(timings, fetched.timings)
+    core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
     const journal = new Journal()
-    let registrations: Registration[] = []
-    let probes: ProbeResult[] = []
+    let outcome: Outcome
+    let builder: BuilderResult | undefined
     try {
-      t = performance.now()
-      registrations = await core.group(`Register ${writer.how}`, () =>
-        applyChanges(writer, reader, planChanges(reader.mounted() ? reader.list() : [], wanted, inputs.reset), journal, log),
+      const registrations = await time('register', () =>
+        core.group(`Register ${writer.how}`, () =>
+          applyChanges(writer, reader, planChanges(reader.mounted() ? reader.list() : [], wanted, inputs.reset), journal, log),
+        ),
       )
-      timings.register = performance.now() - t
-      t = performance.now()
-      probes = await core.group('Verify', async () => {
-        const results = hidden
-          ? await verifyInContainer(hidden, registrations, tempDir!)
-          : await verifyRegistrations(registrations, reader, tempDir!, runner)
-        for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
-        return results
-      })
-      timings.verify = performance.now() - t
+      const probes = await time('verify', () =>
+        core.group('Verify', async () => {
+          const results = hidden
+            ? await verifyInContainer(hidden, registrations, temp)
+            : await verifyRegistrations(registrations, reader, temp, runner)
+          for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
+          return results
+        }),
+      )
       const failed = probes.filter(p => !p.ok)
       if (failed.length) throw verificationError(failed, registrations)
+      outcome = {
+        nativePlatforms: nativeP,
+        registrations,
+        emulators: fetched.emulators,
+        probes,
+        qemuVersion: inputs.qemuVersion,
+        cacheHit: fetched.cacheHit,
+        method: writer.method,
+      }
+      // After registration, so that BuildKit sees the emulators when it starts.
+      const platforms = outputs(outcome).platforms.split(',')
+      builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, platforms, temp, runner)))
     } catch (e) {
+      // Whatever failed, the kernel is left as this run found it.
       if (!journal.empty) await core.group('Rollback', () => rollback(writer, reader, journal, log))
       throw e
     }
 
-    const outcome: Outcome = {
-      nativePlatforms: nativeP,
-      registrations,
-      emulators: fetched.emulators,
-      probes,
-      qemuVersion: inputs.qemuVersion,
-      cacheHit: fetched.cacheHit,
-      method: writer.method,
-    }
     const out = outputs(outcome)
-    let builder: BuilderResult | undefined
-    try {
-      t = performance.now()
-      builder = await core.group('buildx builder', () => runBuilder(inputs, out.platforms.split(','), tempDir!, runner))
-      timings.builder = performance.now() - t
-    } catch (e) {
-      if (!journal.empty) await core.group('Rollback', () => rollback(writer, reader, journal, log))
-      throw e
-    }
     if (builder) {
       out.platforms = builder.platforms.join(',')
       out.builder = builder.name
