@@ -220,6 +220,22 @@ test('a 500 and a truncated transfer are retried, then the emulators are used', 
   })
 }, 180000)
 
+test('without the Actions cache service (a local run), cache: true says so at debug level and goes on', async () => {
+  await withKernel(async () => {
+    fx.server.reset()
+    const cache = freshDir('toolcache')
+    const r = await runAction(
+      { platforms: 'linux/arm64', 'qemu-version': VERSION, 'qemu-url': fx.tarGzUrl, cache: 'true' },
+      { toolCache: cache, debug: true },
+    )
+    expectSuccess(r)
+    expect(r.stdout).toMatch(/^::debug::The Actions cache service is not available here \(local run\?\); using the runner tool cache only$/m)
+    expect(r.stdout).toMatch(/^::debug::The Actions cache service is not available here \(local run\?\); not saving$/m)
+    expect(r.outputs['cache-hit']).toBe('false')
+    expectRegistered('qemu-aarch64', `${cache}/`)
+  })
+}, 180000)
+
 describe('redirects', () => {
   test.each([
     ['an absolute Location, as GitHub release assets answer', true],
