@@ -41,7 +41,8 @@ done
 # --- installed packages -----------------------------------------------------
 # No recommends: binfmt-support would register qemu-* entries in the kernel at
 # install time, and the tests need a binfmt_misc they control.
-PKGS=(qemu-user-static sudo zstd xz-utils)
+# gcc and libc6-dev: tests build small static stand-in emulators.
+PKGS=(qemu-user-static sudo zstd xz-utils gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")

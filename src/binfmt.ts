@@ -108,6 +108,15 @@ export class BinfmtReader {
     return fs.existsSync(path.join(this.root, 'register'))
   }
 
+  /** binfmt_misc's host-wide switch (the status file): false when someone disabled every entry at once. */
+  enabled(): boolean {
+    try {
+      return fs.readFileSync(path.join(this.root, 'status'), 'utf8').trim() !== 'disabled'
+    } catch {
+      return true
+    }
+  }
+
   names(): string[] {
     return fs
       .readdirSync(this.root)

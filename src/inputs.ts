@@ -23,6 +23,10 @@ export interface Inputs {
   readonly credential: boolean
   readonly installMode: InstallMode
   readonly dockerImage: string
+  /** the post step removes what this step added and puts back what it replaced */
+  readonly uninstall: boolean
+  /** how long to wait for another run changing binfmt_misc on this host */
+  readonly lockTimeoutMs: number
   readonly builder: BuilderInputs
 }
 
@@ -57,6 +61,13 @@ export function parseChoice<T extends string>(name: string, value: string, choic
   throw new ActionError(`${name}: '${value.trim()}' is not one of ${choices.join(', ')}`)
 }
 
+function parseSeconds(name: string, value: string, fallback: number): number {
+  const v = value.trim()
+  if (v === '') return fallback
+  if (!/^\d{1,6}$/.test(v)) throw new ActionError(`${name}: '${v}' is not a whole number of seconds; use e.g. ${fallback}`)
+  return Number(v)
+}
+
 function parseVersion(value: string): string {
   const v = value.trim() || DEFAULT_QEMU_VERSION
   // It ends up in URLs and directory names: keep it to what versions are made of.
@@ -79,6 +90,8 @@ export function readInputs(get: InputReader): Inputs {
     credential: parseBoolean('credential', get('credential'), true),
     installMode: parseChoice('install-mode', get('install-mode'), ['auto', 'direct', 'docker'] as const, 'auto'),
     dockerImage: get('docker-image').trim() || 'busybox:stable',
+    uninstall: parseBoolean('uninstall', get('uninstall'), false),
+    lockTimeoutMs: parseSeconds('lock-timeout', get('lock-timeout'), 300) * 1000,
     builder: readBuilderInputs(get),
   }
 }

@@ -5,18 +5,21 @@ import * as path from 'path'
 import { BinfmtReader, EntrySpec } from './binfmt'
 import { ActionError, errorMessage } from './errors'
 import { Chooser, FetchResult, fetchEmulators } from './fetch'
-import { detectHost, nativePlatforms } from './host'
+import { Host, detectHost, nativePlatforms } from './host'
 import { Plan, detectNative, emulatorNames } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
 import { DockerWriter, dockerAccess, verifyInContainer } from './docker'
 import { BuilderResult, setupBuilder } from './buildx/builder'
-import { ChildProcessRunner, ProcessRunner } from './process'
-import { Journal, Registration, WantedEntry, applyChanges, planChanges, rollback } from './register'
+import { HostLock } from './lock'
+import { CancelledError, ChildProcessRunner, ProcessRunner } from './process'
+import { Journal, Registration, WantedEntry, applyChanges, commit, planChanges, rollback, stagedBy } from './register'
+import { CANCEL_GRACE_MS, STATE_UNINSTALL, UninstallState } from './state'
+import { JobId, UsageRecords, currentJob } from './usage'
 import { Outcome, outputs, reportRows } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
-import { ProbeResult, verifyRegistrations } from './verify'
+import { ProbeResult, runProbe, verifyRegistrations } from './verify'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
@@ -32,8 +35,12 @@ export async function run(): Promise<void> {
       timings[phase] = performance.now() - t
     }
   }
-  const runner = new ChildProcessRunner()
+  const cancel = new AbortController()
   let tempDir: string | undefined
+  const stopWatching = watchCancellation(cancel, () => tempDir)
+  // Downloads, probes and the builder stop on cancellation; kernel writes are short and always finish, so that the rollback can run.
+  const runner = new ChildProcessRunner(cancel.signal)
+  const kernelRunner = new ChildProcessRunner()
   try {
     // Every bad input fails here, before anything is touched.
     const inputs = readInputs(name => core.getInput(name))
@@ -41,11 +48,13 @@ export async function run(): Promise<void> {
     const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
     defaultRunnerDirs()
     const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
+    await checkTempExecutable(host, temp, runner)
 
-    const writer = await core.group('Access to binfmt_misc', () => chooseWriter(inputs, runner))
+    const writer = await core.group('Access to binfmt_misc', () => chooseWriter(inputs, kernelRunner))
     // A runner that cannot see the table the daemon's containers change reads it as they saw it.
     const hidden = writer instanceof DockerWriter && writer.hidden ? writer : undefined
     const reader: BinfmtReader = hidden ? hidden.view : new BinfmtReader()
+    if (!hidden) checkBinfmtEnabled(reader)
 
     const native = await core.group('Native platforms', () => detectNative(host, reader, temp, runner, core.info))
     const plan = new Plan(host, inputs.platforms, native)
@@ -84,42 +93,25 @@ export async function run(): Promise<void> {
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
-    const journal = new Journal()
-    let outcome: Outcome
+    const { registrations, probes } = await registerAndVerify(inputs, writer, reader, hidden, wanted, temp, runner, cancel.signal, time)
+    const outcome: Outcome = {
+      nativePlatforms: nativeP,
+      registrations,
+      emulators: fetched.emulators,
+      probes,
+      qemuVersion: inputs.qemuVersion,
+      cacheHit: fetched.cacheHit,
+      method: writer.method,
+    }
+
+    // After registration, so that BuildKit sees the emulators when it starts. The emulators are verified and stay whatever happens here.
+    const platforms = outputs(outcome).platforms.split(',')
     let builder: BuilderResult | undefined
     try {
-      const registrations = await time('register', () =>
-        core.group(`Register ${writer.how}`, () =>
-          applyChanges(writer, reader, planChanges(reader.mounted() ? reader.list() : [], wanted, inputs.reset), journal, log),
-        ),
-      )
-      const probes = await time('verify', () =>
-        core.group('Verify', async () => {
-          const results = hidden
-            ? await verifyInContainer(hidden, registrations, temp)
-            : await verifyRegistrations(registrations, reader, temp, runner)
-          for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
-          return results
-        }),
-      )
-      const failed = probes.filter(p => !p.ok)
-      if (failed.length) throw verificationError(failed, registrations)
-      outcome = {
-        nativePlatforms: nativeP,
-        registrations,
-        emulators: fetched.emulators,
-        probes,
-        qemuVersion: inputs.qemuVersion,
-        cacheHit: fetched.cacheHit,
-        method: writer.method,
-      }
-      // After registration, so that BuildKit sees the emulators when it starts.
-      const platforms = outputs(outcome).platforms.split(',')
       builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, platforms, temp, runner)))
     } catch (e) {
-      // Whatever failed, the kernel is left as this run found it.
-      if (!journal.empty) await core.group('Rollback', () => rollback(writer, reader, journal, log))
-      throw e
+      if (e instanceof CancelledError) throw e
+      throw new ActionError(`${errorMessage(e)} (the emulators were registered and verified, and stay: ${registrations.map(r => r.spec.name).join(', ') || 'none'})`)
     }
 
     const out = outputs(outcome)
@@ -136,10 +128,151 @@ export async function run(): Promise<void> {
     core.debug(`timings ${JSON.stringify(timings)}`)
     await writeSummary(outcome, builder)
   } catch (e) {
-    core.setFailed(errorMessage(e))
+    if (cancel.signal.aborted) core.setFailed(`the step was cancelled (${String(cancel.signal.reason)})`)
+    else core.setFailed(errorMessage(e))
     if (!(e instanceof ActionError) && e instanceof Error && e.stack) core.debug(e.stack)
   } finally {
     if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true })
+    stopWatching()
+  }
+}
+
+type Timer = <T>(phase: string, step: () => Promise<T>) => Promise<T>
+
+/**
+ * Under the host-wide lock: reads the table, registers the new entries beside
+ * the old ones, verifies them, and only then puts them in place. A failure or a
+ * cancellation before that removes what this run added; every entry that was
+ * there before the run is untouched until the new one is proven.
+ */
+async function registerAndVerify(
+  inputs: Inputs,
+  writer: KernelWriter,
+  reader: BinfmtReader,
+  hidden: DockerWriter | undefined,
+  wanted: readonly WantedEntry[],
+  temp: string,
+  runner: ProcessRunner,
+  cancel: AbortSignal,
+  time: Timer,
+): Promise<{ registrations: Registration[]; probes: ProbeResult[] }> {
+  if (!wanted.length && !inputs.reset) return { registrations: [], probes: [] }
+  const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core.info })
+  const journal = new Journal()
+  try {
+    if (!hidden) await removeAbandonedStaging(writer, reader)
+    const job = currentJob()
+    const records = new UsageRecords()
+    const inUse = (name: string): boolean => {
+      const users = records.users(name, job)
+      if (users.length) core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
+      return users.length > 0
+    }
+    const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned: inputs.sha256.size > 0, inUse })
+    const registrations = await time('register', () =>
+      core.group(`Register ${writer.how}`, () => applyChanges(writer, reader, changes, journal, log)),
+    )
+    const probes = await time('verify', () =>
+      core.group('Verify', async () => {
+        const results = hidden
+          ? await verifyInContainer(hidden, registrations, temp)
+          : await verifyRegistrations(registrations, reader, temp, runner)
+        for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
+        return results
+      }),
+    )
+    const failed = probes.filter(p => !p.ok)
+    if (failed.length) throw verificationError(failed, registrations)
+    if (cancel.aborted) throw new CancelledError()
+    await commit(writer, reader, changes, registrations, journal, log)
+    recordUsage(inputs, writer, registrations, job, records)
+    return { registrations, probes }
+  } catch (e) {
+    if (!journal.empty) await core.group('Rollback', () => rollback(writer, reader, journal, log))
+    throw e
+  } finally {
+    await lock.release()
+  }
+}
+
+/** Staging entries whose run died (SIGKILL) before it could remove them; only their owner would, and it is gone. */
+async function removeAbandonedStaging(writer: KernelWriter, reader: BinfmtReader): Promise<void> {
+  if (!reader.mounted()) return
+  const abandoned = reader.names().filter(n => {
+    const pid = stagedBy(n)
+    return pid !== undefined && pid !== process.pid && !fs.existsSync(`/proc/${pid}`)
+  })
+  if (!abandoned.length) return
+  core.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)
+  await writer.apply(abandoned.map(name => ({ kind: 'remove', name })))
+}
+
+/** Tells other jobs' uninstall that this job uses these entries; and tells this step's post what to undo. */
+function recordUsage(inputs: Inputs, writer: KernelWriter, registrations: readonly Registration[], job: JobId | undefined, records: UsageRecords): void {
+  const names = registrations.map(r => r.spec.name)
+  if (job && names.length) {
+    try {
+      records.add(job, names)
+    } catch (e) {
+      core.debug(`could not record which entries this job uses: ${errorMessage(e)}`)
+    }
+  }
+  if (inputs.uninstall) {
+    const state: UninstallState = {
+      method: writer.method,
+      dockerImage: inputs.dockerImage,
+      job,
+      entries: registrations.filter(r => r.action !== 'kept').map(r => ({ spec: r.spec, previous: r.previous })),
+    }
+    core.saveState(STATE_UNINSTALL, JSON.stringify(state))
+  }
+}
+
+/**
+ * The runner cancels a step with SIGINT, then SIGTERM. Either aborts the run:
+ * children are killed, unverified entries removed, the lock released. Should
+ * that take too long, the temporary files go and the process exits anyway.
+ */
+function watchCancellation(cancel: AbortController, tempDir: () => string | undefined): () => void {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM']
+  let deadline: NodeJS.Timeout | undefined
+  const handler = (signal: NodeJS.Signals): void => {
+    if (cancel.signal.aborted) return
+    core.info(`Received ${signal}: stopping`)
+    cancel.abort(signal)
+    deadline = setTimeout(() => {
+      const dir = tempDir()
+      if (dir) fs.rmSync(dir, { recursive: true, force: true })
+      core.setFailed(`cancelled (${signal}) and the clean-up did not finish in time`)
+      process.exit(1)
+    }, CANCEL_GRACE_MS)
+    deadline.unref()
+  }
+  for (const s of signals) process.on(s, handler)
+  return () => {
+    clearTimeout(deadline)
+    for (const s of signals) process.off(s, handler)
+  }
+}
+
+/** The probes and the emulators' checks run from RUNNER_TEMP: a noexec mount there would look like broken emulators. */
+async function checkTempExecutable(host: Host, temp: string, runner: ProcessRunner): Promise<void> {
+  const r = await runProbe(host.target, temp, runner)
+  if (r.ok) return
+  if (/EACCES|EPERM/.test(r.detail)) {
+    throw new ActionError(
+      `RUNNER_TEMP (${path.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`,
+    )
+  }
+  core.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`)
+}
+
+function checkBinfmtEnabled(reader: BinfmtReader): void {
+  if (reader.mounted() && !reader.enabled()) {
+    throw new ActionError(
+      `binfmt_misc is disabled for the whole host (${reader.root}/status says disabled), so no emulator can run; ` +
+        `enable it with 'echo 1 | sudo tee ${reader.root}/status' (this action does not change that switch)`,
+    )
   }
 }
 

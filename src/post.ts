@@ -1,22 +1,103 @@
 import * as core from '@actions/core'
+import { BinfmtReader, specOf } from './binfmt'
 import { BuilderState, cleanupBuilder } from './buildx/builder'
+import { DockerWriter, dockerAccess } from './docker'
 import { errorMessage } from './errors'
+import { KernelOp, directAccess } from './kernel'
+import { HostLock } from './lock'
 import { ChildProcessRunner } from './process'
+import { stagingName } from './register'
+import { STATE_UNINSTALL, UninstallState } from './state'
+import { UsageRecords } from './usage'
+
+const log = { info: core.info, debug: core.debug, warning: core.warning }
 
 /**
- * The post phase: removes the buildx builder the main phase created. Emulator
- * registrations stay: later steps and containers of the job may still need them.
- * Nothing here fails the job; problems are warnings.
+ * The post phase: removes the buildx builder the main phase created and, with
+ * `uninstall: true`, the entries it registered. Nothing here fails the job;
+ * problems are warnings.
  */
 export async function post(): Promise<void> {
   const saved = core.getState('builder')
-  if (!saved) {
+  if (saved) {
+    try {
+      await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), { info: core.info, warning: core.warning })
+    } catch (e) {
+      core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
+    }
+  } else {
     core.debug('post: no builder to clean up')
-    return
   }
+  const uninstall = core.getState(STATE_UNINSTALL)
+  if (uninstall) {
+    try {
+      await uninstallEntries(JSON.parse(uninstall) as UninstallState)
+    } catch (e) {
+      core.warning(`uninstall: ${errorMessage(e)}; the entries stay registered`)
+    }
+  }
+}
+
+/**
+ * Removes the entries the main step added and puts back the ones it replaced,
+ * except those another live job on this host still uses, and those someone
+ * changed since. A replaced entry that cannot be put back (its interpreter is
+ * gone) is left as this step made it: a working entry beats none.
+ */
+async function uninstallEntries(state: UninstallState): Promise<void> {
+  const runner = new ChildProcessRunner()
+  const access = state.method === 'docker' ? await dockerAccess(runner, state.dockerImage, log) : await directAccess(runner)
+  if (!access.writer) throw new Error(`cannot change binfmt_misc any more (${access.reason})`)
+  const writer = access.writer
+  const reader = writer instanceof DockerWriter && writer.hidden ? writer.view : new BinfmtReader()
+  const records = new UsageRecords()
+  const lock = await HostLock.acquire({ timeoutMs: 300_000, log: core.info })
   try {
-    await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), { info: core.info, warning: core.warning })
-  } catch (e) {
-    core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
+    const problem = records.problem()
+    for (const { spec, previous } of state.entries) {
+      const users = problem ? [] : records.users(spec.name, state.job)
+      if (problem) {
+        core.info(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`)
+        continue
+      }
+      if (users.length) {
+        core.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`)
+        continue
+      }
+      const now = reader.read(spec.name)
+      if (!now) {
+        core.info(`uninstall: ${spec.name} is already gone`)
+        continue
+      }
+      if (now.interpreter !== spec.interpreter) {
+        core.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`)
+        continue
+      }
+      if (!previous) {
+        await writer.apply([{ kind: 'remove', name: spec.name }])
+        core.info(`uninstall: removed ${spec.name}`)
+        continue
+      }
+      // The old entry comes back beside ours first: if the kernel refuses it, ours stays.
+      const staged = stagingName(previous.name)
+      const old = specOf(previous)
+      try {
+        await writer.apply([{ kind: 'register', spec: { ...old, name: staged } }])
+      } catch (e) {
+        core.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errorMessage(e)})`)
+        continue
+      }
+      const ops: KernelOp[] = [
+        { kind: 'remove', name: spec.name },
+        { kind: 'register', spec: old },
+        ...(previous.enabled ? [] : [{ kind: 'disable' as const, name: previous.name }]),
+        { kind: 'remove', name: staged },
+      ]
+      await writer.apply(ops)
+      core.info(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`)
+    }
+    if (state.job) records.remove(state.job)
+  } finally {
+    await lock.release()
   }
 }

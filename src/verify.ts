@@ -14,6 +14,9 @@ export interface ProbeResult {
   readonly ms: number
 }
 
+/** A test program runs in milliseconds; one still running after this is stuck. */
+const PROBE_TIMEOUT_MS = 20_000
+
 /** Writes the target's test program and executes it: the kernel picks the interpreter (or runs it natively). */
 export async function runProbe(target: Target, dir: string, runner: ProcessRunner): Promise<ProbeResult> {
   const file = path.join(dir, `probe-${target.name}`)
@@ -22,9 +25,11 @@ export async function runProbe(target: Target, dir: string, runner: ProcessRunne
   let ok = false
   let detail: string
   try {
-    const r = await runner.run(file, [], { timeoutMs: 20000 })
+    const r = await runner.run(file, [], { timeoutMs: PROBE_TIMEOUT_MS })
     ok = r.code === PROBE_EXIT_STATUS
-    detail = r.signal
+    detail = r.timedOut
+      ? `the test program did not finish within ${PROBE_TIMEOUT_MS / 1000} s (the emulator hangs) and was stopped`
+      : r.signal
       ? `the test program was killed by ${r.signal}`
       : ok
         ? 'ok'
@@ -51,11 +56,11 @@ export async function verifyRegistrations(
 ): Promise<ProbeResult[]> {
   return Promise.all(
     registrations.map(async r => {
-      const entry = reader.read(r.spec.name)
-      if (!entry) return { target: r.target, ok: false, detail: `${r.spec.name} is not in binfmt_misc after registering it`, ms: 0 }
-      if (!entry.enabled) return { target: r.target, ok: false, detail: `${r.spec.name} is disabled`, ms: 0 }
+      const entry = reader.read(r.staged)
+      if (!entry) return { target: r.target, ok: false, detail: `${r.staged} is not in binfmt_misc after registering it`, ms: 0 }
+      if (!entry.enabled) return { target: r.target, ok: false, detail: `${r.staged} is disabled`, ms: 0 }
       if (effectiveFlags(entry.flags) !== effectiveFlags(r.spec.flags)) {
-        return { target: r.target, ok: false, detail: `${r.spec.name} has flags ${entry.flags}, expected ${effectiveFlags(r.spec.flags)}`, ms: 0 }
+        return { target: r.target, ok: false, detail: `${r.staged} has flags ${entry.flags}, expected ${effectiveFlags(r.spec.flags)}`, ms: 0 }
       }
       return runProbe(r.target, dir, runner)
     }),

@@ -19,7 +19,8 @@ export const MY_TARGETS = ['aarch64', 'arm', 'riscv64', 'mips64el'] as const
 export const NON_QEMU = 'testnonqemu'
 export const NON_QEMU_LINE = `:${NON_QEMU}:M::QEMUTESTNONQEMU::/bin/false:`
 export const MINE: readonly string[] = [...MY_TARGETS.map(t => `qemu-${t}`), NON_QEMU]
-export const mine = (name: string): boolean => MINE.includes(name)
+/** My names, and the staging names a run of the action gives them before they are verified. */
+export const mine = (name: string): boolean => MINE.includes(name) || MINE.some(m => new RegExp(`^${m}\\.staged-\\d+$`).test(name))
 
 /** QEMU's magic/mask for the targets above (scripts/qemu-binfmt-conf.sh), as register-line escapes. */
 const MAGIC: Record<string, { magic: string; mask: string }> = {

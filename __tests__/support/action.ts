@@ -1,7 +1,7 @@
 // Runs the bundled action (dist/index.js) as its own process, with the
 // environment a GitHub runner gives a JavaScript action, and reads back what it
 // wrote through the runner's files (outputs, state, step summary, env, path).
-import { spawn } from 'child_process'
+import { ChildProcess, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
@@ -28,6 +28,8 @@ export interface RunActionOptions {
   script?: string
   /** keep the per-run directory (workspace, runner files, default tool cache/temp); default false */
   keep?: boolean
+  /** called with the action's process as soon as it is started (e.g. to signal it) */
+  onSpawn?: (child: ChildProcess) => void
 }
 
 export interface Annotation {
@@ -224,6 +226,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     child.stderr.on('data', (d: Buffer) => err.push(d))
     child.on('error', reject)
     child.on('close', (c, s) => resolve({ code: c, signal: s, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }))
+    opts.onSpawn?.(child)
   })
 
   const stateFile = readOr(files.state)

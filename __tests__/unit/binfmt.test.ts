@@ -1,6 +1,6 @@
 import * as fs from 'fs'
 import { effectiveFlags, parseEntry, registerLine, sameEntry, EntrySpec } from '../../src/binfmt'
-import { planChanges } from '../../src/register'
+import { planChanges, stagedBy, stagingName } from '../../src/register'
 import { allTargets, getTarget, hexToEscaped } from '../../src/targets'
 
 const aarch64 = getTarget('aarch64')
@@ -56,26 +56,44 @@ describe('kernel entry parsing', () => {
 describe('planChanges', () => {
   const wanted = [{ target: aarch64, spec: spec() }]
   const entry = (flags: string, over: Partial<EntrySpec> = {}, enabled = true) => parseEntry(over.name ?? 'qemu-aarch64', kernelText(spec(over), flags, enabled))
+  const plain = { reset: false, pinned: false }
+  const kinds = (changes: ReturnType<typeof planChanges>): string[] =>
+    changes.map(c => (c.kind === 'remove' ? `remove ${c.entry.name}` : c.kind === 'replace' ? `replace (${c.why})` : c.kind))
 
   test('adds what is missing', () => {
-    expect(planChanges([], wanted, false).map(c => c.kind)).toEqual(['add'])
+    expect(kinds(planChanges([], wanted, plain))).toEqual(['add'])
   })
   test('keeps an identical entry', () => {
-    expect(planChanges([entry('POCF')], wanted, false).map(c => c.kind)).toEqual(['keep'])
+    expect(kinds(planChanges([entry('POCF')], wanted, plain))).toEqual(['keep'])
+  })
+  test('with pins, an identical entry is registered again from the checked file, not kept by path', () => {
+    expect(kinds(planChanges([entry('POCF')], wanted, { reset: false, pinned: true }))).toEqual(['replace (pinned)'])
   })
   test('replaces a distro entry without F, another interpreter, or a disabled one', () => {
-    expect(planChanges([entry('OC', { interpreter: '/usr/libexec/qemu-binfmt/aarch64-binfmt-P' })], wanted, false).map(c => c.kind)).toEqual(['replace'])
-    expect(planChanges([entry('POC')], wanted, false).map(c => c.kind)).toEqual(['replace'])
-    expect(planChanges([entry('POCF', {}, false)], wanted, false).map(c => c.kind)).toEqual(['replace'])
+    expect(kinds(planChanges([entry('OC', { interpreter: '/usr/libexec/qemu-binfmt/aarch64-binfmt-P' })], wanted, plain))).toEqual(['replace (differs)'])
+    expect(kinds(planChanges([entry('POC')], wanted, plain))).toEqual(['replace (differs)'])
+    expect(kinds(planChanges([entry('POCF', {}, false)], wanted, plain))).toEqual(['replace (differs)'])
   })
-  test('reset removes every qemu-* entry and nothing else, then adds', () => {
-    const existing = [entry('POCF'), entry('F', { name: 'qemu-riscv64' }), entry('', { name: 'python3.11' })]
-    const changes = planChanges(existing, wanted, true)
-    expect(changes.map(c => (c.kind === 'remove' ? `remove ${c.entry.name}` : c.kind))).toEqual([
-      'remove qemu-aarch64',
-      'remove qemu-riscv64',
-      'add',
-    ])
+  test('reset replaces the wanted entries and removes every other qemu-* entry, nothing else and no staging entry of another run', () => {
+    const existing = [
+      entry('POCF'),
+      entry('F', { name: 'qemu-riscv64' }),
+      entry('F', { name: 'qemu-riscv64.staged-4242' }),
+      entry('', { name: 'python3.11' }),
+    ]
+    expect(kinds(planChanges(existing, wanted, { reset: true, pinned: false }))).toEqual(['remove qemu-riscv64', 'replace (reset)'])
+  })
+  test('refuses to manage a name outside qemu-*', () => {
+    expect(() => planChanges([], [{ target: aarch64, spec: spec({ name: 'aarch64' }) }], plain)).toThrow(/non-qemu/)
+  })
+})
+
+describe('staging names', () => {
+  test('carry the pid of the run that made them, and only qemu-* names count', () => {
+    expect(stagingName('qemu-aarch64', 4242)).toBe('qemu-aarch64.staged-4242')
+    expect(stagedBy('qemu-aarch64.staged-4242')).toBe(4242)
+    expect(stagedBy('qemu-aarch64')).toBeUndefined()
+    expect(stagedBy('aarch64.staged-12')).toBeUndefined()
   })
 })
 

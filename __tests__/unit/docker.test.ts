@@ -367,10 +367,10 @@ describe('verifyInContainer', () => {
         ? { stdout: '@@probe probe-ppc64le 42\n@@probe probe-s390x 2\n./probe-s390x: line 1: syntax error: unexpected ")"\n' }
         : undefined
     const regs: Registration[] = [
-      { target: ppc, spec: ppcSpec, action: 'added' },
-      { target: s390x, spec: s390Spec, action: 'added' },
-      { target: riscv, spec: riscvSpec, action: 'added' },
-      { target: getTarget('mips64el'), spec: spec(getTarget('mips64el')), action: 'added' },
+      { target: ppc, spec: ppcSpec, action: 'added', staged: ppcSpec.name },
+      { target: s390x, spec: s390Spec, action: 'added', staged: s390Spec.name },
+      { target: riscv, spec: riscvSpec, action: 'added', staged: riscvSpec.name },
+      { target: getTarget('mips64el'), spec: spec(getTarget('mips64el')), action: 'added', staged: spec(getTarget('mips64el')).name },
     ]
     const probeDir = fs.mkdtempSync(path.join(dir, 'probes-'))
     const results = await verifyInContainer(w, regs, probeDir)
@@ -396,7 +396,7 @@ describe('verifyInContainer', () => {
     const ppcSpec = spec(ppc, `${CONTAINER_DIR}/0123456789abcdef/qemu-ppc64le`)
     w.view.update(parseTable(dump([[ppcSpec, 'POCF']]))!)
     fake.reply = a => (a[0] === 'start' ? { code: 125, stderr: 'docker: Error response from daemon: oci runtime error\n' } : undefined)
-    const [r] = await verifyInContainer(w, [{ target: ppc, spec: ppcSpec, action: 'added' }], fs.mkdtempSync(path.join(dir, 'probes-')))
+    const [r] = await verifyInContainer(w, [{ target: ppc, spec: ppcSpec, action: 'added', staged: ppcSpec.name }], fs.mkdtempSync(path.join(dir, 'probes-')))
     expect(r.ok).toBe(false)
     expect(r.detail).toContain('the verification container (busybox:stable) exited with status 125: docker: Error response from daemon: oci runtime error')
     expect(fake.verbs).toEqual(['create', 'cp', 'start', 'rm'])

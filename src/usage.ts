@@ -1,0 +1,166 @@
+import { randomBytes } from 'crypto'
+import * as fs from 'fs'
+import * as path from 'path'
+
+/**
+ * Which live jobs on this host use which qemu-* entries, so that `uninstall` in
+ * one job's post step never removes an entry another running job relies on.
+ * A job is the process that lives exactly as long as it: the runner's
+ * Runner.Worker, else the parent of this process. A record whose process is gone
+ * counts for nothing. Records can only ever keep entries registered: when they
+ * cannot be read safely, uninstall keeps everything.
+ */
+export const USAGE_DIR = '/tmp/setup-qemu-binfmt-jobs'
+
+/** A process, told apart from a later one with the same pid by its start time. */
+export interface JobId {
+  readonly pid: number
+  readonly start: string
+}
+
+interface UsageRecord extends JobId {
+  readonly entries: readonly string[]
+}
+
+/** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); undefined when the process is gone. */
+function startTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // comm (field 2) may hold spaces and parentheses: count from its closing one.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+  } catch {
+    return undefined
+  }
+}
+
+function commOf(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()
+  } catch {
+    return ''
+  }
+}
+
+export function alive(job: JobId): boolean {
+  return startTime(job.pid) === job.start
+}
+
+/** The process that lives as long as this job: the nearest Runner.Worker above us, else our parent. */
+export function currentJob(self: number = process.pid): JobId | undefined {
+  const parent = parentOf(self)
+  let pid = parent
+  for (let hops = 0; pid && pid > 1 && hops < 32; hops++) {
+    if (commOf(pid) === 'Runner.Worker') break
+    pid = parentOf(pid)
+  }
+  const job = pid && pid > 1 ? pid : parent
+  const start = job ? startTime(job) : undefined
+  return job && start ? { pid: job, start } : undefined
+}
+
+/** Why the records cannot be trusted here, or undefined when they can. */
+function unsafeDir(dir: string): string | undefined {
+  let st: fs.Stats
+  try {
+    st = fs.lstatSync(dir)
+  } catch {
+    return 'missing'
+  }
+  if (!st.isDirectory()) return `${dir} is not a directory`
+  const uid = process.getuid?.() ?? -1
+  if (st.uid !== 0 && st.uid !== uid) return `${dir} belongs to another user (uid ${st.uid})`
+  if ((st.mode & 0o1000) === 0 && st.uid !== uid) return `${dir} has no sticky bit`
+  return undefined
+}
+
+export class UsageRecords {
+  constructor(private readonly dir: string = USAGE_DIR) {}
+
+  /** Why the records cannot be used (then uninstall keeps everything), or undefined. */
+  problem(): string | undefined {
+    const p = unsafeDir(this.dir)
+    return p === 'missing' ? undefined : p
+  }
+
+  private ensureDir(): void {
+    if (unsafeDir(this.dir) !== 'missing') return
+    try {
+      fs.mkdirSync(this.dir, { mode: 0o1777 })
+      // umask trims the mode mkdir gets: every runner user must be able to add its record.
+      fs.chmodSync(this.dir, 0o1777)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    }
+  }
+
+  private file(job: JobId): string {
+    return path.join(this.dir, `${job.pid}-${job.start}.json`)
+  }
+
+  /** Adds `entries` to the job's record. Throws when the directory is not safe to write. */
+  add(job: JobId, entries: readonly string[]): void {
+    this.ensureDir()
+    const problem = unsafeDir(this.dir)
+    if (problem) throw new Error(problem)
+    const mine = this.read(this.file(job))
+    const all = [...new Set([...(mine?.entries ?? []), ...entries])].sort()
+    const record: UsageRecord = { pid: job.pid, start: job.start, entries: all }
+    // Written aside and renamed: a reader never sees half a record, and nothing at the final name is followed.
+    const tmp = path.join(this.dir, `.${job.pid}-${randomBytes(6).toString('hex')}`)
+    fs.writeFileSync(tmp, JSON.stringify(record), { flag: 'wx', mode: 0o644 })
+    fs.renameSync(tmp, this.file(job))
+  }
+
+  /** Forgets the job's record (its post step is done with it). */
+  remove(job: JobId): void {
+    fs.rmSync(this.file(job), { force: true })
+  }
+
+  private read(file: string): UsageRecord | undefined {
+    try {
+      const st = fs.lstatSync(file)
+      if (!st.isFile() || st.size > 65536) return undefined
+      const r = JSON.parse(fs.readFileSync(file, 'utf8')) as UsageRecord
+      if (typeof r.pid !== 'number' || typeof r.start !== 'string' || !Array.isArray(r.entries)) return undefined
+      return { pid: r.pid, start: r.start, entries: r.entries.filter(e => typeof e === 'string') }
+    } catch {
+      return undefined
+    }
+  }
+
+  /** The live jobs other than `self` that use `entry`; dead jobs' records are dropped on the way (when ours to drop). */
+  users(entry: string, self?: JobId): JobId[] {
+    let names: string[]
+    try {
+      names = fs.readdirSync(this.dir)
+    } catch {
+      return []
+    }
+    const out: JobId[] = []
+    for (const n of names) {
+      if (!n.endsWith('.json')) continue
+      const r = this.read(path.join(this.dir, n))
+      if (!r) continue
+      if (!alive(r)) {
+        try {
+          fs.rmSync(path.join(this.dir, n), { force: true })
+        } catch {
+          // another user's record, in a sticky directory: it counts for nothing all the same
+        }
+        continue
+      }
+      if (self && r.pid === self.pid && r.start === self.start) continue
+      if (r.entries.includes(entry)) out.push({ pid: r.pid, start: r.start })
+    }
+    return out
+  }
+}
