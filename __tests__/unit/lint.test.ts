@@ -33,7 +33,7 @@ interface Example {
   readonly body: string
 }
 
-export function yamlExamples(markdown: string): Example[] {
+function yamlExamples(markdown: string): Example[] {
   const lines = markdown.split('\n')
   const out: Example[] = []
   for (let i = 0; i < lines.length; i++) {
@@ -51,7 +51,7 @@ export function yamlExamples(markdown: string): Example[] {
 const WRAP_HEADER = ['on: push', 'jobs:', '  example:', '    runs-on: ubuntu-latest', '    steps:']
 
 /** A full workflow is checked as is; a list of steps is put into a minimal job first. */
-export function asWorkflow(file: string, ex: Example): Checked {
+function asWorkflow(file: string, ex: Example): Checked {
   const lines = ex.body.split('\n')
   if (lines.some(l => /^(on|jobs):/.test(l))) return { file, yaml: ex.body, firstLine: ex.line, headerLines: 0 }
   const first = lines.find(l => l.trim() !== '' && !l.trim().startsWith('#'))
@@ -78,7 +78,7 @@ function schemaFindings(prefix: string, errors: readonly ValidationError[]): Fin
   })
 }
 
-export async function lint(c: Checked): Promise<Finding[]> {
+async function lint(c: Checked): Promise<Finding[]> {
   const found = (await runLint(c.yaml, c.file)).map(r => `${where(c, r.line, r.column)}: ${r.message} [${r.kind}]`)
   return [...found, ...schemaFindings(`${c.file}:${c.firstLine}`, validateWorkflow(c.yaml).errors)]
 }
@@ -87,7 +87,7 @@ export async function lint(c: Checked): Promise<Finding[]> {
  * action-validator 0.6.0's action schema predates the node24 runtime (its enum is
  * node12/16/20), so node24 is checked here and the rest of the document against the schema.
  */
-export function actionFindings(text: string): Finding[] {
+function actionFindings(text: string): Finding[] {
   const using = /^ {2}using:\s*['"]?(\S+?)['"]?\s*$/m.exec(text)?.[1]
   if (using !== 'node24') return [`action.yml: runs.using is ${using ?? 'missing'}, expected node24`]
   return schemaFindings('action.yml', validateAction(text.replace(/^( {2}using:\s*)node24/m, '$1node20')).errors)
