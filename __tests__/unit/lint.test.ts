@@ -120,6 +120,19 @@ test(`actionlint and the workflow schema: ${workflows.length} workflows, ${examp
   expect(findings).toEqual([])
 })
 
+test('workflows pin every action by commit SHA, with its version in a comment', () => {
+  const unpinned = workflows.flatMap(f =>
+    fs
+      .readFileSync(path.join(WORKFLOWS_DIR, f), 'utf8')
+      .split('\n')
+      .map((l, i) => ({ l, at: `.github/workflows/${f}:${i + 1}` }))
+      .filter(({ l }) => /^\s*(-\s+)?uses:/.test(l) && !/uses:\s*\.\/?\s*$/.test(l))
+      .filter(({ l }) => !/uses:\s*[\w.-]+\/[\w./-]+@[0-9a-f]{40}\s+# v\d+(\.\d+)*\s*$/.test(l))
+      .map(({ l, at }) => `${at}: ${l.trim()}`),
+  )
+  expect(unpinned).toEqual([])
+})
+
 test('action.yml matches the action metadata schema', () => {
   expect(actionFindings(fs.readFileSync(path.join(ROOT, 'action.yml'), 'utf8'))).toEqual([])
 })
