@@ -117,6 +117,7 @@ export async function run(): Promise<void> {
     const out = outputs(outcome)
     if (builder) {
       out.platforms = builder.platforms.join(',')
+      out['platforms-json'] = JSON.stringify(builder.platforms)
       out.builder = builder.name
       out.nodes = JSON.stringify(
         builder.nodes.map(n => ({ name: n.name, endpoint: n.endpoint, status: n.status, buildkit: n.buildkit, platforms: n.platforms })),

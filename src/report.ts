@@ -36,8 +36,11 @@ export function availablePlatforms(o: Outcome): string[] {
 }
 
 export function outputs(o: Outcome): Record<string, string> {
+  const platforms = availablePlatforms(o)
   return {
-    platforms: availablePlatforms(o).join(','),
+    platforms: platforms.join(','),
+    // The same list, ready for a matrix: fromJSON(steps.<id>.outputs.platforms-json).
+    'platforms-json': JSON.stringify(platforms),
     emulators: o.registrations.map(r => r.target.name).join(','),
     'qemu-version': o.qemuVersion,
     'cache-hit': String(o.cacheHit),

@@ -73,6 +73,8 @@ describe('download, register with F, verify; then a second run on the same tool 
     const o = r.outputs
     // Native and verified platforms, and nothing else.
     expect(withoutAmd64Levels(o.platforms).sort()).toEqual([...NATIVE, ...EMULATED].sort())
+    // The matrix-ready output is the same list, in the same order.
+    expect(JSON.parse(o['platforms-json'])).toEqual(o.platforms.split(','))
     expect(o.emulators.split(',').sort()).toEqual([...MY_TARGETS].sort())
     expect(o['qemu-version']).toBe(VERSION)
     expect(o['cache-hit']).toBe('false')
