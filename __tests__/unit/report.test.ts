@@ -7,6 +7,7 @@ function registered(name: string): Registration {
   return {
     target,
     action: 'added',
+    staged: `qemu-${name}.staged-1`,
     spec: { name: `qemu-${name}`, offset: 0, magic: target.magic, mask: target.mask, interpreter: `/x/qemu-${name}`, flags: 'F' },
   }
 }
