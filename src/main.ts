@@ -15,7 +15,7 @@ import { HostLock } from './lock'
 import { CancelledError, ChildProcessRunner, ProcessRunner } from './process'
 import { Journal, Registration, WantedEntry, applyChanges, commit, planChanges, rollback, stagedBy } from './register'
 import { CANCEL_GRACE_MS, STATE_UNINSTALL, UninstallState } from './state'
-import { JobId, UsageRecords, currentJob } from './usage'
+import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, outputs, reportRows } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
@@ -163,7 +163,7 @@ async function registerAndVerify(
   try {
     if (!hidden) await removeAbandonedStaging(writer, reader)
     const job = currentJob()
-    const records = new UsageRecords()
+    const records = new UsageRecords(tableOf(reader.root))
     const inUse = (name: string): boolean => {
       const users = records.users(name, job)
       if (users.length) core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)

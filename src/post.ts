@@ -8,7 +8,7 @@ import { HostLock } from './lock'
 import { ChildProcessRunner } from './process'
 import { stagingName } from './register'
 import { STATE_UNINSTALL, UninstallState } from './state'
-import { UsageRecords } from './usage'
+import { UsageRecords, tableOf } from './usage'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning }
 
@@ -50,7 +50,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   if (!access.writer) throw new Error(`cannot change binfmt_misc any more (${access.reason})`)
   const writer = access.writer
   const reader = writer instanceof DockerWriter && writer.hidden ? writer.view : new BinfmtReader()
-  const records = new UsageRecords()
+  const records = new UsageRecords(tableOf(reader.root))
   const lock = await HostLock.acquire({ timeoutMs: 300_000, log: core.info })
   try {
     const problem = records.problem()

@@ -19,7 +19,20 @@ export interface JobId {
 }
 
 interface UsageRecord extends JobId {
+  /** entries, each as `<table>/<name>` (see tableOf) */
   readonly entries: readonly string[]
+}
+
+/**
+ * Which binfmt_misc instance a name belongs to: the device of its mount. The
+ * host has one; a user namespace may mount one of its own, with other entries.
+ */
+export function tableOf(root: string): string {
+  try {
+    return String(fs.statSync(root).dev)
+  } catch {
+    return '?'
+  }
 }
 
 /** Field 22 of /proc/<pid>/stat (start time in clock ticks since boot); undefined when the process is gone. */
@@ -83,7 +96,15 @@ function unsafeDir(dir: string): string | undefined {
 }
 
 export class UsageRecords {
-  constructor(private readonly dir: string = USAGE_DIR) {}
+  /** `table`: the binfmt_misc instance the names belong to (tableOf) */
+  constructor(
+    private readonly table: string,
+    private readonly dir: string = USAGE_DIR,
+  ) {}
+
+  private key(entry: string): string {
+    return `${this.table}/${entry}`
+  }
 
   /** Why the records cannot be used (then uninstall keeps everything), or undefined. */
   problem(): string | undefined {
@@ -112,7 +133,7 @@ export class UsageRecords {
     const problem = unsafeDir(this.dir)
     if (problem) throw new Error(problem)
     const mine = this.read(this.file(job))
-    const all = [...new Set([...(mine?.entries ?? []), ...entries])].sort()
+    const all = [...new Set([...(mine?.entries ?? []), ...entries.map(e => this.key(e))])].sort()
     const record: UsageRecord = { pid: job.pid, start: job.start, entries: all }
     // Written aside and renamed: a reader never sees half a record, and nothing at the final name is followed.
     const tmp = path.join(this.dir, `.${job.pid}-${randomBytes(6).toString('hex')}`)
@@ -159,7 +180,7 @@ export class UsageRecords {
         continue
       }
       if (self && r.pid === self.pid && r.start === self.start) continue
-      if (r.entries.includes(entry)) out.push({ pid: r.pid, start: r.start })
+      if (r.entries.includes(this.key(entry))) out.push({ pid: r.pid, start: r.start })
     }
     return out
   }

@@ -233,7 +233,9 @@ describe('failures: one message listing each path tried, nothing registered, no 
       const before = myRaw()
       // The runner cancels with signals; the slow image keeps the first container running meanwhile.
       const r = await runAction({ ...INPUTS, 'install-mode': 'docker', 'docker-image': SLOW_IMAGE }, { debug: true, timeoutMs: 6000 })
-      expect({ signal: r.signal, started: r.stdout.includes('::debug::docker start -a') }).toEqual({ signal: 'SIGTERM', started: true })
+      // It stops on the signal, cleans up and exits non-zero by itself, saying why.
+      expect({ code: r.code, signal: r.signal, started: r.stdout.includes('::debug::docker start -a') }).toEqual({ code: 1, signal: null, started: true })
+      expect(r.annotations.filter(a => a.kind === 'error').map(a => a.message).join('\n')).toMatch(/cancelled \(SIGTERM\)/)
       expect(leftContainers()).toEqual([])
       expect(myRaw()).toEqual(before)
     })
