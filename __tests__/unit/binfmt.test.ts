@@ -84,7 +84,7 @@ describe('planChanges', () => {
 })
 
 describe('target table', () => {
-  /** A binfmt.d magic or mask (`\\xNN` escapes, other characters literal) as hex. */
+  /** A binfmt.d magic or mask (`\xNN` escapes, other characters literal) as hex. */
   const escapedToHex = (s: string): string =>
     Buffer.from(s.replace(/\\x([0-9a-f]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('hex')
 
