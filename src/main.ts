@@ -13,7 +13,8 @@ import { DockerWriter, dockerAccess, verifyInContainer } from './docker'
 import { BuilderResult, setupBuilder } from './buildx/builder'
 import { ChildProcessRunner, ProcessRunner } from './process'
 import { Journal, Registration, WantedEntry, applyChanges, planChanges, rollback } from './register'
-import { Outcome, outputs, reportRows } from './report'
+import { Outcome, checksumRows, outputs, reportRows } from './report'
+import { explainPinFailure, pinning } from './pins'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeResult, verifyRegistrations } from './verify'
@@ -39,6 +40,8 @@ export async function run(): Promise<void> {
     const inputs = readInputs(name => core.getInput(name))
     const host = detectHost()
     const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
+    // The user's qemu-sha256, or the built-in digest of the default release's asset.
+    const pins = pinning(inputs, host.arch)
     defaultRunnerDirs()
     const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
 
@@ -61,7 +64,7 @@ export async function run(): Promise<void> {
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
     const fetched: FetchResult = onlyNative
-      ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 } }
+      ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
       : await time('fetch', () =>
           core.group('Emulators', () =>
             fetchEmulators(
@@ -69,7 +72,7 @@ export async function run(): Promise<void> {
                 source,
                 version: inputs.qemuVersion,
                 host: host.arch,
-                sha256: inputs.sha256,
+                sha256: pins.list,
                 cache: inputs.cache,
                 selectionKey: plan.selectionKey(),
                 tempDir: temp,
@@ -77,10 +80,13 @@ export async function run(): Promise<void> {
                 log,
               },
               choose,
-            ),
+            ).catch(e => {
+              throw explainPinFailure(pins, e)
+            }),
           ),
         )
     Object.assign(timings, fetched.timings)
+    for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (pinned: ${r.pinned})`)
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
@@ -112,6 +118,8 @@ export async function run(): Promise<void> {
         qemuVersion: inputs.qemuVersion,
         cacheHit: fetched.cacheHit,
         method: writer.method,
+        files: fetched.files,
+        pinning: pins,
       }
       // After registration, so that BuildKit sees the emulators when it starts.
       const platforms = outputs(outcome).platforms.split(',')
@@ -228,7 +236,7 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
       ...builder.nodes.map(n => [n.name, n.endpoint, n.status, n.buildkit, n.platforms.join(', ')].map(c => c || '-')),
     ])
   }
-  await core.summary
+  core.summary
     .addHeading('QEMU emulators', 3)
     .addTable([
       [
@@ -248,5 +256,16 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
       ),
     ])
     .addRaw(`\nmethod: ${o.method}, cache hit: ${o.cacheHit}\n`)
-    .write()
+  const sums = checksumRows(o.files, o.pinning)
+  if (sums.length) {
+    // Paste-ready: each line as the qemu-sha256 input takes it.
+    core.summary.addHeading('Downloaded files', 3).addTable([
+      [
+        { data: 'qemu-sha256 line', header: true },
+        { data: 'pinned', header: true },
+      ],
+      ...sums.map(r => [`<code>${r.line}</code>`, r.pinned]),
+    ])
+  }
+  await core.summary.write()
 }
