@@ -86,7 +86,7 @@ export async function run(): Promise<void> {
           ),
         )
     Object.assign(timings, fetched.timings)
-    for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (pinned: ${r.pinned})`)
+    for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
@@ -259,10 +259,10 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
   const sums = checksumRows(o.files, o.pinning)
   if (sums.length) {
     // Paste-ready: each line as the qemu-sha256 input takes it.
-    core.summary.addHeading('Downloaded files', 3).addTable([
+    core.summary.addHeading('Files the emulators came from', 3).addTable([
       [
         { data: 'qemu-sha256 line', header: true },
-        { data: 'pinned', header: true },
+        { data: 'checked', header: true },
       ],
       ...sums.map(r => [`<code>${r.line}</code>`, r.pinned]),
     ])

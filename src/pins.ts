@@ -65,9 +65,9 @@ export function checksumLine(file: FileDigest): string {
 export function pinnedStatus(p: Pinning, file: FileDigest): string {
   switch (p.kind) {
     case 'user':
-      return p.list.has(file.name) ? 'yes (qemu-sha256)' : 'yes (qemu-sha256 lists its emulators)'
+      return p.list.has(file.name) ? 'pinned by qemu-sha256' : 'pinned by qemu-sha256 (its emulators are listed)'
     case 'built-in':
-      return file.name === p.file.name ? 'yes (built-in digest of the default release)' : 'no'
+      return file.name === p.file.name ? 'pinned by the built-in digest of the default release' : 'not pinned'
     case 'not-pinned':
       return `not pinned: no built-in digest for ${p.fileName}; check it and set qemu-sha256`
     case 'none':

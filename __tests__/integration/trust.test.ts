@@ -88,9 +88,9 @@ describe('paste-ready qemu-sha256 lines', () => {
       // A fresh tool cache each time: every run downloads (cold).
       { toolCache: freshDir('toolcache') },
     )
-  /** The summary's 'Downloaded files' rows: [line, pinned]. */
+  /** The summary's 'Files the emulators came from' rows: [line, checked]. */
   const fileRows = (summary: string): string[][] =>
-    summaryRows(summary.slice(summary.indexOf('Downloaded files'))).filter(r => r[0].startsWith('<code>')).map(([l, p]) => [l.replace(/<\/?code>/g, ''), p])
+    summaryRows(summary.slice(summary.indexOf('Files the emulators came from'))).filter(r => r[0].startsWith('<code>')).map(([l, p]) => [l.replace(/<\/?code>/g, ''), p])
 
   test("the summary's line pasted into qemu-sha256 makes the next cold run pass; one changed digit fails it", async () => {
     let line = ''
@@ -106,7 +106,7 @@ describe('paste-ready qemu-sha256 lines', () => {
     await withKernel(async () => {
       const pinned = await run({ 'qemu-sha256': line })
       expectSuccess(pinned)
-      expect(fileRows(pinned.summary)).toEqual([[line, 'yes (qemu-sha256)']])
+      expect(fileRows(pinned.summary)).toEqual([[line, 'pinned by qemu-sha256']])
       expectRegistered('qemu-aarch64', '/')
     })
 

@@ -54,8 +54,8 @@ describe('summary lines', () => {
   })
 
   test('says for each file whether and how it was pinned', () => {
-    expect(pinnedStatus(pinning(defaults, 'amd64'), file)).toBe('yes (built-in digest of the default release)')
-    expect(pinnedStatus(pinning({ ...defaults, sha256: parseChecksums(checksumLine(file)) }, 'amd64'), file)).toBe('yes (qemu-sha256)')
+    expect(pinnedStatus(pinning(defaults, 'amd64'), file)).toBe('pinned by the built-in digest of the default release')
+    expect(pinnedStatus(pinning({ ...defaults, sha256: parseChecksums(checksumLine(file)) }, 'amd64'), file)).toBe('pinned by qemu-sha256')
     expect(pinnedStatus(pinning(defaults, 'arm64'), { name: 'qemu_v10.2.3_linux-arm64.tar.gz', sha256: 'b'.repeat(64) })).toBe(
       'not pinned: no built-in digest for qemu_v10.2.3_linux-arm64.tar.gz; check it and set qemu-sha256',
     )
