@@ -207,6 +207,10 @@ function verificationError(failed: readonly ProbeResult[], registrations: readon
   )
 }
 
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+}
+
 function label(t: Target): string {
   const p = dockerPlatforms(t)
   return p.length ? `${p[0]} (qemu-${t.name})` : `qemu-${t.name}`
@@ -264,7 +268,8 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
         { data: 'qemu-sha256 line', header: true },
         { data: 'checked', header: true },
       ],
-      ...sums.map(r => [`<code>${r.line}</code>`, r.pinned]),
+      // The file name comes from qemu-url: escaped, so it shows as text.
+      ...sums.map(r => [`<code>${escapeHtml(r.line)}</code>`, escapeHtml(r.pinned)]),
     ])
   }
   await core.summary.write()
