@@ -56,6 +56,8 @@ fi
 mkdir -p "$DEBS"
 want=()
 compgen -G "$DEBS/qemu-user-static_*_amd64.deb" >/dev/null || want+=(qemu-user-static:amd64)
+# Only its binfmt.d: the x86 entries an arm64 host registers, for the target table test.
+compgen -G "$DEBS/qemu-user-static_*_arm64.deb" >/dev/null || want+=(qemu-user-static:arm64)
 for a in "${FOREIGN[@]}"; do
   compgen -G "$DEBS/busybox-static_*_${a}.deb" >/dev/null || want+=("busybox-static:$a")
 done

@@ -8,6 +8,7 @@ import { ActionError, errorMessage } from './errors'
 import { DirectAccess, KernelOp, KernelWriter } from './kernel'
 import { ProcessRunner, RunOptions, RunResult, lastLine } from './process'
 import { Registration } from './register'
+import { PROBE_ARGS } from './probe'
 import { ProbeResult, verifyRegistrations } from './verify'
 
 export interface DockerLog {
@@ -71,11 +72,11 @@ for op in "$@"; do
 done
 `
 
-/** Runs each test program named by the arguments and prints `@@probe <name> <status>` and its first stderr line. */
+/** Runs each test program named by the arguments (with PROBE_ARGS) and prints `@@probe <name> <status>` and its first stderr line. */
 export const PROBE_SCRIPT = `
 cd ${PROBE_DIR} || exit 1
 for p in "$@"; do
-  ./"$p" >/dev/null 2>"$p.err"
+  ./"$p" ${PROBE_ARGS.join(' ')} >/dev/null 2>"$p.err"
   echo "@@probe $p $?"
   head -n 1 "$p.err"
 done

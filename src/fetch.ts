@@ -7,6 +7,7 @@ import { EmulatorArchive } from './archive'
 import { ChecksumList, checkDigest, sha256File } from './checksum'
 import { HostArch, checkHostExecutable } from './elf'
 import { ActionError, errorMessage } from './errors'
+import { FileDigest } from './pins'
 import { ProcessRunner } from './process'
 import { EmulatorSource, isDirectory, scanDirectory } from './source'
 
@@ -44,6 +45,8 @@ export interface FetchResult {
   readonly cacheHit: boolean
   readonly from: 'tool-cache' | 'actions-cache' | 'download' | 'local'
   readonly timings: { download: number; extract: number }
+  /** the files the emulators came from (downloaded or local), as qemu-sha256 lines name them */
+  readonly files: readonly FileDigest[]
 }
 
 /** What a per-target source with `platforms: all` offers: the emulators of a tonistiigi/binfmt release. */
@@ -128,7 +131,8 @@ export async function fetchEmulators(req: FetchRequest, choose: Chooser): Promis
     const m = manifest.emulators[n]
     emulators.set(n, { name: n, path: path.join(cachedDir, `qemu-${n}`), origin: m.file, reportedVersion: m.reportedVersion })
   }
-  return { emulators, cacheHit: from !== 'download', from, timings }
+  const files = new Map(names.map(n => [manifest.emulators[n].file, manifest.emulators[n].fileSha256]))
+  return { emulators, cacheHit: from !== 'download', from, timings, files: [...files].map(([name, sha256]) => ({ name, sha256 })) }
 }
 
 function statOrFail(p: string): fs.Stats {
@@ -315,6 +319,7 @@ async function useDirectory(req: FetchRequest, choose: Chooser): Promise<FetchRe
   const found = scanDirectory(dir)
   const names = choose([...found.keys()])
   const emulators = new Map<string, Emulator>()
+  const files: FileDigest[] = []
   await Promise.all(
     names.map(async n => {
       const file = found.get(n)
@@ -328,9 +333,10 @@ async function useDirectory(req: FetchRequest, choose: Chooser): Promise<FetchRe
         checkDigest(req.sha256, listed, m.sha256, file)
       }
       emulators.set(n, { name: n, path: file, origin: file, reportedVersion: m.reportedVersion })
+      files.push({ name: path.basename(file), sha256: m.sha256 })
     }),
   )
-  return { emulators, cacheHit: true, from: 'local', timings: { download: 0, extract: 0 } }
+  return { emulators, cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files }
 }
 
 async function restoreActionsCache(req: FetchRequest, dir: string, key: string): Promise<boolean> {

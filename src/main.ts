@@ -12,11 +12,12 @@ import { KernelWriter, directAccess } from './kernel'
 import { DockerWriter, dockerAccess, verifyInContainer } from './docker'
 import { BuilderResult, setupBuilder } from './buildx/builder'
 import { HostLock } from './lock'
+import { explainPinFailure, pinning } from './pins'
 import { CancelledError, ChildProcessRunner, ProcessRunner } from './process'
 import { Journal, Registration, WantedEntry, applyChanges, commit, planChanges, rollback, stagedBy } from './register'
 import { CANCEL_GRACE_MS, STATE_UNINSTALL, UninstallState } from './state'
 import { JobId, UsageRecords, currentJob, tableOf } from './usage'
-import { Outcome, outputs, reportRows } from './report'
+import { Outcome, checksumRows, outputs, reportRows } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeResult, runProbe, verifyRegistrations } from './verify'
@@ -46,6 +47,8 @@ export async function run(): Promise<void> {
     const inputs = readInputs(name => core.getInput(name))
     const host = detectHost()
     const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch)
+    // The user's qemu-sha256, or the built-in digest of the default release's asset.
+    const pins = pinning(inputs, host.arch)
     defaultRunnerDirs()
     const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
     await checkTempExecutable(host, temp, runner)
@@ -70,7 +73,7 @@ export async function run(): Promise<void> {
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
     const fetched: FetchResult = onlyNative
-      ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 } }
+      ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
       : await time('fetch', () =>
           core.group('Emulators', () =>
             fetchEmulators(
@@ -78,7 +81,7 @@ export async function run(): Promise<void> {
                 source,
                 version: inputs.qemuVersion,
                 host: host.arch,
-                sha256: inputs.sha256,
+                sha256: pins.list,
                 cache: inputs.cache,
                 selectionKey: plan.selectionKey(),
                 tempDir: temp,
@@ -86,14 +89,17 @@ export async function run(): Promise<void> {
                 log,
               },
               choose,
-            ),
+            ).catch(e => {
+              throw explainPinFailure(pins, e)
+            }),
           ),
         )
     Object.assign(timings, fetched.timings)
+    for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
-    const { registrations, probes } = await registerAndVerify(inputs, writer, reader, hidden, wanted, temp, runner, cancel.signal, time)
+    const { registrations, probes } = await registerAndVerify({ inputs, pinned: pins.list.size > 0, writer, reader, hidden, wanted, temp, runner, cancel: cancel.signal, time })
     const outcome: Outcome = {
       nativePlatforms: nativeP,
       registrations,
@@ -102,6 +108,8 @@ export async function run(): Promise<void> {
       qemuVersion: inputs.qemuVersion,
       cacheHit: fetched.cacheHit,
       method: writer.method,
+      files: fetched.files,
+      pinning: pins,
     }
 
     // After registration, so that BuildKit sees the emulators when it starts. The emulators are verified and stay whatever happens here.
@@ -146,17 +154,20 @@ type Timer = <T>(phase: string, step: () => Promise<T>) => Promise<T>
  * cancellation before that removes what this run added; every entry that was
  * there before the run is untouched until the new one is proven.
  */
-async function registerAndVerify(
-  inputs: Inputs,
-  writer: KernelWriter,
-  reader: BinfmtReader,
-  hidden: DockerWriter | undefined,
-  wanted: readonly WantedEntry[],
-  temp: string,
-  runner: ProcessRunner,
-  cancel: AbortSignal,
-  time: Timer,
-): Promise<{ registrations: Registration[]; probes: ProbeResult[] }> {
+async function registerAndVerify({ inputs, pinned, writer, reader, hidden, wanted, temp, runner, cancel, time }: {
+  readonly inputs: Inputs
+  /** the emulators were checked against digests: entries are registered from them, never kept by path */
+  readonly pinned: boolean
+  readonly writer: KernelWriter
+  readonly reader: BinfmtReader
+  /** set when the runner cannot see the table the daemon's containers change */
+  readonly hidden: DockerWriter | undefined
+  readonly wanted: readonly WantedEntry[]
+  readonly temp: string
+  readonly runner: ProcessRunner
+  readonly cancel: AbortSignal
+  readonly time: Timer
+}): Promise<{ registrations: Registration[]; probes: ProbeResult[] }> {
   if (!wanted.length && !inputs.reset) return { registrations: [], probes: [] }
   const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core.info })
   const journal = new Journal()
@@ -169,7 +180,7 @@ async function registerAndVerify(
       if (users.length) core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
       return users.length > 0
     }
-    const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned: inputs.sha256.size > 0, inUse })
+    const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned, inUse })
     const registrations = await time('register', () =>
       core.group(`Register ${writer.how}`, () => applyChanges(writer, reader, changes, journal, log)),
     )
@@ -333,6 +344,10 @@ function verificationError(failed: readonly ProbeResult[], registrations: readon
   )
 }
 
+function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+}
+
 function label(t: Target): string {
   const p = dockerPlatforms(t)
   return p.length ? `${p[0]} (qemu-${t.name})` : `qemu-${t.name}`
@@ -362,7 +377,7 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
       ...builder.nodes.map(n => [n.name, n.endpoint, n.status, n.buildkit, n.platforms.join(', ')].map(c => c || '-')),
     ])
   }
-  await core.summary
+  core.summary
     .addHeading('QEMU emulators', 3)
     .addTable([
       [
@@ -382,5 +397,17 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
       ),
     ])
     .addRaw(`\nmethod: ${o.method}, cache hit: ${o.cacheHit}\n`)
-    .write()
+  const sums = checksumRows(o.files, o.pinning)
+  if (sums.length) {
+    // Paste-ready: each line as the qemu-sha256 input takes it.
+    core.summary.addHeading('Files the emulators came from', 3).addTable([
+      [
+        { data: 'qemu-sha256 line', header: true },
+        { data: 'checked', header: true },
+      ],
+      // The file name comes from qemu-url: escaped, so it shows as text.
+      ...sums.map(r => [`<code>${escapeHtml(r.line)}</code>`, escapeHtml(r.pinned)]),
+    ])
+  }
+  await core.summary.write()
 }

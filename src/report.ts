@@ -1,4 +1,5 @@
 import { Emulator } from './fetch'
+import { FileDigest, Pinning, checksumLine, pinnedStatus } from './pins'
 import { ProbeResult } from './verify'
 import { Registration } from './register'
 import { Target, dockerPlatforms } from './targets'
@@ -22,6 +23,19 @@ export interface Outcome {
   readonly qemuVersion: string
   readonly cacheHit: boolean
   readonly method: 'direct' | 'docker'
+  /** the files the emulators came from, with digests */
+  readonly files: readonly FileDigest[]
+  readonly pinning: Pinning
+}
+
+/** One line of the summary's file list: the paste-ready qemu-sha256 line and whether the file was checked. */
+export interface ChecksumRow {
+  readonly line: string
+  readonly pinned: string
+}
+
+export function checksumRows(files: readonly FileDigest[], p: Pinning): ChecksumRow[] {
+  return [...files].sort((a, b) => a.name.localeCompare(b.name)).map(f => ({ line: checksumLine(f), pinned: pinnedStatus(p, f) }))
 }
 
 /** Platforms that run after the step: native ones first, then every verified emulated one. */
@@ -45,6 +59,9 @@ export function outputs(o: Outcome): Record<string, string> {
     'qemu-version': o.qemuVersion,
     'cache-hit': String(o.cacheHit),
     method: o.method,
+    sha256: checksumRows(o.files, o.pinning)
+      .map(r => r.line)
+      .join('\n'),
   }
 }
 

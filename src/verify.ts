@@ -1,7 +1,7 @@
 import * as fs from 'fs'
 import * as path from 'path'
 import { BinfmtReader, effectiveFlags } from './binfmt'
-import { PROBE_EXIT_STATUS, buildProbe } from './probe'
+import { PROBE_ARGS, argumentsProblem, buildProbe } from './probe'
 import { ProcessRunner } from './process'
 import { Registration } from './register'
 import { Target } from './targets'
@@ -25,15 +25,17 @@ export async function runProbe(target: Target, dir: string, runner: ProcessRunne
   let ok = false
   let detail: string
   try {
-    const r = await runner.run(file, [], { timeoutMs: PROBE_TIMEOUT_MS })
-    ok = r.code === PROBE_EXIT_STATUS
+    const r = await runner.run(file, PROBE_ARGS, { timeoutMs: PROBE_TIMEOUT_MS })
+    const problem = r.code === null ? undefined : argumentsProblem(r.code)
+    ok = !r.signal && r.code !== null && !problem
+    const said = r.stderr.trim() ? ` (${r.stderr.trim().split('\n')[0]})` : ''
     detail = r.timedOut
       ? `the test program did not finish within ${PROBE_TIMEOUT_MS / 1000} s (the emulator hangs) and was stopped`
       : r.signal
-      ? `the test program was killed by ${r.signal}`
-      : ok
-        ? 'ok'
-        : `the test program exited with status ${r.code} instead of ${PROBE_EXIT_STATUS}${r.stderr.trim() ? `: ${r.stderr.trim().split('\n')[0]}` : ''}`
+        ? `the test program was killed by ${r.signal}${said}`
+        : ok
+          ? 'ok'
+          : `${problem}${said}`
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     detail =
@@ -46,7 +48,8 @@ export async function runProbe(target: Target, dir: string, runner: ProcessRunne
 
 /**
  * Proves each registration: the kernel shows the entry enabled with F, and a
- * tiny program of that architecture runs through it with the expected status.
+ * tiny program of that architecture runs through it and reports, in its exit
+ * status, that its arguments arrived intact.
  */
 export async function verifyRegistrations(
   registrations: readonly Registration[],

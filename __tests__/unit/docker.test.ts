@@ -20,6 +20,7 @@ import {
   verifyInContainer,
 } from '../../src/docker'
 import { ProcessRunner, RunOptions, RunResult } from '../../src/process'
+import { PROBE_EXIT_STATUS } from '../../src/probe'
 import { Registration } from '../../src/register'
 import { getTarget } from '../../src/targets'
 
@@ -364,7 +365,7 @@ describe('verifyInContainer', () => {
     w.view.update(parseTable(dump([[ppcSpec, 'POCF'], [s390Spec, 'POCF'], [riscvSpec, 'F']]))!)
     fake.reply = a =>
       a[0] === 'start'
-        ? { stdout: '@@probe probe-ppc64le 42\n@@probe probe-s390x 2\n./probe-s390x: line 1: syntax error: unexpected ")"\n' }
+        ? { stdout: `@@probe probe-ppc64le ${PROBE_EXIT_STATUS}\n@@probe probe-s390x 2\n./probe-s390x: line 1: syntax error: unexpected ")"\n` }
         : undefined
     const regs: Registration[] = [
       { target: ppc, spec: ppcSpec, action: 'added', staged: ppcSpec.name },

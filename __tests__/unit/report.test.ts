@@ -25,6 +25,8 @@ const base: Outcome = {
   qemuVersion: '10.2.3-68',
   cacheHit: false,
   method: 'direct',
+  files: [],
+  pinning: { kind: 'none', list: new Map() },
 }
 
 test('platforms-json is the platforms output as a JSON array, in the same order', () => {
