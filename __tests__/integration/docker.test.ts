@@ -172,6 +172,25 @@ describe('fallback for a user in the docker group without sudo', () => {
   })
 })
 
+test('entries made through a container survive a failed direct run that would have replaced them, and keep running programs', async () => {
+  // Their interpreters exist only in the container that is gone: putting them back would be impossible.
+  const dir = freshDir('bogus-direct')
+  fs.copyFileSync('/usr/bin/qemu-ppc64le-static', path.join(dir, 'qemu-ppc64le-static'))
+  fs.copyFileSync('/usr/bin/qemu-ppc64le-static', path.join(dir, 'qemu-s390x-static'))
+  await withKernel(async () => {
+    expectSuccess(await runAction({ ...INPUTS, 'install-mode': 'docker', buildx: 'false' }))
+    expectDockerEntries()
+    const before = myRaw()
+    const r = await runAction({ ...INPUTS, 'qemu-url': dir, 'install-mode': 'direct', buildx: 'false' })
+    expectCleanFailure(r, before, /verification failed for linux\/s390x \(qemu-s390x\)/)
+    expect(r.stdout).toMatch(/^qemu-s390x: replacing the existing entry/m)
+    expect(r.stdout).not.toMatch(/rollback incomplete/)
+    expectDockerEntries()
+    await expectForeignUname('s390x')
+    await expectForeignUname('ppc64el')
+  })
+})
+
 describe('failures: one message listing each path tried, nothing registered, no container', () => {
   const direct = /direct: not root, and sudo -n: .*password/
 
