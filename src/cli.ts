@@ -1,0 +1,367 @@
+// setup-qemu-binfmt as a command, for any Linux machine or CI: the action's
+// engine (fetch, check, register with F, prove) behind subcommands. `install`
+// runs the action's main phase itself, with the flags as its inputs, and shows
+// its log as plain lines; the other subcommands read and change binfmt_misc
+// directly.
+import * as fs from 'fs'
+import * as os from 'os'
+import * as path from 'path'
+import { BinfmtReader } from './binfmt'
+import { DockerWriter, dockerAccess } from './docker'
+import { ActionError, errorMessage } from './errors'
+import { detectHost, nativePlatforms } from './host'
+import { KernelWriter, directAccess } from './kernel'
+import { HostLock } from './lock'
+import { run as runMain } from './main'
+import { detectNative } from './plan'
+import { readInputs } from './inputs'
+import { ChildProcessRunner } from './process'
+import { isQemuEntry, stagedBy } from './register'
+import { Target, dockerPlatforms, findTarget } from './targets'
+import { runProbe } from './verify'
+
+const VERSION = '1.0.0'
+
+/** A usage error: exit status 2. */
+class UsageError extends Error {}
+
+type Kind = 'value' | 'multi' | 'flag' | 'negated'
+/** install's flags: each names the action input it sets. */
+const INSTALL_FLAGS: Readonly<Record<string, { input: string; kind: Kind }>> = {
+  platforms: { input: 'platforms', kind: 'value' },
+  'qemu-version': { input: 'qemu-version', kind: 'value' },
+  'qemu-url': { input: 'qemu-url', kind: 'value' },
+  'qemu-sha256': { input: 'qemu-sha256', kind: 'multi' },
+  'install-mode': { input: 'install-mode', kind: 'value' },
+  'docker-image': { input: 'docker-image', kind: 'value' },
+  reset: { input: 'reset', kind: 'flag' },
+  'no-preserve-argv0': { input: 'preserve-argv0', kind: 'negated' },
+  'no-credential': { input: 'credential', kind: 'negated' },
+  'lock-timeout': { input: 'lock-timeout', kind: 'value' },
+  buildx: { input: 'buildx', kind: 'value' },
+  'builder-name': { input: 'builder-name', kind: 'value' },
+  driver: { input: 'driver', kind: 'value' },
+  'driver-opt': { input: 'driver-opts', kind: 'multi' },
+  'buildkitd-flags': { input: 'buildkitd-flags', kind: 'value' },
+  'buildkitd-config-inline': { input: 'buildkitd-config-inline', kind: 'value' },
+  'no-use': { input: 'use', kind: 'negated' },
+  append: { input: 'append', kind: 'value' },
+}
+const COMMON = new Set(['json', 'quiet', 'help', 'version', 'verbose'])
+
+const HELP = `setup-qemu-binfmt ${VERSION}: run foreign-architecture programs and containers on this Linux machine
+
+usage: setup-qemu-binfmt [install] [--platforms LIST] [options]
+       setup-qemu-binfmt status | verify [--json]
+       setup-qemu-binfmt uninstall [TARGET...|all] [--json]
+
+install (the default) downloads static QEMU emulators, checks them, registers them in binfmt_misc with
+the fix-binary flag (as root, through sudo -n, or through a privileged Docker container) and proves each
+by running a tiny program of its architecture. Options mirror the GitHub Action's inputs:
+  --platforms LIST          linux/arm64,linux/arm/v7,riscv64,... or all (default all)
+  --qemu-version V          --qemu-url TEMPLATE   --qemu-sha256 'SHA256  FILE' (repeatable)
+  --install-mode auto|direct|docker   --docker-image IMAGE   --reset   --lock-timeout SECONDS
+  --no-preserve-argv0       --no-credential
+  --buildx true|auto|false  (default false)  --builder-name N  --driver D  --driver-opt K=V (repeatable)
+  --buildkitd-flags F       --buildkitd-config-inline TOML  --no-use  --append YAML
+status      the qemu-* entries: target, platforms, interpreter, flags, enabled, whether it runs a program now
+verify      runs the test program of every registered qemu-* entry; exit 1 if one fails
+uninstall   removes the qemu-* entries of the given QEMU targets (or all of them); no other entry is touched
+common:     --json (one JSON document on stdout)  --quiet  --verbose  --help  --version
+Emulators are cached in $XDG_CACHE_HOME/setup-qemu-binfmt (default ~/.cache/setup-qemu-binfmt).
+Exit status: 0 success, 1 failure, 2 usage error.`
+
+interface Parsed {
+  command: 'install' | 'status' | 'verify' | 'uninstall'
+  inputs: Record<string, string>
+  positional: string[]
+  json: boolean
+  quiet: boolean
+  verbose: boolean
+}
+
+export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' {
+  const args = [...argv]
+  const commands = ['install', 'status', 'verify', 'uninstall'] as const
+  let command: Parsed['command'] = 'install'
+  if (args[0] && !args[0].startsWith('-')) {
+    if (!(commands as readonly string[]).includes(args[0])) throw new UsageError(`unknown command '${args[0]}'; use install, status, verify or uninstall`)
+    command = args.shift() as Parsed['command']
+  }
+  const parsed: Parsed = { command, inputs: {}, positional: [], json: false, quiet: false, verbose: false }
+  const multi: Record<string, string[]> = {}
+  while (args.length) {
+    const arg = args.shift() as string
+    if (arg === '--') {
+      parsed.positional.push(...args.splice(0))
+      break
+    }
+    if (!arg.startsWith('--')) {
+      if (command !== 'uninstall') throw new UsageError(`unexpected argument '${arg}'; see --help`)
+      parsed.positional.push(arg)
+      continue
+    }
+    const eq = arg.indexOf('=')
+    const name = arg.slice(2, eq < 0 ? undefined : eq)
+    if (COMMON.has(name)) {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`)
+      if (name === 'help') return 'help'
+      if (name === 'version') return 'version'
+      parsed[name as 'json' | 'quiet' | 'verbose'] = true
+      continue
+    }
+    const flag = command === 'install' ? INSTALL_FLAGS[name] : undefined
+    if (!flag) throw new UsageError(`unknown option --${name}${command === 'install' ? '' : ` for ${command}`}; see --help`)
+    if (flag.kind === 'flag' || flag.kind === 'negated') {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`)
+      parsed.inputs[flag.input] = flag.kind === 'flag' ? 'true' : 'false'
+      continue
+    }
+    const value = eq >= 0 ? arg.slice(eq + 1) : args.shift()
+    if (value === undefined) throw new UsageError(`--${name} needs a value; see --help`)
+    if (flag.kind === 'multi') (multi[flag.input] ??= []).push(value)
+    else parsed.inputs[flag.input] = value
+  }
+  for (const [input, values] of Object.entries(multi)) parsed.inputs[input] = values.join('\n')
+  // Every value is checked as the action checks its inputs: a bad one is a usage error.
+  try {
+    readInputs(name => parsed.inputs[name] ?? '')
+  } catch (e) {
+    throw new UsageError(errorMessage(e).replace(/^([\w-]+): /, '--$1: '))
+  }
+  return parsed
+}
+
+/** The action's log as a person reads it: workflow commands become plain lines, errors go to stderr. */
+function plainLog(parsed: Parsed): () => void {
+  const write = process.stdout.write.bind(process.stdout)
+  const err = process.stderr.write.bind(process.stderr)
+  // With --json stdout holds the one JSON document: the log goes to stderr.
+  const out = parsed.json ? err : write
+  const unescape = (s: string): string => s.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%3A/g, ':').replace(/%2C/g, ',').replace(/%25/g, '%')
+  let pending = ''
+  const line = (l: string): void => {
+    const m = /^::(\w[\w-]*)(?: [^:]*)?::(.*)$/.exec(l)
+    if (!m) {
+      if (!parsed.quiet) out(`${l}\n`)
+      return
+    }
+    const [, cmd, msg] = m
+    if (cmd === 'error') err(`error: ${unescape(msg)}\n`)
+    else if (cmd === 'warning') err(`warning: ${unescape(msg)}\n`)
+    else if (cmd === 'notice' && !parsed.quiet) out(`notice: ${unescape(msg)}\n`)
+    else if (cmd === 'group' && !parsed.quiet) out(`${unescape(msg)}\n`)
+    else if (cmd === 'debug' && parsed.verbose) out(`debug: ${unescape(msg)}\n`)
+  }
+  process.stdout.write = ((chunk: string | Uint8Array): boolean => {
+    pending += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString()
+    let nl: number
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      line(pending.slice(0, nl).replace(/\r$/, ''))
+      pending = pending.slice(nl + 1)
+    }
+    return true
+  }) as typeof process.stdout.write
+  return () => {
+    if (pending) line(pending)
+    process.stdout.write = write
+  }
+}
+
+function cacheHome(): string {
+  return path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'setup-qemu-binfmt')
+}
+
+/** install: the action's main phase, with the flags as its inputs and files in place of the runner's. */
+async function install(parsed: Parsed): Promise<number> {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
+  const outputFile = path.join(work, 'outputs')
+  fs.writeFileSync(outputFile, '')
+  fs.writeFileSync(path.join(work, 'state'), '')
+  const defaults: Record<string, string> = { buildx: 'false', cache: 'false', cleanup: 'false' }
+  for (const [k, v] of Object.entries({ ...defaults, ...parsed.inputs })) process.env[`INPUT_${k.toUpperCase()}`] = v
+  process.env.GITHUB_OUTPUT = outputFile
+  process.env.GITHUB_STATE = path.join(work, 'state')
+  delete process.env.GITHUB_STEP_SUMMARY
+  process.env.RUNNER_TOOL_CACHE = path.join(cacheHome(), 'tool-cache')
+  process.env.RUNNER_TEMP = work
+  if (parsed.verbose) process.env.RUNNER_DEBUG = '1'
+  const restore = plainLog(parsed)
+  try {
+    await runMain()
+  } finally {
+    restore()
+  }
+  const failed = process.exitCode === 1
+  const outputs = readOutputs(fs.readFileSync(outputFile, 'utf8'))
+  fs.rmSync(work, { recursive: true, force: true })
+  if (parsed.json) {
+    process.stdout.write(
+      `${JSON.stringify({
+        ok: !failed,
+        platforms: outputs.platforms ? outputs.platforms.split(',') : [],
+        emulators: outputs.emulators ? outputs.emulators.split(',') : [],
+        qemuVersion: outputs['qemu-version'] ?? null,
+        method: outputs.method ?? null,
+        cacheHit: outputs['cache-hit'] === 'true',
+        sha256: outputs.sha256 ? outputs.sha256.split('\n').filter(Boolean) : [],
+        builder: outputs.builder || null,
+      })}\n`,
+    )
+  } else if (!failed && !parsed.quiet) {
+    process.stdout.write(`platforms: ${outputs.platforms ?? ''}\n`)
+  }
+  return failed ? 1 : 0
+}
+
+/** GITHUB_OUTPUT as @actions/core writes it: `name<<DELIM`, value lines, `DELIM`. */
+function readOutputs(text: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^=<]+)<<(.+)$/.exec(lines[i])
+    if (!m) continue
+    const value: string[] = []
+    for (i++; i < lines.length && lines[i] !== m[2]; i++) value.push(lines[i])
+    out[m[1]] = value.join('\n')
+  }
+  return out
+}
+
+interface EntryStatus {
+  name: string
+  target: string | null
+  platforms: string[]
+  interpreter: string
+  flags: string
+  enabled: boolean
+  /** the version the emulator file reports, when the file is on this machine */
+  qemuVersion: string | null
+  verified: boolean
+  detail: string
+}
+
+async function emulatorVersion(file: string, runner: ChildProcessRunner): Promise<string | null> {
+  try {
+    if (!fs.statSync(file).isFile()) return null
+    const r = await runner.run(file, ['--version'], { timeoutMs: 10000 })
+    const m = /version (\S+)/.exec(r.stdout)
+    return r.code === 0 && m ? m[1] : null
+  } catch {
+    return null
+  }
+}
+
+/** The qemu-* entries and whether each runs its test program now. */
+async function entryStatuses(reader: BinfmtReader, dir: string, runner: ChildProcessRunner): Promise<EntryStatus[]> {
+  if (!reader.mounted()) return []
+  const entries = reader.list().filter(e => isQemuEntry(e.name) && stagedBy(e.name) === undefined)
+  return Promise.all(
+    entries.map(async e => {
+      const target: Target | undefined = findTarget(e.name.slice('qemu-'.length))
+      const probe = target && e.enabled ? await runProbe(target, dir, runner) : undefined
+      return {
+        name: e.name,
+        target: target?.name ?? null,
+        platforms: target ? [...dockerPlatforms(target)] : [],
+        interpreter: e.interpreter,
+        flags: e.flags,
+        enabled: e.enabled,
+        qemuVersion: await emulatorVersion(e.interpreter, runner),
+        verified: probe?.ok ?? false,
+        detail: probe ? probe.detail : target ? 'disabled' : 'not a QEMU target this tool knows',
+      }
+    }),
+  )
+}
+
+async function statusOrVerify(parsed: Parsed): Promise<number> {
+  const runner = new ChildProcessRunner()
+  const reader = new BinfmtReader()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
+  try {
+    const entries = await entryStatuses(reader, dir, runner)
+    const ok = entries.every(e => e.verified || !e.enabled)
+    if (parsed.command === 'verify') {
+      if (parsed.json) process.stdout.write(`${JSON.stringify({ ok, entries: entries.map(e => ({ name: e.name, verified: e.verified, detail: e.detail })) })}\n`)
+      else for (const e of entries) process.stdout.write(`${e.name}: ${e.verified ? 'ok' : e.detail}\n`)
+      if (!entries.length && !parsed.json) process.stdout.write('no qemu-* entries are registered\n')
+      return ok ? 0 : 1
+    }
+    const host = detectHost()
+    const native = nativePlatforms(host, await detectNative(host, reader, dir, runner, () => undefined))
+    if (parsed.json) {
+      process.stdout.write(`${JSON.stringify({ mounted: reader.mounted(), enabled: reader.enabled(), native, entries })}\n`)
+    } else {
+      process.stdout.write(`binfmt_misc: ${reader.mounted() ? (reader.enabled() ? 'mounted, enabled' : 'mounted, DISABLED') : 'not mounted'}\n`)
+      process.stdout.write(`native: ${native.join(', ')}\n`)
+      for (const e of entries) {
+        process.stdout.write(
+          `${e.name}: ${e.platforms.join(', ') || '-'}; ${e.interpreter}; flags ${e.flags || 'none'}; ${e.enabled ? 'enabled' : 'disabled'}; ` +
+            `QEMU ${e.qemuVersion ?? 'unknown'}; ${e.verified ? 'verified' : `not verified: ${e.detail}`}\n`,
+        )
+      }
+    }
+    return 0
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function uninstall(parsed: Parsed): Promise<number> {
+  const wanted = parsed.positional.length ? parsed.positional : ['all']
+  const all = wanted.some(w => w.toLowerCase() === 'all')
+  const names = all ? [] : wanted.map(w => w.replace(/^qemu-/, ''))
+  const unknown = names.filter(n => !findTarget(n))
+  if (unknown.length) throw new UsageError(`unknown QEMU target ${unknown.map(n => `'${n}'`).join(', ')}; name targets such as aarch64, arm, riscv64, or all`)
+  const runner = new ChildProcessRunner()
+  const log = { info: (m: string) => void (parsed.quiet || process.stderr.write(`${m}\n`)), debug: () => undefined }
+  let writer: KernelWriter | undefined
+  const direct = await directAccess(runner)
+  writer = direct.writer
+  let reason = direct.reason
+  if (!writer) {
+    const docker = await dockerAccess(runner, 'busybox:stable', log)
+    writer = docker.writer
+    if (!writer) reason = `direct: ${reason}; ${docker.reason}`
+  }
+  if (!writer) throw new ActionError(`cannot change binfmt_misc: ${reason}; run as root, allow passwordless sudo, or give this user access to a Docker daemon`)
+  const reader = writer instanceof DockerWriter && writer.hidden ? writer.view : new BinfmtReader()
+  const lock = await HostLock.acquire({ timeoutMs: 300_000, log: log.info })
+  try {
+    const present = reader.mounted() ? reader.names().filter(n => isQemuEntry(n)) : []
+    const remove = all ? present : present.filter(n => names.includes(n.slice('qemu-'.length)))
+    if (remove.length) await writer.apply(remove.map(name => ({ kind: 'remove', name })))
+    if (parsed.json) process.stdout.write(`${JSON.stringify({ ok: true, removed: remove })}\n`)
+    else if (!parsed.quiet) process.stdout.write(remove.length ? `removed ${remove.join(', ')}\n` : 'no matching qemu-* entries\n')
+    return 0
+  } finally {
+    await lock.release()
+  }
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  let parsed: Parsed | 'help' | 'version'
+  try {
+    parsed = parseArgs(argv)
+  } catch (e) {
+    process.stderr.write(`setup-qemu-binfmt: ${errorMessage(e)}\n`)
+    return 2
+  }
+  if (parsed === 'help') {
+    process.stdout.write(`${HELP}\n`)
+    return 0
+  }
+  if (parsed === 'version') {
+    process.stdout.write(`${VERSION}\n`)
+    return 0
+  }
+  try {
+    if (parsed.command === 'install') return await install(parsed)
+    if (parsed.command === 'uninstall') return await uninstall(parsed)
+    return await statusOrVerify(parsed)
+  } catch (e) {
+    process.stderr.write(`setup-qemu-binfmt: ${errorMessage(e)}\n`)
+    return e instanceof UsageError ? 2 : 1
+  }
+}
