@@ -8,6 +8,15 @@ import * as path from 'path'
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..')
 
+/**
+ * The Node the bundle runs under: Node 24, as action.yml's `runs.using: node24` says
+ * (installed by .ci/node.sh from the npm registry's node-linux-<arch> package).
+ * ACTION_NODE overrides it; jest itself may run on the machine's older Node.
+ */
+export const ACTION_NODE =
+  process.env.ACTION_NODE ||
+  `/opt/setup-qemu-binfmt-test/node24/node_modules/node-linux-${process.arch === 'arm64' ? 'arm64' : 'x64'}/bin/node`
+
 export interface RunActionOptions {
   /** run as this unix user (via runuser); the jest process must be root */
   user?: string
@@ -203,7 +212,8 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   }
   Object.assign(env, opts.env ?? {})
 
-  let command = process.execPath
+  if (!fs.existsSync(ACTION_NODE)) throw new Error(`${ACTION_NODE} not found; run .ci/node.sh (as root) to install Node 24`)
+  let command = ACTION_NODE
   let args = [script]
   if (opts.user) {
     // runuser switches user without PAM session noise; env -i makes the environment exactly `env`.
