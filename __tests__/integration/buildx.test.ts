@@ -63,7 +63,8 @@ process.exit(r.status === null ? 1 : r.status)
   return outer
 }
 
-const base = { platforms: 'linux/arm64', 'qemu-url': '/usr/bin', cache: 'false' }
+// buildx given explicitly: runAction skips the builder otherwise.
+const base = { platforms: 'linux/arm64', 'qemu-url': '/usr/bin', cache: 'false', buildx: 'auto' }
 let snap: Snapshot
 let scratch: string
 
