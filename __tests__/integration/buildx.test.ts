@@ -73,6 +73,9 @@ beforeAll(() => {
   const v = docker('buildx', 'version')
   if (v.status !== 0) throw new Error(`the docker buildx plugin is missing: run .ci/docker.sh (it runs .ci/buildx.sh): ${v.stderr}`)
   expect(v.stdout).toMatch(/^github\.com\/docker\/buildx 0\.13\.1/)
+  // .ci/buildx.sh fetched it with an apt configuration of its own: the machine's sources stay bookworm
+  const sources = ['/etc/apt/sources.list', ...fs.readdirSync('/etc/apt/sources.list.d').map(f => path.join('/etc/apt/sources.list.d', f))]
+  for (const f of sources.filter(f => fs.existsSync(f))) expect({ f, trixie: /trixie/.test(fs.readFileSync(f, 'utf8')) }).toEqual({ f, trixie: false })
   expect(docker('image', 'inspect', ARM64_IMAGE).status).toBe(0)
   scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'buildx-itest-'))
 })
