@@ -6,6 +6,7 @@
 #  - local images made with `docker import` (no registry is reachable):
 #      local/busybox:test        busybox for this machine's architecture (the tests' docker-image)
 #      local/busybox-arm64:test  linux/arm64 busybox, for the foreign `docker run`/`docker build` proofs
+#  - the real docker buildx plugin (buildx.sh)
 # Idempotent: every step checks first, so a re-run is quick and prints nothing.
 #
 # The workaround: this VM's capability bounding set lacks CAP_SYS_RESOURCE, so runc
@@ -181,3 +182,6 @@ if ! out=$(docker run --rm --privileged --network none "$NATIVE_IMAGE" true 2>&1
   echo "docker.sh: a privileged container does not start: $out" >&2
   exit 1
 fi
+
+# --- the real docker buildx plugin (Debian trixie's docker-buildx) ---------
+bash "$(dirname "$0")/buildx.sh"

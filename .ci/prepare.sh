@@ -2,7 +2,8 @@
 # Prepares a Debian 12 machine (root) for the integration tests:
 #  - apt packages the tests use (static QEMU, sudo, zstd, xz),
 #  - .debs kept on disk (not installed) for archive fixtures and foreign rootfs,
-#  - binfmt_misc mounted, test users qemutest (no sudo) and qemusudo (NOPASSWD).
+#  - binfmt_misc mounted, test users qemutest (no sudo) and qemusudo (NOPASSWD),
+#  - Node 24 in /opt for running the bundle (node.sh).
 # Idempotent: every step checks first, so a re-run is quick and prints nothing.
 set -euo pipefail
 
@@ -85,3 +86,6 @@ if [ "$(cat "$SUDOERS" 2>/dev/null)" != "$LINE" ]; then
   install -m 0440 -o root -g root "$tmp" "$SUDOERS"
   rm -f "$tmp"
 fi
+
+# --- Node 24 for running the bundle in the integration tests ----------------
+bash "$(dirname "$0")/node.sh" >/dev/null

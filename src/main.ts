@@ -113,10 +113,9 @@ export async function run(): Promise<void> {
     }
 
     // After registration, so that BuildKit sees the emulators when it starts. The emulators are verified and stay whatever happens here.
-    const platforms = outputs(outcome).platforms.split(',')
     let builder: BuilderResult | undefined
     try {
-      builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, platforms, temp, runner)))
+      builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, outcome, temp, runner)))
     } catch (e) {
       if (e instanceof CancelledError) throw e
       throw new ActionError(`${errorMessage(e)} (the emulators were registered and verified, and stay: ${registrations.map(r => r.spec.name).join(', ') || 'none'})`)
@@ -128,7 +127,7 @@ export async function run(): Promise<void> {
       out['platforms-json'] = JSON.stringify(builder.platforms)
       out.builder = builder.name
       out.nodes = JSON.stringify(
-        builder.nodes.map(n => ({ name: n.name, endpoint: n.endpoint, status: n.status, buildkit: n.buildkit, platforms: n.platforms })),
+        builder.nodes.map(n => ({ name: n.name, endpoint: n.endpoint, status: n.status, buildkit: n.buildkit, platforms: n.platforms, remote: n.remote === true })),
       )
     }
     for (const [k, v] of Object.entries(out)) core.setOutput(k, v)
@@ -353,10 +352,16 @@ function label(t: Target): string {
   return p.length ? `${p[0]} (qemu-${t.name})` : `qemu-${t.name}`
 }
 
-/** Creates or reuses the builder after registration, so BuildKit sees the emulators; saves what the post step removes. */
-async function runBuilder(inputs: Inputs, platforms: string[], tempDir: string, runner: ProcessRunner): Promise<BuilderResult | undefined> {
+/**
+ * Creates or reuses the builder after registration, so BuildKit sees the emulators; saves
+ * what the post step removes. Under buildx: auto a builder that cannot be had is a
+ * warning and no result: the outputs then come from the emulators alone.
+ */
+async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, runner: ProcessRunner): Promise<BuilderResult | undefined> {
   const { cleanup, ...opts } = inputs.builder
-  const { result, state } = await setupBuilder({ ...opts, platforms, tempDir }, runner, log)
+  const platforms = outputs(outcome).platforms.split(',').filter(Boolean)
+  const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p))
+  const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir }, runner, log)
   if (state && cleanup) core.saveState('builder', JSON.stringify(state))
   if (result) core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
   return result
@@ -373,8 +378,20 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
         { data: 'status', header: true },
         { data: 'BuildKit', header: true },
         { data: 'platforms', header: true },
+        { data: 'platforms are', header: true },
       ],
-      ...builder.nodes.map(n => [n.name, n.endpoint, n.status, n.buildkit, n.platforms.join(', ')].map(c => c || '-')),
+      ...builder.nodes.map(n =>
+        [
+          n.name,
+          n.endpoint,
+          n.status,
+          n.buildkit,
+          n.platforms.join(', '),
+          n.remote
+            ? 'as the remote node declares them'
+            : `checked on this runner${n.notRunning?.length ? ` (listed but not running here: ${n.notRunning.join(', ')})` : ''}`,
+        ].map(c => c || '-'),
+      ),
     ])
   }
   core.summary

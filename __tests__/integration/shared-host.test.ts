@@ -10,7 +10,7 @@ import * as http from 'http'
 import * as net from 'net'
 import * as os from 'os'
 import * as path from 'path'
-import { RunActionResult, actionScript, inputEnvName, parseKeyValueFile, runAction } from '../support/action'
+import { ACTION_NODE, RunActionResult, actionScript, inputEnvName, parseKeyValueFile, runAction } from '../support/action'
 import { BinfmtEntry, parseEntry, readEntry, registerLine, registerRaw, removeEntry } from '../support/binfmt'
 import { rootfs, sha256 } from '../support/fixtures'
 import {
@@ -465,7 +465,7 @@ async function inPrivateTable(opts: {
   const result = path.join(dir, 'result.json')
   fs.writeFileSync(
     config,
-    JSON.stringify({ pre: opts.pre, disable: opts.disable ?? false, worker, action: actionScript('main'), runs, chroots: opts.chroots ?? [], result }),
+    JSON.stringify({ pre: opts.pre, disable: opts.disable ?? false, worker, node: ACTION_NODE, action: actionScript('main'), runs, chroots: opts.chroots ?? [], result }),
   )
   const inner = path.join(dir, 'inner.js')
   fs.writeFileSync(
@@ -476,7 +476,7 @@ const B = '/proc/sys/fs/binfmt_misc'
 if (cp.spawnSync('mount', ['-t', 'binfmt_misc', 'binfmt_misc', B], { stdio: 'inherit' }).status !== 0) process.exit(2)
 for (const line of cfg.pre) fs.writeFileSync(B + '/register', line)
 if (cfg.disable) fs.writeFileSync(B + '/status', '0')
-const workers = cfg.runs.map(r => cp.spawn(cfg.worker, [process.execPath, cfg.action], { env: r.env, stdio: ['pipe', 'ignore', 'inherit'] }))
+const workers = cfg.runs.map(r => cp.spawn(cfg.worker, [cfg.node, cfg.action], { env: r.env, stdio: ['pipe', 'ignore', 'inherit'] }))
 const done = () => cfg.runs.every(r => fs.existsSync(r.files.status) && fs.readFileSync(r.files.status, 'utf8').trim() !== '')
 const deadline = Date.now() + 240000
 const timer = setInterval(() => {
@@ -621,7 +621,7 @@ function spawnWorkerRun(worker: string, runInputs: Record<string, string>, dir: 
     RUNNER_TOOL_CACHE: toolCache,
   }
   for (const [k, v] of Object.entries(runInputs)) env[inputEnvName(k)] = v
-  const child = spawn(worker, ['/bin/bash', '-c', `"$0" "$1" >${log} 2>&1; echo $? > ${status}`, process.execPath, actionScript('main')], {
+  const child = spawn(worker, ['/bin/bash', '-c', `"$0" "$1" >${log} 2>&1; echo $? > ${status}`, ACTION_NODE, actionScript('main')], {
     env,
     stdio: ['pipe', 'ignore', 'ignore'],
   })

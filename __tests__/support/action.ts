@@ -8,6 +8,15 @@ import * as path from 'path'
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..')
 
+/**
+ * The Node the bundle runs under: Node 24, as action.yml's `runs.using: node24` says
+ * (installed by .ci/node.sh from the npm registry's node-linux-<arch> package).
+ * ACTION_NODE overrides it; jest itself may run on the machine's older Node.
+ */
+export const ACTION_NODE =
+  process.env.ACTION_NODE ||
+  `/opt/setup-qemu-binfmt-test/node24/node_modules/node-linux-${process.arch === 'arm64' ? 'arm64' : 'x64'}/bin/node`
+
 export interface RunActionOptions {
   /** run as this unix user (via runuser); the jest process must be root */
   user?: string
@@ -141,6 +150,7 @@ function readOr(file: string, fallback = ''): string {
   }
 }
 
+/** Runs the action with `inputs` (INPUT_*); `buildx` is 'false' unless given, see below. */
 export async function runAction(inputs: Record<string, string>, opts: RunActionOptions = {}): Promise<RunActionResult> {
   const phase = opts.phase ?? 'main'
   const script = opts.script ? path.resolve(REPO_ROOT, opts.script) : actionScript(phase)
@@ -197,7 +207,9 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   }
   if (opts.user) Object.assign(env, { USER: opts.user, LOGNAME: opts.user })
   if (opts.debug) env.RUNNER_DEBUG = '1'
-  for (const [name, value] of Object.entries(inputs)) env[inputEnvName(name)] = value
+  // The buildx plugin is installed on the test machines and its default driver cannot pull
+  // BuildKit here: a run that does not name `buildx` skips the builder (buildx.test.ts tests it).
+  for (const [name, value] of Object.entries({ buildx: 'false', ...inputs })) env[inputEnvName(name)] = value
   if (phase === 'post' && opts.state !== undefined) {
     // The runner hands main's saved state to the post step as STATE_<name>.
     const saved = typeof opts.state === 'string' ? parseKeyValueFile(opts.state) : opts.state
@@ -205,7 +217,8 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   }
   Object.assign(env, opts.env ?? {})
 
-  let command = process.execPath
+  if (!fs.existsSync(ACTION_NODE)) throw new Error(`${ACTION_NODE} not found; run .ci/node.sh (as root) to install Node 24`)
+  let command = ACTION_NODE
   let args = [script]
   if (opts.user) {
     // runuser switches user without PAM session noise; env -i makes the environment exactly `env`.

@@ -1,3 +1,6 @@
+import * as fs from 'fs'
+import { load } from 'js-yaml'
+import * as path from 'path'
 import { readInputs, DEFAULT_QEMU_URL, DEFAULT_QEMU_VERSION } from '../../src/inputs'
 import { parsePlatforms } from '../../src/platform'
 import { parseChecksums } from '../../src/checksum'
@@ -32,15 +35,16 @@ describe('platforms input', () => {
 
   test.each(['linux/arm64/v7', 'windows/amd64', 'foo', 'linux/', 'linux/arm/v7/x'])('rejects %j with one line naming the input', bad => {
     expect(() => parsePlatforms(bad)).toThrow(ActionError)
+    let msg = ''
     try {
       parsePlatforms(`arm64,${bad}`)
     } catch (e) {
-      const msg = (e as Error).message
-      expect(msg).toMatch(/^platforms: unknown platform '/)
-      expect(msg).toContain(`'${bad}'`)
-      expect(msg).toContain('linux/arm64')
-      expect(msg).not.toContain('\n')
+      msg = (e as Error).message
     }
+    expect(msg).toMatch(/^platforms: unknown platform '/)
+    expect(msg).toContain(`'${bad}'`)
+    expect(msg).toContain('linux/arm64')
+    expect(msg).not.toContain('\n')
   })
 })
 
@@ -57,6 +61,8 @@ describe('readInputs', () => {
     expect(i.preserveArgv0).toBe(true)
     expect(i.credential).toBe(true)
     expect(i.installMode).toBe('auto')
+    expect(i.uninstall).toBe(false)
+    expect(i.lockTimeoutMs).toBe(300_000)
   })
 
   test.each([
@@ -64,9 +70,26 @@ describe('readInputs', () => {
     ['reset', '1', /^reset: '1' is not a boolean/],
     ['install-mode', 'kernel', /^install-mode: 'kernel' is not one of auto, direct, docker$/],
     ['qemu-version', '1.0; rm -rf /', /^qemu-version: '1.0; rm -rf \/' is not a version/],
+    ['lock-timeout', '2m', /^lock-timeout: '2m' is not a whole number of seconds/],
+    ['uninstall', 'yes', /^uninstall: 'yes' is not a boolean/],
     ['qemu-sha256', 'abc  file', /^qemu-sha256: line 1 \('abc  file'\) is not '<sha256>  <file name>'/],
   ])('bad %s=%j fails clearly', (name, value, message) => {
     expect(() => readInputs(reader({ [name]: value }))).toThrow(message)
+  })
+
+  // A runner passes action.yml's defaults as INPUT_* values: they must mean what an empty input means.
+  test('action.yml defaults and readInputs defaults agree, input by input', () => {
+    const yml = load(fs.readFileSync(path.join(__dirname, '..', '..', 'action.yml'), 'utf8')) as { inputs: Record<string, { default?: string }> }
+    const defaults = Object.fromEntries(Object.entries(yml.inputs).map(([k, v]) => [k, String(v.default ?? '')]))
+    const { builder: fromYml, ...restYml } = readInputs(reader(defaults))
+    const { builder: fromEmpty, ...restEmpty } = readInputs(reader({}))
+    expect(restYml).toEqual(restEmpty)
+    // The builder name is generated afresh each time.
+    expect({ ...fromYml, name: '' }).toEqual({ ...fromEmpty, name: '' })
+    // And every input readInputs asks for is declared in action.yml.
+    const asked = new Set<string>()
+    readInputs(name => (asked.add(name), ''))
+    expect([...asked].filter(n => !(n in yml.inputs))).toEqual([])
   })
 
   test('booleans accept any case', () => {

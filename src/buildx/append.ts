@@ -6,221 +6,115 @@
 //     driver-opts:
 //       - env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760
 //
-// No YAML library ships with the action, and this one shape is all the input
-// takes, so this is a small strict parser: a list of maps whose values are
-// scalars, lists of scalars or `|` block text. Anything else is an error that
-// says which item and what is wrong, rather than a guess.
+// Parsed with js-yaml (as docker/setup-buildx-action does), with the failsafe schema so
+// every scalar stays the text the user wrote (no `on` -> true, no `0777` -> 511). Then
+// each value is checked, because each one ends up on a docker command line: anything
+// that could be read as an option, or is not what buildx takes, is a one-line error
+// naming the item.
 
+import * as yaml from 'js-yaml'
 import { ActionError } from '../errors'
 import { AppendNode } from './types'
 
 const KEYS = ['name', 'endpoint', 'platforms', 'driver-opts'] as const
-type Key = (typeof KEYS)[number]
-
-interface Line {
-  /** 1-based line number in the input, for messages */
-  no: number
-  indent: number
-  text: string
-}
-
-type Value = { kind: 'scalar'; text: string } | { kind: 'list'; items: string[] }
+// Far more than any real list of nodes; keeps a hostile input from costing time.
+const MAX_TEXT = 64 * 1024
+// Node names as buildx takes them (it rejects others itself, later and less clearly).
+const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/
+// os/arch[/variant], as docker spells platforms.
+const PLATFORM = /^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/
+// key=value, the key as buildx's driver options spell them (image, network, env.X, ...).
+const DRIVER_OPT = /^[A-Za-z0-9][A-Za-z0-9_.-]*=/
 
 export function parseAppend(yamlText: string): AppendNode[] {
-  const lines = meaningfulLines(yamlText)
-  if (lines.length === 0) return []
-  if (lines.length === 1 && lines[0].text === '[]') return []
-
-  const base = lines[0].indent
-  const items: Line[][] = []
-  for (const line of lines) {
-    if (line.indent < base) fail(`line ${line.no} is indented less than the list above it`)
-    if (line.indent === base) {
-      if (!isItemMarker(line.text)) {
-        fail(`expected a YAML list of nodes, each item starting with '- endpoint: ...'; line ${line.no} is '${clip(line.text)}'`)
-      }
-      items.push([line])
-    } else {
-      items[items.length - 1].push(line)
+  if (yamlText.length > MAX_TEXT) fail(`the input is ${yamlText.length} characters; keep it under ${MAX_TEXT}`)
+  let doc: unknown
+  try {
+    doc = yaml.load(yamlText, { schema: yaml.FAILSAFE_SCHEMA, filename: 'append' })
+  } catch (e) {
+    if (e instanceof yaml.YAMLException) {
+      const line = e.mark ? `line ${e.mark.line + 1}: ` : ''
+      fail(`${line}${e.reason || 'not valid YAML'}; give a YAML list of nodes, each item starting with '- endpoint: ...'`)
     }
+    throw e
   }
-  return items.map((item, i) => parseItem(item, i + 1))
+  if (doc === undefined || doc === null) return []
+  if (!Array.isArray(doc)) fail("expected a YAML list of nodes, each item starting with '- endpoint: ...'")
+  return doc.map((item, i) => parseItem(item, i + 1))
 }
 
-function parseItem(lines: Line[], n: number): AppendNode {
-  const [marker, ...rest] = lines
-  const first = marker.text.replace(/^-/, '')
-  const body: Line[] = []
-  if (first.trim() !== '') {
-    // `- key: value`: the key sits where the text after the dash starts
-    const lead = first.length - first.trimStart().length
-    body.push({ no: marker.no, indent: marker.indent + 1 + lead, text: first.trim() })
+function parseItem(item: unknown, n: number): AppendNode {
+  if (item === null || item === undefined) fail(`item ${n} is empty; give it at least an endpoint`)
+  if (typeof item !== 'object' || Array.isArray(item)) {
+    fail(`item ${n} must be a map of ${KEYS.join(', ')}; it is '${clip(String(item))}'`)
   }
-  body.push(...rest)
-  if (body.length === 0) fail(`item ${n} is empty; give it at least an endpoint`)
-
-  const keyIndent = body[0].indent
-  const seen = new Map<Key, Value>()
-  let i = 0
-  while (i < body.length) {
-    const line = body[i]
-    if (line.indent !== keyIndent) fail(`item ${n}: line ${line.no} is not aligned with the keys above it`)
-    const m = /^([A-Za-z][A-Za-z0-9_-]*)[ \t]*:(?:[ \t]+(.*))?$/.exec(line.text)
-    if (!m) {
-      fail(`item ${n} must be a map of name, endpoint, platforms, driver-opts; line ${line.no} is '${clip(line.text)}'`)
-    }
-    const key = m[1]
-    if (!(KEYS as readonly string[]).includes(key)) {
-      fail(`item ${n} has unknown key '${key}'; use ${KEYS.join(', ')}`)
-    }
-    if (seen.has(key as Key)) fail(`item ${n} has '${key}' twice`)
-    const inline = stripComment(m[2] ?? '')
-    let j = i + 1
-    // A list under a key may sit at the key's own column (`key:` then `- item`), as YAML allows.
-    const compact = inline === '' && j < body.length && body[j].indent === keyIndent && isItemMarker(body[j].text)
-    while (j < body.length && (body[j].indent > keyIndent || (compact && body[j].indent === keyIndent && isItemMarker(body[j].text)))) j++
-    seen.set(key as Key, parseValue(inline, body.slice(i + 1, j), n, key))
-    i = j
+  const map = item as Record<string, unknown>
+  for (const key of Object.keys(map)) {
+    if (!(KEYS as readonly string[]).includes(key)) fail(`item ${n} has unknown key '${clip(key)}'; use ${KEYS.join(', ')}`)
   }
 
-  const endpoint = scalar(seen.get('endpoint'), n, 'endpoint')
+  const endpoint = scalar(map.endpoint, n, 'endpoint')
   if (!endpoint) fail(`item ${n} has no endpoint; set endpoint to a docker context name or an address such as tcp://host:1234`)
+  // Passed after `--` too; an endpoint never starts with '-', and whitespace means a mistake.
+  if (endpoint.startsWith('-')) fail(`item ${n}: endpoint '${clip(endpoint)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`)
+  if (/[\s\x00-\x1f\x7f]/.test(endpoint)) fail(`item ${n}: endpoint '${clip(endpoint)}' contains whitespace or control characters`)
+
   const node: AppendNode = {
     endpoint,
-    platforms: splitPlatforms(seen.get('platforms')),
-    driverOpts: splitDriverOpts(seen.get('driver-opts')),
+    platforms: platforms(map.platforms, n),
+    driverOpts: driverOpts(map['driver-opts'], n),
   }
-  const name = scalar(seen.get('name'), n, 'name')
-  if (name) node.name = name
+  const name = scalar(map.name, n, 'name')
+  if (name) {
+    if (!NODE_NAME.test(name)) fail(`item ${n}: name '${clip(name)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`)
+    node.name = name
+  }
   return node
 }
 
-function parseValue(inline: string, nested: Line[], n: number, key: string): Value {
-  if (/^[|][+-]?$/.test(inline)) return { kind: 'scalar', text: blockText(nested) }
-  if (/^>[+-]?$/.test(inline)) fail(`item ${n}: '${key}' uses a folded block (>); use a list or a '|' block`)
-  if (inline !== '') {
-    if (nested.length) fail(`item ${n}: '${key}' has a value and also indented lines under it (line ${nested[0].no})`)
-    if (inline.startsWith('[')) return { kind: 'list', items: flowList(inline, n, key) }
-    if (inline.startsWith('{') || inline.startsWith('&') || inline.startsWith('*') || inline.startsWith('!')) {
-      fail(`item ${n}: '${key}' must be a plain value or a list, not '${clip(inline)}'`)
-    }
-    return { kind: 'scalar', text: unquote(inline, n, key) }
-  }
-  if (nested.length === 0) return { kind: 'scalar', text: '' }
-  const items: string[] = []
-  const listIndent = nested[0].indent
-  for (const line of nested) {
-    if (line.indent !== listIndent || !isItemMarker(line.text)) {
-      fail(`item ${n}: '${key}' must be a value on the same line or a list of '- value' lines; line ${line.no} is '${clip(line.text)}'`)
-    }
-    const v = stripComment(line.text.replace(/^-/, '').trim())
-    if (/^[A-Za-z][A-Za-z0-9_-]*[ \t]*:([ \t]|$)/.test(v)) {
-      fail(`item ${n}: '${key}' list items must be plain values, not maps (line ${line.no})`)
-    }
-    if (v.startsWith('[') || v.startsWith('{')) fail(`item ${n}: '${key}' list items must be plain values (line ${line.no})`)
-    items.push(unquote(v, n, key))
-  }
-  return { kind: 'list', items }
+function scalar(v: unknown, n: number, key: string): string {
+  if (v === undefined || v === null) return ''
+  if (Array.isArray(v)) fail(`item ${n}: '${key}' must be a single value, not a list`)
+  if (typeof v === 'object') fail(`item ${n}: '${key}' must be a single value, not a map`)
+  return String(v).trim()
 }
 
-function scalar(v: Value | undefined, n: number, key: string): string {
-  if (!v) return ''
-  if (v.kind === 'list') fail(`item ${n}: '${key}' must be a single value, not a list`)
-  return v.text.trim()
-}
-
-/** `linux/arm64,linux/arm/v7` or a list (whose items may themselves hold commas). */
-function splitPlatforms(v: Value | undefined): string[] {
-  if (!v) return []
-  const parts = v.kind === 'list' ? v.items : [v.text]
-  return dedupe(parts.flatMap(p => p.split(/[,\n]/)).map(p => p.trim()).filter(Boolean))
-}
-
-/** A list, or text with one option per line. Commas stay: buildx reads each --driver-opt as CSV itself. */
-function splitDriverOpts(v: Value | undefined): string[] {
-  if (!v) return []
-  const parts = v.kind === 'list' ? v.items : v.text.split('\n')
-  return parts.map(p => p.trim()).filter(Boolean)
-}
-
-function meaningfulLines(text: string): Line[] {
-  const out: Line[] = []
-  text.split('\n').forEach((raw, idx) => {
-    const line = raw.replace(/\r$/, '')
-    const t = line.trim()
-    if (t === '' || t.startsWith('#') || t === '---' || t === '...') return
-    const lead = /^[ \t]*/.exec(line)![0]
-    if (lead.includes('\t')) fail(`line ${idx + 1} is indented with a tab; YAML needs spaces`)
-    out.push({ no: idx + 1, indent: lead.length, text: line.slice(lead.length).trimEnd() })
+/** Plain values of a list, or the lines of one value; maps and nested lists are errors. */
+function values(v: unknown, n: number, key: string): string[] {
+  if (v === undefined || v === null) return []
+  if (typeof v === 'object' && !Array.isArray(v)) fail(`item ${n}: '${key}' must be a plain value or a list, not a map`)
+  const items = Array.isArray(v) ? v : [v]
+  return items.map(x => {
+    if (x !== null && typeof x === 'object') fail(`item ${n}: '${key}' list items must be plain values, not ${Array.isArray(x) ? 'lists' : 'maps'}`)
+    return x === null || x === undefined ? '' : String(x)
   })
+}
+
+/** `linux/arm64,linux/arm/v7`, a list (whose items may themselves hold commas) or block text. */
+function platforms(v: unknown, n: number): string[] {
+  const out: string[] = []
+  for (const p of values(v, n, 'platforms').flatMap(s => s.split(/[,\n]/)).map(s => s.trim())) {
+    if (!p) continue
+    if (!PLATFORM.test(p)) fail(`item ${n}: platform '${clip(p)}' is not os/arch[/variant] such as linux/arm64`)
+    if (!out.includes(p)) out.push(p)
+  }
   return out
 }
 
-/** Lines of a `|` block, with the block's own indentation removed. */
-function blockText(nested: Line[]): string {
-  if (nested.length === 0) return ''
-  const indent = Math.min(...nested.map(l => l.indent))
-  return nested.map(l => ' '.repeat(l.indent - indent) + l.text).join('\n')
-}
-
-function isItemMarker(text: string): boolean {
-  return text === '-' || text.startsWith('- ')
-}
-
-/** A plain scalar ends at ` #`; quoted ones are handled by unquote. */
-function stripComment(text: string): string {
-  const t = text.trim()
-  if (t.startsWith('"') || t.startsWith("'")) return t
-  if (t.startsWith('#')) return ''
-  return t.replace(/[ \t]+#.*$/, '').trim()
-}
-
-function unquote(text: string, n: number, key: string): string {
-  const t = text.trim()
-  const q = t[0]
-  if (q !== '"' && q !== "'") return t
-  let end = -1
-  for (let k = 1; k < t.length; k++) {
-    if (q === '"' && t[k] === '\\') {
-      k++
-      continue
-    }
-    if (t[k] === q) {
-      if (q === "'" && t[k + 1] === "'") {
-        k++
-        continue
-      }
-      end = k
-      break
-    }
+/** A list, or text with one option per line. Commas stay: buildx reads each --driver-opt as CSV itself. */
+function driverOpts(v: unknown, n: number): string[] {
+  const out: string[] = []
+  for (const o of values(v, n, 'driver-opts').flatMap(s => s.split('\n')).map(s => s.trim())) {
+    if (!o) continue
+    if (!DRIVER_OPT.test(o)) fail(`item ${n}: driver-opts entry '${clip(o)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`)
+    out.push(o)
   }
-  if (end < 0) fail(`item ${n}: '${key}' has an unterminated ${q === '"' ? 'double' : 'single'}-quoted value`)
-  const after = t.slice(end + 1).trim()
-  if (after && !after.startsWith('#')) fail(`item ${n}: '${key}' has text after its quoted value: '${clip(after)}'`)
-  const inner = t.slice(1, end)
-  if (q === "'") return inner.replace(/''/g, "'")
-  try {
-    return JSON.parse(`"${inner.replace(/\\'/g, "'")}"`) as string
-  } catch {
-    fail(`item ${n}: '${key}' has an escape sequence this parser does not take; use single quotes`)
-  }
-}
-
-function flowList(text: string, n: number, key: string): string[] {
-  if (!text.endsWith(']')) fail(`item ${n}: '${key}' starts a [list] that does not end on the same line`)
-  const inner = text.slice(1, -1)
-  if (/[[\]{}]/.test(inner)) fail(`item ${n}: '${key}' must be a flat list of values`)
-  if (inner.trim() === '') return []
-  // Quoted items containing commas are rare here; a split on commas is what users mean.
-  return inner.split(',').map(s => unquote(s, n, key)).filter(Boolean)
-}
-
-function dedupe(items: string[]): string[] {
-  return [...new Set(items)]
+  return out
 }
 
 function clip(text: string): string {
-  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+  const one = text.replace(/[\x00-\x1f\x7f]/g, ' ')
+  return one.length > 60 ? `${one.slice(0, 57)}...` : one
 }
 
 function fail(message: string): never {

@@ -18,7 +18,7 @@ import {
   versionArgs,
 } from './commands'
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
-import { AppendNode, BuilderOptions, BuilderResult, BuilderState } from './types'
+import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
 
 export { parseAppend } from './append'
 export type { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
@@ -27,6 +27,7 @@ export type { ParsedBuilder } from './inspect'
 export interface BuilderLog {
   info(s: string): void
   notice(s: string): void
+  warning(s: string): void
   debug(s: string): void
 }
 
@@ -46,9 +47,17 @@ const TIMEOUT = {
 
 const DAEMON_DOWN = /Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock: connect: (no such file|permission denied)/i
 
-const PULL_HINT =
-  'if the BuildKit image could not be pulled (rate limit or registry outage), use a mirror with ' +
-  'driver-opts: image=<mirror>/moby/buildkit:buildx-stable-1, or run docker login before this step'
+const DEFAULT_IMAGE = 'moby/buildkit:buildx-stable-1'
+const MIRROR_HINT = `use a mirror with driver-opts: image=<mirror>/${DEFAULT_IMAGE}, or run docker login before this step`
+// What a failed image pull looks like in buildx/dockerd output.
+const PULL_FAILED = /pull|registry|manifest|toomanyrequests|rate limit|unauthorized|denied|no such host|dial tcp|TLS handshake|x509|i\/o timeout/i
+// Failures worth one more try: the network or the registry, not the request.
+const TRANSIENT = /toomanyrequests|rate limit|timeout|timed out|temporar|connection (reset|refused)|\bEOF\b|no such host|i\/o|TLS handshake|\b50[0234]\b|service unavailable|bad gateway|internal server error|dial tcp/i
+const PERMANENT = /manifest unknown|not found|pull access denied|invalid reference|repository does not exist|unauthorized/i
+const RETRY_DELAY = 5 * SECOND
+
+/** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
+class BuilderFailure extends ActionError {}
 
 export async function setupBuilder(
   opts: BuilderOptions,
@@ -70,12 +79,21 @@ export async function setupBuilder(
   }
   log.info(`Using ${buildx.version}`)
 
-  if (opts.driver === 'docker') return currentBuilder(opts, runner, log)
+  try {
+    if (opts.driver === 'docker') return await currentBuilder(opts, runner, log)
 
-  const existing = await run(runner, inspectArgs(opts.name), TIMEOUT.quick, log)
-  if (existing.code === 0) return reuseBuilder(opts, parseInspect(existing.stdout), runner, log)
-  log.debug(`no builder named ${opts.name} yet (${describe(existing)})`)
-  return createBuilder(opts, runner, log)
+    const existing = await run(runner, inspectArgs(opts.name), TIMEOUT.quick, log)
+    if (existing.code === 0) return await reuseBuilder(opts, parseInspect(existing.stdout), runner, log)
+    log.debug(`no builder named ${opts.name} yet (${describe(existing)})`)
+    return await createBuilder(opts, runner, log)
+  } catch (e) {
+    // `auto` means "a builder if possible": the emulators are there and work without one.
+    if (opts.mode === 'auto' && e instanceof BuilderFailure) {
+      log.warning(`${e.message}; going on without a builder (buildx: auto), set buildx: true to make this fail the step`)
+      return {}
+    }
+    throw e
+  }
 }
 
 /** Removes the builder the main step created; never throws (a post step must not fail the job). */
@@ -152,7 +170,7 @@ async function currentBuilder(
   }
   const r = await run(runner, inspectArgs(), TIMEOUT.quick, log)
   if (r.code !== 0) {
-    throw new ActionError(
+    throw new BuilderFailure(
       `driver: cannot inspect the current docker builder (${describe(r)}); check that the Docker daemon is running, or use driver: docker-container`,
     )
   }
@@ -182,10 +200,10 @@ async function reuseBuilder(
         'choose another builder-name to get a builder with these settings',
     )
   }
-  const boot = await bootstrap(opts.name, runner, log)
+  const boot = await bootstrap(opts, opts.name, runner, log)
   if (opts.use) {
     const r = await run(runner, useArgs(opts.name), TIMEOUT.quick, log)
-    if (r.code !== 0) throw new ActionError(`use: cannot make ${opts.name} the current builder (${describe(r)}); set use: false or check the builder`)
+    if (r.code !== 0) throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${describe(r)}); set use: false or check the builder`)
   }
   const parsed = await readBuilder(opts.name, boot, runner, log)
   const state: BuilderState = { name: opts.name, created: false, driver: parsed.driver || driver }
@@ -217,13 +235,13 @@ async function createBuilder(
       return {}
     }
     const input = createInputAtFault(reason, opts)
-    throw new ActionError(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`)
+    throw new BuilderFailure(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`)
   }
 
   // From here on the builder exists because of us: any failure removes it again.
   try {
     for (const node of opts.append) await appendNode(opts.name, node, runner, log)
-    const boot = await bootstrap(opts.name, runner, log)
+    const boot = await bootstrap(opts, opts.name, runner, log)
     const parsed = await readBuilder(opts.name, boot, runner, log)
     const state: BuilderState = { name: opts.name, created: true, driver: parsed.driver || opts.driver }
     return { result: finish(opts, parsed, opts.name, true, log), state }
@@ -238,18 +256,48 @@ async function appendNode(name: string, node: AppendNode, runner: ProcessRunner,
   log.info(`Adding node ${label} to builder ${name}`)
   const r = await run(runner, appendArgs(name, node), TIMEOUT.create, log, true)
   if (r.code !== 0) {
-    throw new ActionError(`append: cannot add node ${label} to builder ${name} (${describe(r)}); check its endpoint, platforms and driver-opts`)
+    throw new BuilderFailure(`append: cannot add node ${label} to builder ${name} (${describe(r)}); check its endpoint, platforms and driver-opts`)
   }
 }
 
-/** Returns inspect's output (it prints the builder once booted) for use if nothing better is available. */
-async function bootstrap(name: string, runner: ProcessRunner, log: BuilderLog): Promise<string> {
+/**
+ * Starts the builder's nodes; returns inspect's output (it prints the builder once booted)
+ * for use if nothing better is available. A transient failure (registry or network) is
+ * tried once more; the error says what failed: the image pull, a timeout, or the start.
+ */
+async function bootstrap(opts: BuilderOptions, name: string, runner: ProcessRunner, log: BuilderLog): Promise<string> {
   log.info(`Booting builder ${name}`)
-  const r = await run(runner, bootstrapArgs(name), TIMEOUT.bootstrap, log, true)
-  if (r.code !== 0) {
-    throw new ActionError(`driver-opts: cannot start builder ${name}: ${describe(r)}; ${PULL_HINT}`)
+  let r = await run(runner, bootstrapArgs(name), TIMEOUT.bootstrap, log, true)
+  if (r.code !== 0 && r.code !== null) {
+    const reason = describe(r)
+    if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {
+      const delay = opts.retryDelayMs ?? RETRY_DELAY
+      log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / SECOND)} s`)
+      await new Promise(resolve => setTimeout(resolve, delay))
+      r = await run(runner, bootstrapArgs(name), TIMEOUT.bootstrap, log, true)
+    }
   }
+  if (r.code !== 0) throw new BuilderFailure(bootstrapError(opts, name, r))
   return r.stdout
+}
+
+function bootstrapError(opts: BuilderOptions, name: string, r: RunResult): string {
+  const reason = describe(r)
+  if (r.code === null) {
+    return `builder ${name} did not start within ${TIMEOUT.bootstrap / 60 / SECOND} minutes (${reason}); check the Docker daemon and the network to the registry`
+  }
+  if (PULL_FAILED.test(reason)) {
+    const image = opts.driverOpts.map(o => /^image=(.+)$/.exec(o)?.[1]).find(Boolean)
+    if (image) {
+      return `driver-opts: builder ${name} could not start: its BuildKit image ${image} (driver-opts image=) could not be pulled (${reason}); check that image and its registry, or run docker login before this step`
+    }
+    return `builder ${name} could not start: the BuildKit image could not be pulled (${reason}); ${MIRROR_HINT}`
+  }
+  const shaping = ['buildkitd-flags', 'buildkitd-config-inline', 'driver-opts'].filter(
+    k => (k === 'buildkitd-flags' && opts.buildkitdFlags) || (k === 'buildkitd-config-inline' && opts.configInline.trim()) || (k === 'driver-opts' && opts.driverOpts.length),
+  )
+  const check = shaping.length ? `check ${shaping.join(', ')}` : 'check the Docker daemon (docker info) and the driver'
+  return `builder ${name} could not start (${reason}); ${check}`
 }
 
 /**
@@ -278,31 +326,63 @@ async function readBuilder(name: string, bootOutput: string, runner: ProcessRunn
 }
 
 function finish(opts: BuilderOptions, parsed: ParsedBuilder, name: string, created: boolean, log: BuilderLog): BuilderResult {
+  const nodes = parsed.nodes.map((n, i) => placeNode(opts, n, i, parsed.nodes))
   const result: BuilderResult = {
     name,
     driver: parsed.driver || opts.driver,
     created,
-    nodes: parsed.nodes,
-    platforms: unionPlatforms(parsed.nodes),
+    nodes,
+    platforms: unionPlatforms(nodes),
   }
   for (const n of result.nodes) {
     if (n.error || (n.status && n.status !== 'running')) {
       log.notice(`Builder ${result.name}: node ${n.name} is ${n.status || 'not running'}${n.error ? ` (${n.error})` : ''}; builds for its platforms may fail`)
     }
+    if (n.notRunning?.length) {
+      log.info(
+        `Builder ${result.name}: node ${n.name} lists ${n.notRunning.join(', ')}, which ${n.notRunning.length > 1 ? 'do' : 'does'} not run on this runner ` +
+          '(no verified emulator); left out of platforms',
+      )
+    }
   }
-  warnMissingPlatforms(opts, result, log)
+  warnMissingPlatforms(opts, parsed.nodes, result, log)
   log.info(`Builder ${result.name} (${result.driver}) platforms: ${result.platforms.join(', ') || 'none reported'}`)
   return result
 }
 
 /**
- * BuildKit detects emulated platforms when it starts, so a builder started before the
- * emulators were registered (typically a reused one) does not list them.
+ * A node on this runner's daemon (the builder's first node, or another at the same or a
+ * local socket endpoint) has its platforms held against what runs here: a BuildKit keeps
+ * listing platforms of emulators registered when it started (dockerd's embedded one
+ * does), even when they are gone or never worked. An appended node elsewhere is
+ * reported as it declares itself: this runner cannot check it.
  */
-function warnMissingPlatforms(opts: BuilderOptions, result: BuilderResult, log: BuilderLog): void {
-  if (!opts.platforms.length || !result.platforms.length) return
-  const have = new Set(result.platforms.map(normalizePlatform))
-  const missing = opts.platforms.filter(p => !have.has(normalizePlatform(p)))
+function placeNode(opts: BuilderOptions, node: BuilderNode, index: number, all: readonly BuilderNode[]): BuilderNode {
+  const local = index === 0 || node.endpoint === all[0].endpoint || node.endpoint.startsWith('unix://')
+  if (!local) return { ...node, remote: true }
+  if (!opts.platforms.length) return { ...node, remote: false }
+  const here = new Set(opts.platforms.map(normalizePlatform))
+  const runs = (p: string): boolean => here.has(normalizePlatform(p))
+  const out: BuilderNode = { ...node, remote: false, platforms: node.platforms.filter(runs) }
+  if (node.preferred) {
+    const preferred = node.preferred.filter(runs)
+    if (preferred.length) out.preferred = preferred
+    else delete out.preferred
+  }
+  const dropped = node.platforms.filter(p => !runs(p))
+  if (dropped.length) out.notRunning = dropped
+  return out
+}
+
+/**
+ * BuildKit detects emulated platforms when it starts, so a builder started before the
+ * emulators were registered (typically a reused one) does not list them. Only emulated
+ * platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
+ */
+function warnMissingPlatforms(opts: BuilderOptions, listed: readonly BuilderNode[], result: BuilderResult, log: BuilderLog): void {
+  if (!opts.emulated.length || !listed.some(n => n.platforms.length)) return
+  const have = new Set(listed.flatMap(n => n.platforms).map(normalizePlatform))
+  const missing = opts.emulated.filter(p => !have.has(normalizePlatform(p)))
   if (!missing.length) return
   const why = result.created
     ? 'builds for them may fail'

@@ -1,5 +1,6 @@
 // argv for the `docker buildx` commands the builder step runs (the program is `docker`).
-// Pure so the exact command lines can be asserted in tests.
+// Pure so the exact command lines can be asserted in tests. Positional values (builder
+// names, endpoints) always follow `--`, so none can be read as an option whatever it holds.
 
 import { AppendNode, BuilderOptions } from './types'
 
@@ -29,7 +30,7 @@ export function appendArgs(name: string, node: AppendNode): string[] {
   if (node.name) args.push('--node', node.name)
   if (node.platforms.length) args.push('--platform', node.platforms.join(','))
   for (const o of node.driverOpts) args.push('--driver-opt', o)
-  args.push(node.endpoint)
+  args.push('--', node.endpoint)
   return args
 }
 
@@ -39,7 +40,7 @@ export function bootstrapArgs(name: string): string[] {
 
 /** Without a name: the current builder (for the `docker` driver, the context's own). */
 export function inspectArgs(name?: string): string[] {
-  return name ? ['buildx', 'inspect', name] : ['buildx', 'inspect']
+  return name ? ['buildx', 'inspect', '--', name] : ['buildx', 'inspect']
 }
 
 export function lsJsonArgs(): string[] {
@@ -47,9 +48,9 @@ export function lsJsonArgs(): string[] {
 }
 
 export function useArgs(name: string): string[] {
-  return ['buildx', 'use', name]
+  return ['buildx', 'use', '--', name]
 }
 
 export function rmArgs(name: string): string[] {
-  return ['buildx', 'rm', name]
+  return ['buildx', 'rm', '--', name]
 }

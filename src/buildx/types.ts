@@ -31,11 +31,17 @@ export interface BuilderOptions {
   /** input `append`, parsed with parseAppend */
   append: AppendNode[]
   /**
-   * Platforms that work on this runner (docker names). Not passed to create (BuildKit
-   * detects them when it starts); used to warn when a builder does not list them.
+   * Platforms that run on this runner (docker names): native ones and verified emulated
+   * ones. Not passed to create (BuildKit detects them when it starts); what nodes on this
+   * runner's daemon list is held against it, since a BuildKit may list platforms of
+   * emulators that are no longer (or never were) usable here.
    */
   platforms: string[]
+  /** The verified emulated subset of `platforms`: a builder that does not list one of them gets a notice. */
+  emulated: string[]
   tempDir: string
+  /** pause before the one retry of a transient bootstrap failure (default 5 s; tests shorten it) */
+  retryDelayMs?: number
 }
 
 export interface BuilderNode {
@@ -53,6 +59,14 @@ export interface BuilderNode {
   flags?: string
   /** why buildx could not load or start this node */
   error?: string
+  /**
+   * Set by the builder step: true for a node appended at another endpoint, whose platforms
+   * are reported as it declares them; false for a node on this runner's daemon, whose
+   * platforms were held against what runs here.
+   */
+  remote?: boolean
+  /** platforms this runner's node lists that do not run here (left out of `platforms`) */
+  notRunning?: string[]
 }
 
 export interface BuilderResult {

@@ -45,7 +45,7 @@ describe('parseAppend', () => {
       '      env.B=2',
       '',
       '  -',
-      "    name: 'node two'",
+      "    name: 'node-two'",
       '    endpoint: docker-context-b',
       '    platforms: [linux/arm64, "linux/arm/v6"]',
       '    driver-opts: network=host',
@@ -58,7 +58,7 @@ describe('parseAppend', () => {
         platforms: ['linux/riscv64', 'linux/s390x', 'linux/ppc64le'],
         driverOpts: ['env.A=1', 'env.B=2'],
       },
-      { name: 'node two', endpoint: 'docker-context-b', platforms: ['linux/arm64', 'linux/arm/v6'], driverOpts: ['network=host'] },
+      { name: 'node-two', endpoint: 'docker-context-b', platforms: ['linux/arm64', 'linux/arm/v6'], driverOpts: ['network=host'] },
       { endpoint: 'tcp://10.0.0.7:2376', platforms: [], driverOpts: [] },
     ])
   })
@@ -76,24 +76,49 @@ describe('parseAppend', () => {
     expect(parseAppend('[]')).toEqual([])
   })
 
-  test('errors name the input and the item', () => {
+  test('YAML the old subset parser refused is read as YAML: folded blocks, continuation lines, anchors', () => {
+    expect(parseAppend('- endpoint: e\n  driver-opts: >\n    a=1\n')).toEqual([{ endpoint: 'e', platforms: [], driverOpts: ['a=1'] }])
+    expect(parseAppend('- endpoint: e\n  driver-opts:\n    a=1\n')).toEqual([{ endpoint: 'e', platforms: [], driverOpts: ['a=1'] }])
+    expect(parseAppend('- endpoint: &ep tcp://h:1\n- endpoint: *ep\n  name: two\n').map(n => n.endpoint)).toEqual(['tcp://h:1', 'tcp://h:1'])
+  })
+
+  test('scalars stay the text written (failsafe schema): no booleans or octal numbers', () => {
+    expect(parseAppend('- endpoint: on\n  name: 0777\n')).toEqual([{ name: '0777', endpoint: 'on', platforms: [], driverOpts: [] }])
+  })
+
+  test('errors name the input and the item (or the YAML line)', () => {
     expect(err('- name: a\n  endpoint: e\n- name: b\n')).toBe(
       'append: item 2 has no endpoint; set endpoint to a docker context name or an address such as tcp://host:1234',
     )
     expect(err('- endpoint: e\n  buildkitd-flags: --debug\n')).toMatch(/^append: item 1 has unknown key 'buildkitd-flags'; use name, endpoint, platforms, driver-opts$/)
     expect(err('endpoint: tcp://x:1\n')).toMatch(/^append: expected a YAML list of nodes/)
     expect(err('- tcp://10.0.0.5:1234\n')).toMatch(/^append: item 1 must be a map/)
-    expect(err('- endpoint: a\n  endpoint: b\n')).toBe("append: item 1 has 'endpoint' twice")
+    expect(err('- endpoint: a\n  endpoint: b\n')).toMatch(/^append: line 2: duplicated mapping key; /)
     expect(err('- endpoint: [a, b]\n')).toBe("append: item 1: 'endpoint' must be a single value, not a list")
-    expect(err('- endpoint: e\n name: x\n')).toBe('append: item 1: line 2 is not aligned with the keys above it')
-    expect(err('- endpoint: e\n   name: x\n')).toMatch(/'endpoint' has a value and also indented lines under it/)
-    expect(err('- endpoint: e\n\tname: x\n')).toBe('append: line 2 is indented with a tab; YAML needs spaces')
+    expect(err('- endpoint: e\n name: x\n')).toMatch(/^append: line 2: bad indentation/)
+    expect(err('- endpoint: e\n   name: x\n')).toMatch(/^append: line 2: bad indentation of a mapping entry/)
+    expect(err('- endpoint: e\n\tname: x\n')).toMatch(/^append: line 2: tab characters must not be used in indentation/)
     expect(err('- endpoint: e\n  driver-opts:\n    - a: b\n')).toMatch(/list items must be plain values, not maps/)
-    expect(err('- endpoint: e\n  driver-opts:\n    a=1\n')).toMatch(/must be a value on the same line or a list/)
-    expect(err('- endpoint: "e\n')).toMatch(/unterminated double-quoted value/)
-    expect(err('- endpoint: e\n  platforms: {a: b}\n')).toMatch(/must be a plain value or a list/)
-    expect(err('- endpoint: e\n  driver-opts: >\n    a=1\n')).toMatch(/folded block/)
+    expect(err('- endpoint: "e\n')).toMatch(/^append: line 2: unexpected end of the stream within a double quoted scalar/)
+    expect(err('- endpoint: e\n  platforms: {a: b}\n')).toMatch(/must be a plain value or a list, not a map/)
     expect(err('-\n')).toBe('append: item 1 is empty; give it at least an endpoint')
-    expect(err('  - endpoint: a\n- endpoint: b\n')).toMatch(/line 2 is indented less/)
+    expect(err('  - endpoint: a\n- endpoint: b\n')).toMatch(/^append: line 2: /)
+    for (const text of ['- endpoint: e\n\tname: x\n', '- endpoint: "e\n', '- endpoint: a\n  endpoint: b\n']) expect(err(text)).not.toContain('\n')
+  })
+
+  test('values that would reach docker as options or garbage are refused', () => {
+    // positional on the buildx command line: never an option, whatever follows
+    expect(err('- endpoint: --config=/etc/shadow\n')).toBe(
+      "append: item 1: endpoint '--config=/etc/shadow' starts with '-'; give a docker context name or an address such as tcp://host:1234",
+    )
+    expect(err("- endpoint: '-H'\n")).toMatch(/^append: item 1: endpoint '-H' starts with '-'/)
+    expect(err('- endpoint: "tcp://h:1 --debug"\n')).toMatch(/endpoint .* contains whitespace or control characters/)
+    expect(err('- endpoint: e\n  name: --node\n')).toMatch(/^append: item 1: name '--node' is not a valid node name/)
+    expect(err('- endpoint: e\n  platforms: linux/arm64,--push\n')).toBe(
+      "append: item 1: platform '--push' is not os/arch[/variant] such as linux/arm64",
+    )
+    expect(err('- endpoint: e\n  driver-opts: memory\n')).toMatch(/^append: item 1: driver-opts entry 'memory' is not key=value/)
+    expect(err('- endpoint: e\n  driver-opts: [--privileged=true]\n')).toMatch(/driver-opts entry '--privileged=true' is not key=value/)
+    expect(err(`- endpoint: ${'x'.repeat(70000)}\n`)).toMatch(/^append: the input is \d+ characters; keep it under 65536$/)
   })
 })

@@ -53,8 +53,14 @@ class Log {
 
 const VERSION = { stdout: transcript('version.stdout.txt') }
 const NOT_FOUND = { code: 1, stderr: transcript('inspect-not-found.stderr.txt') }
-const BOOT_OK = { stdout: transcript('inspect-container-running.txt'), stderr: transcript('bootstrap-ok.stderr.txt') }
+const BOOT_OK = { stdout: transcript('doc-inspect-container-running.txt'), stderr: transcript('doc-bootstrap-ok.stderr.txt') }
+const PULL_FAILED = { code: 1, stderr: transcript('bootstrap-pull-failed.stderr.txt') }
 const MISSING = { code: 1, stderr: transcript('buildx-missing.stderr.txt') }
+// what this runner runs: native x86-64 (with its CPU levels) and verified arm64/arm emulators
+const NATIVE = ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386']
+const EMULATED = ['linux/arm64', 'linux/riscv64', 'linux/arm/v7', 'linux/arm/v6']
+const multi = (name: string): string => transcript('inspect-multi-node.txt').replace(/qemu-cap/g, name)
+const multiJson = (name: string): string => transcript('ls-json-multi.json').replace(/qemu-cap/g, name)
 
 let tempDir: string
 beforeEach(() => {
@@ -75,8 +81,10 @@ function options(over: Partial<BuilderOptions> = {}): BuilderOptions {
     configInline: '',
     use: true,
     append: [],
-    platforms: ['linux/arm64', 'linux/riscv64', 'linux/arm/v7'],
+    platforms: [...NATIVE, ...EMULATED],
+    emulated: EMULATED,
     tempDir,
+    retryDelayMs: 1,
     ...over,
   }
 }
@@ -97,33 +105,34 @@ describe('setupBuilder', () => {
     expect(runner.calls).toEqual([])
   })
 
-  test('creates, appends, boots and reads state with ls --format json', async () => {
+  test('creates, appends (endpoint after --), boots and reads state with ls --format json', async () => {
     let config = ''
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', NOT_FOUND)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on(`buildx create --name qemu-builder --driver docker-container --driver-opt network=host --buildkitd-flags --allow-insecure-entitlement=network.host --config ${tempDir}/buildkitd-qemu-builder.toml --use`, () => {
         config = fs.readFileSync(path.join(tempDir, 'buildkitd-qemu-builder.toml'), 'utf8')
         return { stdout: 'qemu-builder\n' }
       })
-      .on('buildx create --append --name qemu-builder --node arm64-node --platform linux/arm64,linux/arm/v7 --driver-opt env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760 tcp://10.0.0.5:1234', { stdout: 'qemu-builder\n' })
-      .on('buildx inspect --bootstrap --builder qemu-builder', BOOT_OK)
-      .on('buildx ls --format json', { stdout: transcript('ls-json-multi.json').replace(/"cross"/, '"qemu-builder"') })
+      .on('buildx create --append --name qemu-builder --node arm64-node --platform linux/arm64,linux/arm/v7 --driver-opt env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760 -- sqb-same', { stdout: 'qemu-builder\n' })
+      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: multi('qemu-builder'), stderr: transcript('doc-bootstrap-ok.stderr.txt') })
+      .on('buildx ls --format json', { stdout: multiJson('qemu-builder') })
     const log = new Log()
     const out = await setupBuilder(
       options({
         driverOpts: ['network=host'],
         buildkitdFlags: '--allow-insecure-entitlement=network.host',
         configInline: '[worker.oci]\n  max-parallelism = 4\n',
-        append: [{ name: 'arm64-node', endpoint: 'tcp://10.0.0.5:1234', platforms: ['linux/arm64', 'linux/arm/v7'], driverOpts: ['env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760'] }],
-        platforms: ['linux/arm64', 'linux/arm/v7'],
+        append: [{ name: 'arm64-node', endpoint: 'sqb-same', platforms: ['linux/arm64', 'linux/arm/v7'], driverOpts: ['env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760'] }],
+        platforms: [...NATIVE, 'linux/arm64'],
+        emulated: ['linux/arm64'],
       }),
       runner,
       log.sink,
     )
     expect(runner.commands()).toEqual([
       'buildx version',
-      'buildx inspect qemu-builder',
+      'buildx inspect -- qemu-builder',
       expect.stringMatching(/^buildx create --name qemu-builder /),
       expect.stringMatching(/^buildx create --append /),
       'buildx inspect --bootstrap --builder qemu-builder',
@@ -134,13 +143,11 @@ describe('setupBuilder', () => {
     expect(fs.readdirSync(tempDir)).toEqual([])
     expect(out.state).toEqual({ name: 'qemu-builder', created: true, driver: 'docker-container' })
     expect(out.result!.created).toBe(true)
-    expect(out.result!.nodes.map(n => n.name)).toEqual(['cross0', 'arm64-node', 'riscv-node'])
-    expect(out.result!.platforms).toEqual([
-      'linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/386', 'linux/arm64', 'linux/arm/v7', 'linux/arm/v6',
-    ])
-    // the inactive appended node is worth a notice
-    expect(log.notice).toEqual([expect.stringMatching(/node riscv-node is inactive/)])
-    expect(log.info).toContain('Using buildx v0.20.1 de8a72bc53bd1a4b8b8e0e0d7fd4ff1b6a7e8d2c')
+    expect(out.result!.nodes.map(n => [n.name, n.remote])).toEqual([['qemu-builder0', false], ['arm64-node', true]])
+    // the appended node's linux/arm/v7 is not checked here: reported as it declares itself
+    expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/arm64', 'linux/arm/v7'])
+    expect(log.notice).toEqual([expect.stringMatching(/node qemu-builder0 is inactive/), expect.stringMatching(/node arm64-node is inactive/)])
+    expect(log.info).toContain('Using buildx 0.13.1+ds1 0.13.1+ds1-3')
     // bootstrap is given a long timeout; the quick reads a short one
     expect(runner.options[4]?.timeoutMs).toBeGreaterThan(runner.options[5]!.timeoutMs!)
   })
@@ -148,27 +155,36 @@ describe('setupBuilder', () => {
   test('minimal create: no config file, no --use; ls json gives the platforms', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect gen-1234', NOT_FOUND)
+      .on('buildx inspect -- gen-1234', NOT_FOUND)
       .on('buildx create --name gen-1234 --driver docker-container', { stdout: 'gen-1234\n' })
       .on('buildx inspect --bootstrap --builder gen-1234', BOOT_OK)
-      .on('buildx ls --format json', { stdout: transcript('ls-json-single.json').replace(/qemu-builder/g, 'gen-1234') })
+      .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json').replace(/qemu-builder/g, 'gen-1234') })
     const log = new Log()
-    const out = await setupBuilder(options({ name: 'gen-1234', nameGiven: false, use: false }), runner, log.sink)
-    expect(out.result!.platforms).toHaveLength(13)
+    const out = await setupBuilder(
+      options({ name: 'gen-1234', nameGiven: false, use: false, platforms: [...NATIVE.slice(0, 4), ...EMULATED], emulated: EMULATED }),
+      runner,
+      log.sink,
+    )
+    // the node lists 13 platforms; linux/386 (not native here) and 5 unverified emulated ones are left out
+    expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/arm64', 'linux/riscv64', 'linux/arm/v7', 'linux/arm/v6'])
+    expect(out.result!.nodes[0].notRunning).toEqual(['linux/ppc64le', 'linux/s390x', 'linux/386', 'linux/mips64le', 'linux/mips64', 'linux/loong64'])
     expect(out.result!.nodes[0].buildkit).toBe('v0.20.1')
+    expect(log.info).toContain(
+      'Builder gen-1234: node gen-12340 lists linux/ppc64le, linux/s390x, linux/386, linux/mips64le, linux/mips64, linux/loong64, which do not run on this runner (no verified emulator); left out of platforms',
+    )
     expect(log.notice).toEqual([])
   })
 
   test('ls --format json unknown to this buildx: falls back to inspect NAME', async () => {
     const runner = new FakeRunner()
       .on('buildx version', { stdout: 'github.com/docker/buildx v0.11.2 9872040b6626fb7d87ef7296fd5b832e8cc2ad17\n' })
-      .on('buildx inspect qemu-builder', NOT_FOUND, { stdout: transcript('inspect-old-keys.txt') })
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, { stdout: transcript('doc-inspect-old-keys.txt') })
       .on('buildx create --name qemu-builder --driver docker-container --use', { stdout: 'qemu-builder\n' })
-      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('inspect-old-keys.txt') })
-      .on('buildx ls --format json', { code: 1, stderr: transcript('ls-unknown-flag.stderr.txt') })
+      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('doc-inspect-old-keys.txt') })
+      .on('buildx ls --format json', { code: 1, stderr: transcript('doc-ls-unknown-flag.stderr.txt') })
     const log = new Log()
     const out = await setupBuilder(options(), runner, log.sink)
-    expect(runner.commands().slice(-2)).toEqual(['buildx ls --format json', 'buildx inspect qemu-builder'])
+    expect(runner.commands().slice(-2)).toEqual(['buildx ls --format json', 'buildx inspect -- qemu-builder'])
     expect(out.result!.nodes[0].buildkit).toBe('v0.11.6')
     expect(out.result!.platforms).toContain('linux/riscv64')
     expect(log.debug.join('\n')).toMatch(/unknown flag: --format/)
@@ -177,11 +193,11 @@ describe('setupBuilder', () => {
   test('ls json without our builder and inspect failing: uses what the bootstrap printed', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', NOT_FOUND, NOT_FOUND)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, NOT_FOUND)
       .on('buildx create --name qemu-builder --driver docker-container --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('inspect-buildkit-key.txt') })
-      .on('buildx ls --format json', { stdout: transcript('ls-json-single.json').replace(/qemu-builder/g, 'other') })
-    const out = await setupBuilder(options({ platforms: [] }), runner, new Log().sink)
+      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('doc-inspect-buildkit-key.txt') })
+      .on('buildx ls --format json', { stdout: transcript('ls-json-default.json') })
+    const out = await setupBuilder(options({ platforms: [], emulated: [] }), runner, new Log().sink)
     expect(out.result!.nodes[0].name).toBe('elated_tesla0')
     expect(out.result!.platforms).toEqual(['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'])
   })
@@ -189,34 +205,34 @@ describe('setupBuilder', () => {
   test('user-set (*) platforms from the bootstrap text are kept when ls json has the same node', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect cross', NOT_FOUND)
-      .on('buildx create --name cross --driver docker-container --use', {})
-      .on('buildx create --append --name cross --node arm64-node tcp://10.0.0.5:2376', {})
-      .on('buildx inspect --bootstrap --builder cross', { stdout: transcript('inspect-multi-node.txt') })
+      .on('buildx inspect -- qemu-cap', NOT_FOUND)
+      .on('buildx create --name qemu-cap --driver docker-container --use', {})
+      .on('buildx create --append --name qemu-cap --node arm64-node -- sqb-same', {})
+      .on('buildx inspect --bootstrap --builder qemu-cap', { stdout: transcript('inspect-multi-node.txt') })
       .on('buildx ls --format json', { stdout: transcript('ls-json-multi.json') })
     const out = await setupBuilder(
-      options({ name: 'cross', append: [{ name: 'arm64-node', endpoint: 'tcp://10.0.0.5:2376', platforms: [], driverOpts: [] }] }),
+      options({ name: 'qemu-cap', append: [{ name: 'arm64-node', endpoint: 'sqb-same', platforms: [], driverOpts: [] }] }),
       runner,
       new Log().sink,
     )
     expect(out.result!.nodes[1].preferred).toEqual(['linux/arm64', 'linux/arm/v7'])
-    expect(out.result!.platforms.slice(0, 3)).toEqual(['linux/arm64', 'linux/arm/v7', 'linux/amd64'])
+    expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/arm64', 'linux/arm/v7'])
   })
 
   test('an existing builder is reused as it is: no create, re-bootstrapped, created=false', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', { stdout: transcript('inspect-container-inactive.txt') })
+      .on('buildx inspect -- qemu-builder', { stdout: transcript('inspect-container-inactive.txt') })
       .on('buildx inspect --bootstrap --builder qemu-builder', BOOT_OK)
-      .on('buildx use qemu-builder', {})
-      .on('buildx ls --format json', { stdout: transcript('ls-json-single.json') })
+      .on('buildx use -- qemu-builder', {})
+      .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json') })
     const log = new Log()
     const out = await setupBuilder(options({ driverOpts: ['image=mirror/moby/buildkit:buildx-stable-1'], append: [{ endpoint: 'x', platforms: [], driverOpts: [] }] }), runner, log.sink)
     expect(runner.commands()).toEqual([
       'buildx version',
-      'buildx inspect qemu-builder',
+      'buildx inspect -- qemu-builder',
       'buildx inspect --bootstrap --builder qemu-builder',
-      'buildx use qemu-builder',
+      'buildx use -- qemu-builder',
       'buildx ls --format json',
     ])
     expect(out.state).toEqual({ name: 'qemu-builder', created: false, driver: 'docker-container' })
@@ -226,40 +242,60 @@ describe('setupBuilder', () => {
     ])
   })
 
-  test('a reused builder that misses emulated platforms gets a notice to restart it', async () => {
+  test('a reused builder that misses emulated platforms gets a notice naming only emulated ones', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', { stdout: transcript('inspect-buildkit-key.txt') })
-      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('inspect-buildkit-key.txt') })
+      .on('buildx inspect -- qemu-builder', { stdout: transcript('doc-inspect-buildkit-key.txt') })
+      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('doc-inspect-buildkit-key.txt') })
       .on('buildx ls --format json', { code: 1, stderr: 'unknown flag: --format' })
     const log = new Log()
-    await setupBuilder(options({ use: false, driver: 'kubernetes', platforms: ['linux/arm64', 'linux/s390x', 'linux/arm64/v8'] }), runner, log.sink)
+    await setupBuilder(
+      options({ use: false, driver: 'kubernetes', platforms: [...NATIVE, 'linux/arm64', 'linux/s390x'], emulated: ['linux/arm64', 'linux/s390x', 'linux/arm64/v8'] }),
+      runner,
+      log.sink,
+    )
     expect(log.notice).toEqual([
       'builder-name: builder qemu-builder already exists, so driver (kubernetes) is not applied to it; choose another builder-name to get a builder with these settings',
       expect.stringMatching(/^Builder qemu-builder does not list linux\/s390x, which the registered emulators provide; it was probably started before they were registered: restart it \(docker buildx stop qemu-builder\)/),
     ])
   })
 
-  test("driver 'docker': creates nothing, reports the current builder", async () => {
+  test("driver 'docker': creates nothing; native CPU levels are not 'missing'; what does not run here is left out", async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect', { stdout: transcript('inspect-docker-default.txt') })
     const log = new Log()
-    const out = await setupBuilder(options({ driver: 'docker', driverOpts: ['network=host'] }), runner, log.sink)
+    // dockerd's BuildKit lists linux/arm64 (an emulator registered when it started), which is not verified this run
+    const out = await setupBuilder(options({ driver: 'docker', driverOpts: ['network=host'], platforms: [...NATIVE, 'linux/riscv64'], emulated: [] }), runner, log.sink)
     expect(runner.commands()).toEqual(['buildx version', 'buildx inspect'])
     expect(out.state).toEqual({ name: 'default', created: false, driver: 'docker' })
     expect(out.result).toMatchObject({ name: 'default', driver: 'docker', created: false })
-    expect(out.result!.platforms).toContain('linux/riscv64')
+    expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/386'])
+    expect(out.result!.nodes[0]).toMatchObject({ remote: false, platforms: ['linux/amd64', 'linux/386'], notRunning: ['linux/arm64'] })
+    // amd64/v2..v4 run natively: no notice claims the builder misses them
     expect(log.notice).toEqual(["driver: docker uses the Docker daemon's own builder, so driver-opts is not applied"])
   })
 
-  test("driver 'docker' when inspect fails is an ActionError naming driver", async () => {
+  test("driver 'docker' with a verified emulator it lists: kept, no notice", async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect', { code: 1, stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n' })
-    const e = await rejection(setupBuilder(options({ driver: 'docker' }), runner, new Log().sink))
+      .on('buildx inspect', { stdout: transcript('inspect-docker-default.txt') })
+    const log = new Log()
+    const out = await setupBuilder(options({ driver: 'docker', platforms: [...NATIVE, 'linux/arm64'], emulated: ['linux/arm64'] }), runner, log.sink)
+    expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/386', 'linux/arm64'])
+    expect(out.result!.nodes[0].notRunning).toBeUndefined()
+    expect(log.notice).toEqual([])
+  })
+
+  test("driver 'docker' when inspect fails: ActionError naming driver under true, a warning under auto", async () => {
+    const down = { code: 1, stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n' }
+    const runner = (): FakeRunner => new FakeRunner().on('buildx version', VERSION).on('buildx inspect', down)
+    const e = await rejection(setupBuilder(options({ mode: 'true', driver: 'docker' }), runner(), new Log().sink))
     expect(e).toBeInstanceOf(ActionError)
     expect(e.message).toMatch(/^driver: cannot inspect the current docker builder \(Cannot connect to the Docker daemon/)
+    const log = new Log()
+    expect(await setupBuilder(options({ driver: 'docker' }), runner(), log.sink)).toEqual({})
+    expect(log.warning).toEqual([expect.stringMatching(/^driver: cannot inspect the current docker builder .*; going on without a builder \(buildx: auto\)/)])
   })
 
   test("mode 'auto' without the plugin: notice, no throw, nothing else run", async () => {
@@ -268,7 +304,7 @@ describe('setupBuilder', () => {
     expect(await setupBuilder(options({ mode: 'auto' }), runner, log.sink)).toEqual({})
     expect(runner.commands()).toEqual(['buildx version'])
     expect(log.notice).toEqual([
-      "docker buildx is not available (docker: 'buildx' is not a docker command.); skipping the builder. Set buildx: false to silence this",
+      'docker buildx is not available (docker: unknown command: docker buildx); skipping the builder. Set buildx: false to silence this',
     ])
   })
 
@@ -283,60 +319,144 @@ describe('setupBuilder', () => {
     const e = await rejection(setupBuilder(options({ mode: 'true' }), new FakeRunner().on('buildx version', MISSING), new Log().sink))
     expect(e).toBeInstanceOf(ActionError)
     expect(e.message).toBe(
-      "buildx: docker buildx is not available (docker: 'buildx' is not a docker command.); install the Docker buildx plugin on the runner, or set buildx: auto to skip the builder where it is missing (or buildx: false)",
+      'buildx: docker buildx is not available (docker: unknown command: docker buildx); install the Docker buildx plugin on the runner, or set buildx: auto to skip the builder where it is missing (or buildx: false)',
     )
     expect(e.message).not.toContain('\n')
   })
 
-  test('bootstrap failure of a created builder: removed, then ActionError with the error line and the mirror hint', async () => {
+  const pullFails = (): FakeRunner =>
+    new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --driver docker-container --use', {})
+      .on('buildx inspect --bootstrap --builder qemu-builder', PULL_FAILED)
+      .on('buildx rm -- qemu-builder', { stderr: 'qemu-builder removed\n' })
+
+  test("mode 'true', BuildKit image cannot be pulled: tried twice, removed, then one line naming the builder, the reason and the mirror", async () => {
+    const runner = pullFails()
+    const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, new Log().sink))
+    expect(runner.commands().slice(-3)).toEqual([
+      'buildx inspect --bootstrap --builder qemu-builder',
+      'buildx inspect --bootstrap --builder qemu-builder',
+      'buildx rm -- qemu-builder',
+    ])
+    expect(e).toBeInstanceOf(ActionError)
+    expect(e.message).toBe(
+      'builder qemu-builder could not start: the BuildKit image could not be pulled (Error response from daemon: Get "https://registry-1.docker.io/v2/": ' +
+        'dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: no such host); ' +
+        'use a mirror with driver-opts: image=<mirror>/moby/buildkit:buildx-stable-1, or run docker login before this step',
+    )
+    expect(e.message).not.toMatch(/^driver-opts:/)
+  })
+
+  test("mode 'auto', BuildKit image cannot be pulled: a warning with reason and mirror hint, no builder left, no result", async () => {
+    const runner = pullFails()
+    const log = new Log()
+    expect(await setupBuilder(options(), runner, log.sink)).toEqual({})
+    expect(runner.commands().at(-1)).toBe('buildx rm -- qemu-builder')
+    expect(log.warning).toHaveLength(1)
+    expect(log.warning[0]).toMatch(/^builder qemu-builder could not start: the BuildKit image could not be pulled \(.*no such host\); use a mirror with driver-opts: image=/)
+    expect(log.warning[0]).toMatch(/going on without a builder \(buildx: auto\), set buildx: true to make this fail the step$/)
+    expect(log.info).toContain('Removed the half-made builder qemu-builder')
+  })
+
+  test('a transient failure that clears on the retry gives a builder', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', NOT_FOUND)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on('buildx create --name qemu-builder --driver docker-container --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: transcript('bootstrap-rate-limit.stderr.txt') })
-      .on('buildx rm qemu-builder', {})
-    const e = await rejection(setupBuilder(options(), runner, new Log().sink))
-    expect(runner.commands().slice(-2)).toEqual(['buildx inspect --bootstrap --builder qemu-builder', 'buildx rm qemu-builder'])
-    expect(e).toBeInstanceOf(ActionError)
-    expect(e.message).toMatch(/^driver-opts: cannot start builder qemu-builder: Error response from daemon: toomanyrequests: You have reached your pull rate limit\./)
-    expect(e.message).toContain('driver-opts: image=<mirror>/moby/buildkit:buildx-stable-1')
-    expect(e.message).toContain('docker login')
-    expect(e.message).not.toContain('\n')
+      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: transcript('doc-bootstrap-rate-limit.stderr.txt') }, BOOT_OK)
+      .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json') })
+    const log = new Log()
+    const out = await setupBuilder(options(), runner, log.sink)
+    expect(out.result!.name).toBe('qemu-builder')
+    expect(log.info).toContainEqual(expect.stringMatching(/^Builder qemu-builder did not start \(Error response from daemon: toomanyrequests: .*\); trying once more in 0 s$/))
+    expect(log.warning).toEqual([])
+  })
+
+  test('permanent pull failures and timeouts are not retried; a mirror from driver-opts is what is blamed', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --driver docker-container --driver-opt image=mirror.example/buildkit:v0 --use', {})
+      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: 'ERROR: Error response from daemon: manifest for mirror.example/buildkit:v0 not found: manifest unknown\n' })
+      .on('buildx rm -- qemu-builder', {})
+    const e = await rejection(setupBuilder(options({ mode: 'true', driverOpts: ['image=mirror.example/buildkit:v0'] }), runner, new Log().sink))
+    expect(runner.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
+    expect(e.message).toMatch(/^driver-opts: builder qemu-builder could not start: its BuildKit image mirror\.example\/buildkit:v0 \(driver-opts image=\) could not be pulled \(.*manifest unknown\); check that image/)
+
+    const slow = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --driver docker-container --use', {})
+      .on('buildx inspect --bootstrap --builder qemu-builder', { code: null, signal: 'SIGTERM' })
+      .on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: permission denied\n' })
+    const log = new Log()
+    const t = await rejection(setupBuilder(options({ mode: 'true' }), slow, log.sink))
+    expect(slow.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
+    expect(t.message).toMatch(/^builder qemu-builder did not start within 15 minutes \(killed by SIGTERM, probably a timeout\)/)
+    // a failure to remove is a notice; the bootstrap error still surfaces
+    expect(log.notice).toEqual([expect.stringMatching(/Could not remove builder qemu-builder after the failure \(permission denied\)/)])
+  })
+
+  test('a start failure that is not a pull names the inputs that shape the builder, not driver-opts alone', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --driver docker-container --buildkitd-flags --oci-worker-snapshotter=bogus --use', {})
+      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: 'ERROR: buildkitd: snapshotter "bogus" is not supported\n' })
+      .on('buildx rm -- qemu-builder', {})
+    const e = await rejection(setupBuilder(options({ mode: 'true', buildkitdFlags: '--oci-worker-snapshotter=bogus' }), runner, new Log().sink))
+    expect(e.message).toBe('builder qemu-builder could not start (buildkitd: snapshotter "bogus" is not supported); check buildkitd-flags')
   })
 
   test('bootstrap failure of a reused builder does not remove it', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', { stdout: transcript('inspect-container-inactive.txt') })
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: transcript('bootstrap-rate-limit.stderr.txt') })
-    const e = await rejection(setupBuilder(options(), runner, new Log().sink))
+      .on('buildx inspect -- qemu-builder', { stdout: transcript('inspect-container-inactive.txt') })
+      .on('buildx inspect --bootstrap --builder qemu-builder', PULL_FAILED)
+    const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, new Log().sink))
     expect(e).toBeInstanceOf(ActionError)
-    expect(runner.commands()).not.toContain('buildx rm qemu-builder')
+    expect(runner.commands()).not.toContain('buildx rm -- qemu-builder')
+    const log = new Log()
+    expect(await setupBuilder(options(), runner, log.sink)).toEqual({})
+    expect(runner.commands()).not.toContain('buildx rm -- qemu-builder')
+    expect(log.warning).toHaveLength(1)
   })
 
   test('append failure removes the created builder and names append', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', NOT_FOUND)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on('buildx create --name qemu-builder --driver docker-container --use', {})
-      .on('buildx create --append --name qemu-builder ssh://ci@10.0.0.9', { code: 1, stderr: 'ERROR: failed to initialize builder qemu-builder (qemu-builder1): ssh: connect to host 10.0.0.9 port 22: Connection refused\n' })
-      .on('buildx rm qemu-builder', {})
+      .on('buildx create --append --name qemu-builder --node remote-node --platform linux/arm64,linux/arm/v7 -- tcp://127.0.0.1:1', {
+        code: 1,
+        stderr: transcript('append-unreachable.stderr.txt').replace(/qemu-cap/g, 'qemu-builder'),
+      })
+      .on('buildx rm -- qemu-builder', {})
+    const node = { name: 'remote-node', endpoint: 'tcp://127.0.0.1:1', platforms: ['linux/arm64', 'linux/arm/v7'], driverOpts: [] }
     const log = new Log()
-    const e = await rejection(setupBuilder(options({ append: [{ endpoint: 'ssh://ci@10.0.0.9', platforms: [], driverOpts: [] }] }), runner, log.sink))
-    expect(e.message).toMatch(/^append: cannot add node ssh:\/\/ci@10\.0\.0\.9 to builder qemu-builder \(failed to initialize builder .*Connection refused\)/)
-    expect(runner.commands().at(-1)).toBe('buildx rm qemu-builder')
+    const e = await rejection(setupBuilder(options({ mode: 'true', append: [node] }), runner, log.sink))
+    expect(e.message).toBe(
+      'append: cannot add node remote-node (tcp://127.0.0.1:1) to builder qemu-builder (failed to initialize builder qemu-builder (remote-node): ' +
+        'Cannot connect to the Docker daemon at tcp://127.0.0.1:1. Is the docker daemon running?); check its endpoint, platforms and driver-opts',
+    )
+    expect(runner.commands().at(-1)).toBe('buildx rm -- qemu-builder')
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
   })
 
-  test('create failure names the input at fault and removes nothing (buildx rolled back)', async () => {
+  test('create failure names the input at fault and removes nothing (buildx rolled back); auto makes it a warning', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --driver-opt memory --use', { code: 1, stderr: 'ERROR: invalid value "memory", expecting k=v\n' })
-    const e = await rejection(setupBuilder(options({ driverOpts: ['memory'] }), runner, new Log().sink))
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --driver docker-container --driver-opt foo --use', { code: 1, stderr: transcript('create-bad-driver-opt.stderr.txt') })
+    const e = await rejection(setupBuilder(options({ mode: 'true', driverOpts: ['foo'] }), runner, new Log().sink))
     expect(e).toBeInstanceOf(ActionError)
-    expect(e.message).toMatch(/^driver-opts: cannot create builder qemu-builder \(invalid value "memory", expecting k=v\); each driver-opts entry must be key=value/)
-    expect(runner.commands()).not.toContain('buildx rm qemu-builder')
+    expect(e.message).toMatch(/^driver-opts: cannot create builder qemu-builder \(invalid value "foo", expecting k=v\); each driver-opts entry must be key=value/)
+    expect(runner.commands()).not.toContain('buildx rm -- qemu-builder')
+    const log = new Log()
+    expect(await setupBuilder(options({ driverOpts: ['foo'] }), runner, log.sink)).toEqual({})
+    expect(log.warning).toEqual([expect.stringMatching(/^driver-opts: cannot create builder qemu-builder \(invalid value "foo", expecting k=v\)/)])
   })
 
   test("mode 'auto' with the plugin but no reachable daemon: notice, no throw", async () => {
@@ -344,7 +464,7 @@ describe('setupBuilder', () => {
     const script = (): FakeRunner =>
       new FakeRunner()
         .on('buildx version', VERSION)
-        .on('buildx inspect qemu-builder', NOT_FOUND)
+        .on('buildx inspect -- qemu-builder', NOT_FOUND)
         .on('buildx create --name qemu-builder --driver docker-container --use', down)
     const log = new Log()
     expect(await setupBuilder(options({ mode: 'auto' }), script(), log.sink)).toEqual({})
@@ -357,32 +477,19 @@ describe('setupBuilder', () => {
   test('an unknown driver is blamed on driver', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', NOT_FOUND)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on('buildx create --name qemu-builder --driver podman --use', { code: 1, stderr: 'ERROR: failed to find driver "podman"\n' })
-    const e = await rejection(setupBuilder(options({ driver: 'podman' }), runner, new Log().sink))
+    const e = await rejection(setupBuilder(options({ mode: 'true', driver: 'podman' }), runner, new Log().sink))
     expect(e.message).toMatch(/^driver: cannot create builder qemu-builder \(failed to find driver "podman"\); check the driver/)
-  })
-
-  test('a failure to remove after a failed bootstrap is a notice; the bootstrap error still surfaces', async () => {
-    const runner = new FakeRunner()
-      .on('buildx version', VERSION)
-      .on('buildx inspect qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: null, signal: 'SIGTERM' })
-      .on('buildx rm qemu-builder', { code: 1, stderr: 'ERROR: permission denied\n' })
-    const log = new Log()
-    const e = await rejection(setupBuilder(options(), runner, log.sink))
-    expect(e.message).toMatch(/^driver-opts: cannot start builder qemu-builder: killed by SIGTERM, probably a timeout;/)
-    expect(log.notice).toEqual([expect.stringMatching(/Could not remove builder qemu-builder after the failure \(permission denied\)/)])
   })
 })
 
 describe('cleanupBuilder', () => {
   test('removes a builder this action created', async () => {
-    const runner = new FakeRunner().on('buildx rm qemu-builder', {})
+    const runner = new FakeRunner().on('buildx rm -- qemu-builder', {})
     const log = new Log()
     await cleanupBuilder({ name: 'qemu-builder', created: true, driver: 'docker-container' }, runner, log.sink)
-    expect(runner.commands()).toEqual(['buildx rm qemu-builder'])
+    expect(runner.commands()).toEqual(['buildx rm -- qemu-builder'])
     expect(log.info).toEqual(['Removed builder qemu-builder'])
   })
 
@@ -399,12 +506,12 @@ describe('cleanupBuilder', () => {
     const log = new Log()
     await cleanupBuilder(
       { name: 'qemu-builder', created: true, driver: 'docker-container' },
-      new FakeRunner().on('buildx rm qemu-builder', { code: 1, stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n' }),
+      new FakeRunner().on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n' }),
       log.sink,
     )
     await cleanupBuilder(
       { name: 'qemu-builder', created: true, driver: 'docker-container' },
-      new FakeRunner().on('buildx rm qemu-builder', new Error('spawn docker ENOENT')),
+      new FakeRunner().on('buildx rm -- qemu-builder', new Error('spawn docker ENOENT')),
       log.sink,
     )
     expect(log.warning).toEqual([
@@ -415,7 +522,7 @@ describe('cleanupBuilder', () => {
 
   test('an already removed builder is not a warning', async () => {
     const log = new Log()
-    await cleanupBuilder({ name: 'qemu-builder', created: true, driver: 'docker-container' }, new FakeRunner().on('buildx rm qemu-builder', NOT_FOUND), log.sink)
+    await cleanupBuilder({ name: 'qemu-builder', created: true, driver: 'docker-container' }, new FakeRunner().on('buildx rm -- qemu-builder', NOT_FOUND), log.sink)
     expect(log.warning).toEqual([])
     expect(log.info).toEqual(['Builder qemu-builder is already gone'])
   })
@@ -429,13 +536,15 @@ describe('cleanupBuilder', () => {
 
 describe('meaningfulError', () => {
   test('the last ERROR line of bootstrap progress output', () => {
-    expect(meaningfulError(transcript('bootstrap-rate-limit.stderr.txt'))).toMatch(/^Error response from daemon: toomanyrequests: /)
+    expect(meaningfulError(transcript('bootstrap-pull-failed.stderr.txt'))).toMatch(/^Error response from daemon: Get "https:\/\/registry-1\.docker\.io\/v2\/": dial tcp: .*no such host$/)
+    expect(meaningfulError(transcript('doc-bootstrap-rate-limit.stderr.txt'))).toMatch(/^Error response from daemon: toomanyrequests: /)
+    expect(meaningfulError(transcript('create-reserved.stderr.txt'))).toBe('default is a reserved name and cannot be used to identify builder instance')
   })
 
   test('skips --help pointers and usage', () => {
-    expect(meaningfulError(transcript('buildx-missing.stderr.txt'))).toBe("docker: 'buildx' is not a docker command.")
-    expect(meaningfulError("docker: unknown command: docker buildx\n\nRun 'docker --help' for more information\n")).toBe('docker: unknown command: docker buildx')
-    expect(meaningfulError(transcript('ls-unknown-flag.stderr.txt'))).toBe('unknown flag: --format')
+    expect(meaningfulError(transcript('buildx-missing.stderr.txt'))).toBe('docker: unknown command: docker buildx')
+    expect(meaningfulError("docker: 'buildx' is not a docker command.\nSee 'docker --help'\n")).toBe("docker: 'buildx' is not a docker command.")
+    expect(meaningfulError(transcript('doc-ls-unknown-flag.stderr.txt'))).toBe('unknown flag: --format')
   })
 
   test('progress-only ERROR lines, colour codes, empty text', () => {

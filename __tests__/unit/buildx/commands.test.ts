@@ -53,23 +53,27 @@ describe('appendArgs', () => {
       '--node', 'arm64-node',
       '--platform', 'linux/arm64,linux/arm/v7',
       '--driver-opt', 'env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760',
-      'tcp://10.0.0.5:1234',
+      '--', 'tcp://10.0.0.5:1234',
     ])
   })
 
   test('endpoint only', () => {
     expect(appendArgs('b', { endpoint: 'ssh://ci@10.0.0.9', platforms: [], driverOpts: [] })).toEqual([
-      'buildx', 'create', '--append', '--name', 'b', 'ssh://ci@10.0.0.9',
+      'buildx', 'create', '--append', '--name', 'b', '--', 'ssh://ci@10.0.0.9',
     ])
+  })
+
+  test('an endpoint that looks like an option still comes after --', () => {
+    expect(appendArgs('b', { endpoint: '--config=/x', platforms: [], driverOpts: [] }).slice(-2)).toEqual(['--', '--config=/x'])
   })
 })
 
 test('the other commands', () => {
   expect(versionArgs()).toEqual(['buildx', 'version'])
   expect(bootstrapArgs('b')).toEqual(['buildx', 'inspect', '--bootstrap', '--builder', 'b'])
-  expect(inspectArgs('b')).toEqual(['buildx', 'inspect', 'b'])
+  expect(inspectArgs('b')).toEqual(['buildx', 'inspect', '--', 'b'])
   expect(inspectArgs()).toEqual(['buildx', 'inspect'])
   expect(lsJsonArgs()).toEqual(['buildx', 'ls', '--format', 'json'])
-  expect(useArgs('b')).toEqual(['buildx', 'use', 'b'])
-  expect(rmArgs('b')).toEqual(['buildx', 'rm', 'b'])
+  expect(useArgs('b')).toEqual(['buildx', 'use', '--', 'b'])
+  expect(rmArgs('b')).toEqual(['buildx', 'rm', '--', 'b'])
 })
