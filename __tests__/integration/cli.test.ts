@@ -1,0 +1,186 @@
+// The setup-qemu-binfmt command (dist/cli.js) run as a process, as a person or
+// another CI would: install, status --json, verify, uninstall, usage errors,
+// an unprivileged user with no way in, and the Docker path for a docker-group user.
+import { spawn } from 'child_process'
+import * as fs from 'fs'
+import * as path from 'path'
+import { ACTION_NODE, REPO_ROOT } from '../support/action'
+import { readEntry } from '../support/binfmt'
+import {
+  CoreFixtures,
+  NON_QEMU,
+  NON_QEMU_LINE,
+  VERSION,
+  closeFixtures,
+  expectForeignUname,
+  expectRegistered,
+  freshDir,
+  myEntry,
+  myRaw,
+  registerMine,
+  startFixtures,
+  withKernel,
+} from './core-helpers'
+
+const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
+
+let fx: CoreFixtures
+beforeAll(async () => {
+  fx = await startFixtures()
+}, 120000)
+afterAll(() => closeFixtures(fx))
+
+interface CliResult {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs the command (asynchronously: the download server answers from this process). */
+function cli(args: string[], opts: { user?: string; cache?: string } = {}): Promise<CliResult> {
+  const env: Record<string, string> = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: opts.user ? '/tmp' : process.env.HOME ?? '/root',
+    LANG: 'C.UTF-8',
+    XDG_CACHE_HOME: opts.cache ?? freshDir('xdg'),
+  }
+  const command = opts.user ? 'runuser' : ACTION_NODE
+  const argv = opts.user
+    ? ['-u', opts.user, '--', '/usr/bin/env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ACTION_NODE, CLI, ...args]
+    : [CLI, ...args]
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240000 })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('error', reject)
+    child.on('close', code => resolve({ code, stdout, stderr }))
+  })
+}
+
+const show = (r: CliResult): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
+function expectExit(r: CliResult, code: number): void {
+  if (r.code !== code) throw new Error(`expected exit ${code}:\n${show(r)}`)
+}
+
+const from = (): string[] => ['--qemu-version', VERSION, '--qemu-url', fx.tarGzUrl]
+
+test('install registers with F and a foreign chroot runs; the log is plain lines, the last one the platforms', async () => {
+  await withKernel(async () => {
+    const cache = freshDir('xdg')
+    const r = await cli(['install', '--platforms', 'linux/arm64', ...from()], { cache })
+    expectExit(r, 0)
+    expect(r.stdout).not.toMatch(/^::/m)
+    expect(r.stdout).toMatch(/^Registering directly as root$/m)
+    expect(r.stdout.trim().split('\n').pop()).toMatch(/^platforms: linux\/amd64,.*linux\/arm64/)
+    expectRegistered('qemu-aarch64', `${cache}/setup-qemu-binfmt/tool-cache/`)
+    await expectForeignUname('arm64')
+  })
+})
+
+test('status --json, verify and uninstall: one JSON document, every field; only the named qemu-* entry goes', async () => {
+  await withKernel(async () => {
+    registerMine(NON_QEMU_LINE)
+    const nonQemu = myRaw().get(NON_QEMU)
+    expectExit(await cli(['--platforms', 'linux/arm64,linux/arm/v7', ...from(), '--quiet']), 0)
+
+    const status = await cli(['status', '--json'])
+    expectExit(status, 0)
+    const doc = JSON.parse(status.stdout) as {
+      mounted: boolean
+      enabled: boolean
+      native: string[]
+      entries: { name: string; target: string; platforms: string[]; interpreter: string; flags: string; enabled: boolean; qemuVersion: string | null; verified: boolean; detail: string }[]
+    }
+    expect(doc).toMatchObject({ mounted: true, enabled: true })
+    expect(doc.native).toContain('linux/amd64')
+    const aarch64 = doc.entries.find(e => e.name === 'qemu-aarch64')
+    expect(aarch64).toEqual({
+      name: 'qemu-aarch64',
+      target: 'aarch64',
+      platforms: ['linux/arm64'],
+      interpreter: readEntry('qemu-aarch64').interpreter,
+      flags: 'POCF',
+      enabled: true,
+      qemuVersion: expect.stringMatching(/^7\.2\./),
+      verified: true,
+      detail: 'ok',
+    })
+    expect(doc.entries.map(e => e.name)).not.toContain(NON_QEMU)
+
+    const verify = await cli(['verify'])
+    expectExit(verify, 0)
+    expect(verify.stdout).toMatch(/^qemu-aarch64: ok$/m)
+    expect(verify.stdout).toMatch(/^qemu-arm: ok$/m)
+
+    const un = await cli(['uninstall', 'aarch64', '--json'])
+    expectExit(un, 0)
+    expect(JSON.parse(un.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'] })
+    expect(myEntry('qemu-aarch64')).toBeUndefined()
+    expect(myEntry('qemu-arm')).toBeDefined()
+    expect(myRaw().get(NON_QEMU)).toBe(nonQemu)
+  })
+})
+
+test('usage errors exit 2 with one line naming what is wrong, before anything is touched', async () => {
+  await withKernel(async () => {
+    const before = myRaw()
+    fx.server.reset()
+    const bad = await cli(['install', '--platforms', 'linux/arm64,linux/foo', ...from()])
+    expectExit(bad, 2)
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1)
+    expect(bad.stderr).toMatch(/^setup-qemu-binfmt: --platforms: unknown platform 'linux\/foo'/)
+    const flag = await cli(['--frobnicate'])
+    expectExit(flag, 2)
+    expect(flag.stderr.trim()).toBe('setup-qemu-binfmt: unknown option --frobnicate; see --help')
+    const cmd = await cli(['reinstall'])
+    expectExit(cmd, 2)
+    expect(cmd.stderr).toMatch(/unknown command 'reinstall'/)
+    const target = await cli(['uninstall', 'armv9z'])
+    expectExit(target, 2)
+    expect(myRaw()).toEqual(before)
+    expect(fx.server.requests).toEqual([])
+  })
+})
+
+test('--help and --version exit 0', async () => {
+  const help = await cli(['--help'])
+  expectExit(help, 0)
+  expect(help.stdout).toMatch(/^usage: setup-qemu-binfmt/m)
+  const version = await cli(['--version'])
+  expectExit(version, 0)
+  expect(version.stdout.trim()).toMatch(/^\d+\.\d+\.\d+$/)
+})
+
+test('an unprivileged user with neither sudo nor Docker: exit 1, one clear error, nothing registered', async () => {
+  await withKernel(async () => {
+    const before = myRaw()
+    const cache = freshDir('xdg-nobody')
+    fs.chmodSync(cache, 0o777)
+    const r = await cli(['--platforms', 'linux/arm64', ...from()], { user: 'nobody', cache })
+    expectExit(r, 1)
+    const errors = r.stderr.split('\n').filter(l => l.startsWith('error: '))
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(/^error: cannot register emulators \(install-mode: auto\): direct: not root, and sudo -n: .*; docker: .*; run as root, allow passwordless sudo, or give the runner access to a Docker daemon$/)
+    expect(myRaw()).toEqual(before)
+  })
+})
+
+test('a user in the docker group without sudo: the Docker path registers with F, and it runs', async () => {
+  await withKernel(async () => {
+    const cache = freshDir('xdg-docker')
+    fs.chmodSync(cache, 0o777)
+    const r = await cli(['--platforms', 'linux/riscv64', '--qemu-url', '/usr/bin', '--qemu-version', '7.2.0-1', '--docker-image', 'local/busybox:test', '--json'], {
+      user: 'qemutest',
+      cache,
+    })
+    expectExit(r, 0)
+    const doc = JSON.parse(r.stdout) as { ok: boolean; method: string; emulators: string[]; platforms: string[] }
+    expect(doc).toMatchObject({ ok: true, method: 'docker', emulators: ['riscv64'] })
+    expect(doc.platforms).toContain('linux/riscv64')
+    expect(myEntry('qemu-riscv64')).toMatchObject({ enabled: true, flags: 'POCF', interpreter: expect.stringMatching(/^\/setup-qemu-binfmt\/[0-9a-f]{16}\/qemu-riscv64-static$/) })
+    // The log went to stderr: stdout is the one JSON document.
+    expect(r.stderr).toMatch(/through a privileged container/)
+  })
+})

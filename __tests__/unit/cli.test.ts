@@ -1,0 +1,38 @@
+import { parseArgs } from '../../src/cli'
+
+describe('setup-qemu-binfmt command line', () => {
+  test('install is the default; flags become the action inputs, repeatable ones joined by lines', () => {
+    const a = 'a'.repeat(64)
+    const b = 'b'.repeat(64)
+    expect(
+      parseArgs(['--platforms', 'linux/arm64', '--qemu-sha256', `${a}  x.tar.gz`, `--qemu-sha256=${b}  y`, '--no-credential', '--reset', '--driver-opt', 'k=v', '--json']),
+    ).toEqual({
+      command: 'install',
+      inputs: { platforms: 'linux/arm64', 'qemu-sha256': `${a}  x.tar.gz\n${b}  y`, credential: 'false', reset: 'true', 'driver-opts': 'k=v' },
+      positional: [],
+      json: true,
+      quiet: false,
+      verbose: false,
+    })
+  })
+
+  test('subcommands and their positional arguments', () => {
+    expect(parseArgs(['uninstall', 'aarch64', 'riscv64'])).toMatchObject({ command: 'uninstall', positional: ['aarch64', 'riscv64'] })
+    expect(parseArgs(['status', '--json'])).toMatchObject({ command: 'status', json: true })
+    expect(parseArgs(['verify', '--help'])).toBe('help')
+    expect(parseArgs(['--version'])).toBe('version')
+  })
+
+  test.each([
+    [['--frobnicate'], /^unknown option --frobnicate; see --help$/],
+    [['status', '--platforms', 'arm64'], /^unknown option --platforms for status/],
+    [['reinstall'], /^unknown command 'reinstall'/],
+    [['--platforms'], /^--platforms needs a value/],
+    [['--reset=yes'], /^--reset takes no value/],
+    [['--platforms', 'linux/foo'], /^--platforms: unknown platform 'linux\/foo'/],
+    [['--install-mode', 'kernel'], /^--install-mode: 'kernel' is not one of auto, direct, docker$/],
+    [['install', 'extra'], /^unexpected argument 'extra'/],
+  ])('%j is a usage error: %s', (argv, message) => {
+    expect(() => parseArgs(argv)).toThrow(message)
+  })
+})
