@@ -11,7 +11,10 @@ import { CancelledError } from './process'
  * is ever left to time out. Abstract names belong to a network namespace: jobs
  * in containers with their own network are not serialized with the host's.
  */
-export const LOCK_NAME = '\0setup-qemu-binfmt/binfmt_misc'
+// Padded to the whole of sun_path (108 bytes): Node 20 binds abstract names padded with NULs to that
+// length, Node 22+ binds them at their own length, and for the kernel those are different names.
+// A name that fills sun_path is the same name to every Node version.
+export const LOCK_NAME = '\0setup-qemu-binfmt/binfmt_misc/'.padEnd(108, '.')
 
 /** Who holds the lock: what a waiting run prints. */
 export interface LockHolder {

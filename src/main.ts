@@ -10,7 +10,7 @@ import { Plan, detectNative, emulatorNames } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
 import { DockerWriter, dockerAccess, verifyInContainer } from './docker'
-import { BuilderResult, setupBuilder } from './buildx/builder'
+import { BuilderResult, requireBuildx, setupBuilder } from './buildx/builder'
 import { HostLock } from './lock'
 import { explainPinFailure, pinning } from './pins'
 import { CancelledError, ChildProcessRunner, ProcessRunner } from './process'
@@ -52,6 +52,7 @@ export async function run(): Promise<void> {
     defaultRunnerDirs()
     const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
     await checkTempExecutable(host, temp, runner)
+    await requireBuildx(inputs.builder.mode, runner)
 
     const writer = await core.group('Access to binfmt_misc', () => chooseWriter(inputs, kernelRunner))
     // A runner that cannot see the table the daemon's containers change reads it as they saw it.

@@ -72,10 +72,7 @@ export async function setupBuilder(
       log.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`)
       return {}
     }
-    throw new ActionError(
-      `buildx: docker buildx is not available (${buildx.reason}); install the Docker buildx plugin on the runner, ` +
-        'or set buildx: auto to skip the builder where it is missing (or buildx: false)',
-    )
+    throw missingBuildx(buildx.reason)
   }
   log.info(`Using ${buildx.version}`)
 
@@ -94,6 +91,20 @@ export async function setupBuilder(
     }
     throw e
   }
+}
+
+function missingBuildx(reason: string): ActionError {
+  return new ActionError(
+    `buildx: docker buildx is not available (${reason}); install the Docker buildx plugin on the runner, ` +
+      'or set buildx: auto to skip the builder where it is missing (or buildx: false)',
+  )
+}
+
+/** With buildx: true, a missing plugin is known before anything is downloaded or registered: fail then. */
+export async function requireBuildx(mode: BuilderOptions['mode'], runner: ProcessRunner): Promise<void> {
+  if (mode !== 'true') return
+  const buildx = await buildxVersion(runner)
+  if (!buildx.ok) throw missingBuildx(buildx.reason)
 }
 
 /** Removes the builder the main step created; never throws (a post step must not fail the job). */
