@@ -239,7 +239,8 @@ async function obtain(req: FetchRequest, location: string): Promise<{ file: stri
   let file = location
   if (!req.source.local) {
     const dir = fs.mkdtempSync(path.join(req.tempDir, 'download-'))
-    const dest = path.join(dir, fileNameOf(location) || 'download')
+    // The name is ours: the URL's last segment is only a label (it may decode to '../../etc/...').
+    const dest = path.join(dir, 'download')
     req.log.info(`Downloading ${location}`)
     try {
       file = await tc.downloadTool(await resolveRelativeRedirects(location), dest)
