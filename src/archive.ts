@@ -312,7 +312,7 @@ export async function extractEmulators(file: string, label: string, want: Emulat
       const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, serial]
       const current = best.get(target)
       if (current && compare(current.rank, rank) <= 0) return 'skip'
-      const out = path.join(destDir, `.member-${serial++}`)
+      const out = path.join(destDir, `.member-${target}-${serial++}`)
       written.push(out)
       const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal)
       return {

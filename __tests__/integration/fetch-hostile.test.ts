@@ -273,7 +273,7 @@ describe('the tool cache under concurrency and crashes', () => {
       const killed = await runAction(inputs, { toolCache: cache, timeoutMs: 2500, killSignal: 'SIGKILL' })
       expect(killed.signal).toBe('SIGKILL')
       // It died inside the extraction: its staging directory is there, with a partial member.
-      const staged = (fs.readdirSync(cache, { recursive: true }) as string[]).filter(f => /\/\.tmp-[^/]+\/\.member-\d+$/.test(f))
+      const staged = (fs.readdirSync(cache, { recursive: true }) as string[]).filter(f => /\/\.tmp-[^/]+\/\.member-[a-z0-9_]+-\d+$/.test(f))
       expect(staged.length).toBeGreaterThan(0)
       // Nothing reached the entry itself.
       const entryFiles = (fs.readdirSync(cache, { recursive: true }) as string[]).filter(f => /\/qemu-[a-z0-9_]+(\.json)?$/.test(f) && !f.includes('/.tmp-'))
@@ -288,4 +288,33 @@ describe('the tool cache under concurrency and crashes', () => {
       }
     })
   }, 180000)
+})
+
+describe('a tool cache that cannot take the emulators', () => {
+  /** A tmpfs of `options` mounted on a fresh dir for the test, unmounted after. */
+  async function withMount<T>(options: string, fn: (dir: string) => Promise<T>): Promise<T> {
+    const dir = freshDir('mnt')
+    execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir])
+    try {
+      return await fn(dir)
+    } finally {
+      execFileSync('umount', [dir])
+    }
+  }
+
+  test('read-only: the error says what is wrong and what to do', async () => {
+    await withMount('ro,size=1m', async dir => {
+      const { error } = await failingRun({ platforms: 'linux/arm64', 'qemu-url': fx.tarGzUrl }, { toolCache: dir })
+      expect(error).toMatch(new RegExp(`^cannot write the tool cache entry ${dir}/setup-qemu-binfmt/\\S+ \\(EROFS: it is on a read-only file system\\); make RUNNER_TOOL_CACHE a writable directory for this user, or point it elsewhere$`))
+    })
+  })
+
+  test('full: reported as a full disk naming the directory, nothing half-written kept', async () => {
+    await withMount('size=2m', async dir => {
+      const { error } = await failingRun({ platforms: 'linux/arm64', 'qemu-url': fx.tarGzUrl }, { toolCache: dir })
+      expect(error).toMatch(new RegExp(`^the disk holding ${dir}/setup-qemu-binfmt/\\S+ is full \\(ENOSPC\\); free some space or point RUNNER_TEMP / RUNNER_TOOL_CACHE elsewhere$`))
+      const left = fs.readdirSync(dir, { recursive: true }) as string[]
+      expect(left.filter(f => /^qemu-|^\.member-|^\.tmp-/.test(path.basename(f)))).toEqual([])
+    })
+  })
 })

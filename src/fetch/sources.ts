@@ -166,14 +166,23 @@ class PerTargetSource implements SourceStrategy {
     return PER_TARGET_ALL
   }
 
-  async materialise(want: EmulatorWant, into: string, ctx: FetchContext): Promise<Materialised> {
+  async materialise(want: EmulatorWant, into: string, outer: FetchContext): Promise<Materialised> {
     const names = pickEmulators(want, PER_TARGET_ALL) ?? []
+    // The first failure stops the sibling downloads and extractions too.
+    const stop = new AbortController()
+    const signal = outer.signal ? AbortSignal.any([outer.signal, stop.signal]) : stop.signal
+    const ctx: FetchContext = { ...outer, signal }
+    const all = <T>(jobs: Promise<T>[]): Promise<T[]> =>
+      Promise.all(jobs.map(j => j.catch(e => {
+        stop.abort(e)
+        throw e
+      })))
     const t = performance.now()
-    const files = await Promise.all(names.map(n => obtain(this.source.locate(n), this.local, ctx)))
+    const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx)))
     ctx.timings.download += performance.now() - t
     for (const f of files) ctx.policy.checkFile(f, mayBeEmulator(f.name))
     const t2 = performance.now()
-    const out = await Promise.all(
+    const out = await all(
       names.map(async (n, i) => {
         const got = files[i]
         if ((await detectFormat(got.file, got.label)) === 'elf') {

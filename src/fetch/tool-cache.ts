@@ -77,7 +77,7 @@ export class ToolCacheEntry {
     try {
       fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 })
     } catch (e) {
-      throw toolCacheError(e, this.dir)
+      throw toolCacheError(realMkdirError(this.dir, e), this.dir)
     }
     this.sweep()
     const dir = path.join(this.dir, `${STAGING}${process.pid}-${randomBytes(4).toString('hex')}`)
@@ -135,6 +135,20 @@ export class ToolCacheEntry {
     fs.writeFileSync(tmp, content, { mode: 0o644 })
     fs.renameSync(tmp, path.join(this.dir, name))
   }
+}
+
+/** Recursive mkdir reports ENOENT for a read-only parent: create the first missing level alone to learn why. */
+function realMkdirError(dir: string, e: unknown): unknown {
+  if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return e
+  let missing = dir
+  while (!fs.existsSync(path.dirname(missing)) && path.dirname(missing) !== missing) missing = path.dirname(missing)
+  try {
+    fs.mkdirSync(missing)
+    fs.rmdirSync(missing)
+  } catch (inner) {
+    return inner
+  }
+  return e
 }
 
 /** A tool cache this user cannot write says so, and what to do. */
