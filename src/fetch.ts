@@ -129,17 +129,18 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
       from = 'actions-cache'
     }
   }
+  const fresh = new Set<string>()
   if (!complete()) {
     const wanted = names()
     // Only what is missing; `all` with an unknown offer reads the whole source.
     const want: EmulatorWant = wanted ? { names: wanted.filter(n => !stored.emulators.has(n)), required: true } : req.want
     const staging = entry.stage()
-    let placed: Map<string, StoredEmulator>
     try {
       const m = await strategy.materialise(want, staging, ctx)
       // Nothing unchecked enters the tool cache.
       for (const [n, e] of m.emulators) policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 })
-      placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered)
+      const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered)
+      for (const n of placed.keys()) fresh.add(n)
       stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered }
     } catch (e) {
       fs.rmSync(staging, { recursive: true, force: true })
@@ -149,16 +150,16 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
     if (req.cache && !source.local) pendingSave = { dir: entry.dir, key }
   } else {
     req.log.info(`Using cached emulators from ${entry.dir}`)
-    if (policy.active) {
-      // Pins hold on warm runs too: the bytes about to be registered are hashed, not the marker believed.
-      for (const n of names() ?? []) {
-        const e = stored.emulators.get(n) as StoredEmulator
-        const actual = await sha256File(e.path)
-        if (actual !== e.sha256) {
-          throw new ActionError(
-            `qemu-sha256: ${e.path} in the tool cache changed after it was stored (sha256 ${actual}, stored ${e.sha256}); nothing was registered - remove ${entry.dir} and re-run`,
-          )
-        }
+  }
+  if (policy.active) {
+    // Pins hold for what an earlier run stored too: the bytes about to be registered are hashed, not the marker believed.
+    for (const n of (names() ?? []).filter(x => !fresh.has(x))) {
+      const e = stored.emulators.get(n) as StoredEmulator
+      const actual = await sha256File(e.path)
+      if (actual !== e.sha256) {
+        throw new ActionError(
+          `qemu-sha256: ${e.path} in the tool cache changed after it was stored (sha256 ${actual}, stored ${e.sha256}); nothing was registered - remove ${entry.dir} and re-run`,
+        )
       }
     }
   }

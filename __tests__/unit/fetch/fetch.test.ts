@@ -130,6 +130,8 @@ describe('fetchEmulators', () => {
     bytes[1000] ^= 1
     fs.writeFileSync(file, bytes)
     await expect(fetchEmulators(req)).rejects.toThrow(/^qemu-sha256: .*qemu-aarch64 in the tool cache changed after it was stored/)
+    // Also when the run downloads something else and reuses the stored one.
+    await expect(fetchEmulators({ ...req, want: list('aarch64', 'arm') })).rejects.toThrow(/qemu-aarch64 in the tool cache changed after it was stored/)
   })
 
   test('a tool cache that cannot be written says what to do', async () => {
