@@ -150,7 +150,6 @@ export async function findDebData(file: string, label: string): Promise<DataMemb
 
 // ---- one streaming pass: decompress, read tar, write the wanted emulators ----
 
-
 export interface ExtractOptions {
   readonly host: HostArch
   readonly limits: SizeLimits
@@ -197,7 +196,7 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
       },
     }
   }
-  // xz (and zstd where Node lacks it): the system's program, in its own process group so it dies with the run.
+  // xz (and zstd where Node lacks it): the system's program, in a process group of its own so that stopping kills all of it.
   const program = format === 'tar.xz' ? 'xz' : 'zstd'
   const args = format === 'tar.xz' ? ['-dc', '-T0'] : ['-dc', '-q']
   const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: process.env })
