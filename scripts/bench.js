@@ -27,6 +27,8 @@ const QEMU_VERSION = '7.2.0-1'
 const TONISTIIGI_TARGETS = ['aarch64', 'arm', 'riscv64', 'ppc64le', 's390x', 'mips64el', 'mips64', 'loongarch64', 'i386', 'x86_64']
 const TARGET_WARM_ALL_WALL_MS = 300
 const TARGET_REGISTER_VERIFY_MS = 50
+/** cold runs against `curl | tar xz` of the same archive: all at most 1.3x, one platform at most 1.0x */
+const TARGET_COLD_RATIO = { all: 1.3, one: 1.0 }
 const METRICS = [
   ['download', 'download'],
   ['extract', 'extract'],
@@ -54,10 +56,13 @@ serving a tonistiigi-layout archive (qemu-version ${QEMU_VERSION}) built from
 (platforms=all), inputs buildx=false cache=false.
 
   --runs N          warm runs per scenario (default 5)
+  --cold N          cold runs per scenario, each alternating with a
+                    \`curl | tar xz\` of the same archive (default 3)
   --json            print the results as JSON (progress goes to stderr)
   --platforms LIST  comma-separated platforms: scenario one uses the first,
                     scenario all the whole list (instead of platforms=all)
-  --targets LIST    emulators in the archive (default: ${TONISTIIGI_TARGETS.join(',')})
+  --targets LIST    emulators in the archive (default: ${TONISTIIGI_TARGETS.join(',')});
+                    'installed': every /usr/bin/qemu-<T>-static (Debian's 31)
   --keep-cache      keep the temporary directory (archive, tool caches)
   --force           run even when binfmt entries the bench would register
                     already exist (they get replaced and are not put back)
@@ -67,7 +72,7 @@ serving a tonistiigi-layout archive (qemu-version ${QEMU_VERSION}) built from
 }
 
 function parseArgs(argv) {
-  const opts = { runs: 5, json: false, platforms: undefined, targets: TONISTIIGI_TARGETS, keepCache: false, force: false }
+  const opts = { runs: 5, cold: 3, json: false, platforms: undefined, targets: TONISTIIGI_TARGETS, keepCache: false, force: false }
   const list = v => v.split(/[\s,]+/).filter(Boolean)
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]
@@ -83,6 +88,10 @@ function parseArgs(argv) {
         opts.runs = Number(value())
         if (!Number.isInteger(opts.runs) || opts.runs < 1) fail('--runs must be a positive integer')
         break
+      case '--cold':
+        opts.cold = Number(value())
+        if (!Number.isInteger(opts.cold) || opts.cold < 1) fail('--cold must be a positive integer')
+        break
       case '--json':
         opts.json = true
         break
@@ -92,6 +101,7 @@ function parseArgs(argv) {
         break
       case '--targets':
         opts.targets = [...new Set(list(value()))]
+        if (opts.targets.join() === 'installed') opts.targets = installedTargets()
         if (!opts.targets.length) fail('--targets needs at least one target')
         break
       case '--keep-cache':
@@ -111,6 +121,16 @@ function parseArgs(argv) {
   }
   for (const t of opts.targets) if (!/^[a-z0-9_]+$/.test(t)) fail(`--targets: '${t}' is not a QEMU target name`)
   return opts
+}
+
+/** QEMU targets of the installed /usr/bin/qemu-<T>-static, minus names that are no target (e.g. debootstrap helpers). */
+function installedTargets() {
+  return fs
+    .readdirSync('/usr/bin')
+    .map(f => /^qemu-([a-z0-9_]+)-static$/.exec(f))
+    .filter(Boolean)
+    .map(m => m[1])
+    .sort()
 }
 
 class BenchError extends Error {}
@@ -364,6 +384,46 @@ async function runScenario(state, scenario, opts, urlTemplate, requests) {
   return runs
 }
 
+/** The floor for a cold run: `curl | tar xz` of the same archive into a fresh directory. */
+function runBaseline(dir, url) {
+  const out = fs.mkdtempSync(path.join(dir, 'baseline-'))
+  return new Promise((resolve, reject) => {
+    const start = process.hrtime.bigint()
+    child = spawn('sh', ['-c', 'curl -sSf "$1" | tar xzf - -C "$2"', 'sh', url, out], { stdio: ['ignore', 'ignore', 'pipe'] })
+    const err = []
+    child.stderr.on('data', d => err.push(d))
+    child.on('error', reject)
+    child.on('close', code => {
+      child = undefined
+      const wall = Number(process.hrtime.bigint() - start) / 1e6
+      fs.rmSync(out, { recursive: true, force: true })
+      if (code !== 0) reject(new BenchError(`curl | tar xz failed: ${Buffer.concat(err).toString().trim()}`))
+      else resolve(wall)
+    })
+  })
+}
+
+/** Cold runs of the action, each right after a baseline run (alternating, so both see the same machine state). */
+async function runColdComparison(state, scenario, opts, urlTemplate, archiveUrl) {
+  const inputs = { platforms: scenario.platforms, 'qemu-version': QEMU_VERSION, 'qemu-url': urlTemplate, buildx: 'false', cache: 'false' }
+  const action = []
+  const baseline = []
+  for (let i = 0; i < opts.cold; i++) {
+    checkInterrupted()
+    baseline.push(await runBaseline(state.dir, archiveUrl))
+    const toolCache = path.join(state.dir, `tool-cache-cold-${scenario.name}-${i}`)
+    removeOurEntries(state)
+    const r = await runAction(state.dir, toolCache, inputs)
+    if (r.code !== 0) fail(`${scenario.name} cold run failed (exit ${r.code}):\n${r.stdout.split('\n').filter(l => l.startsWith('::error')).join('\n')}`)
+    action.push(r.wall)
+    fs.rmSync(toolCache, { recursive: true, force: true })
+    progress(`${scenario.name} cold ${i + 1}/${opts.cold}: action ${r.wall.toFixed(1)} ms, curl | tar xz ${baseline[baseline.length - 1].toFixed(1)} ms`)
+  }
+  const a = median(action)
+  const b = median(baseline)
+  return { scenario: scenario.name, platforms: scenario.platforms, action: round(a), baseline: round(b), ratio: Math.round((a / b) * 100) / 100, limit: TARGET_COLD_RATIO[scenario.name] }
+}
+
 // ---- statistics and report ----------------------------------------------------
 
 function median(xs) {
@@ -469,6 +529,10 @@ async function main(state) {
   const urlTemplate = `http://127.0.0.1:${srv.port}/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz`
   progress(`serving ${(archive.size / 1048576).toFixed(1)} MiB at ${urlTemplate}`)
 
+  const archiveUrl = `http://127.0.0.1:${srv.port}/releases/download/deploy%2Fv${QEMU_VERSION}/qemu_v${QEMU_VERSION.replace(/-[^-]*$/, '')}_linux-amd64.tar.gz`
+  const comparisons = []
+  for (const s of scenarios) comparisons.push(await runColdComparison(state, s, opts, urlTemplate, archiveUrl))
+
   const groups = []
   for (const s of scenarios) {
     const runs = await runScenario(state, s, opts, urlTemplate, srv.requests)
@@ -480,6 +544,10 @@ async function main(state) {
     if (warm.some(r => r.entries.added || r.entries.replaced)) progress(`warning: a warm ${s.name} run registered entries instead of keeping them`)
   }
   const targets = evaluateTargets(groups)
+  for (const c of comparisons) {
+    if (c.limit === undefined) continue
+    targets.push({ name: `cold ${c.scenario} <= ${c.limit}x curl | tar xz`, scenario: c.scenario, kind: 'cold', metric: 'ratio', value: c.ratio, limit: c.limit, met: c.ratio <= c.limit })
+  }
   const removed = removeOurEntries(state)
 
   const info = {
@@ -495,7 +563,7 @@ async function main(state) {
     scenarios,
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ info, results: groups, targets, removedEntries: removed }, null, 2)}\n`)
+    process.stdout.write(`${JSON.stringify({ info, results: groups, comparisons, targets, removedEntries: removed }, null, 2)}\n`)
   } else {
     const out = []
     out.push('')
@@ -505,8 +573,13 @@ async function main(state) {
     out.push('')
     out.push(table(groups))
     out.push('')
+    out.push(`cold runs against curl | tar xz of the same archive (median of ${opts.cold}, alternating):`)
+    out.push('| scenario | action cold (ms) | curl \\| tar xz (ms) | ratio | target |')
+    out.push('|---|---|---|---|---|')
+    for (const c of comparisons) out.push(`| ${c.scenario} (${c.platforms}) | ${c.action.toFixed(0)} | ${c.baseline.toFixed(0)} | ${c.ratio.toFixed(2)}x | <= ${c.limit}x |`)
+    out.push('')
     out.push('targets:')
-    for (const t of targets) out.push(`  ${t.met ? 'met    ' : 'NOT met'}  ${t.name}: median ${t.value.toFixed(1)} ms`)
+    for (const t of targets) out.push(`  ${t.met ? 'met    ' : 'NOT met'}  ${t.name}: ${t.metric === 'ratio' ? `${t.value.toFixed(2)}x` : `median ${t.value.toFixed(1)} ms`}`)
     out.push('')
     out.push(`binfmt entries removed at the end: ${removed.join(', ') || 'none'}`)
     process.stdout.write(`${out.join('\n')}\n`)

@@ -1,30 +1,24 @@
-import { createReadStream, createWriteStream, promises as fs } from 'fs'
-import * as os from 'os'
+import { spawn } from 'child_process'
+import { createReadStream, promises as fs } from 'fs'
 import * as path from 'path'
-import { pipeline } from 'stream/promises'
+import { Readable, Transform, pipeline } from 'stream'
+import * as zlib from 'zlib'
 import { ActionError, errorMessage } from './errors'
-import { describeStart } from './elf'
-import { ProcessRunner, RunOptions, RunResult, lastLine } from './process'
+import { HostArch, describeStart } from './elf'
+import { EmulatorFile, EmulatorSink } from './fetch/emulator-file'
+import { SizeLimits, throwIfAborted } from './fetch/limits'
+import { TarFormatError, readTar } from './fetch/tar'
+import type { EmulatorWant } from './plan'
 import { findTarget } from './targets'
 
 export type ArchiveFormat = 'elf' | 'tar' | 'tar.gz' | 'tar.xz' | 'tar.zst' | 'deb'
 
-type TarFormat = 'tar' | 'tar.gz' | 'tar.xz' | 'tar.zst'
+export type TarFormat = 'tar' | 'tar.gz' | 'tar.xz' | 'tar.zst'
 
-const ACCEPTED = 'a static ELF binary, .tar, .tar.gz/.tgz, .tar.xz, .tar.zst or .deb'
+export const ACCEPTED = 'a static ELF binary, .tar, .tar.gz/.tgz, .tar.xz, .tar.zst or .deb'
 
-/** tar's option for each compression (GNU tar runs gzip, xz or zstd itself). */
-const TAR_FLAGS: Record<TarFormat, string[]> = {
-  tar: [],
-  'tar.gz': ['-z'],
-  'tar.xz': ['-J'],
-  'tar.zst': ['--zstd'],
-}
+export const COMPRESSION: Record<TarFormat, string> = { tar: 'not', 'tar.gz': 'gzip', 'tar.xz': 'xz', 'tar.zst': 'zstd' }
 
-const COMPRESSION: Record<TarFormat, string> = { tar: 'not', 'tar.gz': 'gzip', 'tar.xz': 'xz', 'tar.zst': 'zstd' }
-
-/** Decompressor tar runs for each format, and the package that provides it. */
-const DECOMPRESSOR: Record<string, string> = { gzip: 'gzip', xz: 'xz-utils', zstd: 'zstd' }
 
 function startsWith(buf: Buffer, bytes: readonly number[], at = 0): boolean {
   if (buf.length < at + bytes.length) return false
@@ -42,7 +36,7 @@ function looksLikeTar(buf: Buffer): boolean {
   return sum === parseInt(field, 8) && buf[0] !== 0
 }
 
-function formatOf(head: Buffer): ArchiveFormat | undefined {
+export function formatOf(head: Buffer): ArchiveFormat | undefined {
   if (startsWith(head, [0x7f, 0x45, 0x4c, 0x46])) return 'elf'
   if (startsWith(head, [0x1f, 0x8b])) return 'tar.gz'
   if (startsWith(head, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return 'tar.xz'
@@ -101,7 +95,7 @@ export async function detectFormat(file: string, label: string = file): Promise<
 
 // ---- .deb (ar archive) ----------------------------------------------------
 
-interface DataMember {
+export interface DataMember {
   name: string
   offset: number
   size: number
@@ -109,7 +103,7 @@ interface DataMember {
 }
 
 /** Finds data.tar.* in a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
-async function findDebData(file: string, label: string): Promise<DataMember> {
+export async function findDebData(file: string, label: string): Promise<DataMember> {
   const { size: fileSize } = await fs.stat(file)
   const truncated = (): ActionError =>
     new ActionError(
@@ -153,357 +147,239 @@ async function findDebData(file: string, label: string): Promise<DataMember> {
   throw new ActionError(`${label} is a .deb without a data.tar member; check qemu-url`)
 }
 
-// ---- tar listing ------------------------------------------------------------
 
-interface Member {
-  /** name exactly as stored, passed back to tar */
-  raw: string
-  /** normalized: no leading "./", no trailing "/" */
-  key: string
-  /** first letter of `tar -tv`: '-' file, 'h' hard link, 'l' symlink, 'd' directory, ... */
-  type: string
-  size: number
-  /** symlink target, or for hard links the member name linked to */
-  link?: string
+// ---- one streaming pass: decompress, read tar, write the wanted emulators ----
+
+export interface ExtractOptions {
+  readonly host: HostArch
+  readonly limits: SizeLimits
+  readonly signal?: AbortSignal
 }
 
-const C_ESCAPES: Record<string, number> = { a: 7, b: 8, f: 12, n: 10, r: 13, t: 9, v: 11, '\\': 92, '"': 34, '?': 63, "'": 39 }
-
-/** Parses a C-quoted string ("...", as printed by tar --quoting-style=c) starting at s[start]. */
-function parseCString(s: string, start: number): { value: string; end: number } | undefined {
-  if (s[start] !== '"') return undefined
-  const bytes: number[] = []
-  let i = start + 1
-  while (i < s.length) {
-    const ch = s[i]
-    if (ch === '"') return { value: Buffer.from(bytes).toString('utf8'), end: i + 1 }
-    if (ch === '\\') {
-      const next = s[i + 1]
-      const oct = /^[0-7]{1,3}/.exec(s.slice(i + 1, i + 4))
-      if (oct) {
-        bytes.push(parseInt(oct[0], 8) & 0xff)
-        i += 1 + oct[0].length
-        continue
-      }
-      if (next !== undefined && next in C_ESCAPES) {
-        bytes.push(C_ESCAPES[next])
-        i += 2
-        continue
-      }
-      bytes.push(92)
-      i += 1
-      continue
-    }
-    bytes.push(...Buffer.from(ch, 'utf8'))
-    i += 1
-  }
-  return undefined
+export interface Extracted {
+  readonly emulators: ReadonlyMap<string, EmulatorFile>
+  /** every emulator the archive holds, when it was read to its end; undefined when reading stopped early */
+  readonly offered?: readonly string[]
 }
-
-function normalizeKey(name: string): string {
-  let key = path.posix.normalize(name.replace(/^\/+/, ''))
-  key = key.replace(/\/+$/, '')
-  return key === '.' ? '' : key
-}
-
-function isUnsafeName(name: string): boolean {
-  return name.startsWith('/') || name.split('/').includes('..')
-}
-
-/** Parses `LC_ALL=C tar -tv --quoting-style=c --numeric-owner` output. */
-function parseListing(stdout: string): Member[] {
-  const members: Member[] = []
-  for (const line of stdout.split('\n')) {
-    if (!line.trim()) continue
-    const q = line.indexOf('"')
-    const name = q >= 0 ? parseCString(line, q) : undefined
-    if (!name) throw new Error(`unexpected tar listing line: ${line}`)
-    const fields = line.slice(0, q).trim().split(/\s+/)
-    const size = Number(fields[2])
-    const member: Member = {
-      raw: name.value,
-      key: normalizeKey(name.value),
-      type: line[0],
-      size: Number.isSafeInteger(size) ? size : 0,
-    }
-    const rest = line.slice(name.end)
-    const arrow = rest.startsWith(' -> ') ? 4 : rest.startsWith(' link to ') ? 9 : -1
-    if (arrow > 0) member.link = parseCString(rest, arrow)?.value
-    members.push(member)
-  }
-  return members
-}
-
-/** Lines tar adds after the real error; skipped when picking the line to show. */
-const TAR_NOISE = /Error is not recoverable|Child returned status|Exiting with failure status|Removing leading/
-
-function tarErrorLine(res: RunResult): string {
-  const useful = res.stderr
-    .split('\n')
-    .filter(l => l.trim() && !TAR_NOISE.test(l))
-    .join('\n')
-  const line = lastLine(useful) || lastLine(res.stderr)
-  if (line) return line
-  return res.signal ? `tar was killed by ${res.signal}` : `tar exited with status ${res.code}`
-}
-
-// ---- the archive ------------------------------------------------------------
 
 const EMULATOR_NAME = /^qemu-([a-z0-9_]+?)(-static)?$/
-const TARGET_NAME = /^[a-z0-9_]+$/
 
-export class EmulatorArchive {
-  /** target -> the regular-file member holding its emulator (links already followed) */
-  private readonly picks = new Map<string, Member>()
-  /** targets whose only candidates are broken links: why */
-  private readonly broken = new Map<string, string>()
+/** A decompressed byte stream, and how to end it early. */
+interface Decompressed {
+  readonly stream: AsyncIterable<Buffer>
+  /** the decompressor's own complaint, once it has finished (child processes) */
+  failure(): Promise<string | undefined>
+  close(): void
+}
 
-  private constructor(
-    private readonly file: string,
-    private readonly label: string,
-    private readonly runner: ProcessRunner,
-    readonly format: ArchiveFormat,
-    private readonly tarFormat: TarFormat | undefined,
-    private readonly debData: DataMember | undefined,
-  ) {}
+const READ_CHUNK = 1024 * 1024
 
-  /** Detects the format and (for archives) lists the members once. `label` is the URL or path shown in errors. */
-  static async open(file: string, label: string, runner: ProcessRunner): Promise<EmulatorArchive> {
-    const format = await detectFormat(file, label)
-    if (format === 'elf') return new EmulatorArchive(file, label, runner, format, undefined, undefined)
-    const debData = format === 'deb' ? await findDebData(file, label) : undefined
-    const tarFormat: TarFormat = debData ? debData.format : (format as TarFormat)
-    const archive = new EmulatorArchive(file, label, runner, format, tarFormat, debData)
-    const res = await archive.tar(['-t', '-v', '--numeric-owner', '--quoting-style=c'])
-    let members: Member[]
-    try {
-      members = parseListing(res.stdout)
-    } catch (e) {
-      throw new ActionError(`cannot read the member list of ${label} (${errorMessage(e)}); this action needs GNU tar`)
+function decompress(file: string, format: TarFormat, range: { start: number; size: number } | undefined, label: string, signal?: AbortSignal): Decompressed {
+  const raw = range
+    ? range.size > 0
+      ? createReadStream(file, { start: range.start, end: range.start + range.size - 1, highWaterMark: READ_CHUNK })
+      : Readable.from([])
+    : createReadStream(file, { highWaterMark: READ_CHUNK })
+  const zstd = (zlib as unknown as { createZstdDecompress?: (o?: zlib.ZlibOptions) => Transform }).createZstdDecompress
+  if (format === 'tar' || format === 'tar.gz' || (format === 'tar.zst' && zstd)) {
+    if (format === 'tar') {
+      return { stream: raw, failure: async () => undefined, close: () => raw.destroy() }
     }
-    const unsafe = members.find(m => isUnsafeName(m.raw))
-    if (unsafe) {
-      throw new ActionError(
-        `${label} contains the member "${unsafe.raw}", which would be written outside the destination; refusing to use this archive; check qemu-url`,
-      )
+    const inflate = format === 'tar.gz' ? zlib.createGunzip({ chunkSize: 256 * 1024 }) : (zstd as (o?: zlib.ZlibOptions) => Transform)({ chunkSize: 256 * 1024 })
+    pipeline(raw, inflate, () => undefined)
+    return {
+      stream: inflate,
+      failure: async () => undefined,
+      close: () => {
+        raw.destroy()
+        inflate.destroy()
+      },
     }
-    archive.index(members)
-    return archive
   }
-
-  /** QEMU target names (T) for which the archive holds an emulator. For format 'elf' this is [] (the caller knows the target). */
-  targets(): string[] {
-    return [...this.picks.keys()].filter(t => findTarget(t) !== undefined).sort()
-  }
-
-  /**
-   * Extracts the emulators for `targets` to `destDir/qemu-<T>` (mode 0755) with
-   * a single tar run, through a fresh temporary directory under destDir.
-   * Returns T -> absolute path.
-   */
-  async extract(targets: readonly string[], destDir: string): Promise<Map<string, string>> {
-    const wanted = [...new Set(targets)]
-    const bad = wanted.find(t => !TARGET_NAME.test(t))
-    if (bad !== undefined) throw new ActionError(`'${bad}' is not a QEMU target name`)
-    const result = new Map<string, string>()
-    if (wanted.length === 0) return result
-    if (this.format === 'elf' && wanted.length > 1) {
-      throw new ActionError(
-        `${this.label} is a single emulator binary, so it cannot provide ${wanted.join(', ')} at once; use an archive that holds all of them`,
-      )
-    }
-    if (this.format !== 'elf') this.checkPresent(wanted)
-
-    const dest = path.resolve(destDir)
-    await fs.mkdir(dest, { recursive: true })
-    const tmp = await fs.mkdtemp(path.join(dest, '.qemu-extract-'))
-    try {
-      const sources = new Map<string, string>()
-      if (this.format === 'elf') {
-        const out = path.join(tmp, 'emulator')
-        await fs.copyFile(this.file, out)
-        sources.set(wanted[0], out)
-      } else {
-        const root = path.join(tmp, 'root')
-        await fs.mkdir(root)
-        const picks = wanted.map(t => this.picks.get(t) as Member)
-        const names = [...new Set(picks.map(p => p.raw))]
-        await this.tar(
-          ['-x', '-C', root, '--no-same-owner', '--no-same-permissions', '--no-wildcards', '--occurrence=1', '--', ...names],
-          tmp,
-        )
-        for (const [i, t] of wanted.entries()) {
-          const data = picks[i]
-          const file = path.join(root, data.key)
-          const st = await fs.lstat(file).catch(() => undefined)
-          if (!st || !st.isFile() || st.size !== data.size) {
-            throw new ActionError(
-              `${this.label}: tar did not extract ${data.raw} intact (${st ? `${st.size} of ${data.size} bytes` : 'missing'}); the download may be incomplete; re-run or check qemu-url`,
-            )
-          }
-          sources.set(t, file)
-        }
-      }
-      // Several targets may share one member: copy for all but its last user.
-      const lastUser = new Map<string, string>()
-      for (const t of wanted) lastUser.set(sources.get(t) as string, t)
-      for (const t of wanted) {
-        const src = sources.get(t) as string
-        const out = path.join(dest, `qemu-${t}`)
-        try {
-          if (lastUser.get(src) === t) {
-            await fs.chmod(src, 0o755)
-            await fs.rename(src, out)
-          } else {
-            const copy = path.join(tmp, `copy-${t}`)
-            await fs.copyFile(src, copy)
-            await fs.chmod(copy, 0o755)
-            await fs.rename(copy, out)
-          }
-        } catch (e) {
-          throw new ActionError(`cannot write ${out} (${errorMessage(e)})`)
-        }
-        result.set(t, out)
-      }
-    } finally {
-      await fs.rm(tmp, { recursive: true, force: true })
-    }
-    return result
-  }
-
-  private checkPresent(wanted: readonly string[]): void {
-    const missing = wanted.filter(t => !this.picks.has(t))
-    if (missing.length === 0) return
-    const why = missing.map(t => this.broken.get(t)).find(b => b !== undefined)
-    if (why) throw new ActionError(`${this.label}: ${why}; check qemu-url`)
-    const present = this.targets()
-    const holds = present.length ? `it holds: ${present.join(', ')}` : 'it holds no qemu-<target> emulators'
-    const looked = missing.map(t => `qemu-${t}[-static]`).join(', ')
-    throw new ActionError(
-      `${this.label} has no emulator for ${missing.join(', ')} (looked for ${looked}); ${holds}; choose from those targets or check qemu-url`,
-    )
-  }
-
-  /** Finds the emulator candidates (by basename) and resolves links inside the archive. */
-  private index(members: readonly Member[]): void {
-    const byKey = new Map<string, Member>()
-    for (const m of members) if (!byKey.has(m.key)) byKey.set(m.key, m)
-
-    interface Candidate {
-      target: string
-      member: Member
-      rank: number[]
-    }
-    const candidates: Candidate[] = []
-    members.forEach((m, order) => {
-      if (m.type === 'd' || byKey.get(m.key) !== m) return
-      const parts = m.key.split('/')
-      const match = EMULATOR_NAME.exec(parts[parts.length - 1])
-      // usr/share holds docs, man pages and binfmt-support files named like emulators
-      if (!match || parts.includes('share')) return
-      const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2])
-      candidates.push({ target: match[1], member: m, rank: [match[2] ? 0 : 1, inBin ? 0 : 1, parts.length, order] })
+  // xz (and zstd where Node lacks it): the system's program, in a process group of its own so that stopping kills all of it.
+  const program = format === 'tar.xz' ? 'xz' : 'zstd'
+  const args = format === 'tar.xz' ? ['-dc', '-T0'] : ['-dc', '-q']
+  const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: process.env })
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString()
+  })
+  let spawnError: NodeJS.ErrnoException | undefined
+  let killed = false
+  const exited = new Promise<number | null>(resolve => {
+    child.on('error', e => {
+      spawnError = e
+      resolve(null)
     })
-    const cmp = (a: Candidate, b: Candidate): number => {
-      for (let i = 0; i < a.rank.length; i++) if (a.rank[i] !== b.rank[i]) return a.rank[i] - b.rank[i]
-      return 0
+    child.on('close', code => resolve(code))
+  })
+  pipeline(raw, child.stdin, () => undefined)
+  const kill = (): void => {
+    killed = true
+    raw.destroy()
+    // 'close' waits for stdout to end: a reader that stopped early must not wait for it.
+    child.stdout.destroy()
+    try {
+      if (child.pid && child.exitCode === null) process.kill(-child.pid, 'SIGKILL')
+    } catch {
+      // already gone
     }
-    candidates.sort(cmp)
-    for (const c of candidates) {
-      if (this.picks.has(c.target)) continue
-      const resolved = resolveMember(byKey, c.member.key)
-      if (typeof resolved === 'string') {
-        if (!this.broken.has(c.target)) this.broken.set(c.target, `${c.member.raw} ${resolved}`)
-        continue
+  }
+  const onAbort = (): void => kill()
+  signal?.addEventListener('abort', onAbort, { once: true })
+  return {
+    stream: child.stdout,
+    failure: async () => {
+      const code = await exited
+      signal?.removeEventListener('abort', onAbort)
+      if (spawnError) {
+        const pkg = program === 'xz' ? 'xz-utils' : 'zstd'
+        if (spawnError.code === 'ENOENT') return `!${label} is ${COMPRESSION[format]}-compressed but this runner has no ${program}; install ${pkg}`
+        return errorMessage(spawnError)
       }
-      this.picks.set(c.target, resolved)
-      this.broken.delete(c.target)
-    }
+      if (code === 0 || killed) return undefined
+      const lines = stderr.split('\n').map(l => l.trim()).filter(Boolean)
+      return lines.length ? lines[lines.length - 1].replace(/^(xz|zstd): (\(stdin\): )?/, '') : `${program} exited with status ${code}`
+    },
+    close: () => {
+      if (child.exitCode === null) kill()
+      signal?.removeEventListener('abort', onAbort)
+    },
   }
+}
 
-  /**
-   * Runs tar on the archive; ActionError when it fails. A .deb's data.tar.* is
-   * first copied to a file in `scratch` (default: a temp dir, removed after):
-   * tar reads a file faster than a pipe, and nothing large is held in memory.
-   */
-  private async tar(args: readonly string[], scratch?: string): Promise<RunResult> {
-    if (!this.debData) return this.runTar(this.file, args)
-    const dir = scratch ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'qemu-deb-')))
-    const inner = path.join(dir, this.debData.name)
-    try {
-      const { offset, size } = this.debData
-      if (size > 0) await pipeline(createReadStream(this.file, { start: offset, end: offset + size - 1 }), createWriteStream(inner))
-      else await fs.writeFile(inner, '')
-      return await this.runTar(inner, args)
-    } finally {
-      await fs.rm(scratch ? inner : dir, { recursive: true, force: true })
-    }
-  }
-
-  private async runTar(source: string, args: readonly string[]): Promise<RunResult> {
-    const fmt = this.tarFormat as TarFormat
-    // C locale: tar's listing and messages are parsed. xz 5.4+ decompresses multi-block
-    // files (Debian's data.tar.xz) in parallel with -T0; older xz ignores it.
-    const options: RunOptions = { env: { XZ_OPT: '-T0', ...process.env, LC_ALL: 'C' } }
-    const full = [...TAR_FLAGS[fmt], '-f', source, ...args]
-    let res: RunResult
-    try {
-      res = await this.runner.run('tar', full, options)
-    } catch (e) {
-      throw new ActionError(`cannot run tar to unpack ${this.label} (${errorMessage(e)}); install tar`)
-    }
-    if (res.code === 0) return res
-    const line = tarErrorLine(res)
-    const exec = /(\S+): Cannot exec/.exec(res.stderr)
-    if (exec) {
-      const prog = path.basename(exec[1].replace(/^"(.*)"$/, '$1'))
-      throw new ActionError(
-        `${this.label} is ${COMPRESSION[fmt]}-compressed but this runner cannot decompress it (${line}); install ${DECOMPRESSOR[prog] ?? prog}`,
-      )
-    }
-    if (/does not look like a tar archive/.test(res.stderr)) {
-      throw new ActionError(
-        `${this.label} is ${fmt === 'tar' ? 'not' : `${COMPRESSION[fmt]}-compressed but not`} a tar archive; expected ${ACCEPTED}; check qemu-url`,
-      )
-    }
-    const badOption = /(unrecognized|invalid|unknown) option/i.exec(res.stderr)
-    if (badOption) {
-      const hint = fmt === 'tar.zst' && /zstd/.test(res.stderr) ? 'install zstd and GNU tar 1.31 or newer' : 'install GNU tar'
-      throw new ActionError(`this runner's tar cannot unpack ${this.label} (${line}); ${hint}`)
-    }
-    const what = this.debData ? `${this.debData.name} in ${this.label}` : this.label
-    throw new ActionError(
-      `${what} is corrupt or truncated (${line}); the download may be incomplete; re-run or check qemu-url`,
-    )
-  }
+interface Candidate {
+  target: string
+  rank: number[]
+  file: EmulatorFile
 }
 
 /**
- * Follows symlinks (in any path component, relative to the link's directory;
- * absolute targets are taken relative to the archive root) and hard links
- * to the regular-file member holding the data. A string says why it failed,
- * phrased to follow the name of the member asked for.
+ * Reads the archive once and writes the wanted emulators to `destDir/qemu-<T>`
+ * (destDir must exist and be private to this run). Members that are links,
+ * devices, directories or sparse, names with `..` or a leading `/`, members
+ * over the size limits: refused. Stops reading once every required emulator
+ * has been seen. On failure nothing is left in destDir.
  */
-function resolveMember(byKey: ReadonlyMap<string, Member>, key: string, depth = 0): Member | string {
-  if (depth > 40) return 'is part of a link loop'
-  const parts = key.split('/')
-  for (let i = 1; i <= parts.length; i++) {
-    const prefix = parts.slice(0, i).join('/')
-    const m = byKey.get(prefix)
-    if (!m || m.type !== 'l') continue
-    if (m.link === undefined) return `links to ${prefix}, a symlink without a target`
-    const base = m.link.startsWith('/') ? m.link : path.posix.join(path.posix.dirname(prefix), m.link)
-    const next = path.posix.normalize(path.posix.join(base, ...parts.slice(i)).replace(/^\/+/, ''))
-    if (next === '..' || next.startsWith('../')) return `links to ${m.link}, which points outside the archive`
-    return resolveMember(byKey, normalizeKey(next), depth + 1)
+export async function extractEmulators(file: string, label: string, want: EmulatorWant, destDir: string, opts: ExtractOptions): Promise<Extracted> {
+  const format = await detectFormat(file, label)
+  if (format === 'elf') {
+    throw new ActionError(
+      `qemu-url: ${label} is a single emulator binary; put {target} in qemu-url to download one emulator per target, or point it at an archive`,
+    )
   }
-  const m = byKey.get(key)
-  const it = depth ? `links to ${key}, which` : ''
-  if (!m) return `${it} is not in the archive`.trim()
-  if (m.type === 'h') {
-    if (m.link === undefined || isUnsafeName(m.link)) return `links to ${m.link ?? '(nothing)'}, which is outside the archive`
-    return resolveMember(byKey, normalizeKey(m.link), depth + 1)
+  const deb = format === 'deb' ? await findDebData(file, label) : undefined
+  const tarFormat: TarFormat = deb ? deb.format : (format as TarFormat)
+  const what = deb ? `${deb.name} in ${label}` : label
+  const wanted = new Set(want.names)
+  const best = new Map<string, Candidate>()
+  const refused = new Map<string, string>()
+  const offered = new Set<string>()
+  const written: string[] = []
+  let declared = 0
+  let serial = 0
+  let stop = false
+
+  const dec = decompress(file, tarFormat, deb ? { start: deb.offset, size: deb.size } : undefined, label, opts.signal)
+  let ending: 'end' | 'stopped'
+  try {
+    ending = await readTar(dec.stream, async h => {
+      throwIfAborted(opts.signal)
+      const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '')
+      if (h.name.startsWith('/') || key.split('/').includes('..') || (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))) {
+        throw new ActionError(`${label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`)
+      }
+      declared += h.fullSize
+      if (declared > opts.limits.archive) {
+        throw new ActionError(`${what} declares more than ${opts.limits.archive} bytes of content (a decompression bomb?); refusing it - check qemu-url`)
+      }
+      const parts = key.split('/')
+      const m = EMULATOR_NAME.exec(parts[parts.length - 1])
+      // usr/share holds docs, man pages and binfmt-support files named like emulators
+      if (!m || parts.includes('share') || !findTarget(m[1])) return 'skip'
+      const target = m[1]
+      if (h.type !== 'file') {
+        if (!refused.has(target)) refused.set(target, `${h.name} is ${KIND[h.type]}, not the emulator itself`)
+        return 'skip'
+      }
+      offered.add(target)
+      if (!wanted.has(target)) return 'skip'
+      if (h.fullSize > opts.limits.emulator) {
+        throw new ActionError(`${what}: ${h.name} is ${h.fullSize} bytes, more than any emulator (limit ${opts.limits.emulator}); refusing the archive - check qemu-url`)
+      }
+      const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2])
+      const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, serial]
+      const current = best.get(target)
+      if (current && compare(current.rank, rank) <= 0) return 'skip'
+      const out = path.join(destDir, `.member-${target}-${serial++}`)
+      written.push(out)
+      const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal)
+      return {
+        write: c => sink.write(c),
+        end: async () => {
+          await sink.end()
+          if (current) await fs.rm(current.file.path, { force: true })
+          best.set(target, { target, rank, file: sink.result(out) })
+          // Everything asked for is here: the rest of the archive is not read.
+          if (want.required && [...wanted].every(t => best.has(t))) stop = true
+        },
+      }
+    }, () => stop)
+  } catch (e) {
+    dec.close()
+    await Promise.all(written.map(f => fs.rm(f, { force: true })))
+    const complaint = await dec.failure()
+    if (opts.signal?.aborted) throw opts.signal.reason ?? e
+    if (complaint?.startsWith('!')) throw new ActionError(complaint.slice(1))
+    if (e instanceof TarFormatError) {
+      if (complaint) throw new ActionError(`${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`)
+      if (e.notTar) {
+        throw new ActionError(`${label} is ${tarFormat === 'tar' ? 'not' : `${COMPRESSION[tarFormat]}-compressed but not`} a tar archive (${e.message}); expected ${ACCEPTED}; check qemu-url`)
+      }
+      throw new ActionError(`${what} is corrupt or truncated (${e.message}); the download may be incomplete; re-run or check qemu-url`)
+    }
+    if (e instanceof ActionError || opts.signal?.aborted) throw e
+    throw new ActionError(`${what} is corrupt or truncated (${errorMessage(e).replace(/^Error: /, '')}); the download may be incomplete; re-run or check qemu-url`)
   }
-  if (m.type === '-' || m.type === 'C') return m
-  return `${it} is ${m.type === 'd' ? 'a directory' : `not a regular file (tar type "${m.type}")`}`.trim()
+  dec.close()
+  if (ending === 'end') {
+    const complaint = await dec.failure()
+    if (complaint) {
+      await Promise.all(written.map(f => fs.rm(f, { force: true })))
+      throw new ActionError(complaint.startsWith('!') ? complaint.slice(1) : `${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`)
+    }
+  }
+
+  const missing = want.required ? want.names.filter(t => !best.has(t)) : []
+  if (missing.length) {
+    await Promise.all(written.map(f => fs.rm(f, { force: true })))
+    const why = missing.map(t => refused.get(t)).find(r => r !== undefined)
+    if (why) throw new ActionError(`${label}: ${why}; check qemu-url`)
+    const present = [...offered].sort()
+    const holds = present.length ? `it holds: ${present.join(', ')}` : 'it holds no qemu-<target> emulators'
+    const looked = missing.map(t => `qemu-${t}[-static]`).join(', ')
+    throw new ActionError(`${label} has no emulator for ${missing.join(', ')} (looked for ${looked}); ${holds}; choose from those targets or check qemu-url`)
+  }
+  const emulators = new Map<string, EmulatorFile>()
+  for (const c of best.values()) {
+    const out = path.join(destDir, `qemu-${c.target}`)
+    await fs.rename(c.file.path, out)
+    emulators.set(c.target, { ...c.file, path: out })
+  }
+  return { emulators, offered: ending === 'end' ? [...offered].sort() : undefined }
+}
+
+const KIND: Record<string, string> = {
+  hardlink: 'a hard link',
+  symlink: 'a symbolic link',
+  directory: 'a directory',
+  device: 'a device',
+  fifo: 'a FIFO',
+  sparse: 'a sparse file',
+  other: 'a special member',
+}
+
+function compare(a: readonly number[], b: readonly number[]): number {
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i]
+  return 0
 }

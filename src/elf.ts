@@ -106,14 +106,24 @@ export function readElfInfo(buf: Buffer): ElfInfo | undefined {
   return info
 }
 
-/** The first bytes of a file as a short printable snippet, for "starts with ..." in error messages. */
-export function describeStart(buf: Buffer, max = 24): string {
+/**
+ * What a file's first bytes look like, for error messages: a kind (empty, text,
+ * HTML, ELF for X, ...), never the bytes themselves (the file may be /etc/shadow).
+ */
+export function describeStart(buf: Buffer): string {
   if (buf.length === 0) return 'it is empty'
-  const text = buf
-    .subarray(0, max)
-    .toString('latin1')
-    .replace(/[^\x20-\x7e]/g, '.')
-  return `starts with "${text}"`
+  const elf = readElfInfo(buf)
+  if (elf) return `it is an ELF file for ${machineName(elf.machine, elf.bits)}`
+  if (buf.subarray(0, 4).toString('latin1') === '\x7fELF') return 'it is a truncated ELF file'
+  const head = buf.subarray(0, 512).toString('latin1').trimStart().toLowerCase()
+  if (head.startsWith('<!doctype html') || head.startsWith('<html') || /<(head|body|title)[\s>]/.test(head)) return 'it is an HTML page'
+  if (head.startsWith('<?xml') || head.startsWith('<error')) return 'it is an XML document'
+  if (head.startsWith('{') || head.startsWith('[')) return 'it looks like JSON'
+  const sample = buf.subarray(0, 4096)
+  const printable = sample.filter(b => b === 9 || b === 10 || b === 13 || (b >= 0x20 && b < 0x7f)).length
+  if (printable === sample.length) return 'it is text'
+  if (printable / sample.length > 0.95 && !sample.includes(0)) return 'it is text'
+  return 'it is binary data of no known kind'
 }
 
 async function readHead(file: string, length: number): Promise<{ buf: Buffer; size: number }> {
@@ -149,13 +159,24 @@ export async function checkHostExecutable(file: string, host: HostArch, label: s
     // Headers beyond the first 64 KiB: unusual but legal.
     info = readElfInfo(await fs.readFile(file))
   }
+  checkHostElf(info, head.buf, host, label, path.basename(file))
+}
+
+/** How much of an emulator's start checkHostElf needs (ELF and program headers of any sane binary). */
+export const ELF_HEAD_BYTES = 64 * 1024
+
+/**
+ * Throws ActionError naming `label` unless `info` (parsed from `head`, the
+ * file's first bytes) is a static ELF executable for `host`.
+ */
+export function checkHostElf(info: ElfInfo | undefined, head: Buffer, host: HostArch, label: string, base = 'qemu-<target>'): asserts info is ElfInfo {
   if (!info) {
-    if (head.buf.subarray(0, 4).toString('latin1') === '\x7fELF') {
+    if (head.subarray(0, 4).toString('latin1') === '\x7fELF') {
       throw new ActionError(
         `${label} is a truncated or malformed ELF file; the download may be incomplete; re-run or check qemu-url`,
       )
     }
-    throw new ActionError(`${label} is not an ELF executable (${describeStart(head.buf)}); check qemu-url`)
+    throw new ActionError(`${label} is not an ELF executable (${describeStart(head)}); check qemu-url`)
   }
   if (info.type !== ET_EXEC && info.type !== ET_DYN) {
     const kind = TYPE_NAMES[info.type] ?? `ELF file of type ${info.type}`
@@ -167,7 +188,6 @@ export async function checkHostExecutable(file: string, host: HostArch, label: s
     throw new ActionError(`${label} is built for ${built}, not this ${host} runner; use an archive for linux-${host}`)
   }
   if (info.interpreter !== undefined) {
-    const base = path.basename(file)
     const example = /^qemu-[A-Za-z0-9_]+$/.test(base) ? `${base}-static` : 'qemu-<target>-static'
     throw new ActionError(
       `${label} is dynamically linked (interpreter ${info.interpreter}); binfmt's F flag needs a static emulator such as ${example}`,

@@ -4,9 +4,10 @@ import * as os from 'os'
 import * as path from 'path'
 import { BinfmtReader, EntrySpec } from './binfmt'
 import { ActionError, errorMessage } from './errors'
-import { Chooser, FetchResult, fetchEmulators } from './fetch'
+import { FetchResult, fetchEmulators } from './fetch'
+import { CACHE_STATE } from './fetch/actions-cache'
 import { Host, detectHost, nativePlatforms } from './host'
-import { Plan, detectNative, emulatorNames } from './plan'
+import { Plan, detectNative } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
 import { DockerWriter, dockerAccess, verifyInContainer } from './docker'
@@ -66,37 +67,33 @@ export async function run(): Promise<void> {
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
     for (const t of plan.requestedNative()) core.info(`${label(t)} runs natively on this runner; not registering an emulator`)
 
-    let targets: Target[] = []
-    const choose: Chooser = available => {
-      targets = plan.foreignTargets(available)
-      return emulatorNames(targets)
-    }
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
     const fetched: FetchResult = onlyNative
       ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
       : await time('fetch', () =>
           core.group('Emulators', () =>
-            fetchEmulators(
-              {
-                source,
-                version: inputs.qemuVersion,
-                host: host.arch,
-                sha256: pins.list,
-                cache: inputs.cache,
-                selectionKey: plan.selectionKey(),
-                tempDir: temp,
-                runner,
-                log,
-              },
-              choose,
-            ).catch(e => {
+            fetchEmulators({
+              source,
+              version: inputs.qemuVersion,
+              host: host.arch,
+              sha256: pins.list,
+              cache: inputs.cache,
+              want: plan.emulatorWant(),
+              selectionKey: plan.selectionKey(),
+              tempDir: temp,
+              signal: cancel.signal,
+              log,
+            }).catch(e => {
               throw explainPinFailure(pins, e)
             }),
           ),
         )
     Object.assign(timings, fetched.timings)
     for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
+    // Saved by the post step, so this step's time is what the job needs.
+    if (fetched.pendingSave) core.saveState(CACHE_STATE, JSON.stringify(fetched.pendingSave))
+    const targets: Target[] = plan.foreignTargets([...fetched.emulators.keys()])
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))

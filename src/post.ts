@@ -3,6 +3,7 @@ import { BinfmtReader, specOf } from './binfmt'
 import { BuilderState, cleanupBuilder } from './buildx/builder'
 import { DockerWriter, dockerAccess } from './docker'
 import { errorMessage } from './errors'
+import { CACHE_STATE, parsePending, saveEntry } from './fetch/actions-cache'
 import { KernelOp, directAccess } from './kernel'
 import { HostLock } from './lock'
 import { ChildProcessRunner } from './process'
@@ -18,6 +19,9 @@ const log = { info: core.info, debug: core.debug, warning: core.warning }
  * problems are warnings.
  */
 export async function post(): Promise<void> {
+  // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
+  const pending = parsePending(core.getState(CACHE_STATE))
+  if (pending) await saveEntry(pending, { info: core.info, debug: core.debug, warning: core.warning })
   const saved = core.getState('builder')
   if (saved) {
     try {

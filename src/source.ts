@@ -3,6 +3,7 @@ import * as path from 'path'
 import { fileURLToPath } from 'url'
 import { ActionError } from './errors'
 import { HostArch } from './elf'
+import { redact } from './fetch/url'
 
 const PLACEHOLDERS = ['version', 'qemu', 'host', 'target'] as const
 
@@ -12,7 +13,7 @@ const PLACEHOLDERS = ['version', 'qemu', 'host', 'target'] as const
  * template) is one file per emulator. Local sources need no download.
  */
 export interface EmulatorSource {
-  /** the template with {version}, {qemu} and {host} filled in: identifies the source in cache keys */
+  /** the template with {version}, {qemu} and {host} filled in, credentials redacted: identifies the source in cache keys and messages */
   readonly id: string
   readonly perTarget: boolean
   /** a local directory or file (plain path or file:// URL) rather than an HTTP(S) URL */
@@ -44,7 +45,7 @@ export function resolveSource(template: string, version: string, host: HostArch)
     } catch {
       throw new ActionError(`qemu-url: '${template}' is not a valid URL; use https://..., file://... or a local path`)
     }
-    return { id: filled, perTarget, local: false, locate }
+    return { id: redact(filled), perTarget, local: false, locate }
   }
   if (scheme === 'file') {
     let p: string
@@ -93,12 +94,4 @@ export function scanDirectory(dir: string): Map<string, string> {
     }
   }
   return found
-}
-
-export function isDirectory(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory()
-  } catch {
-    return false
-  }
 }

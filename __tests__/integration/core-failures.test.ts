@@ -72,7 +72,8 @@ describe('broken archives', () => {
   })
 
   test('a truncated archive', async () => {
-    await failing({ platforms: 'linux/arm64', 'qemu-url': url('truncated.tar.gz') }, /qemu-url/, /truncated\.tar\.gz/, /corrupt|truncated|incomplete/)
+    // mips64el is the last member, in the half that is missing (aarch64, first, would be read intact and used).
+    await failing({ platforms: 'linux/arm64,linux/mips64le', 'qemu-url': url('truncated.tar.gz') }, /qemu-url/, /truncated\.tar\.gz/, /corrupt|truncated|incomplete/)
   })
 
   test('a file that is not an archive', async () => {

@@ -33,6 +33,8 @@ export interface RunActionOptions {
   debug?: boolean
   /** kill the action after this long (default 5 minutes) */
   timeoutMs?: number
+  /** the signal timeoutMs sends (default SIGTERM); SIGKILL to test a run that dies halfway */
+  killSignal?: NodeJS.Signals
   /** run this script instead of the one action.yml names (absolute or relative to the repo root) */
   script?: string
   /** keep the per-run directory (workspace, runner files, default tool cache/temp); default false */
@@ -232,7 +234,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     stdout: string
     stderr: string
   }>((resolve, reject) => {
-    const child = spawn(command, args, { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 300000 })
+    const child = spawn(command, args, { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 300000, killSignal: opts.killSignal })
     const out: Buffer[] = []
     const err: Buffer[] = []
     child.stdout.on('data', (d: Buffer) => out.push(d))

@@ -149,3 +149,49 @@ export function startServer(dir: string): Promise<TestServer> {
     })
   })
 }
+
+export interface HandlerServer {
+  /** http://127.0.0.1:<port>, no trailing slash */
+  url: string
+  /** every request, in arrival order */
+  log: RequestRecord[]
+  close(): Promise<void>
+}
+
+/**
+ * A loopback server whose every answer is `handler`'s: for hostile servers
+ * (any path answered, stalls, auth checks). Sockets are destroyed on close,
+ * so a handler that never ends its response cannot keep the test alive.
+ */
+export function startHandlerServer(handler: (req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<HandlerServer> {
+  const log: RequestRecord[] = []
+  const server = http.createServer((req, res) => {
+    log.push({ method: req.method ?? 'GET', path: req.url ?? '/', headers: req.headers })
+    handler(req, res)
+  })
+  return new Promise((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      resolve({
+        url: `http://127.0.0.1:${port}`,
+        log,
+        close: () =>
+          new Promise<void>(done => {
+            server.closeAllConnections()
+            server.close(() => done())
+          }),
+      })
+    })
+  })
+}
+
+/** A handler that answers every GET or HEAD, whatever its path, with `file`'s bytes. */
+export function serveAnyPath(file: string): (req: http.IncomingMessage, res: http.ServerResponse) => void {
+  return (req, res) => {
+    const size = fs.statSync(file).size
+    res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': size })
+    if (req.method === 'HEAD') res.end()
+    else fs.createReadStream(file).pipe(res)
+  }
+}

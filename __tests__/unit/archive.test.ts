@@ -2,17 +2,17 @@ import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { ArchiveFormat, EmulatorArchive, detectFormat } from '../../src/archive'
+import { createHash } from 'crypto'
+import { ArchiveFormat, Extracted, detectFormat, extractEmulators } from '../../src/archive'
 import { checkHostExecutable } from '../../src/elf'
 import { ActionError } from '../../src/errors'
-import { ChildProcessRunner, ProcessRunner } from '../../src/process'
+import { DEFAULT_LIMITS, SizeLimits } from '../../src/fetch/limits'
 import { findTarget } from '../../src/targets'
 
 // Real archives built from Debian's qemu-user-static (installed: /usr/bin/qemu-<T>-static)
 // and the real .deb; tar, xz and zstd are the system's.
 
 const DEB_CACHE = '/tmp/setup-qemu-binfmt-test-debs'
-const runner = new ChildProcessRunner()
 const usrBin = (t: string): string => `/usr/bin/qemu-${t}-static`
 
 let work: string
@@ -102,9 +102,25 @@ beforeAll(() => {
   fx.html = path.join(work, 'notfound.tar.gz')
   fs.writeFileSync(fx.html, '<html><head><title>404 Not Found</title></head></html>\n')
 
+  // GNU tar's own sparse format ('S') and pax's, each with a 10 GB member in a few KB
+  const sparse = tree('sparse')
+  fs.writeFileSync(path.join(sparse, 'qemu-aarch64'), '')
+  fs.truncateSync(path.join(sparse, 'qemu-aarch64'), 10 * 1024 ** 3)
+  fs.writeFileSync(path.join(sparse, 'filler'), '')
+  fs.truncateSync(path.join(sparse, 'filler'), 10 * 1024 ** 3)
+  fx.sparseGnu = path.join(work, 'sparse-gnu.tar.gz')
+  sh('tar', ['--format=gnu', '-cSzf', fx.sparseGnu, '-C', sparse, 'qemu-aarch64'])
+  fx.sparsePax = path.join(work, 'sparse-pax.tar')
+  sh('tar', ['--format=pax', '-cSf', fx.sparsePax, '-C', sparse, 'qemu-aarch64'])
+  fx.sparseOther = path.join(work, 'sparse-other.tar.gz')
+  put(sparse, 'qemu-arm', 'arm')
+  sh('tar', ['--format=gnu', '-cSzf', fx.sparseOther, '-C', sparse, 'qemu-arm', 'filler'])
+
   const whole = fs.readFileSync(fx.tgz)
   fx.truncated = path.join(work, 'truncated.tar.gz')
   fs.writeFileSync(fx.truncated, whole.subarray(0, whole.length >> 1))
+  fx.garbage = path.join(work, 'garbage.tar.gz')
+  fs.writeFileSync(fx.garbage, Buffer.concat([whole, Buffer.from('<html>trailing junk</html>\n'.repeat(50))]))
 })
 
 afterAll(() => {
@@ -122,26 +138,34 @@ async function actionError(p: Promise<unknown>): Promise<string> {
   return message
 }
 
-/** Extracts into a fresh dir and checks each file is executable and byte-identical to usr/bin's. */
-async function extractAndCompare(
-  archive: EmulatorArchive,
-  wanted: Record<string, string>,
-): Promise<{ dest: string; result: Map<string, string> }> {
+const host = process.arch === 'arm64' ? 'arm64' : 'amd64'
+const sha = (f: string): string => createHash('sha256').update(fs.readFileSync(f)).digest('hex')
+
+function extract(file: string, label: string, names: string[], required = true, limits: SizeLimits = DEFAULT_LIMITS, signal?: AbortSignal): { dest: string; run: Promise<Extracted> } {
   const dest = fs.mkdtempSync(path.join(work, 'dest-'))
-  const result = await archive.extract(Object.keys(wanted), path.join(dest, 'emulators'))
-  expect([...result.keys()].sort()).toEqual(Object.keys(wanted).sort())
+  return { dest, run: extractEmulators(file, label, { names, required }, dest, { host, limits, signal }) }
+}
+
+/** Extracts into a fresh dir and checks each file is executable, byte-identical to usr/bin's, hashed and versioned. */
+async function extractAndCompare(file: string, wanted: Record<string, string>, required = true): Promise<Extracted> {
+  const { dest, run } = extract(file, file, Object.keys(wanted), required)
+  const result = await run
+  expect([...result.emulators.keys()].sort()).toEqual(Object.keys(wanted).sort())
   for (const [t, source] of Object.entries(wanted)) {
-    const file = result.get(t) as string
-    expect(file).toBe(path.join(dest, 'emulators', `qemu-${t}`))
-    expect(path.isAbsolute(file)).toBe(true)
-    const st = fs.lstatSync(file)
+    const e = result.emulators.get(t)!
+    expect(e.path).toBe(path.join(dest, `qemu-${t}`))
+    const st = fs.lstatSync(e.path)
     expect(st.isFile()).toBe(true)
     expect(st.mode & 0o777).toBe(0o755)
-    expect(fs.readFileSync(file).equals(fs.readFileSync(usrBin(source)))).toBe(true)
+    expect(fs.readFileSync(e.path).equals(fs.readFileSync(usrBin(source)))).toBe(true)
+    expect(e.sha256).toBe(sha(usrBin(source)))
+    expect(e.size).toBe(st.size)
+    // The line --version prints, read from the binary instead of running it.
+    expect(e.reportedVersion).toMatch(new RegExp(`^qemu-${source} version \\d+\\.\\d+\\.\\d+`))
   }
-  // nothing else is left behind: no temp dir, no usr/ tree
-  expect(fs.readdirSync(path.join(dest, 'emulators')).sort()).toEqual(Object.keys(wanted).map(t => `qemu-${t}`).sort())
-  return { dest, result }
+  // nothing else is left behind
+  expect(fs.readdirSync(dest).sort()).toEqual(Object.keys(wanted).map(t => `qemu-${t}`).sort())
+  return result
 }
 
 describe('detectFormat', () => {
@@ -157,123 +181,113 @@ describe('detectFormat', () => {
     await expect(detectFormat(fx[key])).resolves.toBe(format)
   })
 
-  it('names the file and the accepted formats for anything else', async () => {
+  it('names the file and the accepted formats for anything else, describing it without its contents', async () => {
     const msg = await actionError(detectFormat(fx.html, 'https://example.com/qemu.tar.gz'))
-    expect(msg).toMatch(/^https:\/\/example\.com\/qemu\.tar\.gz is not a supported emulator download \(starts with "<html><head>/)
+    expect(msg).toMatch(/^https:\/\/example\.com\/qemu\.tar\.gz is not a supported emulator download \(it is an HTML page\)/)
     expect(msg).toContain('.tar.gz')
     expect(msg).toContain('.tar.zst')
     expect(msg).toContain('.deb')
     const empty = path.join(work, 'empty')
     fs.writeFileSync(empty, '')
     expect(await actionError(detectFormat(empty))).toMatch(/^\/.*empty is not a supported emulator download \(it is empty\)/)
+    // A file like /etc/shadow: what it is, never what it says.
+    const shadow = path.join(work, 'shadow')
+    fs.writeFileSync(shadow, 'root:$y$j9T$secrethash:20228:0:99999:7:::\ndaemon:*:20228:0:99999:7:::\n')
+    const m = await actionError(detectFormat(shadow))
+    expect(m).toMatch(/\(it is text\)/)
+    expect(m).not.toMatch(/root|secret|20228|daemon/)
   })
 })
 
-describe('EmulatorArchive', () => {
+describe('extractEmulators: one streaming pass', () => {
   it('reads the tonistiigi/binfmt layout (tar.gz, qemu-<T> at the root)', async () => {
-    const a = await EmulatorArchive.open(fx.tgz, 'https://x/binfmt.tgz', runner)
-    expect(a.format).toBe('tar.gz')
-    expect(a.targets()).toEqual(['aarch64', 'arm'])
-    await extractAndCompare(a, { aarch64: 'aarch64', arm: 'arm' })
+    const r = await extractAndCompare(fx.tgz, { aarch64: 'aarch64', arm: 'arm' }, false)
+    expect(r.offered).toEqual(['aarch64', 'arm'])
   })
 
   it('finds nested qemu-<T>-static in tar.xz and ignores usr/share and non-targets', async () => {
-    const a = await EmulatorArchive.open(fx.txz, fx.txz, runner)
-    expect(a.format).toBe('tar.xz')
-    expect(a.targets()).toEqual(['aarch64', 'riscv64'])
-    await extractAndCompare(a, { aarch64: 'aarch64', riscv64: 'riscv64' })
+    const r = await extractAndCompare(fx.txz, { aarch64: 'aarch64', riscv64: 'riscv64' }, false)
+    expect(r.offered).toEqual(['aarch64', 'riscv64'])
   })
 
   it('reads tar.zst and plain tar', async () => {
-    const z = await EmulatorArchive.open(fx.tzst, fx.tzst, runner)
-    expect(z.format).toBe('tar.zst')
-    expect(z.targets()).toEqual(['aarch64', 'riscv64'])
-    await extractAndCompare(z, { riscv64: 'riscv64' })
-    const t = await EmulatorArchive.open(fx.tar, fx.tar, runner)
-    expect(t.format).toBe('tar')
-    expect(t.targets()).toEqual(['s390x'])
-    await extractAndCompare(t, { s390x: 's390x' })
+    await extractAndCompare(fx.tzst, { riscv64: 'riscv64' })
+    await extractAndCompare(fx.tar, { s390x: 's390x' })
   })
 
-  it('follows symlinks and hard links inside the archive', async () => {
-    const a = await EmulatorArchive.open(fx.links, 'links.tar.gz', runner)
-    expect(a.targets()).toEqual(['arm', 'armeb', 'riscv64', 'sh4'])
-    await extractAndCompare(a, { riscv64: 'riscv64', arm: 'arm', armeb: 'arm', sh4: 'riscv64' })
+  it('with `all`, takes only the wanted names the archive has', async () => {
+    const { run } = extract(fx.txz, 'x', ['aarch64', 'arm', 'riscv64'], false)
+    const r = await run
+    expect([...r.emulators.keys()].sort()).toEqual(['aarch64', 'riscv64'])
   })
 
-  it('reports links that lead nowhere or out of the archive', async () => {
-    const a = await EmulatorArchive.open(fx.links, 'links.tar.gz', runner)
-    const dest = path.join(work, 'dest-badlinks')
-    expect(await actionError(a.extract(['ppc64le'], dest))).toMatch(
-      /^links\.tar\.gz: opt\/qemu\/bin\/qemu-ppc64le-static links to \.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd, which points outside the archive; check qemu-url$/,
-    )
-    expect(await actionError(a.extract(['s390x'], dest))).toMatch(
-      /^links\.tar\.gz: opt\/qemu\/bin\/qemu-s390x-static links to opt\/qemu\/bin\/qemu-nothere, which is not in the archive/,
-    )
-    expect(fs.existsSync(dest)).toBe(false)
-  })
-
-  it('reads the real Debian qemu-user-static package', async () => {
-    const a = await EmulatorArchive.open(fx.deb, 'qemu-user-static.deb', runner)
-    expect(a.format).toBe('deb')
+  it('reads the real Debian qemu-user-static package, stopping once the wanted members are seen', async () => {
     const installed = fs
       .readdirSync('/usr/bin')
       .map(f => /^qemu-(.+)-static$/.exec(f)?.[1])
       .filter((t): t is string => t !== undefined && findTarget(t) !== undefined)
       .sort()
     expect(installed.length).toBeGreaterThan(20)
-    expect(a.targets()).toEqual(installed)
-    expect(a.targets()).not.toContain('debootstrap')
-    const { result } = await extractAndCompare(a, { aarch64: 'aarch64', arm: 'arm', riscv64: 'riscv64' })
-    await checkHostExecutable(result.get('aarch64') as string, process.arch === 'arm64' ? 'arm64' : 'amd64', 'deb')
+    const one = await extractAndCompare(fx.deb, { aarch64: 'aarch64', arm: 'arm', riscv64: 'riscv64' })
+    expect(one.offered).toBeUndefined()
+    await checkHostExecutable(one.emulators.get('aarch64')!.path, host, 'deb')
+    const { run } = extract(fx.deb, 'deb', installed, false)
+    const all = await run
+    expect(all.offered).toEqual(installed)
+    expect([...all.emulators.keys()].sort()).toEqual(installed)
   })
 
-  it('handles a single ELF binary', async () => {
-    const a = await EmulatorArchive.open(fx.elf, 'https://x/qemu-aarch64', runner)
-    expect(a.format).toBe('elf')
-    expect(a.targets()).toEqual([])
-    await extractAndCompare(a, { aarch64: 'aarch64' })
-    expect(await actionError(a.extract(['aarch64', 'arm'], path.join(work, 'dest-elf2')))).toMatch(
-      /^https:\/\/x\/qemu-aarch64 is a single emulator binary/,
-    )
+  it('refuses links named like emulators and says why when nothing else provides the target', async () => {
+    const { dest, run } = extract(fx.links, 'links.tar.gz', ['riscv64'])
+    // qemu-riscv64 (a regular file) provides riscv64; the symlink qemu-riscv64-static is not used.
+    await run
+    expect(fs.readFileSync(path.join(dest, 'qemu-riscv64')).equals(fs.readFileSync(usrBin('riscv64')))).toBe(true)
+    for (const [t, kind] of [
+      ['armeb', 'a symbolic link'],
+      ['sh4', 'a symbolic link'],
+      ['ppc64le', 'a symbolic link'],
+    ]) {
+      const bad = extract(fx.links, 'links.tar.gz', [t])
+      expect(await actionError(bad.run)).toMatch(new RegExp(`^links\\.tar\\.gz: \\S*qemu-${t}-static is ${kind}, not the emulator itself; check qemu-url$`))
+      expect(fs.readdirSync(bad.dest)).toEqual([])
+    }
+    // The hard link qemu-arm-static is refused; the regular qemu-arm is taken.
+    const arm = extract(fx.links, 'links.tar.gz', ['arm'])
+    expect((await arm.run).emulators.get('arm')!.sha256).toBe(sha(usrBin('arm')))
   })
 
   it('lists what is present when an emulator is missing', async () => {
-    const a = await EmulatorArchive.open(fx.tgz, 'https://x/binfmt.tgz', runner)
-    const dest = path.join(work, 'dest-missing')
-    const msg = await actionError(a.extract(['aarch64', 'riscv64', 'ppc64le'], dest))
+    const { dest, run } = extract(fx.tgz, 'https://x/binfmt.tgz', ['aarch64', 'riscv64', 'ppc64le'])
+    const msg = await actionError(run)
     expect(msg).toMatch(/^https:\/\/x\/binfmt\.tgz has no emulator for riscv64, ppc64le \(looked for qemu-riscv64\[-static\], qemu-ppc64le\[-static\]\); it holds: aarch64, arm;/)
-    expect(fs.existsSync(dest)).toBe(false)
+    expect(fs.readdirSync(dest)).toEqual([])
   })
 
-  it('says a truncated download is incomplete', async () => {
-    const msg = await actionError(EmulatorArchive.open(fx.truncated, 'https://x/binfmt.tgz', runner))
-    expect(msg).toMatch(
-      /^https:\/\/x\/binfmt\.tgz is corrupt or truncated \(.*(unexpected end of file|Unexpected EOF).*\); the download may be incomplete; re-run or check qemu-url$/,
-    )
+  it('says a truncated download is incomplete, and keeps nothing', async () => {
+    const { dest, run } = extract(fx.truncated, 'https://x/binfmt.tgz', ['aarch64', 'arm'])
+    expect(await actionError(run)).toMatch(/^https:\/\/x\/binfmt\.tgz is corrupt or truncated \(.*\); the download may be incomplete; re-run or check qemu-url$/)
+    expect(fs.readdirSync(dest)).toEqual([])
     const deb = fs.readFileSync(fx.deb)
     const half = path.join(work, 'half.deb')
     fs.writeFileSync(half, deb.subarray(0, deb.length >> 1))
-    expect(await actionError(EmulatorArchive.open(half, 'half.deb', runner))).toMatch(
-      /^half\.deb is a truncated \.deb .*the download may be incomplete; re-run or check qemu-url$/,
-    )
+    expect(await actionError(extract(half, 'half.deb', ['aarch64']).run)).toMatch(/^half\.deb is a truncated \.deb .*the download may be incomplete; re-run or check qemu-url$/)
+  })
+
+  it('refuses garbage after the gzip stream as corrupt when it is read, keeping nothing', async () => {
+    // As gzip -d and GNU tar do: the whole archive is wanted, so the junk is read and refused.
+    const { dest, run } = extract(fx.garbage, 'junk.tgz', ['aarch64', 'arm'], false)
+    expect(await actionError(run)).toMatch(/^junk\.tgz is corrupt or truncated \(incorrect header check\); the download may be incomplete/)
+    expect(fs.readdirSync(dest)).toEqual([])
   })
 
   it('says a compressed file that is not a tar archive is not one', async () => {
-    expect(await actionError(EmulatorArchive.open(fx.gzElf, 'https://x/qemu-aarch64.gz', runner))).toMatch(
-      /^https:\/\/x\/qemu-aarch64\.gz is gzip-compressed but not a tar archive; expected a static ELF binary, /,
+    expect(await actionError(extract(fx.gzElf, 'https://x/qemu-aarch64.gz', ['aarch64']).run)).toMatch(
+      /^https:\/\/x\/qemu-aarch64\.gz is gzip-compressed but not a tar archive \(.*\); expected a static ELF binary, /,
     )
   })
 
-  it('refuses target names that are not names', async () => {
-    const a = await EmulatorArchive.open(fx.elf, 'x', runner)
-    expect(await actionError(a.extract(['../../etc/x'], path.join(work, 'dest-badname')))).toMatch(/is not a QEMU target name/)
-  })
-
-  it('rejects an HTML error page', async () => {
-    expect(await actionError(EmulatorArchive.open(fx.html, 'https://x/y.tar.gz', runner))).toMatch(
-      /^https:\/\/x\/y\.tar\.gz is not a supported emulator download \(starts with "<html>/,
-    )
+  it('refuses a single ELF binary as a bundle', async () => {
+    expect(await actionError(extract(fx.elf, 'https://x/qemu-aarch64', ['aarch64']).run)).toMatch(/^qemu-url: https:\/\/x\/qemu-aarch64 is a single emulator binary; put \{target\} in qemu-url/)
   })
 
   it('rejects members that would land outside the destination and writes nothing', async () => {
@@ -285,30 +299,50 @@ describe('EmulatorArchive', () => {
     const absolute = path.join(work, 'absolute.tar.gz')
     sh('tar', ['-czPf', absolute, path.join(src, 'qemu-aarch64')])
     for (const file of [dotdot, absolute]) {
-      const root = fs.mkdtempSync(path.join(work, 'evil-dest-'))
-      const dest = path.join(root, 'a', 'b')
-      const msg = await actionError(
-        EmulatorArchive.open(file, 'evil.tar', runner).then(a => a.extract(['aarch64'], dest)),
-      )
-      expect(msg).toMatch(/^evil\.tar contains the member ".*qemu-aarch64", which would be written outside the destination/)
-      expect(fs.readdirSync(root)).toEqual([])
+      const { dest, run } = extract(file, 'evil.tar', ['aarch64'])
+      expect(await actionError(run)).toMatch(/^evil\.tar contains the member ".*qemu-aarch64", which would be written outside the destination/)
+      expect(fs.readdirSync(dest)).toEqual([])
     }
     expect(fs.existsSync(path.join(work, 'evil'))).toBe(false)
   })
 
-  it('asks for zstd when the runner cannot decompress .tar.zst', async () => {
-    const bin = path.join(work, 'only-tar')
-    fs.mkdirSync(bin)
-    fs.symlinkSync(execFileSync('sh', ['-c', 'command -v tar']).toString().trim(), path.join(bin, 'tar'))
-    const noZstd: ProcessRunner = {
-      run: (cmd, args, options = {}) => runner.run(cmd, args, { ...options, env: { ...(options.env ?? process.env), PATH: bin } }),
+  it('refuses an emulator over the size limit before writing it', async () => {
+    const limits = { ...DEFAULT_LIMITS, emulator: 1024 * 1024 }
+    const { dest, run } = extract(fx.tgz, 'big.tgz', ['aarch64'], true, limits)
+    expect(await actionError(run)).toMatch(/^big\.tgz: qemu-aarch64 is \d+ bytes, more than any emulator \(limit 1048576\); refusing the archive/)
+    expect(fs.readdirSync(dest)).toEqual([])
+  })
+
+  it('refuses sparse members, counting them at their full size', async () => {
+    for (const file of [fx.sparseGnu, fx.sparsePax]) {
+      const { dest, run } = extract(file, 'sparse.tar', ['aarch64'])
+      const msg = await actionError(run)
+      expect(msg).toMatch(/sparse\.tar: qemu-aarch64 is a sparse file, not the emulator itself|declares more than \d+ bytes/)
+      expect(fs.readdirSync(dest)).toEqual([])
     }
-    expect(await actionError(EmulatorArchive.open(fx.tzst, 'https://x/q.tar.zst', noZstd))).toMatch(
-      /^https:\/\/x\/q\.tar\.zst is zstd-compressed but this runner cannot decompress it \(.*zstd.*\); install zstd$/,
-    )
-    const noTar: ProcessRunner = {
-      run: (cmd, args, options = {}) => runner.run(cmd, args, { ...options, env: { ...process.env, PATH: path.join(work, 'nowhere') } }),
+    // An unwanted 10 GB sparse member counts against the archive's total: a bomb is refused as one.
+    const { dest, run } = extract(fx.sparseOther, 'sparse.tgz', ['arm'], false)
+    expect(await actionError(run)).toMatch(/^sparse\.tgz declares more than \d+ bytes of content \(a decompression bomb\?\); refusing it/)
+    expect(fs.readdirSync(dest)).toEqual([])
+  })
+
+  it('asks for xz-utils when the runner has no xz', async () => {
+    const saved = process.env.PATH
+    process.env.PATH = path.join(work, 'nowhere')
+    try {
+      const { dest, run } = extract(fx.txz, 'https://x/q.tar.xz', ['aarch64'])
+      expect(await actionError(run)).toMatch(/^https:\/\/x\/q\.tar\.xz is xz-compressed but this runner has no xz; install xz-utils$/)
+      expect(fs.readdirSync(dest)).toEqual([])
+    } finally {
+      process.env.PATH = saved
     }
-    expect(await actionError(EmulatorArchive.open(fx.tgz, 'x.tgz', noTar))).toMatch(/^cannot run tar to unpack x\.tgz .*install tar$/)
+  })
+
+  it('stops promptly when the signal fires, removing what it wrote', async () => {
+    const ctl = new AbortController()
+    const { dest, run } = extract(fx.deb, 'deb', ['aarch64', 'arm', 'riscv64', 'sparc64', 'm68k'], true, DEFAULT_LIMITS, ctl.signal)
+    setTimeout(() => ctl.abort(new Error('cancelled')), 20)
+    await expect(run).rejects.toThrow('cancelled')
+    expect(fs.readdirSync(dest)).toEqual([])
   })
 })

@@ -182,8 +182,11 @@ describe('checkHostExecutable', () => {
     const html = write('page', '<html><head><title>404 Not Found</title></head></html>')
     await expectActionError(
       checkHostExecutable(html, HOST, 'qemu-aarch64 from https://x/y.tar.gz'),
-      /^qemu-aarch64 from https:\/\/x\/y\.tar\.gz is not an ELF executable \(starts with "<html><head><title>404 N"\); check qemu-url$/,
+      /^qemu-aarch64 from https:\/\/x\/y\.tar\.gz is not an ELF executable \(it is an HTML page\); check qemu-url$/,
     )
+    // What the file is, never what it says (it could be /etc/shadow).
+    const shadow = write('shadow', 'root:$y$j9T$hash:20228:0:99999:7:::\n')
+    await expectActionError(checkHostExecutable(shadow, HOST, 's'), /^s is not an ELF executable \(it is text\); check qemu-url$/)
     await expectActionError(checkHostExecutable(write('empty', ''), HOST, 'e'), /^e is not an ELF executable \(it is empty\)/)
     const half = write('half', makeElf({ bits: 64, machine: HOST_MACHINE }).subarray(0, 30))
     await expectActionError(checkHostExecutable(half, HOST, 'h'), /^h is a truncated or malformed ELF file; the download may be incomplete/)

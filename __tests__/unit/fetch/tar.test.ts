@@ -1,0 +1,185 @@
+import { execFileSync } from 'child_process'
+import * as fs from 'fs'
+import * as os from 'os'
+import * as path from 'path'
+import { MemberSink, TarFormatError, TarHeader, readTar } from '../../../src/fetch/tar'
+
+// Archives built here, byte by byte (hostile ones) or by GNU tar (real-world ones).
+
+function header(name: string, opts: { size?: number; type?: string; linkname?: string; prefix?: string; badSum?: boolean } = {}): Buffer {
+  const b = Buffer.alloc(512)
+  b.write(name, 0, 'utf8')
+  b.write('0000755\0', 100, 'latin1')
+  b.write('0000000\0', 108, 'latin1')
+  b.write('0000000\0', 116, 'latin1')
+  b.write((opts.size ?? 0).toString(8).padStart(11, '0') + '\0', 124, 'latin1')
+  b.write('00000000000\0', 136, 'latin1')
+  b.write('        ', 148, 'latin1')
+  b.write(opts.type ?? '0', 156, 'latin1')
+  if (opts.linkname) b.write(opts.linkname, 157, 'utf8')
+  b.write('ustar\0' + '00', 257, 'latin1')
+  if (opts.prefix) b.write(opts.prefix, 345, 'utf8')
+  let sum = 0
+  for (const x of b) sum += x
+  b.write((sum + (opts.badSum ? 1 : 0)).toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
+  return b
+}
+
+const pad = (data: Buffer): Buffer => Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)])
+const member = (name: string, data: Buffer | string, type = '0'): Buffer => {
+  const d = Buffer.from(data)
+  return Buffer.concat([header(name, { size: d.length, type }), pad(d)])
+}
+const pax = (records: Record<string, string>): Buffer => {
+  const body = Object.entries(records)
+    .map(([k, v]) => {
+      const rec = ` ${k}=${v}\n`
+      let len = rec.length + 1
+      while (`${len}${rec}`.length !== len) len++
+      return `${len}${rec}`
+    })
+    .join('')
+  return Buffer.concat([header('PaxHeader', { size: body.length, type: 'x' }), pad(Buffer.from(body))])
+}
+const END = Buffer.alloc(1024)
+
+/** Streams `buf` in small, odd-sized chunks, as a decompressor would. */
+async function* chunks(buf: Buffer, size = 333): AsyncGenerator<Buffer> {
+  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size)
+}
+
+/** Reads everything, taking every regular file; returns headers and contents. */
+async function readAll(buf: Buffer, take: (h: TarHeader) => boolean = h => h.type === 'file'): Promise<{ headers: TarHeader[]; data: Map<string, string>; ending: string }> {
+  const headers: TarHeader[] = []
+  const data = new Map<string, string>()
+  const ending = await readTar(chunks(buf), h => {
+    headers.push(h)
+    if (!take(h)) return 'skip'
+    const parts: Buffer[] = []
+    const sink: MemberSink = { write: c => void parts.push(Buffer.from(c)), end: () => void data.set(h.name, Buffer.concat(parts).toString()) }
+    return sink
+  })
+  return { headers, data, ending }
+}
+
+async function formatError(p: Promise<unknown>): Promise<TarFormatError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  )
+  expect(e).toBeInstanceOf(TarFormatError)
+  return e as TarFormatError
+}
+
+describe('readTar', () => {
+  test('reads members, ustar prefixes, pax paths and GNU long names, in order', async () => {
+    const long = `${'d/'.repeat(80)}qemu-aarch64`
+    const buf = Buffer.concat([
+      member('a.txt', 'hello'),
+      Buffer.concat([header('qemu-arm', { size: 3, prefix: 'usr/bin' }), pad(Buffer.from('arm'))]),
+      pax({ path: 'pax/qemu-riscv64' }),
+      member('short-name-ignored', 'riscv'),
+      Buffer.concat([header('././@LongLink', { size: long.length + 1, type: 'L' }), pad(Buffer.from(`${long}\0`))]),
+      member('truncated-name', 'aarch64'),
+      END,
+    ])
+    const r = await readAll(buf)
+    expect(r.ending).toBe('end')
+    expect([...r.data]).toEqual([
+      ['a.txt', 'hello'],
+      ['usr/bin/qemu-arm', 'arm'],
+      ['pax/qemu-riscv64', 'riscv'],
+      [long, 'aarch64'],
+    ])
+  })
+
+  test('reports links, devices, directories and FIFOs as such (never as files)', async () => {
+    const buf = Buffer.concat([
+      member('qemu-a', '', '1'),
+      header('qemu-b', { type: '2', linkname: '../../etc/passwd' }),
+      header('qemu-c', { type: '3' }),
+      header('qemu-d', { type: '5' }),
+      header('qemu-e', { type: '6' }),
+      END,
+    ])
+    const r = await readAll(buf)
+    expect(r.headers.map(h => [h.name, h.type])).toEqual([
+      ['qemu-a', 'hardlink'],
+      ['qemu-b', 'symlink'],
+      ['qemu-c', 'device'],
+      ['qemu-d', 'directory'],
+      ['qemu-e', 'fifo'],
+    ])
+    expect(r.headers[1].linkname).toBe('../../etc/passwd')
+    expect(r.data.size).toBe(0)
+  })
+
+  test('stops at the end-of-archive block: trailing bytes are not read as members', async () => {
+    const buf = Buffer.concat([member('x', 'x'), END, Buffer.from('garbage'.repeat(200))])
+    expect((await readAll(buf)).headers.map(h => h.name)).toEqual(['x'])
+  })
+
+  test('stops when the caller says so, without reading further', async () => {
+    let pulled = 0
+    async function* counting(): AsyncGenerator<Buffer> {
+      for await (const c of chunks(Buffer.concat([member('a', 'a'), member('b', 'b'), member('c', 'c'), END]), 512)) {
+        pulled++
+        yield c
+      }
+    }
+    const seen: string[] = []
+    const ending = await readTar(
+      counting(),
+      h => {
+        seen.push(h.name)
+        return { write: () => undefined, end: () => undefined }
+      },
+      () => seen.length === 1,
+    )
+    expect(ending).toBe('stopped')
+    expect(seen).toEqual(['a'])
+    expect(pulled).toBe(2)
+  })
+
+  test('counts sparse members at their full size (GNU and pax formats)', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tar-sparse-'))
+    try {
+      fs.writeFileSync(path.join(dir, 'big'), 'x')
+      fs.truncateSync(path.join(dir, 'big'), 5 * 1024 ** 3)
+      for (const format of ['gnu', 'pax']) {
+        const buf = execFileSync('tar', [`--format=${format}`, '-cSf', '-', 'big'], { cwd: dir, maxBuffer: 1 << 24 })
+        expect(buf.length).toBeLessThan(100000)
+        const r = await readAll(buf, () => false)
+        expect(r.headers.map(h => [h.name, h.type, h.fullSize])).toEqual([['big', 'sparse', 5 * 1024 ** 3]])
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('malformed and truncated archives are errors, saying where', async () => {
+    expect((await formatError(readAll(Buffer.alloc(0)))).notTar).toBe(true)
+    expect((await formatError(readAll(Buffer.from('<html>'.repeat(200))))).notTar).toBe(true)
+    const bad = await formatError(readAll(Buffer.concat([member('a', 'a'), header('b', { badSum: true }), END])))
+    expect(bad.message).toBe('a header has a bad checksum')
+    expect(bad.notTar).toBe(false)
+    const whole = Buffer.concat([member('qemu-arm', 'x'.repeat(3000)), END])
+    expect((await formatError(readAll(whole.subarray(0, 1500)))).message).toBe('it ends inside qemu-arm (988 of 3000 bytes)')
+    expect((await formatError(readAll(whole.subarray(0, 300)))).message).toBe('it ends inside a header (300 of 512 bytes)')
+    expect((await formatError(readAll(whole.subarray(0, 1500), () => false))).message).toMatch(/^it ends inside qemu-arm/)
+    const hugeMeta = Buffer.concat([header('L', { size: 64 * 1024 * 1024, type: 'L' }), END])
+    expect((await formatError(readAll(hugeMeta))).message).toMatch(/metadata record of 67108864 bytes/)
+  })
+
+  test('a sink error ends reading with that error', async () => {
+    const buf = Buffer.concat([member('a', 'aaaa'), END])
+    await expect(
+      readTar(chunks(buf), () => ({
+        write: () => {
+          throw new Error('disk full')
+        },
+        end: () => undefined,
+      })),
+    ).rejects.toThrow('disk full')
+  })
+})

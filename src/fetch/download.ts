@@ -1,0 +1,188 @@
+import { createHash } from 'crypto'
+import { promises as fs } from 'fs'
+import * as http from 'http'
+import * as https from 'https'
+import { HttpClient } from '@actions/http-client'
+import { ActionError, errorMessage } from '../errors'
+import { httpTarget, redact } from './url'
+import { diskError, throwIfAborted } from './limits'
+
+export interface NetworkPolicy {
+  /** until the TCP/TLS connection is up and the response headers have arrived */
+  readonly connectTimeoutMs: number
+  /** longest silence while the body arrives */
+  readonly idleTimeoutMs: number
+  readonly attempts: number
+  /** wait before the second attempt; doubled for each later one */
+  readonly retryDelayMs: number
+}
+
+export const DEFAULT_NETWORK: NetworkPolicy = { connectTimeoutMs: 30000, idleTimeoutMs: 30000, attempts: 3, retryDelayMs: 3000 }
+
+export interface DownloadOptions {
+  readonly maxBytes: number
+  readonly network: NetworkPolicy
+  readonly signal?: AbortSignal
+  readonly log: { info(m: string): void; debug(m: string): void }
+}
+
+export interface Downloaded {
+  readonly sha256: string
+  readonly size: number
+}
+
+/** A failure worth another attempt (network, timeout, 5xx, cut transfer), as opposed to a final answer. */
+class Transient extends Error {}
+
+const MAX_REDIRECTS = 10
+
+/**
+ * Downloads `location` (http or https, credentials in its userinfo sent as Basic
+ * auth to its own origin only) to `dest`, which must not exist, hashing the
+ * bytes as they arrive. Timeouts, retries, size limit and cancellation end it;
+ * on failure `dest` is removed and the error names the URL (redacted).
+ */
+export async function download(location: string, dest: string, opts: DownloadOptions): Promise<Downloaded> {
+  const shown = redact(location)
+  const { attempts, retryDelayMs } = opts.network
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await attemptDownload(location, dest, opts)
+    } catch (e) {
+      await fs.rm(dest, { force: true })
+      if (!(e instanceof Transient)) throw e
+      if (attempt >= attempts) {
+        throw new ActionError(`qemu-url: download of ${shown} failed: ${e.message} (after ${attempts} attempts); check qemu-url and the network`)
+      }
+      const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2)
+      opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`)
+      await sleep(wait, opts.signal)
+    }
+  }
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    throwIfAborted(signal)
+    const t = setTimeout(done, ms)
+    function done(): void {
+      signal?.removeEventListener('abort', abort)
+      resolve()
+    }
+    function abort(): void {
+      clearTimeout(t)
+      reject(signal?.reason ?? new Error('aborted'))
+    }
+    signal?.addEventListener('abort', abort, { once: true })
+  })
+}
+
+async function attemptDownload(location: string, dest: string, opts: DownloadOptions): Promise<Downloaded> {
+  const first = httpTarget(location)
+  let url = first.url
+  let authorization = first.authorization
+  const shown = (u: URL): string => redact(u.toString())
+  for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+    throwIfAborted(opts.signal)
+    const res = await request(url, authorization, opts)
+    const status = res.statusCode ?? 0
+    if (status >= 300 && status < 400 && res.headers.location) {
+      res.resume()
+      const next = new URL(res.headers.location, url)
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new ActionError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`)
+      }
+      // Credentials are for the URL's own origin (as curl does): a CDN redirect must not receive them.
+      if (next.origin !== url.origin) authorization = undefined
+      if (next.username || next.password) {
+        const t = httpTarget(next.toString())
+        authorization = t.authorization
+        url = t.url
+      } else url = next
+      opts.log.debug(`redirected to ${shown(url)}`)
+      continue
+    }
+    if (status !== 200) {
+      res.resume()
+      const why = `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`
+      if (status >= 500 || status === 408 || status === 429) throw new Transient(why)
+      const hint = status === 401 || status === 403 ? 'check the credentials in qemu-url' : 'check qemu-version and qemu-url'
+      throw new ActionError(`qemu-url: download of ${redact(location)} failed: ${why}; ${hint}`)
+    }
+    return receive(res, url, dest, opts)
+  }
+  throw new ActionError(`qemu-url: ${redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`)
+}
+
+/** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
+function request(url: URL, authorization: string | undefined, opts: DownloadOptions): Promise<http.IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    // The toolkit's agent honours https_proxy/no_proxy as the runner sets them.
+    const agent = new HttpClient('setup-qemu-binfmt').getAgent(url.toString())
+    const headers: http.OutgoingHttpHeaders = { 'User-Agent': 'setup-qemu-binfmt', Accept: 'application/octet-stream' }
+    if (authorization) headers.Authorization = authorization
+    const send = url.protocol === 'https:' ? https.request : http.request
+    const req = send(url, { method: 'GET', headers, agent })
+    const timer = setTimeout(() => req.destroy(new Transient(`no response within ${opts.network.connectTimeoutMs / 1000} s`)), opts.network.connectTimeoutMs)
+    const onAbort = (): void => void req.destroy(opts.signal?.reason ?? new Error('aborted'))
+    opts.signal?.addEventListener('abort', onAbort, { once: true })
+    const cleanup = (): void => {
+      clearTimeout(timer)
+      opts.signal?.removeEventListener('abort', onAbort)
+    }
+    req.on('response', res => {
+      cleanup()
+      resolve(res)
+    })
+    req.on('error', e => {
+      cleanup()
+      reject(e instanceof Transient || opts.signal?.aborted ? e : new Transient(errorMessage(e)))
+    })
+    req.end()
+  })
+}
+
+/** Streams the body to `dest`, hashing it; the size limit applies before a byte is written. */
+async function receive(res: http.IncomingMessage, url: URL, dest: string, opts: DownloadOptions): Promise<Downloaded> {
+  const declared = Number(res.headers['content-length'])
+  const shown = redact(url.toString())
+  const tooBig = (): ActionError =>
+    new ActionError(`qemu-url: ${shown} is larger than ${opts.maxBytes} bytes, the limit for one download; refusing it - check qemu-url`)
+  if (Number.isFinite(declared) && declared > opts.maxBytes) {
+    res.destroy()
+    throw tooBig()
+  }
+  const hash = createHash('sha256')
+  let size = 0
+  const file = await fs.open(dest, 'wx', 0o600).catch(e => {
+    res.destroy()
+    throw diskError(e, dest)
+  })
+  // A server that sends headers then nothing must not hang the run.
+  res.setTimeout(opts.network.idleTimeoutMs, () =>
+    res.destroy(new Transient(`no data for ${opts.network.idleTimeoutMs / 1000} s`)),
+  )
+  const onAbort = (): void => void res.destroy(opts.signal?.reason ?? new Error('aborted'))
+  opts.signal?.addEventListener('abort', onAbort, { once: true })
+  try {
+    for await (const chunk of res as AsyncIterable<Buffer>) {
+      size += chunk.length
+      if (size > opts.maxBytes) throw tooBig()
+      hash.update(chunk)
+      await file.write(chunk).catch(e => {
+        throw diskError(e, dest)
+      })
+    }
+  } catch (e) {
+    res.destroy()
+    if (e instanceof ActionError || e instanceof Transient || opts.signal?.aborted) throw opts.signal?.aborted ? opts.signal.reason : e
+    throw new Transient(errorMessage(e))
+  } finally {
+    opts.signal?.removeEventListener('abort', onAbort)
+    await file.close()
+  }
+  if (!res.complete || (Number.isFinite(declared) && size !== declared)) {
+    throw new Transient(`the transfer ended after ${size} of ${Number.isFinite(declared) ? declared : '?'} bytes`)
+  }
+  return { sha256: hash.digest('hex'), size }
+}

@@ -1,0 +1,231 @@
+import { createHash } from 'crypto'
+import { Stats, createReadStream, promises as fs, statSync } from 'fs'
+import * as path from 'path'
+import { detectFormat, extractEmulators } from '../archive'
+import { ChecksumPolicy } from '../checksum'
+import { HostArch } from '../elf'
+import { ActionError } from '../errors'
+import { EmulatorWant, pickEmulators } from '../plan'
+import { EmulatorSource, scanDirectory } from '../source'
+import { NetworkPolicy, download } from './download'
+import { passFile } from './emulator-file'
+import { SizeLimits, throwIfAborted } from './limits'
+import { StoredEmulator } from './tool-cache'
+import { fileNameOf, redact } from './url'
+
+/** What a strategy needs to fetch: where, how big at most, how patient, and when to give up. */
+export interface FetchContext {
+  readonly host: HostArch
+  readonly limits: SizeLimits
+  readonly network: NetworkPolicy
+  readonly policy: ChecksumPolicy
+  /** scratch space for downloads, removed by the caller */
+  readonly tempDir: string
+  readonly signal?: AbortSignal
+  readonly log: { info(m: string): void; debug(m: string): void }
+  readonly timings: { download: number; extract: number }
+}
+
+export interface Materialised {
+  /** by emulator name; paths inside `into`, or where they lie for a local directory */
+  readonly emulators: ReadonlyMap<string, StoredEmulator>
+  /** every emulator the source holds, when known */
+  readonly offered?: readonly string[]
+}
+
+/**
+ * Where emulators come from (as setup-node has its distributions): each says
+ * what it offers and materialises the emulators asked for into a directory,
+ * checked (ELF for this host, static, sizes, qemu-sha256 lines of the files
+ * they came from) before anything is kept.
+ */
+export interface SourceStrategy {
+  /** for messages: credentials redacted */
+  readonly label: string
+  /** used where it lies (a local directory) rather than stored in the tool cache */
+  readonly inPlace: boolean
+  /** a local file or directory, needing no download */
+  readonly local: boolean
+  /** what it offers without fetching anything; undefined when only reading it tells */
+  offers(): readonly string[] | undefined
+  materialise(want: EmulatorWant, into: string, ctx: FetchContext): Promise<Materialised>
+}
+
+/** What a per-target source with `platforms: all` offers: the emulators of a tonistiigi/binfmt release. */
+export const PER_TARGET_ALL = ['aarch64', 'arm', 'riscv64', 'ppc64le', 's390x', 'i386', 'x86_64', 'mips64el', 'mips64', 'loongarch64']
+
+export function strategyFor(source: EmulatorSource): SourceStrategy {
+  if (source.perTarget) return new PerTargetSource(source)
+  if (source.local) {
+    const kind = localKind(source.locate())
+    if (kind === 'directory') return new DirectorySource(source.locate())
+  }
+  return new BundleSource(source)
+}
+
+/** A local qemu-url must be a regular file or a directory: stat only, nothing opened (a FIFO would block, /dev/zero never end). */
+export function localKind(p: string): 'file' | 'directory' {
+  let st: Stats
+  try {
+    st = statSync(p)
+  } catch (e) {
+    throw new ActionError(`qemu-url: ${p} does not exist (${(e as NodeJS.ErrnoException).code}); check the path`)
+  }
+  if (st.isFile()) return 'file'
+  if (st.isDirectory()) return 'directory'
+  const what = st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'not a regular file'
+  throw new ActionError(`qemu-url: ${p} is ${what}; point it at an archive, an emulator binary or a directory of emulators`)
+}
+
+/** A file to read: downloaded (hashed as it arrived) or local (checked and hashed here). */
+interface Obtained {
+  readonly file: string
+  /** the URL (redacted) or path, for messages */
+  readonly label: string
+  /** the name qemu-sha256 lines use */
+  readonly name: string
+  readonly sha256: string
+}
+
+async function obtain(location: string, local: boolean, ctx: FetchContext): Promise<Obtained> {
+  const label = redact(location)
+  const name = fileNameOf(location)
+  throwIfAborted(ctx.signal)
+  if (local) {
+    if (localKind(location) !== 'file') throw new ActionError(`qemu-url: ${location} is a directory; with {target} in qemu-url each target names a file`)
+    const { size } = await fs.stat(location)
+    if (size > ctx.limits.download) {
+      throw new ActionError(`qemu-url: ${location} is ${size} bytes, more than the ${ctx.limits.download} an emulator archive may be; check qemu-url`)
+    }
+    return { file: location, label, name, sha256: await hashFile(location, ctx.signal) }
+  }
+  const dir = await fs.mkdtemp(path.join(ctx.tempDir, 'download-'))
+  // The name is ours: the URL's last segment is only a label (it may decode to '../../etc/...').
+  const dest = path.join(dir, 'download')
+  ctx.log.info(`Downloading ${label}`)
+  const got = await download(location, dest, { maxBytes: ctx.limits.download, network: ctx.network, signal: ctx.signal, log: ctx.log })
+  return { file: dest, label, name, sha256: got.sha256 }
+}
+
+function hashFile(file: string, signal?: AbortSignal): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256')
+    createReadStream(file, { highWaterMark: 1024 * 1024, signal })
+      .on('data', d => h.update(d))
+      .on('error', reject)
+      .on('end', () => resolve(h.digest('hex')))
+  })
+}
+
+/** A name that may be an emulator itself (covered by its own line) rather than an archive. */
+const mayBeEmulator = (name: string): boolean => /^qemu-[^/]+$/.test(name) && !/\.(tar|tgz|gz|xz|zst|deb)/.test(name)
+
+const stored = (e: { path: string; sha256: string; size: number; reportedVersion?: string }, from: Obtained): StoredEmulator => ({
+  ...e,
+  file: from.name,
+  fileSha256: from.sha256,
+})
+
+/** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
+class BundleSource implements SourceStrategy {
+  readonly inPlace = false
+  readonly local: boolean
+  readonly label: string
+  constructor(private readonly source: EmulatorSource) {
+    this.local = source.local
+    this.label = redact(source.locate())
+  }
+
+  offers(): undefined {
+    return undefined
+  }
+
+  async materialise(want: EmulatorWant, into: string, ctx: FetchContext): Promise<Materialised> {
+    let t = performance.now()
+    const got = await obtain(this.source.locate(), this.local, ctx)
+    ctx.timings.download += performance.now() - t
+    ctx.policy.checkFile(got, false)
+    t = performance.now()
+    const x = await extractEmulators(got.file, got.label, want, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal })
+    ctx.timings.extract += performance.now() - t
+    return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered }
+  }
+}
+
+/** One file per emulator (`{target}` in qemu-url): an emulator binary, or an archive holding it. */
+class PerTargetSource implements SourceStrategy {
+  readonly inPlace = false
+  readonly local: boolean
+  readonly label: string
+  constructor(private readonly source: EmulatorSource) {
+    this.local = source.local
+    this.label = redact(source.id)
+  }
+
+  offers(): readonly string[] {
+    return PER_TARGET_ALL
+  }
+
+  async materialise(want: EmulatorWant, into: string, outer: FetchContext): Promise<Materialised> {
+    const names = pickEmulators(want, PER_TARGET_ALL) ?? []
+    // The first failure stops the sibling downloads and extractions too.
+    const stop = new AbortController()
+    const signal = outer.signal ? AbortSignal.any([outer.signal, stop.signal]) : stop.signal
+    const ctx: FetchContext = { ...outer, signal }
+    const all = <T>(jobs: Promise<T>[]): Promise<T[]> =>
+      Promise.all(jobs.map(j => j.catch(e => {
+        stop.abort(e)
+        throw e
+      })))
+    const t = performance.now()
+    const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx)))
+    ctx.timings.download += performance.now() - t
+    for (const f of files) ctx.policy.checkFile(f, mayBeEmulator(f.name))
+    const t2 = performance.now()
+    const out = await all(
+      names.map(async (n, i) => {
+        const got = files[i]
+        if ((await detectFormat(got.file, got.label)) === 'elf') {
+          const e = await passFile(got.file, n, path.join(into, `qemu-${n}`), ctx.host, `qemu-${n} from ${got.label}`, ctx.limits.emulator, ctx.signal)
+          return [n, stored(e, got)] as const
+        }
+        const x = await extractEmulators(got.file, got.label, { names: [n], required: true }, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal })
+        return [n, stored(x.emulators.get(n)!, got)] as const
+      }),
+    )
+    ctx.timings.extract += performance.now() - t2
+    return { emulators: new Map(out), offered: PER_TARGET_ALL }
+  }
+}
+
+/** A local directory of emulators (e.g. /usr/bin with Debian's qemu-user-static): checked and used in place. */
+class DirectorySource implements SourceStrategy {
+  readonly inPlace = true
+  readonly local = true
+  private found?: Map<string, string>
+  constructor(readonly label: string) {}
+
+  offers(): string[] {
+    this.found ??= scanDirectory(this.label)
+    return [...this.found.keys()]
+  }
+
+  async materialise(want: EmulatorWant, _into: string, ctx: FetchContext): Promise<Materialised> {
+    const offered = this.offers()
+    const names = pickEmulators(want, offered) ?? []
+    const found = this.found as Map<string, string>
+    const t = performance.now()
+    const out = await Promise.all(
+      names.map(async n => {
+        const file = found.get(n)
+        if (!file) {
+          throw new ActionError(`qemu-url: ${this.label} has no qemu-${n} or qemu-${n}-static; it has ${offered.map(k => `qemu-${k}`).join(', ') || 'no emulators'}`)
+        }
+        const e = await passFile(file, n, undefined, ctx.host, `qemu-${n} from ${file}`, ctx.limits.emulator, ctx.signal)
+        return [n, { ...e, file: path.basename(file), fileSha256: e.sha256 }] as const
+      }),
+    )
+    ctx.timings.extract += performance.now() - t
+    return { emulators: new Map(out), offered }
+  }
+}

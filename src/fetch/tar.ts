@@ -1,0 +1,253 @@
+/**
+ * A streaming tar reader for emulator archives: ustar, GNU (long names, old
+ * sparse 'S') and pax (path, size, GNU.sparse.*). It reads a byte stream once,
+ * hands each member's header to the caller, and streams only the members the
+ * caller takes; the rest are skipped without being kept. Reading ends at the
+ * end-of-archive block (trailing bytes are ignored) or when the caller stops.
+ */
+
+export type TarType = 'file' | 'hardlink' | 'symlink' | 'directory' | 'device' | 'fifo' | 'sparse' | 'other'
+
+export interface TarHeader {
+  /** the member's name as stored (pax path, GNU long name, or ustar prefix/name) */
+  readonly name: string
+  readonly type: TarType
+  /** bytes of data that follow in the stream */
+  readonly size: number
+  /** bytes the member claims once extracted: for sparse members the full size */
+  readonly fullSize: number
+  readonly linkname?: string
+}
+
+/** Receives a taken member's data, in order; `end` once the member is complete. */
+export interface MemberSink {
+  write(chunk: Buffer): Promise<void> | void
+  end(): Promise<void> | void
+}
+
+/** What to do with a member: take its data, skip it, or stop reading the archive. */
+export type Decision = MemberSink | 'skip' | 'stop'
+
+export class TarFormatError extends Error {
+  constructor(
+    message: string,
+    /** true when not even the first header was a tar header */
+    readonly notTar = false,
+  ) {
+    super(message)
+  }
+}
+
+const BLOCK = 512
+/** pax and GNU long-name records are metadata: nothing honest needs more. */
+const MAX_META = 1024 * 1024
+
+/** Pulls exact byte counts from an async stream of chunks. */
+class ByteReader {
+  private chunks: Buffer[] = []
+  private buffered = 0
+  private done = false
+  constructor(private readonly it: AsyncIterator<Buffer>) {}
+
+  private async fill(): Promise<boolean> {
+    if (this.done) return false
+    const r = await this.it.next()
+    if (r.done) {
+      this.done = true
+      return false
+    }
+    const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value)
+    if (chunk.length) {
+      this.chunks.push(chunk)
+      this.buffered += chunk.length
+    }
+    return true
+  }
+
+  /** Exactly n bytes, or undefined if the stream ends first (what there was is returned as `partial`). */
+  async read(n: number): Promise<{ data?: Buffer; partial: number }> {
+    while (this.buffered < n) if (!(await this.fill())) return { partial: this.buffered }
+    const whole = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks)
+    const data = whole.subarray(0, n)
+    const rest = whole.subarray(n)
+    this.chunks = rest.length ? [rest] : []
+    this.buffered = rest.length
+    return { data, partial: n }
+  }
+
+  /** Passes the next n bytes to `each` chunk by chunk; returns how many arrived before the stream ended. */
+  async pass(n: number, each?: (chunk: Buffer) => Promise<void> | void): Promise<number> {
+    let left = n
+    while (left > 0) {
+      if (!this.buffered && !(await this.fill())) break
+      const head = this.chunks[0]
+      const take = Math.min(left, head.length)
+      const part = head.subarray(0, take)
+      if (take === head.length) this.chunks.shift()
+      else this.chunks[0] = head.subarray(take)
+      this.buffered -= take
+      left -= take
+      if (each) await each(part)
+    }
+    return n - left
+  }
+}
+
+function octal(buf: Buffer, off: number, len: number): number {
+  // GNU base-256 for sizes of 8 GiB and more
+  if (buf[off] & 0x80) {
+    let v = buf[off] & 0x7f
+    for (let i = 1; i < len; i++) v = v * 256 + buf[off + i]
+    return v
+  }
+  const s = buf.toString('latin1', off, off + len).replace(/\0.*$/s, '').trim()
+  if (!s) return 0
+  if (!/^[0-7]+$/.test(s)) return NaN
+  return parseInt(s, 8)
+}
+
+function cstring(buf: Buffer, off: number, len: number): string {
+  const raw = buf.subarray(off, off + len)
+  const nul = raw.indexOf(0)
+  return (nul >= 0 ? raw.subarray(0, nul) : raw).toString('utf8')
+}
+
+function checksumOk(block: Buffer): boolean {
+  const stored = octal(block, 148, 8)
+  let unsigned = 0
+  let signed = 0
+  for (let i = 0; i < BLOCK; i++) {
+    const b = i >= 148 && i < 156 ? 0x20 : block[i]
+    unsigned += b
+    signed += b > 127 ? b - 256 : b
+  }
+  return stored === unsigned || stored === signed
+}
+
+const TYPES: Record<string, TarType> = {
+  '0': 'file',
+  '\0': 'file',
+  '7': 'file',
+  '1': 'hardlink',
+  '2': 'symlink',
+  '3': 'device',
+  '4': 'device',
+  '5': 'directory',
+  '6': 'fifo',
+  S: 'sparse',
+}
+
+function parsePax(data: Buffer): Map<string, string> {
+  const out = new Map<string, string>()
+  let pos = 0
+  while (pos < data.length) {
+    const sp = data.indexOf(0x20, pos)
+    if (sp < 0) break
+    const len = Number(data.toString('latin1', pos, sp))
+    if (!Number.isSafeInteger(len) || len <= 0 || pos + len > data.length) throw new TarFormatError('a pax header record is malformed')
+    const rec = data.toString('utf8', sp + 1, pos + len - 1)
+    const eq = rec.indexOf('=')
+    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1))
+    pos += len
+  }
+  return out
+}
+
+/**
+ * Reads `source` (a decompressed tar stream), calling `decide` for every
+ * member. Resolves with 'end' (end-of-archive block or clean end of stream) or
+ * 'stopped' (the caller asked to stop). TarFormatError for anything malformed
+ * or truncated.
+ */
+export async function readTar(
+  source: AsyncIterable<Buffer>,
+  decide: (h: TarHeader) => Promise<Decision> | Decision,
+  /** asked after each taken member: true ends reading there */
+  done: () => boolean = () => false,
+): Promise<'end' | 'stopped'> {
+  const r = new ByteReader(source[Symbol.asyncIterator]())
+  let first = true
+  let longName: string | undefined
+  let longLink: string | undefined
+  let pax = new Map<string, string>()
+  let globalPax = new Map<string, string>()
+  for (;;) {
+    const { data: block, partial } = await r.read(BLOCK)
+    if (!block) {
+      if (partial === 0 && !first) return 'end'
+      throw new TarFormatError(first && partial === 0 ? 'it is empty' : `it ends inside a header (${partial} of ${BLOCK} bytes)`, first)
+    }
+    if (block.every(b => b === 0)) {
+      if (first) throw new TarFormatError('it starts with an empty block', true)
+      return 'end'
+    }
+    if (!checksumOk(block)) {
+      throw new TarFormatError(first ? 'its first block is not a tar header' : 'a header has a bad checksum', first)
+    }
+    first = false
+    const flag = String.fromCharCode(block[156])
+    const size = octal(block, 124, 12)
+    if (!Number.isSafeInteger(size) || size < 0) throw new TarFormatError('a header has a bad size field')
+    const padded = Math.ceil(size / BLOCK) * BLOCK
+
+    if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+      if (size > MAX_META) throw new TarFormatError(`a metadata record of ${size} bytes is larger than any honest archive needs`)
+      const { data } = await r.read(padded)
+      if (!data) throw new TarFormatError('it ends inside a metadata record')
+      const body = data.subarray(0, size)
+      if (flag === 'x') pax = new Map([...globalPax, ...parsePax(body)])
+      else if (flag === 'g') globalPax = new Map([...globalPax, ...parsePax(body)])
+      else if (flag === 'L') longName = cstring(body, 0, body.length)
+      else longLink = cstring(body, 0, body.length)
+      continue
+    }
+
+    const ustar = block.toString('latin1', 257, 263) === 'ustar\0'
+    const prefix = ustar ? cstring(block, 345, 155) : ''
+    let name = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${cstring(block, 0, 100)}` : cstring(block, 0, 100))
+    const linkname = pax.get('linkpath') ?? longLink ?? cstring(block, 157, 100)
+    let type: TarType = TYPES[flag] ?? 'other'
+    let dataSize = size
+    if (pax.has('size')) {
+      dataSize = Number(pax.get('size'))
+      if (!Number.isSafeInteger(dataSize) || dataSize < 0) throw new TarFormatError('a pax size record is malformed')
+    }
+    let fullSize = dataSize
+    // GNU sparse in pax form (0.x and 1.0): the real size is in the records.
+    const sparseSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size')
+    if (sparseSize !== undefined) {
+      type = 'sparse'
+      fullSize = Number(sparseSize)
+      name = pax.get('GNU.sparse.name') ?? name
+    }
+    if (flag === 'S') {
+      fullSize = octal(block, 483, 12)
+      // Extension blocks listing more holes come before the data.
+      let extended = block[482] !== 0
+      while (extended) {
+        const { data } = await r.read(BLOCK)
+        if (!data) throw new TarFormatError('it ends inside a sparse map')
+        extended = data[504] !== 0
+      }
+    }
+    if (!Number.isFinite(fullSize) || fullSize < dataSize) fullSize = Number.MAX_SAFE_INTEGER
+    pax = new Map()
+    longName = longLink = undefined
+
+    const header: TarHeader = { name, type, size: dataSize, fullSize, linkname: linkname || undefined }
+    const decision = await decide(header)
+    if (decision === 'stop') return 'stopped'
+    const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK
+    if (decision === 'skip') {
+      const got = await r.pass(dataPadded)
+      if (got < dataPadded) throw new TarFormatError(`it ends inside ${name} (${Math.min(got, dataSize)} of ${dataSize} bytes)`)
+      continue
+    }
+    const got = await r.pass(dataSize, chunk => decision.write(chunk))
+    if (got < dataSize) throw new TarFormatError(`it ends inside ${name} (${got} of ${dataSize} bytes)`)
+    await decision.end()
+    const pad = dataPadded - dataSize
+    if (pad && (await r.pass(pad)) < pad) throw new TarFormatError(`it ends after ${name}`)
+    if (done()) return 'stopped'
+  }
+}
