@@ -47,8 +47,10 @@ export async function saveEntry(pending: PendingSave, log: Log): Promise<void> {
     return
   }
   try {
-    await cache.saveCache([pending.dir], pending.key)
-    log.info(`Saved emulators to the Actions cache (${pending.key})`)
+    // -1: the service kept nothing (the key exists already, or it refused); @actions/cache says why at info level.
+    const id = await cache.saveCache([pending.dir], pending.key)
+    if (id === -1) log.info(`The Actions cache did not store the emulators under ${pending.key} (see above); the next job downloads them`)
+    else log.info(`Saved emulators to the Actions cache (${pending.key})`)
   } catch (e) {
     log.warning(`Actions cache save failed (the emulators are still used): ${errorMessage(e)}`)
   }
