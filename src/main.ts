@@ -176,7 +176,14 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, wante
     const job = currentJob()
     const records = new UsageRecords(tableOf(reader.root))
     const inUse = (name: string): boolean => {
-      const users = records.users(name, job)
+      let users
+      try {
+        users = records.users(name, job)
+      } catch (e) {
+        // Records that cannot be trusted could hide a live job: keep what it might use.
+        core.info(`reset: keeping ${name}: which jobs use it cannot be told (${errorMessage(e)})`)
+        return true
+      }
       if (users.length) core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
       return users.length > 0
     }
