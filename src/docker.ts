@@ -240,13 +240,19 @@ function removeOnSignal(id: string): () => void {
  * `docker start -a`, and always `docker rm -f`. Nothing is bind-mounted, so the
  * daemon need not share the runner's file system.
  */
-async function runContainer(docker: Docker, createArgs: readonly string[], archive: Buffer | undefined): Promise<RunResult> {
+async function runContainer(
+  docker: Docker,
+  createArgs: readonly string[],
+  archive: Buffer | undefined,
+  /** false for a container that changes binfmt_misc: killed halfway (say, a rollback on the runner's second signal) it would leave unverified entries */
+  removeOnCancel = true,
+): Promise<RunResult> {
   const created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', ...createArgs], {
     timeoutMs: ANSWER_MS,
   })
   if (created.code !== 0) throw new Error(`docker create ${failure(created, ANSWER_MS)}`)
   const id = lastLine(created.stdout)
-  const off = removeOnSignal(id)
+  const off = removeOnCancel ? removeOnSignal(id) : () => undefined
   try {
     if (archive) {
       const cp = await docker.run(['cp', '-', `${id}:/`], { input: archive, timeoutMs: CONTAINER_MS })
@@ -375,6 +381,8 @@ export class DockerWriter implements KernelWriter {
       this.docker,
       ['--privileged', this.image, 'sh', '-c', REGISTER_SCRIPT, 'sh', ...args],
       files.size ? tarArchive([...files.values()]) : undefined,
+      // Kernel writes are short and always finish, so that a cancelled run's rollback completes.
+      ops.length === 0,
     )
     const table = parseTable(r.stdout)
     if (table) this.view.update(table)

@@ -51,6 +51,29 @@ export function describeHolder(h: LockHolder | undefined): string {
   return `pid ${h.pid} (user ${h.user}${h.job ? `, ${h.job}` : ''}, since ${h.since})`
 }
 
+/** A field of the holder's answer as one printable line: any local user can bind the name and answer anything. */
+function field(v: unknown, max: number): string | undefined {
+  if (typeof v !== 'string') return undefined
+  const s = v.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').trim()
+  return s ? s.slice(0, max) : undefined
+}
+
+/** The holder's answer, checked; undefined when it is not one. */
+export function parseHolder(text: string): LockHolder | undefined {
+  let h: Record<string, unknown>
+  try {
+    h = JSON.parse(text) as Record<string, unknown>
+  } catch {
+    return undefined
+  }
+  if (typeof h !== 'object' || h === null || !Number.isSafeInteger(h.pid) || (h.pid as number) <= 0) return undefined
+  const user = field(h.user, 64)
+  const since = field(h.since, 40)
+  if (!user || !since) return undefined
+  const job = field(h.job, 200)
+  return { pid: h.pid as number, user, ...(job ? { job } : {}), since }
+}
+
 /** Asks the holder who it is; undefined when it does not answer in time. */
 function askHolder(name: string): Promise<LockHolder | undefined> {
   return new Promise(resolve => {
@@ -60,40 +83,46 @@ function askHolder(name: string): Promise<LockHolder | undefined> {
       socket.destroy()
       resolve(h)
     }
-    socket.setTimeout(1000, () => done())
+    // A whole-answer deadline, not an idle one: a holder that trickles bytes must not stall the wait.
+    const timer = setTimeout(() => done(), 1000)
+    socket.on('close', () => clearTimeout(timer))
     socket.on('data', d => {
       data += d.toString()
       if (data.length > 4096) done()
     })
-    socket.on('end', () => {
-      try {
-        const h = JSON.parse(data) as LockHolder
-        done(typeof h.pid === 'number' && typeof h.user === 'string' ? h : undefined)
-      } catch {
-        done()
-      }
-    })
+    socket.on('end', () => done(parseHolder(data)))
     socket.on('error', () => done())
   })
 }
 
-function tryBind(name: string, holder: LockHolder): Promise<net.Server | undefined> {
+interface Bound {
+  readonly server: net.Server
+  /** connections still open: release() ends them, whoever keeps them open */
+  readonly sockets: Set<net.Socket>
+}
+
+function tryBind(name: string, holder: LockHolder): Promise<Bound | undefined> {
   return new Promise((resolve, reject) => {
+    const sockets = new Set<net.Socket>()
     const server = net.createServer(socket => {
+      sockets.add(socket)
+      socket.on('close', () => sockets.delete(socket))
       socket.on('error', () => undefined)
-      socket.end(JSON.stringify(holder))
+      // A client that never closes its side must not keep this connection open.
+      socket.end(JSON.stringify(holder), () => socket.destroy())
+      socket.unref()
     })
     server.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' ? resolve(undefined) : reject(e)))
     server.listen({ path: name }, () => {
       // A lock must never keep the process alive by itself.
       server.unref()
-      resolve(server)
+      resolve({ server, sockets })
     })
   })
 }
 
 export class HostLock {
-  private constructor(private readonly server: net.Server) {}
+  private constructor(private readonly bound: Bound) {}
 
   /** Waits for the lock; throws an ActionError naming the holder after `timeoutMs`, CancelledError when cancelled. */
   static async acquire(opts: LockOptions): Promise<HostLock> {
@@ -103,8 +132,8 @@ export class HostLock {
     let told = false
     for (;;) {
       if (opts.cancel?.aborted) throw new CancelledError()
-      const server = await tryBind(name, holder)
-      if (server) return new HostLock(server)
+      const bound = await tryBind(name, holder)
+      if (bound) return new HostLock(bound)
       const other = await askHolder(name)
       if (Date.now() >= deadline) {
         throw new ActionError(
@@ -120,8 +149,13 @@ export class HostLock {
     }
   }
 
+  /** Frees the name at once; answers still being sent to waiting runs are cut off. */
   release(): Promise<void> {
-    return new Promise(resolve => this.server.close(() => resolve()))
+    return new Promise(resolve => {
+      this.bound.server.close(() => resolve())
+      // close() waits for open connections: end them, whoever holds them open.
+      for (const s of this.bound.sockets) s.destroy()
+    })
   }
 }
 

@@ -173,7 +173,14 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, wante
     const job = currentJob()
     const records = new UsageRecords(tableOf(reader.root))
     const inUse = (name: string): boolean => {
-      const users = records.users(name, job)
+      let users
+      try {
+        users = records.users(name, job)
+      } catch (e) {
+        // Records that cannot be trusted could hide a live job: keep what it might use.
+        core.info(`reset: keeping ${name}: which jobs use it cannot be told (${errorMessage(e)})`)
+        return true
+      }
       if (users.length) core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
       return users.length > 0
     }
@@ -204,12 +211,15 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, wante
   }
 }
 
-/** Staging entries whose run died (SIGKILL) before it could remove them; only their owner would, and it is gone. */
+/**
+ * Staging entries whose run died (SIGKILL) before it could remove them; only their owner would, and it is gone.
+ * One under our own pid is a dead run's too (pids repeat, in containers every time): this run has staged nothing yet.
+ */
 async function removeAbandonedStaging(writer: KernelWriter, reader: BinfmtReader): Promise<void> {
   if (!reader.mounted()) return
   const abandoned = reader.names().filter(n => {
     const pid = stagedBy(n)
-    return pid !== undefined && pid !== process.pid && !fs.existsSync(`/proc/${pid}`)
+    return pid !== undefined && (pid === process.pid || !fs.existsSync(`/proc/${pid}`))
   })
   if (!abandoned.length) return
   core.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)

@@ -100,7 +100,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
       await writer.apply(ops)
       core.info(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`)
     }
-    if (state.job) records.remove(state.job)
+    if (state.job && !problem) records.remove(state.job)
   } finally {
     await lock.release()
   }

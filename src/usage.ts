@@ -158,8 +158,16 @@ export class UsageRecords {
     }
   }
 
-  /** The live jobs other than `self` that use `entry`; dead jobs' records are dropped on the way (when ours to drop). */
+  /**
+   * The live jobs other than `self` that use `entry`; dead jobs' records are
+   * dropped on the way (when ours to drop). Throws when the directory is not safe
+   * (a symlink, another user's): its records could hide a live job, and deleting
+   * in it as root would delete wherever it points.
+   */
   users(entry: string, self?: JobId): JobId[] {
+    const problem = unsafeDir(this.dir)
+    if (problem === 'missing') return []
+    if (problem) throw new Error(problem)
     let names: string[]
     try {
       names = fs.readdirSync(this.dir)
