@@ -7,7 +7,7 @@ import { CACHE_STATE, parsePending, saveEntry } from './fetch/actions-cache'
 import { KernelOp, directAccess } from './kernel'
 import { HostLock } from './lock'
 import { ChildProcessRunner } from './process'
-import { stagingName } from './register'
+import { isQemuEntry, stagingName } from './register'
 import { STATE_UNINSTALL, UninstallState } from './state'
 import { UsageRecords, tableOf } from './usage'
 
@@ -33,7 +33,8 @@ export async function post(): Promise<void> {
     core.debug('post: no builder to clean up')
   }
   const uninstall = core.getState(STATE_UNINSTALL)
-  if (uninstall) {
+  // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
+  if (uninstall && core.getInput('uninstall').trim().toLowerCase() === 'true') {
     try {
       await uninstallEntries(JSON.parse(uninstall) as UninstallState)
     } catch (e) {
@@ -59,6 +60,11 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   try {
     const problem = records.problem()
     for (const { spec, previous } of state.entries) {
+      // Only ever qemu-* entries, and an entry is only ever put back under its own name.
+      if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
+        core.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`)
+        continue
+      }
       const users = problem ? [] : records.users(spec.name, state.job)
       if (problem) {
         core.info(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`)

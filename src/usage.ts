@@ -80,21 +80,39 @@ export function currentJob(self: number = process.pid): JobId | undefined {
   return job && start ? { pid: job, start } : undefined
 }
 
-/** Why the records cannot be trusted here, or undefined when they can. */
-function unsafeDir(dir: string): string | undefined {
+const myUid = (): number => process.getuid?.() ?? -1
+
+/**
+ * Why the shared top directory cannot be used, or undefined (also when it is
+ * missing). Root takes over one another user made first: the records area is
+ * this tool's, and its owner could otherwise rename what is in it.
+ */
+function topProblem(dir: string): string | undefined {
   let st: fs.Stats
   try {
     st = fs.lstatSync(dir)
   } catch {
-    return 'missing'
+    return undefined
   }
-  if (!st.isDirectory()) return `${dir} is not a directory`
-  const uid = process.getuid?.() ?? -1
-  if (st.uid !== 0 && st.uid !== uid) return `${dir} belongs to another user (uid ${st.uid})`
-  if ((st.mode & 0o1000) === 0 && st.uid !== uid) return `${dir} has no sticky bit`
-  return undefined
+  return st.isDirectory() ? undefined : `${dir} is not a directory`
 }
 
+/** A user's own record directory is trusted only as a real directory owned by that user and writable by nobody else. */
+function trustedUserDir(dir: string, uid: number): boolean {
+  try {
+    const st = fs.lstatSync(dir)
+    return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Records live in one directory per user under a shared top directory
+ * (`<top>/<uid>/<pid>-<start>.json`): each user writes only its own, readers
+ * read every directory whose owner is the uid it is named after, and a record
+ * is deleted only by its own user, never through another user's directory.
+ */
 export class UsageRecords {
   /** `table`: the binfmt_misc instance the names belong to (tableOf) */
   constructor(
@@ -106,44 +124,57 @@ export class UsageRecords {
     return `${this.table}/${entry}`
   }
 
-  /** Why the records cannot be used (then uninstall keeps everything), or undefined. */
-  problem(): string | undefined {
-    const p = unsafeDir(this.dir)
-    return p === 'missing' ? undefined : p
+  private get own(): string {
+    return path.join(this.dir, String(myUid()))
   }
 
-  private ensureDir(): void {
-    if (unsafeDir(this.dir) !== 'missing') return
+  /** Why the records cannot be used (then uninstall and reset keep everything), or undefined. */
+  problem(): string | undefined {
+    return topProblem(this.dir)
+  }
+
+  private ensureDirs(): void {
+    const problem = topProblem(this.dir)
+    if (problem) throw new Error(problem)
     try {
       fs.mkdirSync(this.dir, { mode: 0o1777 })
-      // umask trims the mode mkdir gets: every runner user must be able to add its record.
+      // umask trims the mode mkdir gets: every runner user must be able to add its own directory.
       fs.chmodSync(this.dir, 0o1777)
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
     }
+    const top = fs.lstatSync(this.dir)
+    if (myUid() === 0 && top.uid !== 0) {
+      fs.chownSync(this.dir, 0, 0)
+      fs.chmodSync(this.dir, 0o1777)
+    }
+    try {
+      fs.mkdirSync(this.own, { mode: 0o755 })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    }
+    if (!trustedUserDir(this.own, myUid())) throw new Error(`${this.own} is not a directory of this user's that only it can write`)
   }
 
   private file(job: JobId): string {
-    return path.join(this.dir, `${job.pid}-${job.start}.json`)
+    return path.join(this.own, `${job.pid}-${job.start}.json`)
   }
 
-  /** Adds `entries` to the job's record. Throws when the directory is not safe to write. */
+  /** Adds `entries` to the job's record. Throws when the directories are not safe to write. */
   add(job: JobId, entries: readonly string[]): void {
-    this.ensureDir()
-    const problem = unsafeDir(this.dir)
-    if (problem) throw new Error(problem)
+    this.ensureDirs()
     const mine = this.read(this.file(job))
     const all = [...new Set([...(mine?.entries ?? []), ...entries.map(e => this.key(e))])].sort()
     const record: UsageRecord = { pid: job.pid, start: job.start, entries: all }
     // Written aside and renamed: a reader never sees half a record, and nothing at the final name is followed.
-    const tmp = path.join(this.dir, `.${job.pid}-${randomBytes(6).toString('hex')}`)
+    const tmp = path.join(this.own, `.${job.pid}-${randomBytes(6).toString('hex')}`)
     fs.writeFileSync(tmp, JSON.stringify(record), { flag: 'wx', mode: 0o644 })
     fs.renameSync(tmp, this.file(job))
   }
 
-  /** Forgets the job's record (its post step is done with it). */
+  /** Forgets the job's record (its post step is done with it); only ever in this user's own directory. */
   remove(job: JobId): void {
-    fs.rmSync(this.file(job), { force: true })
+    if (trustedUserDir(this.own, myUid())) fs.rmSync(this.file(job), { force: true })
   }
 
   private read(file: string): UsageRecord | undefined {
@@ -159,36 +190,39 @@ export class UsageRecords {
   }
 
   /**
-   * The live jobs other than `self` that use `entry`; dead jobs' records are
-   * dropped on the way (when ours to drop). Throws when the directory is not safe
-   * (a symlink, another user's): its records could hide a live job, and deleting
-   * in it as root would delete wherever it points.
+   * The live jobs other than `self` that use `entry`. Dead jobs' records count
+   * for nothing; this user's own are dropped on the way. Throws when the top
+   * directory is not safe (a symlink): its records could hide a live job.
    */
   users(entry: string, self?: JobId): JobId[] {
-    const problem = unsafeDir(this.dir)
-    if (problem === 'missing') return []
+    const problem = topProblem(this.dir)
     if (problem) throw new Error(problem)
-    let names: string[]
+    let users: string[]
     try {
-      names = fs.readdirSync(this.dir)
+      users = fs.readdirSync(this.dir).filter(n => /^\d+$/.test(n))
     } catch {
       return []
     }
     const out: JobId[] = []
-    for (const n of names) {
-      if (!n.endsWith('.json')) continue
-      const r = this.read(path.join(this.dir, n))
-      if (!r) continue
-      if (!alive(r)) {
-        try {
-          fs.rmSync(path.join(this.dir, n), { force: true })
-        } catch {
-          // another user's record, in a sticky directory: it counts for nothing all the same
-        }
+    for (const uid of users) {
+      const dir = path.join(this.dir, uid)
+      if (!trustedUserDir(dir, Number(uid))) continue
+      let names: string[]
+      try {
+        names = fs.readdirSync(dir).filter(n => n.endsWith('.json')).slice(0, 10000)
+      } catch {
         continue
       }
-      if (self && r.pid === self.pid && r.start === self.start) continue
-      if (r.entries.includes(this.key(entry))) out.push({ pid: r.pid, start: r.start })
+      for (const n of names) {
+        const r = this.read(path.join(dir, n))
+        if (!r) continue
+        if (!alive(r)) {
+          if (Number(uid) === myUid()) fs.rmSync(path.join(dir, n), { force: true })
+          continue
+        }
+        if (self && r.pid === self.pid && r.start === self.start) continue
+        if (r.entries.includes(this.key(entry))) out.push({ pid: r.pid, start: r.start })
+      }
     }
     return out
   }

@@ -31,14 +31,25 @@ test('the records directory is a symlink to another directory: nothing there is 
   }
 })
 
-test('a directory another user owns: its records are not read (they could hide a live job)', () => {
+test('records in a directory not owned by the uid it is named after are not read (they could hide a live job or lie)', () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'usage-'))
   try {
     const dir = path.join(base, 'jobs')
-    fs.mkdirSync(dir, { mode: 0o1777 })
-    fs.chownSync(dir, 65534, 65534)
     const records = new UsageRecords('1', dir)
-    expect(() => records.users('qemu-aarch64')).toThrow(/another user/)
+    const start = fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19]
+    const live = { pid: process.pid, start, entries: ['1/qemu-aarch64'] }
+    // uid 4242's directory, but made (and owned) by someone else.
+    fs.mkdirSync(path.join(dir, '4242'), { recursive: true })
+    fs.chownSync(path.join(dir, '4242'), 65534, 65534)
+    fs.writeFileSync(path.join(dir, '4242', `${process.pid}-${start}.json`), JSON.stringify(live))
+    expect(records.users('qemu-aarch64')).toEqual([])
+    // The same record in a directory its user owns counts.
+    fs.chownSync(path.join(dir, '4242'), 4242, 4242)
+    expect(records.users('qemu-aarch64')).toEqual([{ pid: process.pid, start }])
+    // And a record another user's directory holds for a dead job is left there, not deleted by root.
+    fs.writeFileSync(path.join(dir, '4242', `${dead.pid}-1.json`), JSON.stringify(dead))
+    records.users('qemu-aarch64')
+    expect(fs.existsSync(path.join(dir, '4242', `${dead.pid}-1.json`))).toBe(true)
   } finally {
     fs.rmSync(base, { recursive: true, force: true })
   }
@@ -51,20 +62,16 @@ test('a safe directory: dead records are dropped, live ones reported', () => {
     const records = new UsageRecords('1', dir)
     const start = fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19]
     records.add({ pid: process.pid, start }, ['qemu-aarch64'])
-    fs.writeFileSync(path.join(dir, `${dead.pid}-1.json`), JSON.stringify(dead))
+    fs.writeFileSync(path.join(dir, '0', `${dead.pid}-1.json`), JSON.stringify(dead))
     expect(records.users('qemu-aarch64')).toEqual([{ pid: process.pid, start }])
-    expect(fs.existsSync(path.join(dir, `${dead.pid}-1.json`))).toBe(false)
+    expect(fs.existsSync(path.join(dir, '0', `${dead.pid}-1.json`))).toBe(false)
   } finally {
     fs.rmSync(base, { recursive: true, force: true })
   }
 })
 
-// Known defect, not fixed here: whoever creates the directory first owns it. A
-// sudo or docker-group runner user that runs first makes every root job's
-// records unwritable (and so every root job's uninstall keeps everything) until
-// /tmp is cleaned. Suggested fix: one directory per uid (each user writes only
-// its own, readers read all), or create it as root through sudo.
-test.failing('a records directory a sudo runner user created first: a root job can still record what it uses', () => {
+// Whoever creates the top directory first owns it: a root job must still be able to record what it uses.
+test('a records directory a sudo runner user created first: a root job takes it over and records what it uses', () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), 'usage-'))
   try {
     const dir = path.join(base, 'jobs')
@@ -75,6 +82,9 @@ test.failing('a records directory a sudo runner user created first: a root job c
     const start = fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8').split(') ')[1].split(' ')[19]
     records.add({ pid: process.pid, start }, ['qemu-aarch64'])
     expect(records.problem()).toBeUndefined()
+    expect(fs.statSync(dir).uid).toBe(0)
+    expect(fs.statSync(dir).mode & 0o7777).toBe(0o1777)
+    expect(records.users('qemu-aarch64')).toEqual([{ pid: process.pid, start }])
   } finally {
     fs.rmSync(base, { recursive: true, force: true })
   }
