@@ -191,6 +191,26 @@ test('entries made through a container survive a failed direct run that would ha
   })
 })
 
+test('uninstall: true on the Docker path: the post step removes the entries through a container', async () => {
+  await withKernel(async () => {
+    const before = myRaw()
+    // As root with install-mode docker: the runs of this file are one job (this process), so its own earlier records do not count.
+    const inputs = { ...INPUTS, buildx: 'false', uninstall: 'true', 'install-mode': 'docker' }
+    const main = await runAction(inputs)
+    expectSuccess(main)
+    expect(main.outputs.method).toBe('docker')
+    expectDockerEntries()
+    const post = await runAction(inputs, { phase: 'post', state: main.stateFile, debug: true })
+    expect(post.code).toBe(0)
+    expect(post.annotations).toEqual([])
+    expect(post.stdout).toMatch(/^uninstall: removed qemu-ppc64le$/m)
+    expect(post.stdout).toMatch(/^uninstall: removed qemu-s390x$/m)
+    expect(post.stdout).toMatch(/::debug::docker create .*--privileged/)
+    expect(myRaw()).toEqual(before)
+    expect(leftContainers()).toEqual([])
+  })
+})
+
 describe('failures: one message listing each path tried, nothing registered, no container', () => {
   const direct = /direct: not root, and sudo -n: .*password/
 
