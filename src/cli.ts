@@ -140,7 +140,20 @@ function plainLog(parsed: Parsed): () => void {
   const out = parsed.json ? err : write
   const unescape = (s: string): string => s.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%3A/g, ':').replace(/%2C/g, ',').replace(/%25/g, '%')
   let pending = ''
+  // On a terminal, download progress lines become one bar redrawn in place.
+  const tty = !parsed.json && !parsed.quiet && process.stdout.isTTY === true
+  let bar = false
   const line = (l: string): void => {
+    const progress = tty ? progressBar(l) : undefined
+    if (progress) {
+      out(`\r${progress}`)
+      bar = true
+      return
+    }
+    if (bar) {
+      out('\n')
+      bar = false
+    }
     const m = /^::(\w[\w-]*)(?: [^:]*)?::(.*)$/.exec(l)
     if (!m) {
       if (!parsed.quiet) out(`${l}\n`)
@@ -166,6 +179,18 @@ function plainLog(parsed: Parsed): () => void {
     if (pending) line(pending)
     process.stdout.write = write
   }
+}
+
+/** A download progress line (see fetch/download.ts progressLine) as a terminal bar, or undefined for any other line. */
+export function progressBar(line: string, width = 30): string | undefined {
+  const m = /^Downloading (\S+): ([\d.]+) of ([\d.]+|\?) MB$/.exec(line)
+  if (!m) return undefined
+  const [, url, done, total] = m
+  const name = url.slice(url.lastIndexOf('/') + 1)
+  if (total === '?') return `${name} ${done} MB`
+  const share = Math.min(1, Number(done) / Number(total))
+  const filled = Math.round(share * width)
+  return `${name} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${Math.round(share * 100)}% ${done}/${total} MB`
 }
 
 function cacheHome(): string {

@@ -3,6 +3,8 @@
 // an unprivileged user with no way in, and the Docker path for a docker-group user.
 import { spawn } from 'child_process'
 import * as fs from 'fs'
+import * as http from 'http'
+import { AddressInfo } from 'net'
 import * as path from 'path'
 import { ACTION_NODE, REPO_ROOT } from '../support/action'
 import { readEntry } from '../support/binfmt'
@@ -183,4 +185,55 @@ test('a user in the docker group without sudo: the Docker path registers with F,
     // The log went to stderr: stdout is the one JSON document.
     expect(r.stderr).toMatch(/through a privileged container/)
   })
+})
+
+/** Serves `file` slowly (about 3 s), so that the download reports progress. */
+function slowServer(file: string): Promise<{ url: string; close: () => void }> {
+  const data = fs.readFileSync(file)
+  return new Promise(resolve => {
+    const server = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(data.length) })
+      const step = Math.ceil(data.length / 60)
+      let at = 0
+      const t = setInterval(() => {
+        res.write(data.subarray(at, at + step))
+        at += step
+        if (at >= data.length) {
+          clearInterval(t)
+          res.end()
+        }
+      }, 50)
+      res.on('close', () => clearInterval(t))
+    })
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      resolve({ url: `http://127.0.0.1:${port}/slow.tar.gz`, close: () => server.close() })
+    })
+  })
+}
+
+test('a slow download: a progress bar drawn in place on a terminal, plain progress lines otherwise', async () => {
+  const server = await slowServer(fx.archives.tarGz)
+  try {
+    await withKernel(async () => {
+      const plain = await cli(['--platforms', 'linux/arm64', '--qemu-url', server.url])
+      expectExit(plain, 0)
+      expect(plain.stdout).toMatch(/^Downloading http:\/\/127\.0\.0\.1:\d+\/slow\.tar\.gz: [\d.]+ of [\d.]+ MB$/m)
+      expect(plain.stdout).not.toContain('\r')
+      // `script` gives the command a terminal.
+      const cache = freshDir('xdg')
+      const command = [ACTION_NODE, CLI, '--platforms', 'linux/arm64', '--qemu-url', server.url].map(a => `'${a}'`).join(' ')
+      const tty = await new Promise<CliResult>(resolve => {
+        const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, XDG_CACHE_HOME: cache }, stdio: ['ignore', 'pipe', 'pipe'] })
+        let stdout = ''
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+        child.on('close', code => resolve({ code, stdout, stderr: '' }))
+      })
+      expectExit(tty, 0)
+      expect(tty.stdout).toMatch(/\rslow\.tar\.gz \[#*-*\] \d+% [\d.]+\/[\d.]+ MB/)
+      expect(tty.stdout).not.toMatch(/^Downloading .*: [\d.]+ of/m)
+    })
+  } finally {
+    server.close()
+  }
 })

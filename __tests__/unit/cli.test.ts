@@ -1,4 +1,5 @@
-import { parseArgs } from '../../src/cli'
+import { parseArgs, progressBar } from '../../src/cli'
+import { progressLine } from '../../src/fetch/download'
 
 describe('setup-qemu-binfmt command line', () => {
   test('install is the default; flags become the action inputs, repeatable ones joined by lines', () => {
@@ -34,5 +35,16 @@ describe('setup-qemu-binfmt command line', () => {
     [['install', 'extra'], /^unexpected argument 'extra'/],
   ])('%j is a usage error: %s', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(message)
+  })
+})
+
+describe('download progress on a terminal', () => {
+  test('a progress line becomes a bar; other lines are not progress', () => {
+    expect(progressBar('Downloading https://example.com/x/qemu_v10.2.3_linux-amd64.tar.gz: 44.0 of 88.0 MB', 10)).toBe(
+      'qemu_v10.2.3_linux-amd64.tar.gz [#####-----] 50% 44.0/88.0 MB',
+    )
+    expect(progressBar('Downloading https://example.com/qemu-aarch64: 3.5 of ? MB')).toBe('qemu-aarch64 3.5 MB')
+    expect(progressBar('Downloading https://example.com/x.tar.gz')).toBeUndefined()
+    expect(progressBar(progressLine('http://h/a.tar.gz', 1048576, 4 * 1048576), 4)).toBe('a.tar.gz [#---] 25% 1.0/4.0 MB')
   })
 })

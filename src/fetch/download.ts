@@ -35,6 +35,15 @@ export interface Downloaded {
 class Transient extends Error {}
 
 const MAX_REDIRECTS = 10
+/** A slow download says how far it got this often: a plain line in a log, a progress bar on a terminal (the command). */
+const PROGRESS_MS = 2000
+
+const mb = (n: number): string => (n / 1048576).toFixed(1)
+
+/** `Downloading <url>: 12.3 of 88.0 MB` (`?` when the server did not say the size). */
+export function progressLine(shown: string, size: number, declared: number): string {
+  return `Downloading ${shown}: ${mb(size)} of ${Number.isFinite(declared) ? mb(declared) : '?'} MB`
+}
 
 /**
  * Downloads `location` (http or https, credentials in its userinfo sent as Basic
@@ -164,10 +173,15 @@ async function receive(res: http.IncomingMessage, url: URL, dest: string, opts: 
   )
   const onAbort = (): void => void res.destroy(opts.signal?.reason ?? new Error('aborted'))
   opts.signal?.addEventListener('abort', onAbort, { once: true })
+  let reported = Date.now()
   try {
     for await (const chunk of res as AsyncIterable<Buffer>) {
       size += chunk.length
       if (size > opts.maxBytes) throw tooBig()
+      if (Date.now() - reported >= PROGRESS_MS) {
+        reported = Date.now()
+        opts.log.info(progressLine(shown, size, declared))
+      }
       hash.update(chunk)
       await file.write(chunk).catch(e => {
         throw diskError(e, dest)
