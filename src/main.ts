@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import { setMaxListeners } from 'events'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
@@ -38,6 +39,8 @@ export async function run(): Promise<void> {
     }
   }
   const cancel = new AbortController()
+  // Every child of the run listens for it (dozens of probes at once with platforms: all).
+  setMaxListeners(0, cancel.signal)
   let tempDir: string | undefined
   const stopWatching = watchCancellation(cancel, () => tempDir)
   // Downloads, probes and the builder stop on cancellation; kernel writes are short and always finish, so that the rollback can run.
@@ -52,16 +55,18 @@ export async function run(): Promise<void> {
     const pins = pinning(inputs, host.arch)
     defaultRunnerDirs()
     const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
-    await checkTempExecutable(host, temp, runner)
-    await requireBuildx(inputs.builder.mode, runner)
+    await time('preflight', async () => {
+      await checkTempExecutable(host, temp, runner)
+      await requireBuildx(inputs.builder.mode, runner)
+    })
 
-    const writer = await core.group('Access to binfmt_misc', () => chooseWriter(inputs, kernelRunner))
+    const writer = await time('access', () => core.group('Access to binfmt_misc', () => chooseWriter(inputs, kernelRunner)))
     // A runner that cannot see the table the daemon's containers change reads it as they saw it.
     const hidden = writer instanceof DockerWriter && writer.hidden ? writer : undefined
     const reader: BinfmtReader = hidden ? hidden.view : new BinfmtReader()
     if (!hidden) checkBinfmtEnabled(reader)
 
-    const native = await core.group('Native platforms', () => detectNative(host, reader, temp, runner, core.info))
+    const native = await time('native', () => core.group('Native platforms', () => detectNative(host, reader, temp, runner, core.info)))
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
