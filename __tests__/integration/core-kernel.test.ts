@@ -24,21 +24,13 @@ import {
   startFixtures,
   withKernel,
 } from './core-helpers'
+import { fakeDir } from './stand-ins'
 
 let fx: CoreFixtures
 beforeAll(async () => {
   fx = await startFixtures()
 }, 120000)
 afterAll(() => closeFixtures(fx))
-
-/** qemu-arm-static that is a real static x86_64 QEMU, but for aarch64: it cannot run the arm probe. */
-function fakeDir(): string {
-  const dir = freshDir('fake-qemu')
-  fs.copyFileSync('/usr/bin/qemu-aarch64-static', path.join(dir, 'qemu-aarch64-static'))
-  fs.copyFileSync('/usr/bin/qemu-aarch64-static', path.join(dir, 'qemu-arm-static'))
-  for (const f of fs.readdirSync(dir)) fs.chmodSync(path.join(dir, f), 0o755)
-  return dir
-}
 
 const inputs = (platforms: string, extra: Record<string, string> = {}): Record<string, string> => ({
   platforms,

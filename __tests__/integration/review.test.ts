@@ -1,10 +1,10 @@
 // A hostile and unlucky pass over the shared-host machinery (issues 7 and 8):
 // pid namespaces, leftovers with our own pid.
-import { ChildProcess, execFileSync, spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 import { actionScript, runAction } from '../support/action'
 import { VERSION, closeFixtures, CoreFixtures, debianLine, expectRegistered, expectSuccess, freshDir, myRaw, registerMine, startFixtures, withKernel } from './core-helpers'
+import { hangingDir, killUnder, whenPrinted } from './stand-ins'
 
 let fx: CoreFixtures
 beforeAll(async () => {
@@ -37,28 +37,6 @@ test('a staging entry left by a killed run whose pid this run has again (pid nam
   })
 })
 
-/** The real qemu-aarch64-static, and a qemu-arm-static that hangs ignoring SIGTERM/SIGINT (so a signal lands mid-verification). */
-function hangingDir(): string {
-  const dir = freshDir('review-hang')
-  fs.copyFileSync('/usr/bin/qemu-aarch64-static', path.join(dir, 'qemu-aarch64-static'))
-  fs.writeFileSync(path.join(dir, 'h.c'), '#include <signal.h>\n#include <unistd.h>\nint main(void){signal(SIGTERM,SIG_IGN);signal(SIGINT,SIG_IGN);sleep(600);return 0;}\n')
-  execFileSync('gcc', ['-static', '-O2', '-o', path.join(dir, 'qemu-arm-static'), path.join(dir, 'h.c')])
-  for (const n of ['qemu-aarch64-static', 'qemu-arm-static']) fs.chmodSync(path.join(dir, n), 0o755)
-  return dir
-}
-
-function after(child: ChildProcess, pattern: RegExp, then: () => void): void {
-  let seen = ''
-  const on = (d: Buffer): void => {
-    seen += d.toString()
-    if (pattern.test(seen)) {
-      child.stdout?.off('data', on)
-      then()
-    }
-  }
-  child.stdout?.on('data', on)
-}
-
 test("Docker path: SIGINT during verification, then the runner's SIGTERM while the rollback container runs: nothing staged is left", async () => {
   const dir = hangingDir()
   try {
@@ -70,10 +48,10 @@ test("Docker path: SIGINT during verification, then the runner's SIGTERM while t
           debug: true,
           timeoutMs: 60000,
           onSpawn: child =>
-            after(child, /::group::Verify/, () =>
+            void whenPrinted(child, /::group::Verify/).then(() =>
               setTimeout(() => {
                 child.kill('SIGINT')
-                after(child, /::group::Rollback[\s\S]*docker start -a/, () => child.kill('SIGTERM'))
+                void whenPrinted(child, /::group::Rollback[\s\S]*docker start -a/).then(() => child.kill('SIGTERM'))
               }, 300),
             ),
         },
@@ -85,14 +63,6 @@ test("Docker path: SIGINT during verification, then the runner's SIGTERM while t
       expect(myRaw()).toEqual(before)
     })
   } finally {
-    // The stand-ins this test started, by pid.
-    const r = spawnSync('pgrep', ['-f', dir], { encoding: 'utf8' })
-    for (const pid of r.stdout.split('\n').filter(Boolean).map(Number)) {
-      try {
-        process.kill(pid, 'SIGKILL')
-      } catch {
-        // gone
-      }
-    }
+    killUnder(dir)
   }
 }, 120000)

@@ -4,7 +4,7 @@
 // whatever the run does; pins re-register; stuck emulators are killed as a
 // process group; a host-wide lock serializes runs; SIGINT/SIGTERM clean up;
 // `uninstall` undoes a step unless another live job uses its entries.
-import { ChildProcess, execFileSync, spawn, spawnSync } from 'child_process'
+import { execFileSync, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as http from 'http'
 import * as net from 'net'
@@ -31,6 +31,7 @@ import {
   transcript,
   withKernel,
 } from './core-helpers'
+import { fakeDir, hangingDir, killUnder, processesUnder, whenPrinted } from './stand-ins'
 
 // Held from jest's Node while the action runs under Node 24: the name must be the same for both.
 const LOCK = '\0setup-qemu-binfmt/binfmt_misc/'.padEnd(108, '.')
@@ -49,83 +50,7 @@ const inputs = (platforms: string, extra: Record<string, string> = {}): Record<s
   ...extra,
 })
 
-/** A static x86_64 program built from C for the test. */
-function buildStatic(dir: string, name: string, source: string): string {
-  const c = path.join(dir, `${name}.c`)
-  fs.writeFileSync(c, source)
-  const out = path.join(dir, name)
-  execFileSync('gcc', ['-static', '-O2', '-o', out, c])
-  fs.rmSync(c)
-  fs.chmodSync(out, 0o755)
-  return out
-}
-
-/**
- * qemu-aarch64-static is the real one; qemu-arm-static is a stand-in that hangs:
- * it ignores SIGTERM and SIGINT and leaves a child holding its output open.
- */
-function hangingDir(): string {
-  const dir = freshDir('hanging-qemu')
-  fs.copyFileSync('/usr/bin/qemu-aarch64-static', path.join(dir, 'qemu-aarch64-static'))
-  fs.chmodSync(path.join(dir, 'qemu-aarch64-static'), 0o755)
-  buildStatic(
-    dir,
-    'qemu-arm-static',
-    `#include <signal.h>
-#include <unistd.h>
-int main(void) {
-  signal(SIGTERM, SIG_IGN);
-  signal(SIGINT, SIG_IGN);
-  if (fork() == 0) { sleep(600); return 0; }
-  sleep(600);
-  return 0;
-}
-`,
-  )
-  return dir
-}
-
-/** qemu-arm-static that is a real static QEMU, but for aarch64: it cannot run the arm probe. */
-function fakeDir(): string {
-  const dir = freshDir('fake-qemu')
-  for (const n of ['qemu-aarch64-static', 'qemu-arm-static']) {
-    fs.copyFileSync('/usr/bin/qemu-aarch64-static', path.join(dir, n))
-    fs.chmodSync(path.join(dir, n), 0o755)
-  }
-  return dir
-}
-
-/** Processes whose command line mentions `dir` (the stand-in emulators of a test). */
-function processesUnder(dir: string): number[] {
-  const r = spawnSync('pgrep', ['-f', dir], { encoding: 'utf8' })
-  return r.stdout.split('\n').filter(Boolean).map(Number)
-}
-function killUnder(dir: string): void {
-  for (const pid of processesUnder(dir)) {
-    try {
-      process.kill(pid, 'SIGKILL')
-    } catch {
-      // gone
-    }
-  }
-}
-
 const staged = (): string[] => [...myRaw().keys()].filter(n => /\.staged-\d+$/.test(n))
-
-/** Resolves once the action's output contains `pattern`. */
-function whenPrinted(child: ChildProcess, pattern: RegExp): Promise<void> {
-  return new Promise(resolve => {
-    let seen = ''
-    const on = (d: Buffer): void => {
-      seen += d.toString()
-      if (pattern.test(seen)) {
-        child.stdout?.off('data', on)
-        resolve()
-      }
-    }
-    child.stdout?.on('data', on)
-  })
-}
 
 describe('a run that fails leaves every entry that existed before it working (issue 7.2)', () => {
   test('an entry whose interpreter file is gone from the host (made through a container, or deleted since) survives a failed run and still runs programs', async () => {
