@@ -17,7 +17,9 @@ import { detectNative } from './plan'
 import { readInputs } from './inputs'
 import { ChildProcessRunner } from './process'
 import { isQemuEntry, stagedBy } from './register'
-import { Target, dockerPlatforms, findTarget } from './targets'
+import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
+import { passFile } from './fetch/emulator-file'
+import { DEFAULT_LIMITS } from './fetch/limits'
 import { runProbe } from './verify'
 
 const VERSION = '1.0.0'
@@ -266,12 +268,12 @@ interface EntryStatus {
   detail: string
 }
 
-async function emulatorVersion(file: string, runner: ChildProcessRunner): Promise<string | null> {
+/** The QEMU version an emulator file carries (read from its bytes, never by running it), when the file is on this machine. */
+async function emulatorVersion(file: string, target: Target): Promise<string | null> {
   try {
     if (!fs.statSync(file).isFile()) return null
-    const r = await runner.run(file, ['--version'], { timeoutMs: 10000 })
-    const m = /version (\S+)/.exec(r.stdout)
-    return r.code === 0 && m ? m[1] : null
+    const f = await passFile(file, emulatorName(target), undefined, detectHost().arch, file, DEFAULT_LIMITS.emulator)
+    return /version (\S+)/.exec(f.reportedVersion ?? '')?.[1] ?? null
   } catch {
     return null
   }
@@ -292,7 +294,7 @@ async function entryStatuses(reader: BinfmtReader, dir: string, runner: ChildPro
         interpreter: e.interpreter,
         flags: e.flags,
         enabled: e.enabled,
-        qemuVersion: await emulatorVersion(e.interpreter, runner),
+        qemuVersion: target ? await emulatorVersion(e.interpreter, target) : null,
         verified: probe?.ok ?? false,
         detail: probe ? probe.detail : target ? 'disabled' : 'not a QEMU target this tool knows',
       }
