@@ -13,11 +13,11 @@ import { findTarget } from './targets'
 
 export type ArchiveFormat = 'elf' | 'tar' | 'tar.gz' | 'tar.xz' | 'tar.zst' | 'deb'
 
-export type TarFormat = 'tar' | 'tar.gz' | 'tar.xz' | 'tar.zst'
+type TarFormat = 'tar' | 'tar.gz' | 'tar.xz' | 'tar.zst'
 
-export const ACCEPTED = 'a static ELF binary, .tar, .tar.gz/.tgz, .tar.xz, .tar.zst or .deb'
+const ACCEPTED = 'a static ELF binary, .tar, .tar.gz/.tgz, .tar.xz, .tar.zst or .deb'
 
-export const COMPRESSION: Record<TarFormat, string> = { tar: 'not', 'tar.gz': 'gzip', 'tar.xz': 'xz', 'tar.zst': 'zstd' }
+const COMPRESSION: Record<TarFormat, string> = { tar: 'not', 'tar.gz': 'gzip', 'tar.xz': 'xz', 'tar.zst': 'zstd' }
 
 
 function startsWith(buf: Buffer, bytes: readonly number[], at = 0): boolean {
@@ -36,7 +36,7 @@ function looksLikeTar(buf: Buffer): boolean {
   return sum === parseInt(field, 8) && buf[0] !== 0
 }
 
-export function formatOf(head: Buffer): ArchiveFormat | undefined {
+function formatOf(head: Buffer): ArchiveFormat | undefined {
   if (startsWith(head, [0x7f, 0x45, 0x4c, 0x46])) return 'elf'
   if (startsWith(head, [0x1f, 0x8b])) return 'tar.gz'
   if (startsWith(head, [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])) return 'tar.xz'
@@ -95,7 +95,7 @@ export async function detectFormat(file: string, label: string = file): Promise<
 
 // ---- .deb (ar archive) ----------------------------------------------------
 
-export interface DataMember {
+interface DataMember {
   name: string
   offset: number
   size: number
@@ -103,7 +103,7 @@ export interface DataMember {
 }
 
 /** Finds data.tar.* in a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
-export async function findDebData(file: string, label: string): Promise<DataMember> {
+async function findDebData(file: string, label: string): Promise<DataMember> {
   const { size: fileSize } = await fs.stat(file)
   const truncated = (): ActionError =>
     new ActionError(
@@ -150,7 +150,7 @@ export async function findDebData(file: string, label: string): Promise<DataMemb
 
 // ---- one streaming pass: decompress, read tar, write the wanted emulators ----
 
-export interface ExtractOptions {
+interface ExtractOptions {
   readonly host: HostArch
   readonly limits: SizeLimits
   readonly signal?: AbortSignal

@@ -50,7 +50,7 @@ function noLine(names: readonly string[], sha: string, suggest: string): ActionE
 }
 
 /** A file an emulator came from: a download or local archive (by its URL-derived name), or the emulator file itself. */
-export interface Origin {
+interface Origin {
   /** the name a qemu-sha256 line uses for it */
   readonly name: string
   readonly sha256: string

@@ -11,7 +11,7 @@ import { Registration } from './register'
 import { PROBE_ARGS } from './probe'
 import { ProbeResult, verifyRegistrations } from './verify'
 
-export interface DockerLog {
+interface DockerLog {
   info(m: string): void
   debug(m: string): void
 }
@@ -110,7 +110,7 @@ export function parseTable(stdout: string): ContainerTable | undefined {
 }
 
 /** The kernel's table as the last container of the daemon saw it: the reader for runners that cannot see it themselves. */
-export class ContainerView extends BinfmtReader {
+class ContainerView extends BinfmtReader {
   private table = new Map<string, BinfmtEntry>()
   private isMounted = false
 
@@ -137,7 +137,7 @@ export class ContainerView extends BinfmtReader {
 }
 
 /** A file for `docker cp -`: path inside the container (relative to /), content, mode. */
-export interface TarFile {
+interface TarFile {
   readonly name: string
   readonly data: Buffer
   readonly mode: number
@@ -427,7 +427,7 @@ function readOr(read: () => string): string | undefined {
   }
 }
 
-export function runnerNamespace(): RunnerNamespace {
+function runnerNamespace(): RunnerNamespace {
   return {
     bootId: readOr(() => fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8')),
     userns: readOr(() => fs.readlinkSync('/proc/self/ns/user')),

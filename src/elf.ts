@@ -4,7 +4,7 @@ import { ActionError, errorMessage } from './errors'
 
 export type HostArch = 'amd64' | 'arm64'
 
-export interface ElfInfo {
+interface ElfInfo {
   bits: 32 | 64
   littleEndian: boolean
   /** e_type: 1 ET_REL, 2 ET_EXEC, 3 ET_DYN, 4 ET_CORE */
@@ -16,7 +16,7 @@ export interface ElfInfo {
 }
 
 export const ET_EXEC = 2
-export const ET_DYN = 3
+const ET_DYN = 3
 export const EM_X86_64 = 62
 export const EM_AARCH64 = 183
 const PT_INTERP = 3
@@ -50,7 +50,7 @@ const MACHINE_NAMES: Record<number, string> = {
 const TYPE_NAMES: Record<number, string> = { 0: 'ELF file of no type', 1: 'ELF relocatable object', 4: 'ELF core dump' }
 
 /** Human name of an ELF e_machine value, e.g. 183 -> "aarch64". */
-export function machineName(machine: number, bits?: 32 | 64): string {
+function machineName(machine: number, bits?: 32 | 64): string {
   const name = MACHINE_NAMES[machine]
   if (!name) return `ELF machine ${machine}`
   if (machine === 243 && bits) return `riscv${bits}`

@@ -4,7 +4,7 @@ import { ActionError } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
 import { AppendNode, parseAppend } from './buildx/builder'
 
-export type InstallMode = 'auto' | 'direct' | 'docker'
+type InstallMode = 'auto' | 'direct' | 'docker'
 
 /** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
 export const DEFAULT_QEMU_VERSION = '10.2.3-68'
@@ -31,7 +31,7 @@ export interface Inputs {
 }
 
 /** The buildx builder's inputs; the builder step adds what only the run knows (platforms, temp dir). */
-export interface BuilderInputs {
+interface BuilderInputs {
   readonly mode: 'true' | 'auto' | 'false'
   readonly name: string
   readonly nameGiven: boolean
@@ -44,9 +44,9 @@ export interface BuilderInputs {
   readonly cleanup: boolean
 }
 
-export type InputReader = (name: string) => string
+type InputReader = (name: string) => string
 
-export function parseBoolean(name: string, value: string, fallback: boolean): boolean {
+function parseBoolean(name: string, value: string, fallback: boolean): boolean {
   const v = value.trim().toLowerCase()
   if (v === '') return fallback
   if (v === 'true') return true
@@ -54,7 +54,7 @@ export function parseBoolean(name: string, value: string, fallback: boolean): bo
   throw new ActionError(`${name}: '${value.trim()}' is not a boolean; use true or false`)
 }
 
-export function parseChoice<T extends string>(name: string, value: string, choices: readonly T[], fallback: T): T {
+function parseChoice<T extends string>(name: string, value: string, choices: readonly T[], fallback: T): T {
   const v = value.trim().toLowerCase()
   if (v === '') return fallback
   if ((choices as readonly string[]).includes(v)) return v as T

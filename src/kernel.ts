@@ -27,7 +27,7 @@ export interface KernelWriter {
   apply(ops: readonly KernelOp[]): Promise<void>
 }
 
-export class MountError extends ActionError {
+class MountError extends ActionError {
   constructor(detail: string) {
     super(
       `binfmt_misc is not available: mounting ${BINFMT_ROOT} failed (${detail}); load the module with 'modprobe binfmt_misc', mount it before this step, or use install-mode: docker`,
@@ -88,7 +88,7 @@ abstract class DirectWriter implements KernelWriter {
 }
 
 /** We are root: write the files ourselves. */
-export class RootWriter extends DirectWriter {
+class RootWriter extends DirectWriter {
   readonly how = 'as root'
 
   protected async mount(): Promise<void> {
@@ -102,7 +102,7 @@ export class RootWriter extends DirectWriter {
 }
 
 /** Not root, but `sudo -n` works: let `tee` do the writes. */
-export class SudoWriter extends DirectWriter {
+class SudoWriter extends DirectWriter {
   readonly how = 'through sudo -n'
 
   private async sudo(args: string[], input?: string): Promise<void> {

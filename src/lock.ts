@@ -14,17 +14,17 @@ import { CancelledError } from './process'
 // Padded to the whole of sun_path (108 bytes): Node 20 binds abstract names padded with NULs to that
 // length, Node 22+ binds them at their own length, and for the kernel those are different names.
 // A name that fills sun_path is the same name to every Node version.
-export const LOCK_NAME = '\0setup-qemu-binfmt/binfmt_misc/'.padEnd(108, '.')
+const LOCK_NAME = '\0setup-qemu-binfmt/binfmt_misc/'.padEnd(108, '.')
 
 /** Who holds the lock: what a waiting run prints. */
-export interface LockHolder {
+interface LockHolder {
   readonly pid: number
   readonly user: string
   readonly job?: string
   readonly since: string
 }
 
-export interface LockOptions {
+interface LockOptions {
   /** how long to wait for another holder; then an ActionError naming it */
   readonly timeoutMs: number
   readonly cancel?: AbortSignal
@@ -46,7 +46,7 @@ function me(): LockHolder {
   return { pid: process.pid, user, ...(job ? { job } : {}), since: new Date().toISOString() }
 }
 
-export function describeHolder(h: LockHolder | undefined): string {
+function describeHolder(h: LockHolder | undefined): string {
   if (!h) return 'another process (it did not say who it is)'
   return `pid ${h.pid} (user ${h.user}${h.job ? `, ${h.job}` : ''}, since ${h.since})`
 }
@@ -59,7 +59,7 @@ function field(v: unknown, max: number): string | undefined {
 }
 
 /** The holder's answer, checked; undefined when it is not one. */
-export function parseHolder(text: string): LockHolder | undefined {
+function parseHolder(text: string): LockHolder | undefined {
   let h: Record<string, unknown>
   try {
     h = JSON.parse(text) as Record<string, unknown>

@@ -38,7 +38,7 @@ function resolveArch(name: string): Target | undefined {
 }
 
 /** One token: `linux/arm/v7`, `arm64`, `aarch64`, `linux/amd64/v2`, ... */
-export function parsePlatform(token: string): Target | undefined {
+function parsePlatform(token: string): Target | undefined {
   const parts = token.toLowerCase().split('/')
   if (parts[0] === 'linux') parts.shift()
   if (parts.length === 0 || parts.length > 2 || !parts[0]) return undefined
@@ -48,7 +48,7 @@ export function parsePlatform(token: string): Target | undefined {
   return target
 }
 
-export function splitList(value: string): string[] {
+function splitList(value: string): string[] {
   return value
     .split(/[\s,]+/)
     .map(s => s.trim())
@@ -77,6 +77,6 @@ export function parsePlatforms(value: string): PlatformSelection {
   return { kind: 'list', targets }
 }
 
-export function knownDockerPlatforms(): string[] {
+function knownDockerPlatforms(): string[] {
   return allTargets().flatMap(t => [...dockerPlatforms(t)])
 }

@@ -24,7 +24,7 @@ export interface ProcessRunner {
 }
 
 /** Nothing this action runs should take longer; a program that does is stuck. */
-export const DEFAULT_TIMEOUT_MS = 300_000
+const DEFAULT_TIMEOUT_MS = 300_000
 /** After the child exits, how long its output may still take to arrive (a grandchild may hold the pipes open). */
 const DRAIN_MS = 1000
 

@@ -8,7 +8,7 @@ export interface WantedEntry {
   readonly spec: EntrySpec
 }
 
-export type Change =
+type Change =
   /** reset: an existing qemu-* entry that goes once the new ones are verified */
   | { readonly kind: 'remove'; readonly entry: BinfmtEntry }
   | { readonly kind: 'keep'; readonly wanted: WantedEntry; readonly entry: BinfmtEntry }
@@ -16,7 +16,7 @@ export type Change =
   /** why: the old entry differs, `reset` was asked for, or pins want a registration from the checked file */
   | { readonly kind: 'replace'; readonly wanted: WantedEntry; readonly old: BinfmtEntry; readonly why: 'differs' | 'reset' | 'pinned' }
 
-export type RegistrationAction = 'added' | 'replaced' | 'kept'
+type RegistrationAction = 'added' | 'replaced' | 'kept'
 
 export interface Registration {
   readonly target: Target

@@ -5,7 +5,7 @@ import { Registration } from './register'
 import { Target, dockerPlatforms } from './targets'
 
 /** One row of the job summary: a native platform or a registered emulator. */
-export interface ReportRow {
+interface ReportRow {
   readonly platforms: readonly string[]
   readonly emulator: string
   readonly qemuVersion: string
@@ -29,7 +29,7 @@ export interface Outcome {
 }
 
 /** One line of the summary's file list: the paste-ready qemu-sha256 line and whether the file was checked. */
-export interface ChecksumRow {
+interface ChecksumRow {
   readonly line: string
   readonly pinned: string
 }
@@ -39,7 +39,7 @@ export function checksumRows(files: readonly FileDigest[], p: Pinning): Checksum
 }
 
 /** Platforms that run after the step: native ones first, then every verified emulated one. */
-export function availablePlatforms(o: Outcome): string[] {
+function availablePlatforms(o: Outcome): string[] {
   const verified = new Set(o.probes.filter(p => p.ok).map(p => p.target))
   const out = [...o.nativePlatforms]
   for (const r of o.registrations) {

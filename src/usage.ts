@@ -10,7 +10,7 @@ import * as path from 'path'
  * counts for nothing. Records can only ever keep entries registered: when they
  * cannot be read safely, uninstall keeps everything.
  */
-export const USAGE_DIR = '/tmp/setup-qemu-binfmt-jobs'
+const USAGE_DIR = '/tmp/setup-qemu-binfmt-jobs'
 
 /** A process, told apart from a later one with the same pid by its start time. */
 export interface JobId {

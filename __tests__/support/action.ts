@@ -5,6 +5,7 @@ import { ChildProcess, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
+import * as yaml from 'js-yaml'
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..')
 
@@ -127,6 +128,16 @@ export function actionScript(phase: 'main' | 'post'): string {
   return path.join(REPO_ROOT, script)
 }
 
+/** Every input action.yml declares, with its default ('' when it has none): what a runner passes when a step gives no value. */
+export function actionInputDefaults(): Record<string, string> {
+  const doc = yaml.load(fs.readFileSync(path.join(REPO_ROOT, 'action.yml'), 'utf8')) as {
+    inputs?: Record<string, { default?: unknown } | null>
+  }
+  const defaults: Record<string, string> = {}
+  for (const [name, spec] of Object.entries(doc.inputs ?? {})) defaults[name] = spec?.default === undefined ? '' : String(spec.default)
+  return defaults
+}
+
 function userIds(user: string): { uid: number; gid: number; home: string } {
   const line = fs
     .readFileSync('/etc/passwd', 'utf8')
@@ -152,7 +163,7 @@ function readOr(file: string, fallback = ''): string {
   }
 }
 
-/** Runs the action with `inputs` (INPUT_*); `buildx` is 'false' unless given, see below. */
+/** Runs the action with `inputs` (INPUT_*) over action.yml's defaults; `buildx` is 'false' unless given, see below. */
 export async function runAction(inputs: Record<string, string>, opts: RunActionOptions = {}): Promise<RunActionResult> {
   const phase = opts.phase ?? 'main'
   const script = opts.script ? path.resolve(REPO_ROOT, opts.script) : actionScript(phase)
@@ -209,9 +220,10 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   }
   if (opts.user) Object.assign(env, { USER: opts.user, LOGNAME: opts.user })
   if (opts.debug) env.RUNNER_DEBUG = '1'
+  // Like a runner: every input action.yml declares, its default unless the test gives a value.
   // The buildx plugin is installed on the test machines and its default driver cannot pull
   // BuildKit here: a run that does not name `buildx` skips the builder (buildx.test.ts tests it).
-  for (const [name, value] of Object.entries({ buildx: 'false', ...inputs })) env[inputEnvName(name)] = value
+  for (const [name, value] of Object.entries({ ...actionInputDefaults(), buildx: 'false', ...inputs })) env[inputEnvName(name)] = value
   if (phase === 'post' && opts.state !== undefined) {
     // The runner hands main's saved state to the post step as STATE_<name>.
     const saved = typeof opts.state === 'string' ? parseKeyValueFile(opts.state) : opts.state

@@ -24,14 +24,14 @@ export { parseAppend } from './append'
 export type { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
 export type { ParsedBuilder } from './inspect'
 
-export interface BuilderLog {
+interface BuilderLog {
   info(s: string): void
   notice(s: string): void
   warning(s: string): void
   debug(s: string): void
 }
 
-export interface CleanupLog {
+interface CleanupLog {
   info(s: string): void
   warning(s: string): void
 }

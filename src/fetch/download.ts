@@ -19,7 +19,7 @@ export interface NetworkPolicy {
 
 export const DEFAULT_NETWORK: NetworkPolicy = { connectTimeoutMs: 30000, idleTimeoutMs: 30000, attempts: 3, retryDelayMs: 3000 }
 
-export interface DownloadOptions {
+interface DownloadOptions {
   readonly maxBytes: number
   readonly network: NetworkPolicy
   readonly signal?: AbortSignal

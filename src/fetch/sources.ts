@@ -26,7 +26,7 @@ export interface FetchContext {
   readonly timings: { download: number; extract: number }
 }
 
-export interface Materialised {
+interface Materialised {
   /** by emulator name; paths inside `into`, or where they lie for a local directory */
   readonly emulators: ReadonlyMap<string, StoredEmulator>
   /** every emulator the source holds, when known */
@@ -39,7 +39,7 @@ export interface Materialised {
  * checked (ELF for this host, static, sizes, qemu-sha256 lines of the files
  * they came from) before anything is kept.
  */
-export interface SourceStrategy {
+interface SourceStrategy {
   /** for messages: credentials redacted */
   readonly label: string
   /** used where it lies (a local directory) rather than stored in the tool cache */
@@ -64,7 +64,7 @@ export function strategyFor(source: EmulatorSource): SourceStrategy {
 }
 
 /** A local qemu-url must be a regular file or a directory: stat only, nothing opened (a FIFO would block, /dev/zero never end). */
-export function localKind(p: string): 'file' | 'directory' {
+function localKind(p: string): 'file' | 'directory' {
   let st: Stats
   try {
     st = statSync(p)

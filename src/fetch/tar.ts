@@ -6,7 +6,7 @@
  * end-of-archive block (trailing bytes are ignored) or when the caller stops.
  */
 
-export type TarType = 'file' | 'hardlink' | 'symlink' | 'directory' | 'device' | 'fifo' | 'sparse' | 'other'
+type TarType = 'file' | 'hardlink' | 'symlink' | 'directory' | 'device' | 'fifo' | 'sparse' | 'other'
 
 export interface TarHeader {
   /** the member's name as stored (pax path, GNU long name, or ustar prefix/name) */
@@ -26,7 +26,7 @@ export interface MemberSink {
 }
 
 /** What to do with a member: take its data, skip it, or stop reading the archive. */
-export type Decision = MemberSink | 'skip' | 'stop'
+type Decision = MemberSink | 'skip' | 'stop'
 
 export class TarFormatError extends Error {
   constructor(

@@ -10,7 +10,7 @@ export function redact(location: string): string {
   return location.replace(USERINFO, (_m, scheme: string) => `${scheme}***@`)
 }
 
-export interface HttpTarget {
+interface HttpTarget {
   /** the URL without userinfo: what is requested */
   readonly url: URL
   /** `Basic ...` when the URL carried credentials */
