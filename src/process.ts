@@ -116,11 +116,3 @@ export function lastLine(text: string): string {
     .filter(l => l && !HINTS.some(h => h.test(l)))
   return lines.length ? lines[lines.length - 1] : ''
 }
-
-/** How a finished program failed, in words: killed after its timeout, by a signal, or its status and last error line. */
-export function describeFailure(what: string, r: RunResult, timeoutMs?: number): string {
-  if (r.timedOut) return `${what} did not finish within ${Math.round((timeoutMs ?? DEFAULT_TIMEOUT_MS) / 1000)} s and was stopped`
-  if (r.signal) return `${what} was killed by ${r.signal}`
-  const why = lastLine(r.stderr)
-  return `${what} exited with status ${r.code}${why ? `: ${why}` : ''}`
-}
