@@ -1,4 +1,5 @@
-import { MemberSink, TarFormatError, TarHeader, readTar } from '../../../src/fetch/tar'
+import { TarFormatError, readTar } from '../../../src/fetch/tar'
+import { chunks, readAll } from '../../support/tar-read'
 
 // Archives built here, byte by byte; GNU tar's own are read in __tests__/integration/tar-gnu.test.ts.
 
@@ -39,24 +40,6 @@ const pax = (records: Record<string, string>): Buffer => {
 }
 const END = Buffer.alloc(1024)
 
-/** Streams `buf` in small, odd-sized chunks, as a decompressor would. */
-async function* chunks(buf: Buffer, size = 333): AsyncGenerator<Buffer> {
-  for (let i = 0; i < buf.length; i += size) yield buf.subarray(i, i + size)
-}
-
-/** Reads everything, taking every regular file; returns headers and contents. */
-async function readAll(buf: Buffer, take: (h: TarHeader) => boolean = h => h.type === 'file'): Promise<{ headers: TarHeader[]; data: Map<string, string>; ending: string }> {
-  const headers: TarHeader[] = []
-  const data = new Map<string, string>()
-  const ending = await readTar(chunks(buf), h => {
-    headers.push(h)
-    if (!take(h)) return 'skip'
-    const parts: Buffer[] = []
-    const sink: MemberSink = { write: c => void parts.push(Buffer.from(c)), end: () => void data.set(h.name, Buffer.concat(parts).toString()) }
-    return sink
-  })
-  return { headers, data, ending }
-}
 
 async function formatError(p: Promise<unknown>): Promise<TarFormatError> {
   const e = await p.then(
