@@ -7,10 +7,9 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { BinfmtReader } from './binfmt'
-import { DockerWriter, dockerAccess } from './docker'
-import { ActionError, errorMessage } from './errors'
+import { chooseWriter, readerFor } from './access'
+import { errorMessage } from './errors'
 import { detectHost, nativePlatforms } from './host'
-import { KernelWriter, directAccess } from './kernel'
 import { HostLock } from './lock'
 import { run as runMain } from './main'
 import { detectNative } from './plan'
@@ -343,17 +342,9 @@ async function uninstall(parsed: Parsed): Promise<number> {
   if (unknown.length) throw new UsageError(`unknown QEMU target ${unknown.map(n => `'${n}'`).join(', ')}; name targets such as aarch64, arm, riscv64, or all`)
   const runner = new ChildProcessRunner()
   const log = { info: (m: string) => void (parsed.quiet || process.stderr.write(`${m}\n`)), debug: () => undefined }
-  let writer: KernelWriter | undefined
-  const direct = await directAccess(runner)
-  writer = direct.writer
-  let reason = direct.reason
-  if (!writer) {
-    const docker = await dockerAccess(runner, 'busybox:stable', log)
-    writer = docker.writer
-    if (!writer) reason = `direct: ${reason}; ${docker.reason}`
-  }
-  if (!writer) throw new ActionError(`cannot change binfmt_misc: ${reason}; run as root, allow passwordless sudo, or give this user access to a Docker daemon`)
-  const reader = writer instanceof DockerWriter && writer.hidden ? writer.view : new BinfmtReader()
+  // Which way it found is the action's log line; the command says only what it removed.
+  const writer = await chooseWriter('auto', 'busybox:stable', runner, { info: () => undefined, debug: () => undefined }, 'change binfmt_misc')
+  const reader = readerFor(writer)
   const lock = await HostLock.acquire({ timeoutMs: 300_000, log: log.info })
   try {
     const present = reader.mounted() ? reader.names().filter(n => isQemuEntry(n)) : []

@@ -4,7 +4,7 @@ import { ActionError } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
 import { AppendNode, parseAppend } from './buildx/builder'
 
-type InstallMode = 'auto' | 'direct' | 'docker'
+export type InstallMode = 'auto' | 'direct' | 'docker'
 
 /** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
 export const DEFAULT_QEMU_VERSION = '10.2.3-68'

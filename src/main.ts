@@ -10,8 +10,9 @@ import { CACHE_STATE } from './fetch/actions-cache'
 import { Host, detectHost, nativePlatforms } from './host'
 import { Plan, detectNative } from './plan'
 import { Inputs, readInputs } from './inputs'
-import { KernelWriter, directAccess } from './kernel'
-import { DockerWriter, dockerAccess, verifyInContainer } from './docker'
+import { KernelWriter } from './kernel'
+import { DockerWriter, verifyInContainer } from './docker'
+import { chooseWriter, hiddenDocker, readerFor } from './access'
 import { BuilderResult, requireBuildx, setupBuilder } from './buildx/builder'
 import { HostLock } from './lock'
 import { explainPinFailure, pinning } from './pins'
@@ -60,10 +61,11 @@ export async function run(): Promise<void> {
       await requireBuildx(inputs.builder.mode, runner)
     })
 
-    const writer = await time('access', () => core.group('Access to binfmt_misc', () => chooseWriter(inputs, kernelRunner)))
-    // A runner that cannot see the table the daemon's containers change reads it as they saw it.
-    const hidden = writer instanceof DockerWriter && writer.hidden ? writer : undefined
-    const reader: BinfmtReader = hidden ? hidden.view : new BinfmtReader()
+    const writer = await time('access', () =>
+      core.group('Access to binfmt_misc', () => chooseWriter(inputs.installMode, inputs.dockerImage, kernelRunner, log)),
+    )
+    const hidden = hiddenDocker(writer)
+    const reader = readerFor(writer)
     if (!hidden) checkBinfmtEnabled(reader)
 
     const native = await time('native', () => core.group('Native platforms', () => detectNative(host, reader, temp, runner, core.info)))
@@ -305,32 +307,6 @@ function defaultRunnerDirs(): void {
   process.env.RUNNER_TEMP ||= os.tmpdir()
   process.env.RUNNER_TOOL_CACHE ||= path.join(os.homedir(), '.cache', 'setup-qemu-binfmt', 'tool-cache')
   fs.mkdirSync(process.env.RUNNER_TEMP, { recursive: true })
-}
-
-/** install-mode decides the path; auto tries direct registration first, then Docker. */
-async function chooseWriter(inputs: Inputs, runner: ProcessRunner): Promise<KernelWriter> {
-  const tried: string[] = []
-  if (inputs.installMode !== 'docker') {
-    const direct = await directAccess(runner)
-    if (direct.writer) {
-      core.info(`Registering directly ${direct.writer.how}`)
-      return direct.writer
-    }
-    tried.push(`direct: ${direct.reason}`)
-    if (inputs.installMode === 'auto') core.info(`Direct registration is not possible (${direct.reason}); trying Docker`)
-  }
-  if (inputs.installMode !== 'direct') {
-    const docker = await dockerAccess(runner, inputs.dockerImage, log)
-    if (docker.writer) {
-      core.info(`Registering ${docker.writer.how}`)
-      return docker.writer
-    }
-    tried.push(`${docker.reason}`)
-  }
-  throw new ActionError(
-    `cannot register emulators (install-mode: ${inputs.installMode}): ${tried.join('; ')}; ` +
-      `run as root, allow passwordless sudo, or give the runner access to a Docker daemon`,
-  )
 }
 
 function entrySpec(inputs: Inputs, target: Target, fetched: FetchResult, writer: KernelWriter): EntrySpec {

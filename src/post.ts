@@ -1,7 +1,8 @@
 import * as core from '@actions/core'
-import { BinfmtReader, specOf } from './binfmt'
+import { specOf } from './binfmt'
 import { BuilderState, cleanupBuilder } from './buildx/builder'
-import { DockerWriter, dockerAccess } from './docker'
+import { dockerAccess } from './docker'
+import { readerFor } from './access'
 import { errorMessage } from './errors'
 import { CACHE_STATE, parsePending, saveEntry } from './fetch/actions-cache'
 import { KernelOp, directAccess } from './kernel'
@@ -54,7 +55,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   const access = state.method === 'docker' ? await dockerAccess(runner, state.dockerImage, log) : await directAccess(runner)
   if (!access.writer) throw new Error(`cannot change binfmt_misc any more (${access.reason})`)
   const writer = access.writer
-  const reader = writer instanceof DockerWriter && writer.hidden ? writer.view : new BinfmtReader()
+  const reader = readerFor(writer)
   const records = new UsageRecords(tableOf(reader.root))
   const lock = await HostLock.acquire({ timeoutMs: 300_000, log: core.info })
   try {
