@@ -1,9 +1,12 @@
 import { BinfmtReader } from './binfmt'
-import { DockerWriter, dockerAccess } from './docker'
-import { ActionError } from './errors'
+import { DockerWriter, dockerAccess, verifyInContainer, verifyInDaemon } from './docker'
+import { ActionError, errorMessage } from './errors'
 import { InstallMode } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
-import { ProcessRunner } from './process'
+import { ProcessRunner, RunOptions } from './process'
+import { Registration } from './register'
+import { UsernsWriter, usernsAccess } from './userns'
+import { ProbeResult, verifyRegistrations } from './verify'
 
 export interface AccessLog {
   info(m: string): void
@@ -12,7 +15,8 @@ export interface AccessLog {
 
 /**
  * The way to change binfmt_misc that `mode` allows: auto tries direct (root or
- * sudo -n) first, then Docker; else one error listing each way tried and why.
+ * sudo -n) first, then Docker, then a rootless engine's user namespace; else
+ * one error listing each way tried and why.
  */
 export async function chooseWriter(
   mode: InstallMode,
@@ -22,7 +26,7 @@ export async function chooseWriter(
   doing = 'register emulators',
 ): Promise<KernelWriter> {
   const tried: string[] = []
-  if (mode !== 'docker') {
+  if (mode === 'auto' || mode === 'direct') {
     const direct = await directAccess(runner)
     if (direct.writer) {
       log.info(`Registering directly ${direct.writer.how}`)
@@ -31,26 +35,77 @@ export async function chooseWriter(
     tried.push(`direct: ${direct.reason}`)
     if (mode === 'auto') log.info(`Direct registration is not possible (${direct.reason}); trying Docker`)
   }
-  if (mode !== 'direct') {
+  if (mode === 'auto' || mode === 'docker') {
     const docker = await dockerAccess(runner, dockerImage, log)
     if (docker.writer) {
       log.info(`Registering ${docker.writer.how}`)
       return docker.writer
     }
     tried.push(`${docker.reason}`)
+    if (mode === 'auto') log.info(`Registering through Docker is not possible (${docker.reason}); trying a rootless engine's user namespace`)
+  }
+  if (mode === 'auto' || mode === 'userns') {
+    let userns
+    try {
+      userns = await usernsAccess(runner)
+    } catch (e) {
+      // Asked for by name, its own error says it best; under auto it is one reason among the others.
+      if (mode === 'userns' || !(e instanceof ActionError)) throw e
+      userns = { reason: `userns: ${errorMessage(e).replace(/: use install-mode: direct.*$/, '')}` }
+    }
+    if (userns.writer) {
+      log.info(`Registering ${userns.writer.how}: its processes and containers get the emulators; this runner's own processes do not`)
+      return userns.writer
+    }
+    tried.push(`${userns.reason}`)
   }
   throw new ActionError(
     `cannot ${doing} (install-mode: ${mode}): ${tried.join('; ')}; ` +
-      `run as root, allow passwordless sudo, or give the runner access to a Docker daemon`,
+      (mode === 'userns'
+        ? `run rootless Docker (with DOCKER_HOST set to its socket) or name a namespace's process in SETUP_QEMU_BINFMT_USERNS_PID`
+        : `run as root, allow passwordless sudo, give the runner access to a Docker daemon, or run rootless Docker on Linux 6.7+ (install-mode: userns)`),
   )
 }
 
-/** The table as `writer` sees it: the runner's own, or, when the runner cannot see the one the daemon's containers change, as they saw it. */
+/** The table as `writer` sees it: the runner's own, a user namespace's, or, when the runner cannot see the one the daemon's containers change, as they saw it. */
 export function readerFor(writer: KernelWriter): BinfmtReader {
+  if (writer instanceof UsernsWriter) return writer.view
   return hiddenDocker(writer)?.view ?? new BinfmtReader()
 }
 
 /** The Docker writer when this runner cannot see the table its containers change (then containers also verify). */
 export function hiddenDocker(writer: KernelWriter): DockerWriter | undefined {
   return writer instanceof DockerWriter && writer.hidden ? writer : undefined
+}
+
+export type Verifier = (registrations: readonly Registration[], dir: string) => Promise<ProbeResult[]>
+
+/** `runner` with the docker CLI pointed at `dockerHost`. */
+function towards(runner: ProcessRunner, dockerHost: string): ProcessRunner {
+  return { run: (command, args, options?: RunOptions) => runner.run(command, args, { ...options, env: { ...(options?.env ?? process.env), DOCKER_HOST: dockerHost } }) }
+}
+
+/**
+ * How to prove the entries where they apply: on this runner; in a container of
+ * a daemon whose table the runner cannot see; or inside a user namespace and
+ * then in a container of the rootless engine that runs there.
+ */
+export function verifierFor(writer: KernelWriter, runner: ProcessRunner, dockerImage: string, log: AccessLog): Verifier {
+  const hidden = hiddenDocker(writer)
+  if (hidden) return (registrations, dir) => verifyInContainer(hidden, registrations, dir)
+  if (!(writer instanceof UsernsWriter)) return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, runner)
+  return async (registrations, dir) => {
+    const inside = await verifyRegistrations(registrations, writer.view, dir, writer.probes)
+    const dockerHost = writer.ns.dockerHost
+    if (!dockerHost) return inside
+    const passed = registrations.filter((_, i) => inside[i].ok)
+    if (!passed.length) return inside
+    const inContainer = await verifyInDaemon(towards(runner, dockerHost), dockerImage, log, passed, writer.view, dir)
+    const byTarget = new Map(inContainer.map(p => [p.target.name, p]))
+    return inside.map(p => {
+      const c = byTarget.get(p.target.name)
+      if (!c || c.ok) return p
+      return { ...c, detail: `in a container of the engine in ${writer.ns.label}: ${c.detail}` }
+    })
+  }
 }

@@ -20,8 +20,11 @@ import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
 import { runProbe } from './verify'
+import { NewNamespace, USERNS_PID_ENV } from './userns'
 
 const VERSION = '1.0.0'
+/** run's own failure, as env(1) and docker run report theirs: distinct from the usual statuses of a command */
+const RUN_FAILED = 125
 
 /** A usage error: exit status 2. */
 class UsageError extends Error {}
@@ -53,6 +56,7 @@ const COMMON = new Set(['json', 'quiet', 'help', 'version', 'verbose'])
 const HELP = `setup-qemu-binfmt ${VERSION}: run foreign-architecture programs and containers on this Linux machine
 
 usage: setup-qemu-binfmt [install] [--platforms LIST] [options]
+       setup-qemu-binfmt run [--platforms LIST] [options] -- COMMAND [ARG...]
        setup-qemu-binfmt status | verify [--json]
        setup-qemu-binfmt uninstall [TARGET...|all] [--json]
 
@@ -61,19 +65,23 @@ the fix-binary flag (as root, through sudo -n, or through a privileged Docker co
 by running a tiny program of its architecture. Options mirror the GitHub Action's inputs:
   --platforms LIST          linux/arm64,linux/arm/v7,riscv64,... or all (default all)
   --qemu-version V          --qemu-url TEMPLATE   --qemu-sha256 'SHA256  FILE' (repeatable)
-  --install-mode auto|direct|docker   --docker-image IMAGE   --reset   --lock-timeout SECONDS
+  --install-mode auto|direct|docker|userns   --docker-image IMAGE   --reset   --lock-timeout SECONDS
   --no-preserve-argv0       --no-credential
   --buildx true|auto|false  (default false)  --builder-name N  --driver D  --driver-opt K=V (repeatable)
   --buildkitd-flags F       --buildkitd-config-inline TOML  --no-use  --append YAML
+run         no privilege needed (Linux 6.7+): runs COMMAND in a new user namespace whose own binfmt_misc has
+            the emulators, registered and proven there; COMMAND runs as that namespace's root (your own
+            uid outside), e.g. a foreign chroot; the host's binfmt_misc is not touched. The log goes to
+            stderr; the exit status is COMMAND's, or 125 when the namespace could not be set up
 status      the qemu-* entries: target, platforms, interpreter, flags, enabled, whether it runs a program now
 verify      runs the test program of every registered qemu-* entry; exit 1 if one fails
 uninstall   removes the qemu-* entries of the given QEMU targets (or all of them); no other entry is touched
 common:     --json (one JSON document on stdout)  --quiet  --verbose  --help  --version
 Emulators are cached in $XDG_CACHE_HOME/setup-qemu-binfmt (default ~/.cache/setup-qemu-binfmt).
-Exit status: 0 success, 1 failure, 2 usage error.`
+Exit status: 0 success, 1 failure, 2 usage error; run: the command's status, or 125 when it could not be set up.`
 
 interface Parsed {
-  command: 'install' | 'status' | 'verify' | 'uninstall'
+  command: 'install' | 'run' | 'status' | 'verify' | 'uninstall'
   inputs: Record<string, string>
   positional: string[]
   json: boolean
@@ -83,10 +91,10 @@ interface Parsed {
 
 export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' {
   const args = [...argv]
-  const commands = ['install', 'status', 'verify', 'uninstall'] as const
+  const commands = ['install', 'run', 'status', 'verify', 'uninstall'] as const
   let command: Parsed['command'] = 'install'
   if (args[0] && !args[0].startsWith('-')) {
-    if (!(commands as readonly string[]).includes(args[0])) throw new UsageError(`unknown command '${args[0]}'; use install, status, verify or uninstall`)
+    if (!(commands as readonly string[]).includes(args[0])) throw new UsageError(`unknown command '${args[0]}'; use install, run, status, verify or uninstall`)
     command = args.shift() as Parsed['command']
   }
   const parsed: Parsed = { command, inputs: {}, positional: [], json: false, quiet: false, verbose: false }
@@ -98,6 +106,7 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
       break
     }
     if (!arg.startsWith('--')) {
+      if (command === 'run') throw new UsageError(`put the command after --: setup-qemu-binfmt run [options] -- ${arg} ...`)
       if (command !== 'uninstall') throw new UsageError(`unexpected argument '${arg}'; see --help`)
       parsed.positional.push(arg)
       continue
@@ -111,8 +120,9 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
       parsed[name as 'json' | 'quiet' | 'verbose'] = true
       continue
     }
-    const flag = command === 'install' ? INSTALL_FLAGS[name] : undefined
-    if (!flag) throw new UsageError(`unknown option --${name}${command === 'install' ? '' : ` for ${command}`}; see --help`)
+    const installs = command === 'install' || command === 'run'
+    const flag = installs ? INSTALL_FLAGS[name] : undefined
+    if (!flag) throw new UsageError(`unknown option --${name}${installs ? '' : ` for ${command}`}; see --help`)
     if (flag.kind === 'flag' || flag.kind === 'negated') {
       if (eq >= 0) throw new UsageError(`--${name} takes no value`)
       parsed.inputs[flag.input] = flag.kind === 'flag' ? 'true' : 'false'
@@ -124,6 +134,14 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
     else parsed.inputs[flag.input] = value
   }
   for (const [input, values] of Object.entries(multi)) parsed.inputs[input] = values.join('\n')
+  if (command === 'run') {
+    if (!parsed.positional.length) throw new UsageError('run needs a command after --, e.g. setup-qemu-binfmt run --platforms linux/arm64 -- chroot ROOTFS /bin/sh')
+    if (parsed.json) throw new UsageError('--json does not go with run: stdout is the command\'s')
+    for (const name of ['install-mode', 'buildx'] as const) {
+      if (parsed.inputs[name] !== undefined) throw new UsageError(`--${name} does not go with run, which registers in a namespace of its own and sets up no builder`)
+    }
+    parsed.inputs['install-mode'] = 'userns'
+  }
   // Every value is checked as the action checks its inputs: a bad one is a usage error.
   try {
     readInputs(name => parsed.inputs[name] ?? '')
@@ -137,8 +155,8 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
 function plainLog(parsed: Parsed): () => void {
   const write = process.stdout.write.bind(process.stdout)
   const err = process.stderr.write.bind(process.stderr)
-  // With --json stdout holds the one JSON document: the log goes to stderr.
-  const out = parsed.json ? err : write
+  // With --json stdout holds the one JSON document, with run it is the command's: the log goes to stderr.
+  const out = parsed.json || parsed.command === 'run' ? err : write
   const unescape = (s: string): string => s.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%3A/g, ':').replace(/%2C/g, ',').replace(/%25/g, '%')
   let pending = ''
   // On a terminal, download progress lines become one bar redrawn in place.
@@ -235,7 +253,7 @@ async function install(parsed: Parsed): Promise<number> {
       })}\n`,
     )
   } else if (!failed && !parsed.quiet) {
-    process.stdout.write(`platforms: ${outputs.platforms ?? ''}\n`)
+    ;(parsed.command === 'run' ? process.stderr : process.stdout).write(`platforms: ${outputs.platforms ?? ''}\n`)
   }
   return failed ? 1 : 0
 }
@@ -334,6 +352,29 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
   }
 }
 
+/** run: a new user namespace gets the emulators (install, with install-mode userns), then runs the command. */
+async function runCommand(parsed: Parsed): Promise<number> {
+  let space: NewNamespace
+  try {
+    space = await NewNamespace.start(parsed.positional)
+  } catch (e) {
+    process.stderr.write(`setup-qemu-binfmt: ${errorMessage(e)}\n`)
+    return RUN_FAILED
+  }
+  let installed = 1
+  const before = process.env[USERNS_PID_ENV]
+  process.env[USERNS_PID_ENV] = String(space.ns.pid)
+  try {
+    installed = await install(parsed)
+  } finally {
+    if (before === undefined) delete process.env[USERNS_PID_ENV]
+    else process.env[USERNS_PID_ENV] = before
+    if (installed !== 0) await space.abandon()
+  }
+  if (installed !== 0) return RUN_FAILED
+  return space.go()
+}
+
 async function uninstall(parsed: Parsed): Promise<number> {
   const wanted = parsed.positional.length ? parsed.positional : ['all']
   const all = wanted.some(w => w.toLowerCase() === 'all')
@@ -376,6 +417,7 @@ export async function main(argv: readonly string[]): Promise<number> {
   }
   try {
     if (parsed.command === 'install') return await install(parsed)
+    if (parsed.command === 'run') return await runCommand(parsed)
     if (parsed.command === 'uninstall') return await uninstall(parsed)
     return await statusOrVerify(parsed)
   } catch (e) {

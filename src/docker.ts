@@ -405,11 +405,33 @@ export class DockerWriter implements KernelWriter {
  * containers change (writer.hidden): the entries are checked as the registering
  * container left them, the test programs run in one container of the same daemon.
  */
-export async function verifyInContainer(writer: DockerWriter, registrations: readonly Registration[], dir: string): Promise<ProbeResult[]> {
+export function verifyInContainer(writer: DockerWriter, registrations: readonly Registration[], dir: string): Promise<ProbeResult[]> {
+  return probeInContainer(writer, registrations, writer.view, dir)
+}
+
+async function probeInContainer(writer: DockerWriter, registrations: readonly Registration[], reader: BinfmtReader, dir: string): Promise<ProbeResult[]> {
   const batch = new ProbeBatch(files => writer.runProbes(files))
-  const results = verifyRegistrations(registrations, writer.view, dir, batch)
+  const results = verifyRegistrations(registrations, reader, dir, batch)
   await batch.flush()
   return results
+}
+
+/**
+ * Runs the test programs in an ordinary container of the daemon `runner`
+ * reaches, with `image` (pulled when missing): the proof for a rootless engine
+ * whose user namespace got the entries (`reader` shows that namespace's table).
+ */
+export async function verifyInDaemon(
+  runner: ProcessRunner,
+  image: string,
+  log: DockerLog,
+  registrations: readonly Registration[],
+  reader: BinfmtReader,
+  dir: string,
+): Promise<ProbeResult[]> {
+  const docker = new Docker(runner, log)
+  await ensureImage(docker, image, log)
+  return probeInContainer(new DockerWriter(docker, image), registrations, reader, dir)
 }
 
 /** What this runner's own process sees of the kernel. */

@@ -4,7 +4,7 @@ import { ActionError } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
 import { AppendNode, parseAppend } from './buildx/builder'
 
-export type InstallMode = 'auto' | 'direct' | 'docker'
+export type InstallMode = 'auto' | 'direct' | 'docker' | 'userns'
 
 /** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
 export const DEFAULT_QEMU_VERSION = '10.2.3-68'
@@ -88,7 +88,7 @@ export function readInputs(get: InputReader): Inputs {
     reset: parseBoolean('reset', get('reset'), false),
     preserveArgv0: parseBoolean('preserve-argv0', get('preserve-argv0'), true),
     credential: parseBoolean('credential', get('credential'), true),
-    installMode: parseChoice('install-mode', get('install-mode'), ['auto', 'direct', 'docker'] as const, 'auto'),
+    installMode: parseChoice('install-mode', get('install-mode'), ['auto', 'direct', 'docker', 'userns'] as const, 'auto'),
     dockerImage: get('docker-image').trim() || 'busybox:stable',
     uninstall: parseBoolean('uninstall', get('uninstall'), false),
     lockTimeoutMs: parseSeconds('lock-timeout', get('lock-timeout'), 300) * 1000,

@@ -18,7 +18,7 @@ export type KernelOp =
  */
 export interface KernelWriter {
   /** for the `method` output */
-  readonly method: 'direct' | 'docker'
+  readonly method: 'direct' | 'docker' | 'userns'
   /** for logs: how the writes are made */
   readonly how: string
   /** the interpreter path to register for an emulator file on the runner */
@@ -42,9 +42,9 @@ function describe(e: unknown): string {
 
 const MOUNT_ARGS = ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_ROOT]
 
-/** The direct path: this process (as root) or `sudo -n` writes the kernel's files. */
-abstract class DirectWriter implements KernelWriter {
-  readonly method = 'direct'
+/** The direct path: this process (as root, or as the owner of a user namespace's table) or `sudo -n` writes the kernel's files. */
+export abstract class DirectWriter implements KernelWriter {
+  readonly method: KernelWriter['method'] = 'direct'
   abstract readonly how: string
   constructor(
     protected readonly runner: ProcessRunner,
@@ -58,11 +58,17 @@ abstract class DirectWriter implements KernelWriter {
   protected abstract mount(): Promise<void>
   protected abstract write(file: string, data: string): Promise<void>
 
+  /** whether the table to change is mounted at `root` */
+  protected mounted(): boolean {
+    return fs.existsSync(path.join(this.root, 'register'))
+  }
+
   async apply(ops: readonly KernelOp[]): Promise<void> {
-    if (!fs.existsSync(path.join(this.root, 'register'))) {
+    if (!this.mounted()) {
       try {
         await this.mount()
       } catch (e) {
+        if (e instanceof ActionError) throw e
         throw new MountError(errorMessage(e))
       }
     }

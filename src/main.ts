@@ -11,8 +11,9 @@ import { Host, detectHost, nativePlatforms } from './host'
 import { Plan, detectNative } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter } from './kernel'
-import { DockerWriter, verifyInContainer } from './docker'
-import { chooseWriter, hiddenDocker, readerFor } from './access'
+import { DockerWriter } from './docker'
+import { Verifier, chooseWriter, hiddenDocker, readerFor, verifierFor } from './access'
+import { UsernsWriter } from './userns'
 import { BuilderResult, requireBuildx, setupBuilder } from './buildx/builder'
 import { HostLock } from './lock'
 import { explainPinFailure, pinning } from './pins'
@@ -23,7 +24,7 @@ import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, reportRows } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
-import { ProbeResult, runProbe, verifyRegistrations } from './verify'
+import { ProbeResult, runProbe } from './verify'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
@@ -68,7 +69,9 @@ export async function run(): Promise<void> {
     const reader = readerFor(writer)
     if (!hidden) checkBinfmtEnabled(reader)
 
-    const native = await time('native', () => core.group('Native platforms', () => detectNative(host, reader, temp, runner, core.info)))
+    // In a user namespace, natively means there, where its engine's containers run.
+    const nativeRunner = writer instanceof UsernsWriter ? writer.probes : runner
+    const native = await time('native', () => core.group('Native platforms', () => detectNative(host, reader, temp, nativeRunner, core.info)))
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
@@ -104,7 +107,8 @@ export async function run(): Promise<void> {
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
-    const { registrations, probes } = await registerAndVerify({ inputs, pinned: pins.list.size > 0, writer, reader, hidden, wanted, temp, runner, cancel: cancel.signal, time })
+    const verify = verifierFor(writer, runner, inputs.dockerImage, log)
+    const { registrations, probes } = await registerAndVerify({ inputs, pinned: pins.list.size > 0, writer, reader, hidden, verify, wanted, temp, cancel: cancel.signal, time })
     const outcome: Outcome = {
       nativePlatforms: nativeP,
       registrations,
@@ -113,6 +117,7 @@ export async function run(): Promise<void> {
       qemuVersion: inputs.qemuVersion,
       cacheHit: fetched.cacheHit,
       method: writer.method,
+      scope: writer instanceof UsernsWriter ? `${writer.ns.label}; this runner's own processes are not covered` : undefined,
       files: fetched.files,
       pinning: pins,
     }
@@ -158,7 +163,7 @@ type Timer = <T>(phase: string, step: () => Promise<T>) => Promise<T>
  * cancellation before that removes what this run added; every entry that was
  * there before the run is untouched until the new one is proven.
  */
-async function registerAndVerify({ inputs, pinned, writer, reader, hidden, wanted, temp, runner, cancel, time }: {
+async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verify, wanted, temp, cancel, time }: {
   readonly inputs: Inputs
   /** the emulators were checked against digests: entries are registered from them, never kept by path */
   readonly pinned: boolean
@@ -166,9 +171,10 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, wante
   readonly reader: BinfmtReader
   /** set when the runner cannot see the table the daemon's containers change */
   readonly hidden: DockerWriter | undefined
+  /** proves the entries where they apply */
+  readonly verify: Verifier
   readonly wanted: readonly WantedEntry[]
   readonly temp: string
-  readonly runner: ProcessRunner
   readonly cancel: AbortSignal
   readonly time: Timer
 }): Promise<{ registrations: Registration[]; probes: ProbeResult[] }> {
@@ -197,9 +203,7 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, wante
     )
     const probes = await time('verify', () =>
       core.group('Verify', async () => {
-        const results = hidden
-          ? await verifyInContainer(hidden, registrations, temp)
-          : await verifyRegistrations(registrations, reader, temp, runner)
+        const results = await verify(registrations, temp)
         for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
         return results
       }),
@@ -402,7 +406,7 @@ async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> 
         ),
       ),
     ])
-    .addRaw(`\nmethod: ${o.method}, cache hit: ${o.cacheHit}\n`)
+    .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${o.scope})` : ''}, cache hit: ${o.cacheHit}\n`)
   const sums = checksumRows(o.files, o.pinning)
   if (sums.length) {
     // Paste-ready: each line as the qemu-sha256 input takes it.

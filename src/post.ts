@@ -3,6 +3,7 @@ import { specOf } from './binfmt'
 import { BuilderState, cleanupBuilder } from './buildx/builder'
 import { dockerAccess } from './docker'
 import { readerFor } from './access'
+import { usernsAccess } from './userns'
 import { errorMessage } from './errors'
 import { CACHE_STATE, parsePending, saveEntry } from './fetch/actions-cache'
 import { KernelOp, directAccess } from './kernel'
@@ -52,7 +53,8 @@ export async function post(): Promise<void> {
  */
 async function uninstallEntries(state: UninstallState): Promise<void> {
   const runner = new ChildProcessRunner()
-  const access = state.method === 'docker' ? await dockerAccess(runner, state.dockerImage, log) : await directAccess(runner)
+  const access =
+    state.method === 'docker' ? await dockerAccess(runner, state.dockerImage, log) : state.method === 'userns' ? await usernsAccess(runner) : await directAccess(runner)
   if (!access.writer) throw new Error(`cannot change binfmt_misc any more (${access.reason})`)
   const writer = access.writer
   const reader = readerFor(writer)

@@ -1,4 +1,5 @@
 import { Emulator } from './fetch'
+import { KernelWriter } from './kernel'
 import { FileDigest, Pinning, checksumLine, pinnedStatus } from './pins'
 import { ProbeResult } from './verify'
 import { Registration } from './register'
@@ -22,7 +23,9 @@ export interface Outcome {
   readonly probes: readonly ProbeResult[]
   readonly qemuVersion: string
   readonly cacheHit: boolean
-  readonly method: 'direct' | 'docker'
+  readonly method: KernelWriter['method']
+  /** whose processes the entries serve, when not this runner's */
+  readonly scope?: string
   /** the files the emulators came from, with digests */
   readonly files: readonly FileDigest[]
   readonly pinning: Pinning

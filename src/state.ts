@@ -1,4 +1,5 @@
 import { BinfmtEntry, EntrySpec } from './binfmt'
+import { KernelWriter } from './kernel'
 import { JobId } from './usage'
 
 /** What the main phase hands the post phase, by state name. */
@@ -9,7 +10,7 @@ export const CANCEL_GRACE_MS = 3000
 
 /** What `uninstall: true` undoes in the post step: the entries this step added or replaced. */
 export interface UninstallState {
-  readonly method: 'direct' | 'docker'
+  readonly method: KernelWriter['method']
   readonly dockerImage: string
   /** the job these entries were recorded for */
   readonly job?: JobId

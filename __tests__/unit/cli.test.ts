@@ -31,7 +31,7 @@ describe('setup-qemu-binfmt command line', () => {
     [['--platforms'], /^--platforms needs a value/],
     [['--reset=yes'], /^--reset takes no value/],
     [['--platforms', 'linux/foo'], /^--platforms: unknown platform 'linux\/foo'/],
-    [['--install-mode', 'kernel'], /^--install-mode: 'kernel' is not one of auto, direct, docker$/],
+    [['--install-mode', 'kernel'], /^--install-mode: 'kernel' is not one of auto, direct, docker, userns$/],
     [['install', 'extra'], /^unexpected argument 'extra'/],
   ])('%j is a usage error: %s', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(message)

@@ -68,7 +68,7 @@ describe('readInputs', () => {
   test.each([
     ['cache', 'yes', /^cache: 'yes' is not a boolean; use true or false$/],
     ['reset', '1', /^reset: '1' is not a boolean/],
-    ['install-mode', 'kernel', /^install-mode: 'kernel' is not one of auto, direct, docker$/],
+    ['install-mode', 'kernel', /^install-mode: 'kernel' is not one of auto, direct, docker, userns$/],
     ['qemu-version', '1.0; rm -rf /', /^qemu-version: '1.0; rm -rf \/' is not a version/],
     ['lock-timeout', '2m', /^lock-timeout: '2m' is not a whole number of seconds/],
     ['uninstall', 'yes', /^uninstall: 'yes' is not a boolean/],

@@ -1,0 +1,302 @@
+// install-mode userns: since Linux 6.7 a user namespace may mount a binfmt_misc
+// of its own, whose entries apply to that namespace and the namespaces it
+// creates. Rootless Docker runs its daemon and containers in one such namespace,
+// which this runner's user owns: the emulators are registered there, without
+// any privilege on the host, and the host's table is never touched.
+import { ChildProcess, spawn } from 'child_process'
+import * as fs from 'fs'
+import { Duplex } from 'stream'
+import * as os from 'os'
+import * as path from 'path'
+import { BINFMT_ROOT, BinfmtReader } from './binfmt'
+import { ActionError, errorMessage } from './errors'
+import { DirectWriter } from './kernel'
+import { ProcessRunner, RunOptions, RunResult, lastLine } from './process'
+
+/** Names a namespace to register in instead of rootless Docker's: the user namespace of this process (e.g. Podman's pause process, or `setup-qemu-binfmt run`'s). */
+export const USERNS_PID_ENV = 'SETUP_QEMU_BINFMT_USERNS_PID'
+
+const ANSWER_MS = 20_000
+
+/** A user namespace owned by this runner's user, named by a process inside it. */
+export interface UserNamespace {
+  readonly pid: number
+  /** for logs: which namespace it is ("the user namespace of rootless Docker (...)") */
+  readonly label: string
+  /** the rootless Docker daemon whose containers run in it, when it is that */
+  readonly dockerHost?: string
+}
+
+/** The namespace's binfmt_misc, as seen from outside through its process's root. */
+function binfmtRootOf(ns: UserNamespace): string {
+  return `/proc/${ns.pid}/root${BINFMT_ROOT}`
+}
+
+function readOr(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8')
+  } catch {
+    return undefined
+  }
+}
+
+function statOr(file: string): fs.Stats | undefined {
+  try {
+    return fs.statSync(file)
+  } catch {
+    return undefined
+  }
+}
+
+/** `pid` runs as this user in a user namespace other than this process's; else throws why not. */
+function checkProcess(pid: number, what: string): void {
+  const status = readOr(`/proc/${pid}/status`)
+  if (status === undefined) throw new Error(`${what}: process ${pid} is not running`)
+  const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1].trim().split(/\s+/).map(Number) ?? []
+  const me = process.geteuid?.() ?? -1
+  if (!uids.length || uids.some(u => u !== me)) throw new Error(`${what}: process ${pid} does not run as this user (uid ${me})`)
+  let theirs: string
+  try {
+    theirs = fs.readlinkSync(`/proc/${pid}/ns/user`)
+  } catch (e) {
+    throw new Error(`${what}: cannot see the user namespace of process ${pid} (${errorMessage(e)})`)
+  }
+  if (theirs === fs.readlinkSync('/proc/self/ns/user')) throw new Error(`${what}: process ${pid} runs in this runner's own user namespace, not one of its own`)
+}
+
+/** The unix socket the docker CLI talks to, when it is a local one. */
+export function dockerSocket(env: NodeJS.ProcessEnv): string | undefined {
+  const host = env.DOCKER_HOST
+  if (host) return host.startsWith('unix://') ? host.slice('unix://'.length) : undefined
+  return env.XDG_RUNTIME_DIR ? path.join(env.XDG_RUNTIME_DIR, 'docker.sock') : undefined
+}
+
+/**
+ * The namespace of the rootless Docker daemon behind DOCKER_HOST (or
+ * $XDG_RUNTIME_DIR/docker.sock): dockerd writes its pid beside its socket, and
+ * rootlesskit its child's pid into its state directory.
+ */
+export function rootlessDocker(env: NodeJS.ProcessEnv): UserNamespace {
+  const socket = dockerSocket(env)
+  if (!socket) {
+    throw new Error(
+      env.DOCKER_HOST
+        ? `DOCKER_HOST (${env.DOCKER_HOST}) is not a local unix socket`
+        : 'no rootless Docker daemon: neither DOCKER_HOST nor XDG_RUNTIME_DIR is set',
+    )
+  }
+  if (!statOr(socket)?.isSocket()) throw new Error(`no rootless Docker daemon: ${socket} is not a socket`)
+  const dir = path.dirname(socket)
+  for (const file of [path.join(dir, 'dockerd-rootless', 'child_pid'), path.join(dir, 'docker.pid')]) {
+    const text = readOr(file)
+    if (text === undefined) continue
+    const st = fs.statSync(file)
+    // Only a file this user wrote may name the process to enter.
+    if (st.uid !== process.geteuid?.()) throw new Error(`${file} is not owned by this user; it cannot name the rootless Docker daemon`)
+    if (!/^\d{1,9}\s*$/.test(text)) throw new Error(`${file} does not hold a process id`)
+    const pid = Number(text)
+    checkProcess(pid, `the rootless Docker daemon (${file})`)
+    return { pid, label: `the user namespace of rootless Docker (pid ${pid}, ${socket})`, dockerHost: `unix://${socket}` }
+  }
+  throw new Error(`no rootless Docker daemon's pid file beside ${socket} (docker.pid or dockerd-rootless/child_pid)`)
+}
+
+/** The namespace $SETUP_QEMU_BINFMT_USERNS_PID names, or rootless Docker's. */
+export function findNamespace(env: NodeJS.ProcessEnv): UserNamespace {
+  const named = env[USERNS_PID_ENV]
+  if (named === undefined || named === '') return rootlessDocker(env)
+  if (!/^[1-9]\d{0,8}$/.test(named)) throw new ActionError(`${USERNS_PID_ENV} must be a process id, not '${named}'`)
+  const pid = Number(named)
+  checkProcess(pid, USERNS_PID_ENV)
+  return { pid, label: `the user namespace of process ${pid}` }
+}
+
+/** The nsenter arguments that run a command inside `ns` as its root, in the current directory. */
+export function enterArgs(ns: UserNamespace, command: string, args: readonly string[]): string[] {
+  // Entering a mount namespace moves the working directory to its root: keep ours.
+  return ['--target', String(ns.pid), '--user', '--mount', '--preserve-credentials', `--wd=${process.cwd()}`, '--', command, ...args]
+}
+
+/** Runs programs inside the namespace: where its binfmt_misc entries apply. */
+export class NamespaceRunner implements ProcessRunner {
+  constructor(
+    private readonly ns: UserNamespace,
+    private readonly runner: ProcessRunner,
+  ) {}
+
+  async run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+    const r = await this.runner.run('nsenter', enterArgs(this.ns, command, args), options)
+    // nsenter's own failure to start the program, as running it directly would have thrown.
+    const failed = /^nsenter: failed to execute .*: (.*)$/m.exec(r.stderr)
+    if (r.code !== null && r.code >= 126 && failed) {
+      const code = /exec format error/i.test(failed[1]) ? 'ENOEXEC' : /no such file/i.test(failed[1]) ? 'ENOENT' : 'EACCES'
+      throw Object.assign(new Error(failed[1]), { code })
+    }
+    return r
+  }
+}
+
+/** Whether the binfmt_misc at `root` is the namespace's own: its files belong to the namespace's root (this user), and it is not the host's. */
+function ownInstance(root: string): boolean {
+  const register = statOr(path.join(root, 'register'))
+  const host = statOr(BINFMT_ROOT)
+  return register !== undefined && register.uid === process.geteuid?.() && (!host || register.dev !== host.dev)
+}
+
+/** Kernel release as [major, minor]. */
+function kernelVersion(release: string): [number, number] {
+  const m = /^(\d+)\.(\d+)/.exec(release)
+  return m ? [Number(m[1]), Number(m[2])] : [0, 0]
+}
+
+/** Mounts the namespace's own binfmt_misc over the host's in its mount namespace, unless it has it already. */
+export async function mountOwnBinfmt(ns: UserNamespace, runner: ProcessRunner): Promise<void> {
+  const root = binfmtRootOf(ns)
+  if (ownInstance(root)) return
+  let why: string
+  try {
+    const r = await runner.run('nsenter', enterArgs(ns, 'mount', ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_ROOT]), { timeoutMs: ANSWER_MS })
+    why = r.code === 0 ? '' : lastLine(r.stderr) || `exit ${r.code ?? r.signal}`
+  } catch (e) {
+    why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'nsenter is not installed (util-linux)' : errorMessage(e)
+  }
+  if (!why && ownInstance(root)) return
+  const release = os.release()
+  const [major, minor] = kernelVersion(release)
+  const old = major < 6 || (major === 6 && minor < 7)
+  throw new ActionError(
+    `cannot give ${ns.label} a binfmt_misc of its own (${why || 'the mount did not take'}); ` +
+      (old ? `this kernel is ${release}, and user namespaces can mount binfmt_misc only since Linux 6.7` : `kernel ${release} refused it in this namespace`) +
+      `: use install-mode: direct (root or passwordless sudo) or a rootful Docker daemon (install-mode: docker) instead`,
+  )
+}
+
+/** Registers in the namespace's own binfmt_misc, writing its files from outside as their owner. */
+export class UsernsWriter extends DirectWriter {
+  override readonly method = 'userns'
+  readonly how: string
+  /** the namespace's table: the reader for this writer */
+  readonly view: BinfmtReader
+  /** runs test programs inside the namespace */
+  readonly probes: ProcessRunner
+
+  constructor(
+    readonly ns: UserNamespace,
+    runner: ProcessRunner,
+  ) {
+    super(runner, binfmtRootOf(ns))
+    this.how = `in ${ns.label}`
+    this.view = new BinfmtReader(this.root)
+    this.probes = new NamespaceRunner(ns, runner)
+  }
+
+  protected mounted(): boolean {
+    return ownInstance(this.root)
+  }
+
+  protected mount(): Promise<void> {
+    return mountOwnBinfmt(this.ns, this.runner)
+  }
+
+  protected async write(file: string, data: string): Promise<void> {
+    // The namespace may have gone since: never write into whatever table the path now leads to.
+    if (!ownInstance(this.root)) throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`)
+    fs.writeFileSync(file, data)
+  }
+}
+
+export interface UsernsAccess {
+  readonly writer?: UsernsWriter
+  readonly reason?: string
+}
+
+/** A writer for the user namespace of rootless Docker (or $SETUP_QEMU_BINFMT_USERNS_PID's), with its binfmt_misc mounted; or why not. */
+export async function usernsAccess(runner: ProcessRunner, env: NodeJS.ProcessEnv = process.env): Promise<UsernsAccess> {
+  let ns: UserNamespace
+  try {
+    ns = findNamespace(env)
+  } catch (e) {
+    if (e instanceof ActionError) throw e
+    return { reason: `userns: ${errorMessage(e)}` }
+  }
+  await mountOwnBinfmt(ns, runner)
+  return { writer: new UsernsWriter(ns, runner) }
+}
+
+/**
+ * The first process of a new user namespace (mapped to root there) with a
+ * mount namespace of its own: it waits until told to go, then becomes COMMAND.
+ * Descriptor 3 is the line between us: it says `ready` once inside, and reads the go-ahead.
+ */
+const HOLDER = 'echo ready >&3 || exit 125; read -r go <&3 || exit 125; exec 3>&-; exec "$@"'
+
+/** Exit status of a process as a shell reports it (128 + n for a signal). */
+function statusOf(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code
+  return 128 + (signal ? (os.constants.signals[signal] ?? 0) : 0)
+}
+
+/** A new user namespace, for `setup-qemu-binfmt run`: registered into first, then it runs the command. */
+export class NewNamespace {
+  private constructor(
+    private readonly child: ChildProcess,
+    readonly ns: UserNamespace,
+    private readonly exited: Promise<number>,
+  ) {}
+
+  /** Starts the namespace's first process, which will run `command` once `go` is called; throws why it could not. */
+  static async start(command: readonly string[]): Promise<NewNamespace> {
+    const child = spawn('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', HOLDER, 'sh', ...command], {
+      stdio: ['inherit', 'inherit', 'pipe', 'pipe'],
+    })
+    let stderr = ''
+    let ready = false
+    child.stderr?.on('data', (d: Buffer) => {
+      // Until the namespace is ready its errors are ours to explain; after that they are the command's.
+      if (ready) process.stderr.write(d)
+      else stderr += d.toString()
+    })
+    let failed: NodeJS.ErrnoException | undefined
+    const exited = new Promise<number>(resolve => {
+      child.once('error', e => {
+        failed = e
+        resolve(125)
+      })
+      child.once('close', (code, signal) => resolve(statusOf(code, signal)))
+    })
+    const started = await new Promise<boolean>(resolve => {
+      ;(child.stdio[3] as Duplex).once('data', () => resolve(true))
+      void exited.then(() => resolve(false))
+    })
+    if (!started) {
+      const why = failed?.code === 'ENOENT' ? 'unshare is not installed (util-linux)' : failed ? errorMessage(failed) : lastLine(stderr) || 'unshare exited'
+      throw new ActionError(
+        `cannot create a user namespace (${why}); ` +
+          `unprivileged user namespaces are needed: check the sysctls user.max_user_namespaces and kernel.apparmor_restrict_unprivileged_userns`,
+      )
+    }
+    ready = true
+    const pid = child.pid as number
+    return new NewNamespace(child, { pid, label: `a new user namespace (pid ${pid})` }, exited)
+  }
+
+  /** Lets the command run; resolves with its exit status. Signals sent to us meanwhile are passed on. */
+  async go(): Promise<number> {
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+    // A terminal's ^C reaches the command itself (same process group); a signal sent to us alone is passed on.
+    const pass = (s: NodeJS.Signals): void => void this.child.kill(s)
+    for (const s of signals) process.on(s, pass)
+    try {
+      ;(this.child.stdio[3] as Duplex).end('go\n')
+      return await this.exited
+    } finally {
+      for (const s of signals) process.off(s, pass)
+    }
+  }
+
+  /** Ends the namespace without running the command. */
+  async abandon(): Promise<void> {
+    this.child.kill('SIGKILL')
+    await this.exited
+  }
+}
