@@ -49,8 +49,15 @@ as_user() {
 if ! as_user 'docker info >/dev/null 2>&1'; then
   : >"$LOG"
   chown "$USER_NAME:" "$LOG"
-  # setsid + no inherited descriptors: the daemon outlives this script and any test runner.
-  as_user "setsid /usr/share/docker.io/contrib/dockerd-rootless.sh >$LOG 2>&1 </dev/null &"
+  # setsid, and no descriptor inherited beyond 0-2 (a caller's flock(1) lock would be held
+  # for the daemon's life): the daemon outlives this script and any test runner.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      n=${fd##*/}
+      if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+    done
+    as_user "setsid /usr/share/docker.io/contrib/dockerd-rootless.sh >$LOG 2>&1 </dev/null &"
+  )
   for _ in $(seq 1 60); do
     as_user 'docker info >/dev/null 2>&1' && break
     sleep 1

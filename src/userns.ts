@@ -111,10 +111,10 @@ export function findNamespace(env: NodeJS.ProcessEnv): UserNamespace {
   return { pid, label: `the user namespace of process ${pid}` }
 }
 
-/** The nsenter arguments that run a command inside `ns` as its root, in the current directory. */
+/** The nsenter arguments that run a command inside `ns` (in its root directory: entering a mount namespace moves there). */
 export function enterArgs(ns: UserNamespace, command: string, args: readonly string[]): string[] {
-  // Entering a mount namespace moves the working directory to its root: keep ours.
-  return ['--target', String(ns.pid), '--user', '--mount', '--preserve-credentials', `--wd=${process.cwd()}`, '--', command, ...args]
+  // Our uid is its root already; without --preserve-credentials nsenter calls setgroups, which such a namespace denies.
+  return ['--target', String(ns.pid), '--user', '--mount', '--preserve-credentials', '--', command, ...args]
 }
 
 /** Runs programs inside the namespace: where its binfmt_misc entries apply. */
@@ -161,11 +161,15 @@ export async function mountOwnBinfmt(ns: UserNamespace, runner: ProcessRunner): 
     why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'nsenter is not installed (util-linux)' : errorMessage(e)
   }
   if (!why && ownInstance(root)) return
-  const release = os.release()
+  throw mountRefused(ns.label, why || 'the mount did not take', os.release())
+}
+
+/** Why a namespace has no binfmt_misc of its own: the kernel is too old for it, or refused it there. */
+export function mountRefused(label: string, why: string, release: string): ActionError {
   const [major, minor] = kernelVersion(release)
   const old = major < 6 || (major === 6 && minor < 7)
-  throw new ActionError(
-    `cannot give ${ns.label} a binfmt_misc of its own (${why || 'the mount did not take'}); ` +
+  return new ActionError(
+    `cannot give ${label} a binfmt_misc of its own (${why}); ` +
       (old ? `this kernel is ${release}, and user namespaces can mount binfmt_misc only since Linux 6.7` : `kernel ${release} refused it in this namespace`) +
       `: use install-mode: direct (root or passwordless sudo) or a rootful Docker daemon (install-mode: docker) instead`,
   )

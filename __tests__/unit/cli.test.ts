@@ -48,3 +48,18 @@ describe('download progress on a terminal', () => {
     expect(progressBar(progressLine('http://h/a.tar.gz', 1048576, 4 * 1048576), 4)).toBe('a.tar.gz [#---] 25% 1.0/4.0 MB')
   })
 })
+
+describe('run', () => {
+  test('the install flags before --, the command after it (options in it stay its own), install-mode userns', () => {
+    const parsed = parseArgs(['run', '--platforms', 'linux/arm64', '--', 'chroot', '/r', '/bin/sh', '--help'])
+    expect(parsed).toMatchObject({ command: 'run', positional: ['chroot', '/r', '/bin/sh', '--help'], inputs: { platforms: 'linux/arm64', 'install-mode': 'userns' } })
+  })
+
+  test.each([
+    [['run', '--json', '--', 'true'], /--json does not go with run/],
+    [['run', '--buildx', 'true', '--', 'true'], /--buildx does not go with run/],
+    [['run', '--', ], /run needs a command after --/],
+  ])('%j is a usage error', (argv, message) => {
+    expect(() => parseArgs(argv)).toThrow(message)
+  })
+})

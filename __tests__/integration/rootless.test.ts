@@ -1,0 +1,223 @@
+// install-mode userns and `setup-qemu-binfmt run`, as unprivileged users with no sudo, on this
+// machine's kernel (6.7+ lets a user namespace mount a binfmt_misc of its own):
+//  - rootless Docker (Debian 12's dockerd-rootless.sh, started by .ci/rootless.sh for user
+//    qemurootless): after the step an arm64 container runs and `docker build --platform
+//    linux/arm64` runs a RUN; auto picks userns; uninstall and the post step remove what it added;
+//  - `run -- COMMAND`: a foreign chroot in a new namespace, the command's exit status and stdout;
+//  - a namespace that forbids the mount, a process of another user, no rootless daemon: one error each.
+// Throughout, the host's own binfmt_misc table does not change.
+import { execFileSync, spawn, spawnSync } from 'child_process'
+import * as fs from 'fs'
+import * as path from 'path'
+import { ACTION_NODE, REPO_ROOT, RunActionResult, runAction } from '../support/action'
+import { snapshot } from '../support/binfmt'
+import { rootfs } from '../support/fixtures'
+import { CoreFixtures, VERSION, closeFixtures, errorsOf, expectSuccess, freshDir, startFixtures, transcript } from './core-helpers'
+
+const USER = 'qemurootless'
+const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
+const NATIVE_IMAGE = 'local/busybox:test'
+const ARM64_IMAGE = 'local/busybox-arm64:test'
+
+const uid = Number(execFileSync('id', ['-u', USER]).toString().trim())
+const RUNTIME = `/run/user/${uid}`
+const DOCKER_HOST = `unix://${RUNTIME}/docker.sock`
+const ENGINE = { DOCKER_HOST, XDG_RUNTIME_DIR: RUNTIME }
+const PATH_ENV = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+interface Ran {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs argv as `user` in a clean environment (asynchronously: the download server answers from this process). */
+function asUser(user: string, argv: string[], env: Record<string, string> = {}, timeoutMs = 240000): Promise<Ran> {
+  const base: Record<string, string> = { PATH: PATH_ENV, HOME: user === USER ? `/home/${USER}` : '/tmp', LANG: 'C.UTF-8', ...env }
+  const args = ['-u', user, '--', '/usr/bin/env', '-i', ...Object.entries(base).map(([k, v]) => `${k}=${v}`), ...argv]
+  return new Promise((resolve, reject) => {
+    const child = spawn('runuser', args, { cwd: '/tmp', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.on('error', reject)
+    child.on('close', code => resolve({ code, stdout, stderr }))
+  })
+}
+
+/** A fresh directory the user owns (its XDG cache). */
+function userDir(label: string): string {
+  const d = freshDir(label)
+  fs.chownSync(d, uid, uid)
+  return d
+}
+
+const docker = (args: string[]): Promise<Ran> => asUser(USER, ['docker', ...args], ENGINE)
+const show = (r: Ran): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
+
+/** The entries in rootless Docker's namespace, read as its owner sees them from outside. */
+function namespaceEntries(): string[] {
+  const pid = fs.readFileSync(`${RUNTIME}/docker.pid`, 'utf8').trim()
+  const dir = `/proc/${pid}/root/proc/sys/fs/binfmt_misc`
+  const own = fs.statSync(path.join(dir, 'register')).uid === uid
+  return own ? fs.readdirSync(dir).filter(n => n !== 'register' && n !== 'status').sort() : []
+}
+
+let fx: CoreFixtures
+let hostBefore: ReturnType<typeof snapshot>
+beforeAll(async () => {
+  const info = await docker(['info', '--format', '{{.SecurityOptions}}'])
+  if (info.code !== 0 || !info.stdout.includes('rootless')) throw new Error(`rootless Docker of ${USER} is not running: run .ci/rootless.sh\n${show(info)}`)
+  fx = await startFixtures()
+  hostBefore = snapshot()
+}, 120000)
+
+afterEach(async () => {
+  // Whatever a test left in the namespace goes: the namespace is these tests' own.
+  if (namespaceEntries().length) await asUser(USER, [ACTION_NODE, CLI, 'uninstall', 'all'], ENGINE)
+  // The host's table never changes, whatever the test did.
+  expect(snapshot()).toEqual(hostBefore)
+})
+afterAll(() => closeFixtures(fx))
+
+const from = { 'qemu-version': VERSION, 'qemu-url': '' }
+const inputs = (extra: Record<string, string> = {}): Record<string, string> => ({
+  ...from,
+  'qemu-url': fx.tarGzUrl,
+  platforms: 'linux/arm64,linux/arm/v7',
+  'docker-image': NATIVE_IMAGE,
+  ...extra,
+})
+const onlyError = (r: RunActionResult): string => {
+  const errors = errorsOf(r)
+  if (r.code !== 1 || errors.length !== 1) throw new Error(`expected one error and exit 1:\n${transcript(r)}`)
+  return errors[0]
+}
+
+describe('rootless Docker: install-mode userns', () => {
+  test('auto picks userns for a user with no sudo and only rootless Docker; an arm64 container runs and docker build --platform linux/arm64 runs a RUN', async () => {
+    const r = await runAction(inputs(), { user: USER, env: ENGINE })
+    expectSuccess(r)
+    expect(r.outputs.method).toBe('userns')
+    expect(r.outputs.platforms.split(',')).toEqual(expect.arrayContaining(['linux/arm64', 'linux/arm/v7']))
+    expect(r.stdout).toMatch(/Direct registration is not possible \(not root, and sudo -n/)
+    expect(r.stdout).toMatch(/Registering through Docker is not possible \(docker: the daemon's containers run in a user namespace/)
+    expect(r.stdout).toMatch(/this runner's own processes do not/)
+    expect(r.summary).toMatch(/method: userns \(the user namespace of rootless Docker \(pid \d+, .*docker\.sock\); this runner's own processes are not covered\)/)
+    expect(namespaceEntries()).toEqual(['qemu-aarch64', 'qemu-arm'])
+
+    const run = await docker(['run', '--rm', '--network', 'none', ARM64_IMAGE, 'uname', '-m'])
+    expect({ code: run.code, stdout: run.stdout.trim() }).toEqual({ code: 0, stdout: 'aarch64' })
+
+    const ctx = freshDir('build')
+    fs.writeFileSync(path.join(ctx, 'Dockerfile'), `FROM ${ARM64_IMAGE}\nRUN test "$(uname -m)" = aarch64 && echo built-on-$(uname -m) > /arch\n`)
+    const build = await docker(['build', '--platform', 'linux/arm64', '--network', 'none', '-t', 'local/rootless-build:test', ctx])
+    if (build.code !== 0) throw new Error(`docker build failed:\n${show(build)}`)
+    const built = await docker(['run', '--rm', '--network', 'none', 'local/rootless-build:test', 'cat', '/arch'])
+    expect(built.stdout.trim()).toBe('built-on-aarch64')
+    await docker(['rmi', '-f', 'local/rootless-build:test'])
+
+    // The runner's own processes are not covered: on the host an arm64 program still does not run (unless the host had its own entry).
+    if (!hostBefore.has('qemu-aarch64')) {
+      // (The kernel refuses it; Node then hands it to /bin/sh, which fails on its binary content.)
+      const host = spawnSync(path.join(await rootfs('arm64'), 'bin', 'busybox'), ['echo', 'ran'])
+      expect({ status: host.status === 0, stdout: host.stdout?.toString() }).toEqual({ status: false, stdout: '' })
+    }
+  }, 300000)
+
+  test('install-mode userns with uninstall: true: the post step removes what the step added, and containers no longer run arm64', async () => {
+    const main = await runAction(inputs({ 'install-mode': 'userns', uninstall: 'true', platforms: 'linux/arm64' }), { user: USER, env: ENGINE })
+    expectSuccess(main)
+    expect(main.outputs.method).toBe('userns')
+    expect(namespaceEntries()).toEqual(['qemu-aarch64'])
+    const post = await runAction(inputs({ 'install-mode': 'userns', uninstall: 'true' }), { user: USER, env: ENGINE, phase: 'post', state: main.stateFile })
+    expectSuccess(post)
+    expect(post.stdout).toMatch(/uninstall: removed qemu-aarch64/)
+    expect(namespaceEntries()).toEqual([])
+    const run = await docker(['run', '--rm', '--network', 'none', ARM64_IMAGE, 'uname', '-m'])
+    expect(run.code).not.toBe(0)
+  }, 300000)
+
+  test('a verification container that cannot run the test programs fails the step, and nothing stays in the namespace', async () => {
+    // Proof in the namespace alone is not enough: the engine's own container must run the programs too.
+    const r = await runAction(inputs({ 'install-mode': 'userns', platforms: 'linux/arm64', 'docker-image': ARM64_IMAGE.replace('test', 'missing') }), { user: USER, env: ENGINE })
+    expect(onlyError(r)).toMatch(/local\/busybox-arm64:missing/)
+    expect(namespaceEntries()).toEqual([])
+  }, 300000)
+
+  test('no rootless daemon where DOCKER_HOST points: one error that says what would work', async () => {
+    const r = await runAction(inputs({ 'install-mode': 'userns' }), { user: USER, env: { ...ENGINE, DOCKER_HOST: `unix://${RUNTIME}/nothing.sock` } })
+    expect(onlyError(r)).toMatch(/^cannot register emulators \(install-mode: userns\): userns: no rootless Docker daemon: .*nothing\.sock is not a socket; run rootless Docker/)
+  }, 120000)
+})
+
+describe('a named namespace ($SETUP_QEMU_BINFMT_USERNS_PID)', () => {
+  test('a namespace whose mount namespace is not its own forbids the mount: one error naming the kernel and what to use instead', async () => {
+    // unshare -U alone: a user namespace that still shares the host's mount namespace, where it may not mount.
+    const holder = spawn('runuser', ['-u', USER, '--', 'unshare', '--user', 'sleep', '120'], { stdio: 'ignore' })
+    try {
+      let pid: number | undefined
+      for (let i = 0; i < 100 && !pid; i++) {
+        await new Promise(r => setTimeout(r, 50))
+        const found = spawnSync('pgrep', ['-u', USER, '-f', '^sleep 120$']).stdout.toString().trim()
+        if (found) pid = Number(found.split('\n')[0])
+      }
+      expect(pid).toBeDefined()
+      const r = await runAction(inputs({ 'install-mode': 'userns' }), { user: USER, env: { ...ENGINE, SETUP_QEMU_BINFMT_USERNS_PID: String(pid) } })
+      expect(onlyError(r)).toMatch(
+        new RegExp(`^cannot give the user namespace of process ${pid} a binfmt_misc of its own \\(.+\\); kernel \\d+\\.\\d+\\S* refused it in this namespace: use install-mode: direct .* or a rootful Docker daemon`),
+      )
+    } finally {
+      holder.kill('SIGKILL')
+    }
+  }, 120000)
+
+  test("a process of another user (pid 1) is refused before anything is entered", async () => {
+    const r = await runAction(inputs({ 'install-mode': 'userns' }), { user: USER, env: { ...ENGINE, SETUP_QEMU_BINFMT_USERNS_PID: '1' } })
+    expect(onlyError(r)).toMatch(/userns: SETUP_QEMU_BINFMT_USERNS_PID: process 1 does not run as this user/)
+  }, 120000)
+
+  test('a value that is not a process id is an input error', async () => {
+    const r = await runAction(inputs({ 'install-mode': 'userns' }), { user: USER, env: { ...ENGINE, SETUP_QEMU_BINFMT_USERNS_PID: '1; rm -rf /' } })
+    expect(onlyError(r)).toBe("SETUP_QEMU_BINFMT_USERNS_PID must be a process id, not '1; rm -rf /'")
+  }, 120000)
+})
+
+describe('setup-qemu-binfmt run -- COMMAND (no privilege at all)', () => {
+  const runArgs = (): string[] => ['run', '--platforms', 'linux/arm64', '--qemu-version', VERSION, '--qemu-url', fx.tarGzUrl]
+
+  test('a foreign chroot runs in a new namespace; stdout is the command\'s alone, the log goes to stderr, the exit status is the command\'s', async () => {
+    const root = await rootfs('arm64')
+    const r = await asUser(USER, [ACTION_NODE, CLI, ...runArgs(), '--', 'chroot', root, '/bin/sh', '-c', 'uname -m; exit 7'], { XDG_CACHE_HOME: userDir('xdg') })
+    if (r.code !== 7) throw new Error(`expected exit 7:\n${show(r)}`)
+    expect(r.stdout).toBe('aarch64\n')
+    expect(r.stderr).toMatch(/Registering in the user namespace of process \d+: /)
+    expect(r.stderr).toMatch(/aarch64: ok/)
+    // The namespace went with the command: nothing of it is left running.
+    expect(spawnSync('pgrep', ['-u', USER, '-f', `chroot ${root}`]).stdout.toString()).toBe('')
+  }, 240000)
+
+  test('when the emulators cannot be had, the command does not run and the status is 125', async () => {
+    const marker = path.join(freshDir('marker'), 'ran')
+    fs.chmodSync(path.dirname(marker), 0o777)
+    const r = await asUser(USER, [ACTION_NODE, CLI, 'run', '--platforms', 'linux/arm64', '--qemu-url', `${fx.server.url}/missing/{target}`, '--', 'touch', marker], {
+      XDG_CACHE_HOME: userDir('xdg'),
+    })
+    if (r.code !== 125) throw new Error(`expected exit 125:\n${show(r)}`)
+    expect(r.stderr).toMatch(/^error: .*404/m)
+    expect(fs.existsSync(marker)).toBe(false)
+  }, 240000)
+
+  test('usage errors: no command, a command without --, --install-mode: exit 2, nothing runs', async () => {
+    for (const [args, message] of [
+      [['run', '--platforms', 'linux/arm64'], /run needs a command after --/],
+      [['run', 'true'], /put the command after --/],
+      [['run', '--install-mode', 'direct', '--', 'true'], /--install-mode does not go with run/],
+    ] as const) {
+      const r = await asUser(USER, [ACTION_NODE, CLI, ...args])
+      expect({ args, code: r.code }).toEqual({ args, code: 2 })
+      expect(r.stderr).toMatch(message)
+    }
+  }, 60000)
+})
