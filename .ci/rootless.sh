@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepares (as root) the rootless Docker the tests of install-mode userns use:
-#  - Debian 12's rootlesskit, uidmap (newuidmap) and slirp4netns,
+#  - Debian 12's rootlesskit, uidmap (newuidmap), slirp4netns and podman,
 #  - user qemurootless: no sudo, not in the docker group, with subordinate uid/gid ranges,
 #  - its rootless dockerd (Debian's dockerd-rootless.sh) running in the background, socket
 #    /run/user/<uid>/docker.sock,
-#  - the images docker.sh made (local/busybox:test, local/busybox-arm64:test) loaded into it.
+#  - the images docker.sh made (local/busybox:test, local/busybox-arm64:test) loaded into it, and
+#    into that user's rootless Podman.
 # Needs docker.sh first (the images come from the rootful daemon). Idempotent.
 #
 # /dev/net/tun is mode 0600 on these VMs, so slirp4netns cannot open it as a user:
@@ -20,7 +21,7 @@ source "$(dirname "$0")/lib.sh"
 require_root rootless.sh
 
 missing=()
-for p in rootlesskit uidmap slirp4netns; do
+for p in rootlesskit uidmap slirp4netns podman; do
   dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -46,18 +47,23 @@ as_user() {
   su -s /bin/bash "$USER_NAME" -c "cd ~ && export XDG_RUNTIME_DIR=$runtime DOCKER_HOST=unix://$runtime/docker.sock PATH=/usr/sbin:/usr/bin:/sbin:/bin && $1"
 }
 
-if ! as_user 'docker info >/dev/null 2>&1'; then
-  : >"$LOG"
-  chown "$USER_NAME:" "$LOG"
-  # setsid, and no descriptor inherited beyond 0-2 (a caller's flock(1) lock would be held
-  # for the daemon's life): the daemon outlives this script and any test runner.
+# For commands that leave a process behind (the daemon, Podman's pause process): no descriptor
+# beyond 0-2 is inherited, or a caller's flock(1) lock would be held for that process's life.
+detached() {
   (
     for fd in /proc/$BASHPID/fd/*; do
       n=${fd##*/}
       if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
     done
-    as_user "setsid /usr/share/docker.io/contrib/dockerd-rootless.sh >$LOG 2>&1 </dev/null &"
+    as_user "$1"
   )
+}
+
+if ! as_user 'docker info >/dev/null 2>&1'; then
+  : >"$LOG"
+  chown "$USER_NAME:" "$LOG"
+  # setsid: the daemon outlives this script and any test runner.
+  detached "setsid /usr/share/docker.io/contrib/dockerd-rootless.sh >$LOG 2>&1 </dev/null &"
   for _ in $(seq 1 60); do
     as_user 'docker info >/dev/null 2>&1' && break
     sleep 1
@@ -74,3 +80,15 @@ for image in "${IMAGES[@]}"; do
     docker save "$image" | as_user 'docker load -q >/dev/null'
   fi
 done
+
+missing_podman=()
+for image in "${IMAGES[@]}"; do
+  detached "podman image inspect $image >/dev/null 2>&1" || missing_podman+=("$image")
+done
+if [ "${#missing_podman[@]}" -gt 0 ]; then
+  saved=$(mktemp /tmp/rootless-images-XXXXXX.tar)
+  docker save "${missing_podman[@]}" -o "$saved"
+  chmod 0644 "$saved"
+  detached "podman load -q -i $saved >/dev/null"
+  rm -f "$saved"
+fi

@@ -80,9 +80,9 @@ export function hiddenDocker(writer: KernelWriter): DockerWriter | undefined {
 
 export type Verifier = (registrations: readonly Registration[], dir: string) => Promise<ProbeResult[]>
 
-/** `runner` with the docker CLI pointed at `dockerHost`. */
-function towards(runner: ProcessRunner, dockerHost: string): ProcessRunner {
-  return { run: (command, args, options?: RunOptions) => runner.run(command, args, { ...options, env: { ...(options?.env ?? process.env), DOCKER_HOST: dockerHost } }) }
+/** `runner` with `env` added to every program's environment (the engine's CLI pointed at it). */
+function withEnv(runner: ProcessRunner, env: Readonly<Record<string, string>>): ProcessRunner {
+  return { run: (command, args, options?: RunOptions) => runner.run(command, args, { ...options, env: { ...(options?.env ?? process.env), ...env } }) }
 }
 
 /**
@@ -96,11 +96,11 @@ export function verifierFor(writer: KernelWriter, runner: ProcessRunner, dockerI
   if (!(writer instanceof UsernsWriter)) return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, runner)
   return async (registrations, dir) => {
     const inside = await verifyRegistrations(registrations, writer.view, dir, writer.probes)
-    const dockerHost = writer.ns.dockerHost
-    if (!dockerHost) return inside
+    const engine = writer.ns.engine
+    if (!engine) return inside
     const passed = registrations.filter((_, i) => inside[i].ok)
     if (!passed.length) return inside
-    const inContainer = await verifyInDaemon(towards(runner, dockerHost), dockerImage, log, passed, writer.view, dir)
+    const inContainer = await verifyInDaemon(withEnv(runner, engine.env), engine.cli, dockerImage, log, passed, writer.view, dir)
     const byTarget = new Map(inContainer.map(p => [p.target.name, p]))
     return inside.map(p => {
       const c = byTarget.get(p.target.name)

@@ -196,14 +196,16 @@ class Docker {
   constructor(
     readonly runner: ProcessRunner,
     readonly log: DockerLog,
+    /** podman takes the same commands */
+    readonly cli: 'docker' | 'podman' = 'docker',
   ) {}
 
   async run(args: readonly string[], options: RunOptions): Promise<RunResult> {
-    this.log.debug(`docker ${args.map(a => (a.includes('\n') ? '<script>' : /^[\w./:=@,+-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`)
+    this.log.debug(`${this.cli} ${args.map(a => (a.includes('\n') ? '<script>' : /^[\w./:=@,+-]+$/.test(a) ? a : JSON.stringify(a))).join(' ')}`)
     try {
-      return await this.runner.run('docker', args, options)
+      return await this.runner.run(this.cli, args, options)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error('not installed (no docker command on PATH)')
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`not installed (no ${this.cli} command on PATH)`)
       throw e
     }
   }
@@ -423,13 +425,14 @@ async function probeInContainer(writer: DockerWriter, registrations: readonly Re
  */
 export async function verifyInDaemon(
   runner: ProcessRunner,
+  cli: 'docker' | 'podman',
   image: string,
   log: DockerLog,
   registrations: readonly Registration[],
   reader: BinfmtReader,
   dir: string,
 ): Promise<ProbeResult[]> {
-  const docker = new Docker(runner, log)
+  const docker = new Docker(runner, log, cli)
   await ensureImage(docker, image, log)
   return probeInContainer(new DockerWriter(docker, image), registrations, reader, dir)
 }

@@ -18,13 +18,19 @@ export const USERNS_PID_ENV = 'SETUP_QEMU_BINFMT_USERNS_PID'
 
 const ANSWER_MS = 20_000
 
+/** A rootless container engine: its command and the environment that points the command at it. */
+export interface Engine {
+  readonly cli: 'docker' | 'podman'
+  readonly env: Readonly<Record<string, string>>
+}
+
 /** A user namespace owned by this runner's user, named by a process inside it. */
 export interface UserNamespace {
   readonly pid: number
   /** for logs: which namespace it is ("the user namespace of rootless Docker (...)") */
   readonly label: string
-  /** the rootless Docker daemon whose containers run in it, when it is that */
-  readonly dockerHost?: string
+  /** the rootless engine whose containers run in it, when it is one */
+  readonly engine?: Engine
 }
 
 /** The namespace's binfmt_misc, as seen from outside through its process's root. */
@@ -88,23 +94,58 @@ export function rootlessDocker(env: NodeJS.ProcessEnv): UserNamespace {
   if (!statOr(socket)?.isSocket()) throw new Error(`no rootless Docker daemon: ${socket} is not a socket`)
   const dir = path.dirname(socket)
   for (const file of [path.join(dir, 'dockerd-rootless', 'child_pid'), path.join(dir, 'docker.pid')]) {
-    const text = readOr(file)
-    if (text === undefined) continue
-    const st = fs.statSync(file)
-    // Only a file this user wrote may name the process to enter.
-    if (st.uid !== process.geteuid?.()) throw new Error(`${file} is not owned by this user; it cannot name the rootless Docker daemon`)
-    if (!/^\d{1,9}\s*$/.test(text)) throw new Error(`${file} does not hold a process id`)
-    const pid = Number(text)
-    checkProcess(pid, `the rootless Docker daemon (${file})`)
-    return { pid, label: `the user namespace of rootless Docker (pid ${pid}, ${socket})`, dockerHost: `unix://${socket}` }
+    if (!statOr(file)) continue
+    const pid = pidFrom(file, 'the rootless Docker daemon')
+    return { pid, label: `the user namespace of rootless Docker (pid ${pid}, ${socket})`, engine: { cli: 'docker', env: { DOCKER_HOST: `unix://${socket}` } } }
   }
   throw new Error(`no rootless Docker daemon's pid file beside ${socket} (docker.pid or dockerd-rootless/child_pid)`)
 }
 
-/** The namespace $SETUP_QEMU_BINFMT_USERNS_PID names, or rootless Docker's. */
-export function findNamespace(env: NodeJS.ProcessEnv): UserNamespace {
+/** A pid file of this user's that names a process of this user in a user namespace of its own. */
+function pidFrom(file: string, what: string): number {
+  const st = fs.statSync(file)
+  // Only a file this user wrote may name the process to enter.
+  if (st.uid !== process.geteuid?.()) throw new Error(`${file} is not owned by this user; it cannot name ${what}`)
+  const text = fs.readFileSync(file, 'utf8')
+  if (!/^\d{1,9}\s*$/.test(text)) throw new Error(`${file} does not hold a process id`)
+  const pid = Number(text)
+  checkProcess(pid, `${what} (${file})`)
+  return pid
+}
+
+/**
+ * The namespace of rootless Podman: the one `podman unshare` enters, held by
+ * Podman's pause process (started by that same command when it is not running).
+ */
+export async function rootlessPodman(env: NodeJS.ProcessEnv, runner: ProcessRunner): Promise<UserNamespace> {
+  let r: RunResult
+  try {
+    r = await runner.run('podman', ['unshare', 'true'], { timeoutMs: ANSWER_MS })
+  } catch (e) {
+    throw new Error((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no podman command on PATH' : errorMessage(e))
+  }
+  if (r.code !== 0) throw new Error(`podman unshare: ${lastLine(r.stderr) || `exit ${r.code ?? r.signal}`}`)
+  const runtime = env.XDG_RUNTIME_DIR || `/run/user/${process.geteuid?.()}`
+  const file = path.join(runtime, 'libpod', 'tmp', 'pause.pid')
+  if (!statOr(file)) throw new Error(`podman has no pause process (no ${file})`)
+  const pid = pidFrom(file, "rootless Podman's pause process")
+  return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman', env: {} } }
+}
+
+/** The namespace $SETUP_QEMU_BINFMT_USERNS_PID names, else rootless Docker's, else rootless Podman's. */
+export async function findNamespace(env: NodeJS.ProcessEnv, runner: ProcessRunner): Promise<UserNamespace> {
   const named = env[USERNS_PID_ENV]
-  if (named === undefined || named === '') return rootlessDocker(env)
+  if (named === undefined || named === '') {
+    try {
+      return rootlessDocker(env)
+    } catch (docker) {
+      try {
+        return await rootlessPodman(env, runner)
+      } catch (podman) {
+        throw new Error(`${errorMessage(docker)}; no rootless Podman: ${errorMessage(podman)}`)
+      }
+    }
+  }
   if (!/^[1-9]\d{0,8}$/.test(named)) throw new ActionError(`${USERNS_PID_ENV} must be a process id, not '${named}'`)
   const pid = Number(named)
   checkProcess(pid, USERNS_PID_ENV)
@@ -218,7 +259,7 @@ export interface UsernsAccess {
 export async function usernsAccess(runner: ProcessRunner, env: NodeJS.ProcessEnv = process.env): Promise<UsernsAccess> {
   let ns: UserNamespace
   try {
-    ns = findNamespace(env)
+    ns = await findNamespace(env, runner)
   } catch (e) {
     if (e instanceof ActionError) throw e
     return { reason: `userns: ${errorMessage(e)}` }

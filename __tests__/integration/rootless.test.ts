@@ -56,13 +56,24 @@ function userDir(label: string): string {
 const docker = (args: string[]): Promise<Ran> => asUser(USER, ['docker', ...args], ENGINE)
 const show = (r: Ran): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
 
-/** The entries in rootless Docker's namespace, read as its owner sees them from outside. */
-function namespaceEntries(): string[] {
-  const pid = fs.readFileSync(`${RUNTIME}/docker.pid`, 'utf8').trim()
+const DOCKER_PID = `${RUNTIME}/docker.pid`
+const PODMAN_PID = `${RUNTIME}/libpod/tmp/pause.pid`
+
+/** The entries in the namespace of the process a pid file names (rootless Docker's by default), read from outside. */
+function namespaceEntries(pidFile = DOCKER_PID): string[] {
+  if (!fs.existsSync(pidFile)) return []
+  const pid = fs.readFileSync(pidFile, 'utf8').trim()
   const dir = `/proc/${pid}/root/proc/sys/fs/binfmt_misc`
-  const own = fs.statSync(path.join(dir, 'register')).uid === uid
-  return own ? fs.readdirSync(dir).filter(n => n !== 'register' && n !== 'status').sort() : []
+  try {
+    const own = fs.statSync(path.join(dir, 'register')).uid === uid
+    return own ? fs.readdirSync(dir).filter(n => n !== 'register' && n !== 'status').sort() : []
+  } catch {
+    return []
+  }
 }
+
+/** For Podman: Docker's socket is not there. */
+const PODMAN_ONLY = { XDG_RUNTIME_DIR: RUNTIME, DOCKER_HOST: `unix://${RUNTIME}/no-docker.sock` }
 
 let fx: CoreFixtures
 let hostBefore: ReturnType<typeof snapshot>
@@ -76,6 +87,7 @@ beforeAll(async () => {
 afterEach(async () => {
   // Whatever a test left in the namespace goes: the namespace is these tests' own.
   if (namespaceEntries().length) await asUser(USER, [ACTION_NODE, CLI, 'uninstall', 'all'], ENGINE)
+  if (namespaceEntries(PODMAN_PID).length) await asUser(USER, [ACTION_NODE, CLI, 'uninstall', 'all'], PODMAN_ONLY)
   // The host's table never changes, whatever the test did.
   expect(snapshot()).toEqual(hostBefore)
 })
@@ -150,6 +162,24 @@ describe('rootless Docker: install-mode userns', () => {
     const r = await runAction(inputs({ 'install-mode': 'userns' }), { user: USER, env: { ...ENGINE, DOCKER_HOST: `unix://${RUNTIME}/nothing.sock` } })
     expect(onlyError(r)).toMatch(/^cannot register emulators \(install-mode: userns\): userns: no rootless Docker daemon: .*nothing\.sock is not a socket; run rootless Docker/)
   }, 120000)
+})
+
+describe('rootless Podman', () => {
+  test("without rootless Docker, userns finds Podman's namespace (its pause process); a podman container runs arm64, and uninstall empties it", async () => {
+    const r = await runAction(inputs({ 'install-mode': 'userns', platforms: 'linux/arm64' }), { user: USER, env: PODMAN_ONLY })
+    expectSuccess(r)
+    expect(r.outputs.method).toBe('userns')
+    expect(r.summary).toMatch(/method: userns \(the user namespace of rootless Podman \(pause process \d+\); this runner's own processes are not covered\)/)
+    expect(namespaceEntries(PODMAN_PID)).toEqual(['qemu-aarch64'])
+    const run = await asUser(USER, ['podman', 'run', '--rm', '--network', 'none', ARM64_IMAGE, 'uname', '-m'], PODMAN_ONLY)
+    expect({ code: run.code, stdout: run.stdout.trim() }).toEqual({ code: 0, stdout: 'aarch64' })
+    // Docker's namespace is another one: it got nothing.
+    expect(namespaceEntries()).toEqual([])
+
+    const removed = await asUser(USER, [ACTION_NODE, CLI, 'uninstall', 'all', '--json'], PODMAN_ONLY)
+    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'] })
+    expect(namespaceEntries(PODMAN_PID)).toEqual([])
+  }, 300000)
 })
 
 describe('a named namespace ($SETUP_QEMU_BINFMT_USERNS_PID)', () => {

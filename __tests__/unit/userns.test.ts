@@ -35,12 +35,25 @@ describe('finding the namespace', () => {
     }
   })
 
-  test.each(['0', '-1', '12abc', '1 2', '$(id)', '99999999999'])('%j in SETUP_QEMU_BINFMT_USERNS_PID is refused before anything is read', value => {
-    expect(() => findNamespace({ SETUP_QEMU_BINFMT_USERNS_PID: value })).toThrow(`SETUP_QEMU_BINFMT_USERNS_PID must be a process id, not '${value}'`)
+  const nothingRuns: ProcessRunner = {
+    run: () => {
+      throw new Error('nothing may run')
+    },
+  }
+
+  test.each(['0', '-1', '12abc', '1 2', '$(id)', '99999999999'])('%j in SETUP_QEMU_BINFMT_USERNS_PID is refused before anything is read or run', async value => {
+    await expect(findNamespace({ SETUP_QEMU_BINFMT_USERNS_PID: value }, nothingRuns)).rejects.toThrow(`SETUP_QEMU_BINFMT_USERNS_PID must be a process id, not '${value}'`)
   })
 
-  test('this very process is in our own namespace, not one of its own', () => {
-    expect(() => findNamespace({ SETUP_QEMU_BINFMT_USERNS_PID: String(process.pid) })).toThrow(/runs in this runner's own user namespace/)
+  test('this very process is in our own namespace, not one of its own', async () => {
+    await expect(findNamespace({ SETUP_QEMU_BINFMT_USERNS_PID: String(process.pid) }, nothingRuns)).rejects.toThrow(/runs in this runner's own user namespace/)
+  })
+
+  test('no rootless Docker and no podman: both reasons in one line', async () => {
+    const noPodman: ProcessRunner = { run: async () => Promise.reject(Object.assign(new Error('spawn podman ENOENT'), { code: 'ENOENT' })) }
+    await expect(findNamespace({}, noPodman)).rejects.toThrow(
+      'no rootless Docker daemon: neither DOCKER_HOST nor XDG_RUNTIME_DIR is set; no rootless Podman: no podman command on PATH',
+    )
   })
 })
 
