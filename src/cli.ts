@@ -17,6 +17,7 @@ import { readInputs } from './inputs'
 import { ChildProcessRunner } from './process'
 import { isQemuEntry, stagedBy } from './register'
 import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
+import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
 import { runProbe } from './verify'
@@ -345,7 +346,7 @@ async function uninstall(parsed: Parsed): Promise<number> {
   // Which way it found is the action's log line; the command says only what it removed.
   const writer = await chooseWriter('auto', 'busybox:stable', runner, { info: () => undefined, debug: () => undefined }, 'change binfmt_misc')
   const reader = readerFor(writer)
-  const lock = await HostLock.acquire({ timeoutMs: 300_000, log: log.info })
+  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info })
   try {
     const present = reader.mounted() ? reader.names().filter(n => isQemuEntry(n)) : []
     const remove = all ? present : present.filter(n => names.includes(n.slice('qemu-'.length)))

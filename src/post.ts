@@ -10,6 +10,7 @@ import { HostLock } from './lock'
 import { ChildProcessRunner } from './process'
 import { isQemuEntry, stagingName } from './register'
 import { STATE_UNINSTALL, UninstallState } from './state'
+import { LOCK_WAIT_MS } from './timeouts'
 import { UsageRecords, tableOf } from './usage'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning }
@@ -57,7 +58,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   const writer = access.writer
   const reader = readerFor(writer)
   const records = new UsageRecords(tableOf(reader.root))
-  const lock = await HostLock.acquire({ timeoutMs: 300_000, log: core.info })
+  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core.info })
   try {
     const problem = records.problem()
     for (const { spec, previous } of state.entries) {

@@ -5,6 +5,7 @@ import { PROBE_ARGS, argumentsProblem, buildProbe } from './probe'
 import { ProcessRunner } from './process'
 import { Registration } from './register'
 import { Target } from './targets'
+import { PROBE_MS } from './timeouts'
 
 export interface ProbeResult {
   readonly target: Target
@@ -14,9 +15,6 @@ export interface ProbeResult {
   readonly ms: number
 }
 
-/** A test program runs in milliseconds; one still running after this is stuck. */
-const PROBE_TIMEOUT_MS = 20_000
-
 /** Writes the target's test program and executes it: the kernel picks the interpreter (or runs it natively). */
 export async function runProbe(target: Target, dir: string, runner: ProcessRunner): Promise<ProbeResult> {
   const file = path.join(dir, `probe-${target.name}`)
@@ -25,12 +23,12 @@ export async function runProbe(target: Target, dir: string, runner: ProcessRunne
   let ok = false
   let detail: string
   try {
-    const r = await runner.run(file, PROBE_ARGS, { timeoutMs: PROBE_TIMEOUT_MS })
+    const r = await runner.run(file, PROBE_ARGS, { timeoutMs: PROBE_MS })
     const problem = r.code === null ? undefined : argumentsProblem(r.code)
     ok = !r.signal && r.code !== null && !problem
     const said = r.stderr.trim() ? ` (${r.stderr.trim().split('\n')[0]})` : ''
     detail = r.timedOut
-      ? `the test program did not finish within ${PROBE_TIMEOUT_MS / 1000} s (the emulator hangs) and was stopped`
+      ? `the test program did not finish within ${PROBE_MS / 1000} s (the emulator hangs) and was stopped`
       : r.signal
         ? `the test program was killed by ${r.signal}${said}`
         : ok
