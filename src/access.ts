@@ -1,5 +1,6 @@
 import { BinfmtReader } from './binfmt'
-import { DockerWriter, dockerAccess } from './docker'
+import { dockerAccess } from './docker/daemon'
+import { DockerWriter } from './docker/writer'
 import { ActionError } from './errors'
 import { InstallMode } from './inputs'
 import { KernelWriter, directAccess } from './kernel'

@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { specOf } from './binfmt'
 import { BuilderState, cleanupBuilder } from './buildx/builder'
-import { dockerAccess } from './docker'
+import { dockerAccess } from './docker/daemon'
 import { readerFor } from './access'
 import { errorMessage } from './errors'
 import { CACHE_STATE, parsePending, saveEntry } from './fetch/actions-cache'
@@ -27,7 +27,7 @@ export async function post(): Promise<void> {
   const saved = core.getState('builder')
   if (saved) {
     try {
-      await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), { info: core.info, warning: core.warning })
+      await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), log)
     } catch (e) {
       core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
     }

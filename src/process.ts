@@ -148,12 +148,3 @@ export function failureReason(r: RunResult, timeoutMs?: number, program?: string
   if (r.timedOut || r.signal) return how()
   return errorLine(r.stderr) || errorLine(r.stdout) || how()
 }
-
-/** Last line of a program's error output (until the Docker path uses errorLine). */
-export function lastLine(text: string): string {
-  const lines = text
-    .split('\n')
-    .map(l => l.trim())
-    .filter(l => l && !NOISE.some(n => n.test(l)))
-  return lines.length ? lines[lines.length - 1] : ''
-}
