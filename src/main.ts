@@ -8,7 +8,7 @@ import { ActionError, errorMessage } from './errors'
 import { FetchResult, fetchEmulators } from './fetch'
 import { CACHE_STATE } from './fetch/actions-cache'
 import { Host, detectHost, nativePlatforms } from './host'
-import { Plan, detectNative } from './plan'
+import { Plan } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter } from './kernel'
 import { verifyInContainer } from './docker/verify'
@@ -24,7 +24,7 @@ import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, reportRows } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
-import { ProbeResult, runProbe, verifyRegistrations } from './verify'
+import { ProbeResult, detectNative, runProbe, verifyRegistrations } from './verify'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 

@@ -4,7 +4,8 @@ import { BinfmtReader, effectiveFlags } from './binfmt'
 import { PROBE_ARGS, argumentsProblem, buildProbe } from './probe'
 import { ProcessRunner } from './process'
 import { Registration } from './register'
-import { Target } from './targets'
+import { Host } from './host'
+import { Target, matchesHeader } from './targets'
 import { PROBE_MS } from './timeouts'
 
 export interface ProbeResult {
@@ -66,4 +67,33 @@ export async function verifyRegistrations(
       return runProbe(r.target, dir, runner)
     }),
   )
+}
+
+/**
+ * Which of the host's related targets run without QEMU: tried, not assumed. A
+ * target that an existing binfmt entry would take over cannot be tried, and is
+ * treated as foreign.
+ */
+export async function detectNative(
+  host: Host,
+  reader: BinfmtReader,
+  dir: string,
+  runner: ProcessRunner,
+  log: (m: string) => void,
+): Promise<Target[]> {
+  const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
+  const results = await Promise.all(
+    host.nativeCandidates.map(async target => {
+      const header = buildProbe(target)
+      const taker = entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset))
+      if (taker) {
+        log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`)
+        return undefined
+      }
+      const r = await runProbe(target, dir, runner)
+      log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
+      return r.ok ? target : undefined
+    }),
+  )
+  return results.filter((t): t is Target => t !== undefined)
 }
