@@ -1,11 +1,11 @@
 // Creates (or reuses) and bootstraps the `docker buildx` builder once emulators are
 // registered, so BuildKit starts after them and lists the emulated platforms.
-// Everything goes through a ProcessRunner running `docker`, so it is unit-tested
-// over recorded command lines.
+// Every docker command goes through the Docker wrapper over a ProcessRunner, so it
+// is unit-tested over recorded command lines.
 
 import * as fs from 'fs'
 import * as path from 'path'
-import { Docker } from '../docker/command'
+import { Docker, commandLine } from '../docker/command'
 import { ActionError, errorMessage } from '../errors'
 import { ProcessRunner, RunResult, failureReason } from '../process'
 import { BUILDX_MS } from '../timeouts'
@@ -427,7 +427,7 @@ async function tryRun(docker: Docker, args: string[], log: BuilderLog): Promise<
   try {
     return await docker.run(args, { timeoutMs: BUILDX_MS.quick })
   } catch (e) {
-    log.debug(`docker ${args.join(' ')} could not run: ${errorMessage(e)}`)
+    log.debug(`${commandLine(args)} could not run: ${errorMessage(e)}`)
     return undefined
   }
 }

@@ -34,7 +34,7 @@ class DockerMissing extends Error {
  */
 export class Docker {
   constructor(
-    readonly runner: ProcessRunner,
+    private readonly runner: ProcessRunner,
     private readonly log: DockerLog,
   ) {}
 
