@@ -5,7 +5,7 @@ export interface DockerLog {
   debug(m: string): void
 }
 
-export interface DockerRunOptions {
+interface DockerRunOptions {
   readonly timeoutMs: number
   /** written to docker's stdin */
   readonly input?: Buffer
