@@ -1,9 +1,11 @@
 import { BinfmtReader } from './binfmt'
-import { DockerWriter, dockerAccess, verifyInContainer, verifyInDaemon } from './docker'
+import { dockerAccess } from './docker/daemon'
+import { verifyInContainer, verifyInDaemon } from './docker/verify'
+import { DockerWriter } from './docker/writer'
 import { ActionError, errorMessage } from './errors'
 import { InstallMode } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
-import { ProcessRunner, RunOptions } from './process'
+import { ProcessRunner } from './process'
 import { Registration } from './register'
 import { UsernsWriter, usernsAccess } from './userns'
 import { ProbeResult, verifyRegistrations } from './verify'
@@ -80,11 +82,6 @@ export function hiddenDocker(writer: KernelWriter): DockerWriter | undefined {
 
 export type Verifier = (registrations: readonly Registration[], dir: string) => Promise<ProbeResult[]>
 
-/** `runner` with `env` added to every program's environment (the engine's CLI pointed at it). */
-function withEnv(runner: ProcessRunner, env: Readonly<Record<string, string>>): ProcessRunner {
-  return { run: (command, args, options?: RunOptions) => runner.run(command, args, { ...options, env: { ...(options?.env ?? process.env), ...env } }) }
-}
-
 /**
  * How to prove the entries where they apply: on this runner; in a container of
  * a daemon whose table the runner cannot see; or inside a user namespace and
@@ -100,7 +97,7 @@ export function verifierFor(writer: KernelWriter, runner: ProcessRunner, dockerI
     if (!engine) return inside
     const passed = registrations.filter((_, i) => inside[i].ok)
     if (!passed.length) return inside
-    const inContainer = await verifyInDaemon(withEnv(runner, engine.env), engine.cli, dockerImage, log, passed, writer.view, dir)
+    const inContainer = await verifyInDaemon(runner, engine, dockerImage, log, passed, writer.view, dir)
     const byTarget = new Map(inContainer.map(p => [p.target.name, p]))
     return inside.map(p => {
       const c = byTarget.get(p.target.name)

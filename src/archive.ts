@@ -9,6 +9,7 @@ import { EmulatorFile, EmulatorSink } from './fetch/emulator-file'
 import { SizeLimits, throwIfAborted } from './fetch/limits'
 import { TarFormatError, readTar } from './fetch/tar'
 import type { EmulatorWant } from './plan'
+import { failureReason } from './process'
 import { findTarget } from './targets'
 
 export type ArchiveFormat = 'elf' | 'tar' | 'tar.gz' | 'tar.xz' | 'tar.zst' | 'deb'
@@ -206,12 +207,12 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
   })
   let spawnError: NodeJS.ErrnoException | undefined
   let killed = false
-  const exited = new Promise<number | null>(resolve => {
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(resolve => {
     child.on('error', e => {
       spawnError = e
-      resolve(null)
+      resolve({ code: null, signal: null })
     })
-    child.on('close', code => resolve(code))
+    child.on('close', (code, signal) => resolve({ code, signal }))
   })
   pipeline(raw, child.stdin, () => undefined)
   const kill = (): void => {
@@ -230,7 +231,7 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
   return {
     stream: child.stdout,
     failure: async () => {
-      const code = await exited
+      const { code, signal: killedBy } = await exited
       signal?.removeEventListener('abort', onAbort)
       if (spawnError) {
         const pkg = program === 'xz' ? 'xz-utils' : 'zstd'
@@ -238,8 +239,7 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
         return errorMessage(spawnError)
       }
       if (code === 0 || killed) return undefined
-      const lines = stderr.split('\n').map(l => l.trim()).filter(Boolean)
-      return lines.length ? lines[lines.length - 1].replace(/^(xz|zstd): (\(stdin\): )?/, '') : `${program} exited with status ${code}`
+      return failureReason({ code, signal: killedBy, stdout: '', stderr }, undefined, program).replace(/^(xz|zstd): (\(stdin\): )?/, '')
     },
     close: () => {
       if (child.exitCode === null) kill()

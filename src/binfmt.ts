@@ -1,6 +1,6 @@
 import * as fs from 'fs'
 import * as path from 'path'
-import { ActionError } from './errors'
+import { ActionError, readOr } from './errors'
 import { hexToEscaped } from './targets'
 
 export const BINFMT_ROOT = '/proc/sys/fs/binfmt_misc'
@@ -110,11 +110,7 @@ export class BinfmtReader {
 
   /** binfmt_misc's host-wide switch (the status file): false when someone disabled every entry at once. */
   enabled(): boolean {
-    try {
-      return fs.readFileSync(path.join(this.root, 'status'), 'utf8').trim() !== 'disabled'
-    } catch {
-      return true
-    }
+    return readOr(() => fs.readFileSync(path.join(this.root, 'status'), 'utf8'), '').trim() !== 'disabled'
   }
 
   names(): string[] {

@@ -12,14 +12,14 @@ import { errorMessage } from './errors'
 import { detectHost, nativePlatforms } from './host'
 import { HostLock } from './lock'
 import { run as runMain } from './main'
-import { detectNative } from './plan'
 import { readInputs } from './inputs'
 import { ChildProcessRunner } from './process'
 import { isQemuEntry, stagedBy } from './register'
 import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
+import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
-import { runProbe } from './verify'
+import { detectNative, runProbe } from './verify'
 import { NewNamespace, USERNS_PID_ENV } from './userns'
 
 const VERSION = '1.0.0'
@@ -386,7 +386,7 @@ async function uninstall(parsed: Parsed): Promise<number> {
   // Which way it found is the action's log line; the command says only what it removed.
   const writer = await chooseWriter('auto', 'busybox:stable', runner, { info: () => undefined, debug: () => undefined }, 'change binfmt_misc')
   const reader = readerFor(writer)
-  const lock = await HostLock.acquire({ timeoutMs: 300_000, log: log.info })
+  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info })
   try {
     const present = reader.mounted() ? reader.names().filter(n => isQemuEntry(n)) : []
     const remove = all ? present : present.filter(n => names.includes(n.slice('qemu-'.length)))

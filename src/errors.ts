@@ -12,3 +12,24 @@ export class ActionError extends Error {
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
 }
+
+/** A system call's error as `CODE: what`, without the call and path Node appends (`EINVAL: invalid argument`); else the message. */
+export function errnoMessage(e: unknown): string {
+  const err = e as NodeJS.ErrnoException
+  return err.code ? `${err.code}: ${err.message.replace(/^\w+: /, '').split(',')[0]}` : errorMessage(e)
+}
+
+/** `text` as one line of at most `max` characters, for a message: control characters become spaces, the rest is cut with '...'. */
+export function clip(text: string, max: number): string {
+  const one = text.replace(/[\x00-\x1f\x7f]/g, ' ')
+  return one.length > max ? `${one.slice(0, max - 3)}...` : one
+}
+
+/** What `read` gives, or `fallback` when it throws: for files the kernel may not offer (a /proc entry, an unmounted table). */
+export function readOr<T>(read: () => string, fallback: T): string | T {
+  try {
+    return read()
+  } catch {
+    return fallback
+  }
+}

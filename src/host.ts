@@ -1,6 +1,6 @@
 import * as fs from 'fs'
 import { HostArch } from './elf'
-import { ActionError } from './errors'
+import { ActionError, readOr } from './errors'
 import { Target, dockerPlatforms, getTarget } from './targets'
 
 export interface Host {
@@ -46,15 +46,7 @@ export function amd64Levels(cpuinfo: string): string[] {
 export function nativePlatforms(host: Host, native: readonly Target[], cpuinfo?: string): string[] {
   const platforms = [...dockerPlatforms(host.target)]
   if (host.arch === 'amd64') {
-    let info = cpuinfo
-    if (info === undefined) {
-      try {
-        info = fs.readFileSync('/proc/cpuinfo', 'utf8')
-      } catch {
-        info = ''
-      }
-    }
-    platforms.push(...amd64Levels(info))
+    platforms.push(...amd64Levels(cpuinfo ?? readOr(() => fs.readFileSync('/proc/cpuinfo', 'utf8'), '')))
   }
   for (const t of native) for (const p of dockerPlatforms(t)) if (!platforms.includes(p)) platforms.push(p)
   return platforms

@@ -1,8 +1,9 @@
 import * as fs from 'fs'
 import * as path from 'path'
 import { BINFMT_ROOT, EntrySpec, registerLine } from './binfmt'
-import { ActionError, errorMessage } from './errors'
-import { ProcessRunner, lastLine } from './process'
+import { ActionError, errnoMessage, errorMessage, readOr } from './errors'
+import { ProcessRunner, failureReason } from './process'
+import { SUDO_CHECK_MS } from './timeouts'
 
 /** One change to binfmt_misc. */
 export type KernelOp =
@@ -33,11 +34,6 @@ class MountError extends ActionError {
       `binfmt_misc is not available: mounting ${BINFMT_ROOT} failed (${detail}); load the module with 'modprobe binfmt_misc', mount it before this step, or use install-mode: docker`,
     )
   }
-}
-
-function describe(e: unknown): string {
-  const err = e as NodeJS.ErrnoException
-  return err.code ? `${err.code}: ${err.message.replace(/^\w+: /, '').split(',')[0]}` : errorMessage(e)
 }
 
 const MOUNT_ARGS = ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_ROOT]
@@ -79,14 +75,14 @@ export abstract class DirectWriter implements KernelWriter {
           // One write() per line: the kernel parses each write as a whole entry.
           await this.write(path.join(this.root, 'register'), line)
         } catch (e) {
-          throw new Error(`registering ${op.spec.name} failed: ${describe(e)}`)
+          throw new Error(`registering ${op.spec.name} failed: ${errnoMessage(e)}`)
         }
       } else if (fs.existsSync(path.join(this.root, op.name))) {
         const [value, doing] = op.kind === 'remove' ? ['-1', 'removing'] : ['0', 'disabling']
         try {
           await this.write(path.join(this.root, op.name), value)
         } catch (e) {
-          throw new Error(`${doing} ${op.name} failed: ${describe(e)}`)
+          throw new Error(`${doing} ${op.name} failed: ${errnoMessage(e)}`)
         }
       }
     }
@@ -99,7 +95,7 @@ class RootWriter extends DirectWriter {
 
   protected async mount(): Promise<void> {
     const r = await this.runner.run('mount', MOUNT_ARGS)
-    if (r.code !== 0) throw new Error(lastLine(r.stderr) || `mount exited with ${r.code}`)
+    if (r.code !== 0) throw new Error(failureReason(r, undefined, 'mount'))
   }
 
   protected async write(file: string, data: string): Promise<void> {
@@ -113,7 +109,7 @@ class SudoWriter extends DirectWriter {
 
   private async sudo(args: string[], input?: string): Promise<void> {
     const r = await this.runner.run('sudo', ['-n', ...args], { input })
-    if (r.code !== 0) throw new Error(lastLine(r.stderr) || `sudo ${args[0]} exited with ${r.code}`)
+    if (r.code !== 0) throw new Error(failureReason(r, undefined, `sudo ${args[0]}`))
   }
 
   protected mount(): Promise<void> {
@@ -151,27 +147,19 @@ export function rootLimits(status: string, mountinfo: string): string | undefine
   return undefined
 }
 
-function readOr(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8')
-  } catch {
-    return ''
-  }
-}
-
 /** Root, or passwordless sudo; otherwise says why neither works. */
 export async function directAccess(runner: ProcessRunner, uid: number = process.getuid?.() ?? -1): Promise<DirectAccess> {
   if (uid === 0) {
-    const limit = rootLimits(readOr('/proc/self/status'), readOr('/proc/self/mountinfo'))
+    const limit = rootLimits(readOr(() => fs.readFileSync('/proc/self/status', 'utf8'), ''), readOr(() => fs.readFileSync('/proc/self/mountinfo', 'utf8'), ''))
     return limit ? { reason: limit } : { writer: new RootWriter(runner) }
   }
   let reason: string
   try {
-    const r = await runner.run('sudo', ['-n', 'true'], { timeoutMs: 10000 })
+    const r = await runner.run('sudo', ['-n', 'true'], { timeoutMs: SUDO_CHECK_MS })
     if (r.code === 0) return { writer: new SudoWriter(runner) }
-    reason = `not root, and sudo -n: ${lastLine(r.stderr) || `exit ${r.code}`}`
+    reason = `not root, and sudo -n: ${failureReason(r, SUDO_CHECK_MS)}`
   } catch (e) {
-    reason = `not root, and sudo is not installed (${describe(e)})`
+    reason = `not root, and sudo is not installed (${errnoMessage(e)})`
   }
   return { reason }
 }

@@ -1,10 +1,6 @@
-import { BinfmtReader } from './binfmt'
 import { Host } from './host'
 import { PlatformSelection } from './platform'
-import { buildProbe } from './probe'
-import { ProcessRunner } from './process'
-import { Target, allTargets, emulatorName, matchesHeader } from './targets'
-import { runProbe } from './verify'
+import { Target, allTargets, emulatorName } from './targets'
 
 /**
  * What this run sets out to do: which requested targets the runner runs
@@ -63,33 +59,4 @@ export function pickEmulators(want: EmulatorWant, offered: readonly string[] | u
 
 export function emulatorNames(targets: readonly Target[]): string[] {
   return [...new Set(targets.map(emulatorName))]
-}
-
-/**
- * Which of the host's related targets run without QEMU: tried, not assumed. A
- * target that an existing binfmt entry would take over cannot be tried, and is
- * treated as foreign.
- */
-export async function detectNative(
-  host: Host,
-  reader: BinfmtReader,
-  dir: string,
-  runner: ProcessRunner,
-  log: (m: string) => void,
-): Promise<Target[]> {
-  const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
-  const results = await Promise.all(
-    host.nativeCandidates.map(async target => {
-      const header = buildProbe(target)
-      const taker = entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset))
-      if (taker) {
-        log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`)
-        return undefined
-      }
-      const r = await runProbe(target, dir, runner)
-      log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
-      return r.ok ? target : undefined
-    }),
-  )
-  return results.filter((t): t is Target => t !== undefined)
 }

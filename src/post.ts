@@ -1,7 +1,7 @@
 import * as core from '@actions/core'
 import { specOf } from './binfmt'
 import { BuilderState, cleanupBuilder } from './buildx/builder'
-import { dockerAccess } from './docker'
+import { dockerAccess } from './docker/daemon'
 import { readerFor } from './access'
 import { usernsAccess } from './userns'
 import { errorMessage } from './errors'
@@ -11,6 +11,7 @@ import { HostLock } from './lock'
 import { ChildProcessRunner } from './process'
 import { isQemuEntry, stagingName } from './register'
 import { STATE_UNINSTALL, UninstallState } from './state'
+import { LOCK_WAIT_MS } from './timeouts'
 import { UsageRecords, tableOf } from './usage'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning }
@@ -27,7 +28,7 @@ export async function post(): Promise<void> {
   const saved = core.getState('builder')
   if (saved) {
     try {
-      await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), { info: core.info, warning: core.warning })
+      await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), log)
     } catch (e) {
       core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
     }
@@ -59,7 +60,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   const writer = access.writer
   const reader = readerFor(writer)
   const records = new UsageRecords(tableOf(reader.root))
-  const lock = await HostLock.acquire({ timeoutMs: 300_000, log: core.info })
+  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core.info })
   try {
     const problem = records.problem()
     for (const { spec, previous } of state.entries) {

@@ -1,10 +1,13 @@
 import { spawn } from 'child_process'
+import { clip } from './errors'
+import { PROGRAM_MS } from './timeouts'
 
 export interface RunOptions {
   /** written to the child's stdin, then closed */
   input?: string | Buffer
-  env?: NodeJS.ProcessEnv
-  /** the child (and everything it started) is killed after this long; default DEFAULT_TIMEOUT_MS */
+  /** added to this process's environment (a container engine's CLI pointed at its daemon) */
+  env?: Readonly<Record<string, string>>
+  /** the child (and everything it started) is killed after this long; default PROGRAM_MS */
   timeoutMs?: number
 }
 
@@ -23,8 +26,6 @@ export interface ProcessRunner {
   run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult>
 }
 
-/** Nothing this action runs should take longer; a program that does is stuck. */
-const DEFAULT_TIMEOUT_MS = 300_000
 /** After the child exits, how long its output may still take to arrive (a grandchild may hold the pipes open). */
 const DRAIN_MS = 1000
 
@@ -49,7 +50,7 @@ export class ChildProcessRunner implements ProcessRunner {
   run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     if (this.cancel?.aborted) return Promise.reject(new CancelledError())
     return new Promise((resolve, reject) => {
-      const child = spawn(command, args, { env: options.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+      const child = spawn(command, args, { env: options.env ? { ...process.env, ...options.env } : process.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true })
       const out: Buffer[] = []
       const err: Buffer[] = []
       let timedOut = false
@@ -65,7 +66,7 @@ export class ChildProcessRunner implements ProcessRunner {
       const timer = setTimeout(() => {
         timedOut = true
         killGroup()
-      }, options.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+      }, options.timeoutMs ?? PROGRAM_MS)
       const onCancel = (): void => {
         cancelled = true
         killGroup()
@@ -105,14 +106,47 @@ export class ChildProcessRunner implements ProcessRunner {
   }
 }
 
-// Lines programs add after the real error, which say nothing about it.
-const HINTS = [/^dmesg\(1\) may have more information/]
+// Lines that say nothing about the error: pointers to help and hints added after it.
+const NOISE = [/^(See|Run) '?docker\b.*--help/i, /^Usage:/, /^dmesg\(1\) may have more information/]
 
-/** Last meaningful line of a program's error output: the one that usually says what went wrong. */
-export function lastLine(text: string): string {
+/**
+ * The line of a program's output that says what went wrong: buildx's last
+ * `ERROR:` line (its progress output repeats it after a `#N` prefix), else the
+ * last line that is not colour codes, decoration, a "see --help" pointer or a
+ * hint added after the real error; one line of at most 300 characters.
+ */
+export function errorLine(text: string): string {
   const lines = text
+    .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
     .split('\n')
     .map(l => l.trim())
-    .filter(l => l && !HINTS.some(h => h.test(l)))
-  return lines.length ? lines[lines.length - 1] : ''
+    .filter(l => l !== '' && !/^[-=_~]+$/.test(l) && !NOISE.some(n => n.test(l)))
+  const errorOf = (l: string): string | undefined => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1]
+  const newestFirst = [...lines].reverse()
+  const error = newestFirst.find(l => l.startsWith('ERROR:')) ?? newestFirst.find(l => errorOf(l) !== undefined)
+  if (error) return clip(errorOf(error) ?? error, 300)
+  const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l))
+  return clip(plain.at(-1) ?? lines.at(-1) ?? '', 300)
+}
+
+/**
+ * How a program run that did not succeed ended, in words that follow its name:
+ * `exited with status 1: <its error line>` (or `... and no message`), `did not
+ * finish within 20 s and was stopped`, `was killed by SIGTERM`.
+ */
+export function describeRun(r: RunResult, timeoutMs: number = PROGRAM_MS): string {
+  if (r.timedOut) return `did not finish within ${timeoutMs / 1000} s and was stopped`
+  if (r.signal) return `was killed by ${r.signal}`
+  const why = errorLine(r.stderr)
+  return `exited with status ${r.code}${why ? `: ${why}` : ' and no message'}`
+}
+
+/**
+ * Why a run failed, for a message that says what was being done: its error line
+ * (stderr, else stdout), else how it ended (`program` named in front).
+ */
+export function failureReason(r: RunResult, timeoutMs?: number, program?: string): string {
+  const how = (): string => (program ? `${program} ` : '') + describeRun(r, timeoutMs)
+  if (r.timedOut || r.signal) return how()
+  return errorLine(r.stderr) || errorLine(r.stdout) || how()
 }

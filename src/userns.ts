@@ -11,12 +11,11 @@ import * as path from 'path'
 import { BINFMT_ROOT, BinfmtReader } from './binfmt'
 import { ActionError, errorMessage } from './errors'
 import { DirectWriter } from './kernel'
-import { ProcessRunner, RunOptions, RunResult, lastLine } from './process'
+import { ProcessRunner, RunOptions, RunResult, errorLine, failureReason } from './process'
+import { USERNS_MS } from './timeouts'
 
 /** Names a namespace to register in instead of rootless Docker's: the user namespace of this process (e.g. Podman's pause process, or `setup-qemu-binfmt run`'s). */
 export const USERNS_PID_ENV = 'SETUP_QEMU_BINFMT_USERNS_PID'
-
-const ANSWER_MS = 20_000
 
 /** A rootless container engine: its command and the environment that points the command at it. */
 export interface Engine {
@@ -120,11 +119,11 @@ function pidFrom(file: string, what: string): number {
 export async function rootlessPodman(env: NodeJS.ProcessEnv, runner: ProcessRunner): Promise<UserNamespace> {
   let r: RunResult
   try {
-    r = await runner.run('podman', ['unshare', 'true'], { timeoutMs: ANSWER_MS })
+    r = await runner.run('podman', ['unshare', 'true'], { timeoutMs: USERNS_MS })
   } catch (e) {
     throw new Error((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no podman command on PATH' : errorMessage(e))
   }
-  if (r.code !== 0) throw new Error(`podman unshare: ${lastLine(r.stderr) || `exit ${r.code ?? r.signal}`}`)
+  if (r.code !== 0) throw new Error(`podman unshare: ${failureReason(r, USERNS_MS)}`)
   const runtime = env.XDG_RUNTIME_DIR || `/run/user/${process.geteuid?.()}`
   const file = path.join(runtime, 'libpod', 'tmp', 'pause.pid')
   if (!statOr(file)) throw new Error(`podman has no pause process (no ${file})`)
@@ -196,8 +195,8 @@ export async function mountOwnBinfmt(ns: UserNamespace, runner: ProcessRunner): 
   if (ownInstance(root)) return
   let why: string
   try {
-    const r = await runner.run('nsenter', enterArgs(ns, 'mount', ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_ROOT]), { timeoutMs: ANSWER_MS })
-    why = r.code === 0 ? '' : lastLine(r.stderr) || `exit ${r.code ?? r.signal}`
+    const r = await runner.run('nsenter', enterArgs(ns, 'mount', ['-t', 'binfmt_misc', 'binfmt_misc', BINFMT_ROOT]), { timeoutMs: USERNS_MS })
+    why = r.code === 0 ? '' : failureReason(r, USERNS_MS, 'mount')
   } catch (e) {
     why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'nsenter is not installed (util-linux)' : errorMessage(e)
   }
@@ -314,7 +313,7 @@ export class NewNamespace {
       void exited.then(() => resolve(false))
     })
     if (!started) {
-      const why = failed?.code === 'ENOENT' ? 'unshare is not installed (util-linux)' : failed ? errorMessage(failed) : lastLine(stderr) || 'unshare exited'
+      const why = failed?.code === 'ENOENT' ? 'unshare is not installed (util-linux)' : failed ? errorMessage(failed) : errorLine(stderr) || 'unshare exited'
       throw new ActionError(
         `cannot create a user namespace (${why}); ` +
           `unprivileged user namespaces are needed: check the sysctls user.max_user_namespaces and kernel.apparmor_restrict_unprivileged_userns`,

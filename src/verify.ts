@@ -4,7 +4,9 @@ import { BinfmtReader, effectiveFlags } from './binfmt'
 import { PROBE_ARGS, argumentsProblem, buildProbe } from './probe'
 import { ProcessRunner } from './process'
 import { Registration } from './register'
-import { Target } from './targets'
+import { Host } from './host'
+import { Target, matchesHeader } from './targets'
+import { PROBE_MS } from './timeouts'
 
 export interface ProbeResult {
   readonly target: Target
@@ -14,9 +16,6 @@ export interface ProbeResult {
   readonly ms: number
 }
 
-/** A test program runs in milliseconds; one still running after this is stuck. */
-const PROBE_TIMEOUT_MS = 20_000
-
 /** Writes the target's test program and executes it: the kernel picks the interpreter (or runs it natively). */
 export async function runProbe(target: Target, dir: string, runner: ProcessRunner): Promise<ProbeResult> {
   const file = path.join(dir, `probe-${target.name}`)
@@ -25,12 +24,12 @@ export async function runProbe(target: Target, dir: string, runner: ProcessRunne
   let ok = false
   let detail: string
   try {
-    const r = await runner.run(file, PROBE_ARGS, { timeoutMs: PROBE_TIMEOUT_MS })
+    const r = await runner.run(file, PROBE_ARGS, { timeoutMs: PROBE_MS })
     const problem = r.code === null ? undefined : argumentsProblem(r.code)
     ok = !r.signal && r.code !== null && !problem
     const said = r.stderr.trim() ? ` (${r.stderr.trim().split('\n')[0]})` : ''
     detail = r.timedOut
-      ? `the test program did not finish within ${PROBE_TIMEOUT_MS / 1000} s (the emulator hangs) and was stopped`
+      ? `the test program did not finish within ${PROBE_MS / 1000} s (the emulator hangs) and was stopped`
       : r.signal
         ? `the test program was killed by ${r.signal}${said}`
         : ok
@@ -68,4 +67,33 @@ export async function verifyRegistrations(
       return runProbe(r.target, dir, runner)
     }),
   )
+}
+
+/**
+ * Which of the host's related targets run without QEMU: tried, not assumed. A
+ * target that an existing binfmt entry would take over cannot be tried, and is
+ * treated as foreign.
+ */
+export async function detectNative(
+  host: Host,
+  reader: BinfmtReader,
+  dir: string,
+  runner: ProcessRunner,
+  log: (m: string) => void,
+): Promise<Target[]> {
+  const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
+  const results = await Promise.all(
+    host.nativeCandidates.map(async target => {
+      const header = buildProbe(target)
+      const taker = entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset))
+      if (taker) {
+        log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`)
+        return undefined
+      }
+      const r = await runProbe(target, dir, runner)
+      log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
+      return r.ok ? target : undefined
+    }),
+  )
+  return results.filter((t): t is Target => t !== undefined)
 }

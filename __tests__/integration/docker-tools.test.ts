@@ -3,11 +3,11 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { EntrySpec, registerLine } from '../../src/binfmt'
-import { REGISTER_SCRIPT, parseTable, tarArchive } from '../../src/docker'
+import { REGISTER_SCRIPT, parseTable } from '../../src/docker/writer'
 import { getTarget } from '../../src/targets'
 
-// What the Docker path hands to system programs, checked with the system's own:
-// the tar stream for docker cp (GNU tar) and the register script (sh).
+// What the Docker path hands to a system program, checked with the system's own:
+// the register script (sh). The tar stream for docker cp: tar-gnu.test.ts.
 
 const ppc = getTarget('ppc64le')
 const s390x = getTarget('s390x')
@@ -25,43 +25,6 @@ const kernelText = (s: EntrySpec, flags: string): string =>
 function spec(target = ppc, interpreter = '/x', flags = 'POCF'): EntrySpec {
   return { name: `qemu-${target.name}`, offset: 0, magic: target.magic, mask: target.mask, interpreter, flags }
 }
-
-/** Unpacks a tar with the system's tar: path -> { mode, content }. */
-function untar(archive: Buffer): Map<string, { mode: number; content: string; dir: boolean }> {
-  const out = fs.mkdtempSync(path.join(dir, 'untar-'))
-  const r = spawnSync('tar', ['-x', '-C', out, '-f', '-'], { input: archive })
-  expect(r.stderr.toString()).toBe('')
-  expect(r.status).toBe(0)
-  const found = new Map<string, { mode: number; content: string; dir: boolean }>()
-  const walk = (p: string, rel: string): void => {
-    for (const e of fs.readdirSync(p, { withFileTypes: true })) {
-      const full = path.join(p, e.name)
-      const name = rel ? `${rel}/${e.name}` : e.name
-      const st = fs.statSync(full)
-      found.set(name, { mode: st.mode & 0o777, content: e.isDirectory() ? '' : fs.readFileSync(full, 'utf8'), dir: e.isDirectory() })
-      if (e.isDirectory()) walk(full, name)
-    }
-  }
-  walk(out, '')
-  return found
-}
-
-describe('tarArchive', () => {
-  test('the system tar reads it: directories, modes, contents, long paths', () => {
-    const long = `${'d'.repeat(90)}/${'e'.repeat(60)}/file-with-a-long-name`
-    const files = untar(
-      tarArchive([
-        { name: 'a/b/one', data: Buffer.from('1'), mode: 0o755 },
-        { name: 'a/b/two', data: Buffer.alloc(1000, 'x'), mode: 0o644 },
-        { name: long, data: Buffer.from('long'), mode: 0o700 },
-      ]),
-    )
-    expect(files.get('a')).toEqual({ mode: 0o755, content: '', dir: true })
-    expect(files.get('a/b/one')).toEqual({ mode: 0o755, content: '1', dir: false })
-    expect(files.get('a/b/two')).toEqual({ mode: 0o644, content: 'x'.repeat(1000), dir: false })
-    expect(files.get(long)).toEqual({ mode: 0o700, content: 'long', dir: false })
-  })
-})
 
 describe('REGISTER_SCRIPT under a POSIX sh', () => {
   // Against a directory standing in for binfmt_misc (plain files, so no kernel

@@ -2,25 +2,15 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { EntrySpec, registerLine } from '../../src/binfmt'
-import {
-  CONTAINER_DIR,
-  CONTAINER_LABEL,
-  ContainerTable,
-  DockerWriter,
-  INIT_USER_NS,
-  PROBE_SCRIPT,
-  REGISTER_SCRIPT,
-  RunnerNamespace,
-  dockerAccess,
-  hiddenFromRunner,
-  parseProbes,
-  parseTable,
-  verifyInContainer,
-} from '../../src/docker'
+import { CONTAINER_LABEL } from '../../src/docker/container'
+import { INIT_USER_NS, RunnerNamespace, dockerAccess, hiddenFromRunner } from '../../src/docker/daemon'
+import { PROBE_SCRIPT, parseProbes, verifyInContainer } from '../../src/docker/verify'
+import { CONTAINER_DIR, ContainerTable, DockerWriter, REGISTER_SCRIPT, parseTable } from '../../src/docker/writer'
 import { ProcessRunner, RunOptions, RunResult } from '../../src/process'
 import { PROBE_EXIT_STATUS } from '../../src/probe'
 import { Registration } from '../../src/register'
 import { getTarget } from '../../src/targets'
+import { readAll } from '../support/tar-read'
 
 const ppc = getTarget('ppc64le')
 const s390x = getTarget('s390x')
@@ -113,25 +103,10 @@ function spec(target = ppc, interpreter = '/x', flags = 'POCF'): EntrySpec {
   return { name: `qemu-${target.name}`, offset: 0, magic: target.magic, mask: target.mask, interpreter, flags }
 }
 
-/**
- * The members of the ustar stream handed to `docker cp`: path -> { mode, content }. Read here in
- * plain Node; __tests__/integration/docker-tools.test.ts checks GNU tar reads the same format.
- */
-function untar(archive: Buffer): Map<string, { mode: number; content: string; dir: boolean }> {
-  const found = new Map<string, { mode: number; content: string; dir: boolean }>()
-  const field = (h: Buffer, at: number, len: number): string => h.subarray(at, at + len).toString('utf8').replace(/\0.*$/s, '')
-  for (let at = 0; at + 512 <= archive.length; ) {
-    const h = archive.subarray(at, at + 512)
-    if (h.every(b => b === 0)) break
-    const prefix = field(h, 345, 155)
-    const name = (prefix ? `${prefix}/` : '') + field(h, 0, 100)
-    const size = parseInt(field(h, 124, 12).trim(), 8)
-    const dir = field(h, 156, 1) === '5'
-    const content = archive.subarray(at + 512, at + 512 + size).toString('utf8')
-    found.set(name.replace(/\/$/, ''), { mode: parseInt(field(h, 100, 8).trim(), 8) & 0o777, content, dir })
-    at += 512 + Math.ceil(size / 512) * 512
-  }
-  return found
+/** The members of the tar stream handed to `docker cp`, as the action's tar reader reads them: path -> { mode, content }. */
+async function untar(archive: Buffer): Promise<Map<string, { mode: number; content: string; dir: boolean }>> {
+  const { headers, data } = await readAll(archive)
+  return new Map(headers.map(h => [h.name.replace(/\/$/, ''), { mode: h.mode, content: data.get(h.name) ?? '', dir: h.type === 'directory' }]))
 }
 
 describe('dockerAccess: why Docker cannot be used', () => {
@@ -300,7 +275,7 @@ describe('DockerWriter', () => {
     expect(create.slice(create.indexOf(REGISTER_SCRIPT) + 1)).toEqual(['sh', 'r:qemu-s390x', `a:${registerLine(s390Spec)}`, `a:${registerLine(ppcSpec)}`])
     const id = 'c2' // the fake's second container: the first looked at the table
     expect(fake.calls[1].args).toEqual(['cp', '-', `${id}:/`])
-    const files = untar(fake.calls[1].input as Buffer)
+    const files = await untar(fake.calls[1].input as Buffer)
     expect(files.get(ppcSpec.interpreter.slice(1))).toEqual({ mode: 0o755, content: 'ppc emulator', dir: false })
     expect(files.get(s390Spec.interpreter.slice(1))).toEqual({ mode: 0o755, content: 's390x emulator', dir: false })
     expect([...files.keys()].filter(k => !files.get(k)!.dir)).toHaveLength(2)
@@ -347,7 +322,7 @@ describe('DockerWriter', () => {
       { kind: 'register', spec: spec(ppc, old, 'F') },
       { kind: 'register', spec: spec(s390x, '/nonexistent/qemu-s390x-static', '') },
     ])
-    const files = untar(fake.calls[1].input as Buffer)
+    const files = await untar(fake.calls[1].input as Buffer)
     expect(files.get(old.slice(1))).toEqual({ mode: 0o755, content: 'the distro emulator', dir: false })
     expect([...files.keys()].some(k => k.includes('nonexistent'))).toBe(false)
   })
@@ -385,7 +360,7 @@ describe('verifyInContainer', () => {
     const create = fake.created()
     expect(create).not.toContain('--privileged')
     expect(create.slice(create.indexOf(PROBE_SCRIPT) + 1)).toEqual(['sh', 'probe-ppc64le', 'probe-s390x'])
-    const files = untar(fake.calls[1].input as Buffer)
+    const files = await untar(fake.calls[1].input as Buffer)
     expect(files.get('setup-qemu-binfmt-probes/probe-ppc64le')?.mode).toBe(0o755)
     expect(files.get('setup-qemu-binfmt-probes/probe-s390x')?.content).toBe(fs.readFileSync(path.join(probeDir, 'probe-s390x'), 'utf8'))
   })

@@ -1,12 +1,14 @@
 // Creates (or reuses) and bootstraps the `docker buildx` builder once emulators are
 // registered, so BuildKit starts after them and lists the emulated platforms.
-// Everything goes through a ProcessRunner running `docker`, so it is unit-tested
-// over recorded command lines.
+// Every docker command goes through the Docker wrapper over a ProcessRunner, so it
+// is unit-tested over recorded command lines.
 
 import * as fs from 'fs'
 import * as path from 'path'
+import { Docker, commandLine } from '../docker/command'
 import { ActionError, errorMessage } from '../errors'
-import { ProcessRunner, RunResult } from '../process'
+import { ProcessRunner, RunResult, failureReason } from '../process'
+import { BUILDX_MS } from '../timeouts'
 import {
   appendArgs,
   bootstrapArgs,
@@ -34,16 +36,10 @@ interface BuilderLog {
 interface CleanupLog {
   info(s: string): void
   warning(s: string): void
+  debug(s: string): void
 }
 
-const DOCKER = 'docker'
 const SECOND = 1000
-// Bootstrap pulls moby/buildkit; everything else is local bookkeeping or one RPC.
-const TIMEOUT = {
-  quick: 60 * SECOND,
-  create: 5 * 60 * SECOND,
-  bootstrap: 15 * 60 * SECOND,
-}
 
 const DAEMON_DOWN = /Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock: connect: (no such file|permission denied)/i
 
@@ -65,8 +61,9 @@ export async function setupBuilder(
   log: BuilderLog,
 ): Promise<{ result?: BuilderResult; state?: BuilderState }> {
   if (opts.mode === 'false') return {}
+  const docker = new Docker(runner, log)
 
-  const buildx = await buildxVersion(runner)
+  const buildx = await buildxVersion(docker)
   if (!buildx.ok) {
     if (opts.mode === 'auto') {
       log.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`)
@@ -77,12 +74,12 @@ export async function setupBuilder(
   log.info(`Using ${buildx.version}`)
 
   try {
-    if (opts.driver === 'docker') return await currentBuilder(opts, runner, log)
+    if (opts.driver === 'docker') return await currentBuilder(opts, docker, log)
 
-    const existing = await run(runner, inspectArgs(opts.name), TIMEOUT.quick, log)
-    if (existing.code === 0) return await reuseBuilder(opts, parseInspect(existing.stdout), runner, log)
-    log.debug(`no builder named ${opts.name} yet (${describe(existing)})`)
-    return await createBuilder(opts, runner, log)
+    const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
+    if (existing.code === 0) return await reuseBuilder(opts, parseInspect(existing.stdout), docker, log)
+    log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)
+    return await createBuilder(opts, docker, log)
   } catch (e) {
     // `auto` means "a builder if possible": the emulators are there and work without one.
     if (opts.mode === 'auto' && e instanceof BuilderFailure) {
@@ -103,7 +100,7 @@ function missingBuildx(reason: string): ActionError {
 /** With buildx: true, a missing plugin is known before anything is downloaded or registered: fail then. */
 export async function requireBuildx(mode: BuilderOptions['mode'], runner: ProcessRunner): Promise<void> {
   if (mode !== 'true') return
-  const buildx = await buildxVersion(runner)
+  const buildx = await buildxVersion(new Docker(runner, { info: () => undefined, debug: () => undefined }))
   if (!buildx.ok) throw missingBuildx(buildx.reason)
 }
 
@@ -115,56 +112,30 @@ export async function cleanupBuilder(state: BuilderState, runner: ProcessRunner,
     return
   }
   try {
-    const r = await runner.run(DOCKER, rmArgs(state.name), { timeoutMs: TIMEOUT.create })
+    const r = await new Docker(runner, log).run(rmArgs(state.name), { timeoutMs: BUILDX_MS.create })
     if (r.code === 0) {
       log.info(`Removed builder ${state.name}`)
     } else if (/no builder .* found/i.test(r.stderr)) {
       log.info(`Builder ${state.name} is already gone`)
     } else {
-      log.warning(`Could not remove builder ${state.name}: ${describe(r)}; remove it with docker buildx rm ${state.name}`)
+      log.warning(`Could not remove builder ${state.name}: ${failureReason(r, BUILDX_MS.create)}; remove it with docker buildx rm ${state.name}`)
     }
   } catch (e) {
     log.warning(`Could not remove builder ${state.name}: ${errorMessage(e)}`)
   }
 }
 
-/**
- * The line of a docker/buildx error output that says what went wrong: the last
- * `ERROR:` line (buildx ends with one, progress output repeats it with a `#N` prefix),
- * else the last line that is not decoration or a "see --help" pointer.
- */
-export function meaningfulError(text: string): string {
-  const lines = text
-    .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
-    .split('\n')
-    .map(l => l.trim())
-    .filter(l => l !== '')
-    .filter(l => !/^[-=_~]+$/.test(l))
-    .filter(l => !/^(See|Run) '?docker\b.*--help/i.test(l) && !/^Usage:/.test(l))
-  const errorLine = (l: string): string | undefined => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1]
-  for (let i = lines.length - 1; i >= 0; i--) {
-    if (lines[i].startsWith('ERROR:')) return clip(errorLine(lines[i]) ?? lines[i])
-  }
-  for (let i = lines.length - 1; i >= 0; i--) {
-    const e = errorLine(lines[i])
-    if (e) return clip(e)
-  }
-  const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l))
-  const pick = plain.length ? plain[plain.length - 1] : lines[lines.length - 1]
-  return pick ? clip(pick) : ''
-}
-
 async function buildxVersion(
-  runner: ProcessRunner,
+  docker: Docker,
 ): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
   let r: RunResult
   try {
-    r = await runner.run(DOCKER, versionArgs(), { timeoutMs: TIMEOUT.quick })
+    r = await docker.run(versionArgs(), { timeoutMs: BUILDX_MS.quick })
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     return { ok: false, reason: code === 'ENOENT' ? 'docker was not found on PATH' : errorMessage(e) }
   }
-  if (r.code !== 0) return { ok: false, reason: describe(r) }
+  if (r.code !== 0) return { ok: false, reason: failureReason(r, BUILDX_MS.quick) }
   const version = r.stdout.trim().split('\n')[0]
   return { ok: true, version: version ? `buildx ${version.replace(/^github\.com\/docker\/buildx\s+/, '')}` : 'docker buildx' }
 }
@@ -172,17 +143,17 @@ async function buildxVersion(
 /** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; just report it. */
 async function currentBuilder(
   opts: BuilderOptions,
-  runner: ProcessRunner,
+  docker: Docker,
   log: BuilderLog,
 ): Promise<{ result: BuilderResult; state: BuilderState }> {
   const ignored = ignoredSettings(opts)
   if (ignored.length) {
     log.notice(`driver: docker uses the Docker daemon's own builder, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied`)
   }
-  const r = await run(runner, inspectArgs(), TIMEOUT.quick, log)
+  const r = await docker.run(inspectArgs(), { timeoutMs: BUILDX_MS.quick })
   if (r.code !== 0) {
     throw new BuilderFailure(
-      `driver: cannot inspect the current docker builder (${describe(r)}); check that the Docker daemon is running, or use driver: docker-container`,
+      `driver: cannot inspect the current docker builder (${failureReason(r, BUILDX_MS.quick)}); check that the Docker daemon is running, or use driver: docker-container`,
     )
   }
   const parsed = parseInspect(r.stdout)
@@ -197,7 +168,7 @@ async function currentBuilder(
 async function reuseBuilder(
   opts: BuilderOptions,
   existing: ParsedBuilder,
-  runner: ProcessRunner,
+  docker: Docker,
   log: BuilderLog,
 ): Promise<{ result: BuilderResult; state: BuilderState }> {
   const driver = existing.driver || opts.driver
@@ -211,19 +182,19 @@ async function reuseBuilder(
         'choose another builder-name to get a builder with these settings',
     )
   }
-  const boot = await bootstrap(opts, opts.name, runner, log)
+  const boot = await bootstrap(opts, opts.name, docker, log)
   if (opts.use) {
-    const r = await run(runner, useArgs(opts.name), TIMEOUT.quick, log)
-    if (r.code !== 0) throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${describe(r)}); set use: false or check the builder`)
+    const r = await docker.run(useArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
+    if (r.code !== 0) throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`)
   }
-  const parsed = await readBuilder(opts.name, boot, runner, log)
+  const parsed = await readBuilder(opts.name, boot, docker, log)
   const state: BuilderState = { name: opts.name, created: false, driver: parsed.driver || driver }
   return { result: finish(opts, parsed, opts.name, false, log), state }
 }
 
 async function createBuilder(
   opts: BuilderOptions,
-  runner: ProcessRunner,
+  docker: Docker,
   log: BuilderLog,
 ): Promise<{ result?: BuilderResult; state?: BuilderState }> {
   let configFile: string | undefined
@@ -234,12 +205,12 @@ async function createBuilder(
   }
 
   log.info(`Creating builder ${opts.name} (driver ${opts.driver})`)
-  const created = await run(runner, createArgs(opts, configFile), TIMEOUT.create, log, true)
+  const created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true })
   // buildx copies the config into its own store at create, so the file is done with.
   if (configFile) await fs.promises.rm(configFile, { force: true })
   if (created.code !== 0) {
     // buildx rolls a failed create back itself: there is nothing to remove.
-    const reason = describe(created)
+    const reason = failureReason(created, BUILDX_MS.create)
     // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
     if (opts.mode === 'auto' && DAEMON_DOWN.test(reason)) {
       log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`)
@@ -251,23 +222,23 @@ async function createBuilder(
 
   // From here on the builder exists because of us: any failure removes it again.
   try {
-    for (const node of opts.append) await appendNode(opts.name, node, runner, log)
-    const boot = await bootstrap(opts, opts.name, runner, log)
-    const parsed = await readBuilder(opts.name, boot, runner, log)
+    for (const node of opts.append) await appendNode(opts.name, node, docker, log)
+    const boot = await bootstrap(opts, opts.name, docker, log)
+    const parsed = await readBuilder(opts.name, boot, docker, log)
     const state: BuilderState = { name: opts.name, created: true, driver: parsed.driver || opts.driver }
     return { result: finish(opts, parsed, opts.name, true, log), state }
   } catch (e) {
-    await removeAfterFailure(opts.name, runner, log)
+    await removeAfterFailure(opts.name, docker, log)
     throw e
   }
 }
 
-async function appendNode(name: string, node: AppendNode, runner: ProcessRunner, log: BuilderLog): Promise<void> {
+async function appendNode(name: string, node: AppendNode, docker: Docker, log: BuilderLog): Promise<void> {
   const label = node.name ? `${node.name} (${node.endpoint})` : node.endpoint
   log.info(`Adding node ${label} to builder ${name}`)
-  const r = await run(runner, appendArgs(name, node), TIMEOUT.create, log, true)
+  const r = await docker.run(appendArgs(name, node), { timeoutMs: BUILDX_MS.create, loud: true })
   if (r.code !== 0) {
-    throw new BuilderFailure(`append: cannot add node ${label} to builder ${name} (${describe(r)}); check its endpoint, platforms and driver-opts`)
+    throw new BuilderFailure(`append: cannot add node ${label} to builder ${name} (${failureReason(r, BUILDX_MS.create)}); check its endpoint, platforms and driver-opts`)
   }
 }
 
@@ -276,16 +247,16 @@ async function appendNode(name: string, node: AppendNode, runner: ProcessRunner,
  * for use if nothing better is available. A transient failure (registry or network) is
  * tried once more; the error says what failed: the image pull, a timeout, or the start.
  */
-async function bootstrap(opts: BuilderOptions, name: string, runner: ProcessRunner, log: BuilderLog): Promise<string> {
+async function bootstrap(opts: BuilderOptions, name: string, docker: Docker, log: BuilderLog): Promise<string> {
   log.info(`Booting builder ${name}`)
-  let r = await run(runner, bootstrapArgs(name), TIMEOUT.bootstrap, log, true)
+  let r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true })
   if (r.code !== 0 && r.code !== null) {
-    const reason = describe(r)
+    const reason = failureReason(r, BUILDX_MS.bootstrap)
     if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {
       const delay = opts.retryDelayMs ?? RETRY_DELAY
       log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / SECOND)} s`)
       await new Promise(resolve => setTimeout(resolve, delay))
-      r = await run(runner, bootstrapArgs(name), TIMEOUT.bootstrap, log, true)
+      r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true })
     }
   }
   if (r.code !== 0) throw new BuilderFailure(bootstrapError(opts, name, r))
@@ -293,9 +264,9 @@ async function bootstrap(opts: BuilderOptions, name: string, runner: ProcessRunn
 }
 
 function bootstrapError(opts: BuilderOptions, name: string, r: RunResult): string {
-  const reason = describe(r)
+  const reason = failureReason(r, BUILDX_MS.bootstrap)
   if (r.code === null) {
-    return `builder ${name} did not start within ${TIMEOUT.bootstrap / 60 / SECOND} minutes (${reason}); check the Docker daemon and the network to the registry`
+    return `builder ${name} did not start within ${BUILDX_MS.bootstrap / 60 / SECOND} minutes (${reason}); check the Docker daemon and the network to the registry`
   }
   if (PULL_FAILED.test(reason)) {
     const image = opts.driverOpts.map(o => /^image=(.+)$/.exec(o)?.[1]).find(Boolean)
@@ -316,9 +287,9 @@ function bootstrapError(opts: BuilderOptions, name: string, r: RunResult): strin
  * has it, else `inspect NAME`, else what the bootstrap printed. JSON carries no '*'
  * for user-set platforms, so those are taken from the text when it names the same node.
  */
-async function readBuilder(name: string, bootOutput: string, runner: ProcessRunner, log: BuilderLog): Promise<ParsedBuilder> {
+async function readBuilder(name: string, bootOutput: string, docker: Docker, log: BuilderLog): Promise<ParsedBuilder> {
   const fromBoot = parseInspect(bootOutput)
-  const ls = await tryRun(runner, lsJsonArgs(), log)
+  const ls = await tryRun(docker, lsJsonArgs(), log)
   const json = ls && ls.code === 0 ? parseLsJson(ls.stdout, name) : undefined
   if (json && json.nodes.length) {
     for (const node of json.nodes) {
@@ -327,8 +298,8 @@ async function readBuilder(name: string, bootOutput: string, runner: ProcessRunn
     }
     return json
   }
-  log.debug(`docker buildx ls --format json gave nothing usable${ls ? ` (${describe(ls)})` : ''}; reading docker buildx inspect ${name}`)
-  const inspect = await tryRun(runner, inspectArgs(name), log)
+  log.debug(`docker buildx ls --format json gave nothing usable${ls ? ` (${failureReason(ls, BUILDX_MS.quick)})` : ''}; reading docker buildx inspect ${name}`)
+  const inspect = await tryRun(docker, inspectArgs(name), log)
   if (inspect && inspect.code === 0) {
     const parsed = parseInspect(inspect.stdout)
     if (parsed.nodes.length) return parsed
@@ -441,50 +412,22 @@ function createFix(input: string): string {
   }
 }
 
-async function removeAfterFailure(name: string, runner: ProcessRunner, log: BuilderLog): Promise<void> {
+async function removeAfterFailure(name: string, docker: Docker, log: BuilderLog): Promise<void> {
   try {
-    const r = await runner.run(DOCKER, rmArgs(name), { timeoutMs: TIMEOUT.create })
+    const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create })
     if (r.code === 0) log.info(`Removed the half-made builder ${name}`)
-    else log.notice(`Could not remove builder ${name} after the failure (${describe(r)}); remove it with docker buildx rm ${name}`)
+    else log.notice(`Could not remove builder ${name} after the failure (${failureReason(r, BUILDX_MS.create)}); remove it with docker buildx rm ${name}`)
   } catch (e) {
     log.notice(`Could not remove builder ${name} after the failure (${errorMessage(e)})`)
   }
 }
 
-async function run(
-  runner: ProcessRunner,
-  args: string[],
-  timeoutMs: number,
-  log: BuilderLog,
-  loud = false,
-): Promise<RunResult> {
-  const line = `${DOCKER} ${args.map(quote).join(' ')}`
-  if (loud) log.info(`[command]${line}`)
-  else log.debug(`[command]${line}`)
-  const r = await runner.run(DOCKER, args, { timeoutMs })
-  if (r.code !== 0) log.debug(`${line} -> ${r.code ?? r.signal}: ${r.stderr.trim()}`)
-  return r
-}
-
 /** For optional reads: a failure to even start is reported as "no answer". */
-async function tryRun(runner: ProcessRunner, args: string[], log: BuilderLog): Promise<RunResult | undefined> {
+async function tryRun(docker: Docker, args: string[], log: BuilderLog): Promise<RunResult | undefined> {
   try {
-    return await run(runner, args, TIMEOUT.quick, log)
+    return await docker.run(args, { timeoutMs: BUILDX_MS.quick })
   } catch (e) {
-    log.debug(`docker ${args.join(' ')} could not run: ${errorMessage(e)}`)
+    log.debug(`${commandLine(args)} could not run: ${errorMessage(e)}`)
     return undefined
   }
-}
-
-function describe(r: RunResult): string {
-  if (r.code === null) return `killed by ${r.signal ?? 'a signal'}, probably a timeout`
-  return meaningfulError(r.stderr) || meaningfulError(r.stdout) || `exit code ${r.code}`
-}
-
-function quote(a: string): string {
-  return /^[A-Za-z0-9_./:=,@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`
-}
-
-function clip(text: string): string {
-  return text.length > 300 ? `${text.slice(0, 297)}...` : text
 }

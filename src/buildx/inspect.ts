@@ -12,10 +12,6 @@ import { BuilderNode } from './types'
 export interface ParsedBuilder {
   name: string
   driver: string
-  /** as buildx prints it (inspect: Go time format; ls json: RFC 3339) */
-  lastActivity?: string
-  /** builder-level error (buildx could not load the builder) */
-  error?: string
   nodes: BuilderNode[]
 }
 
@@ -37,8 +33,6 @@ export function parseInspect(text: string): ParsedBuilder {
       if (key === 'nodes') inNodes = true
       else if (key === 'name') out.name = value
       else if (key === 'driver') out.driver = value
-      else if (key === 'last activity') out.lastActivity = value
-      else if (key === 'error') out.error = value
       continue
     }
     if (key === 'name') {
@@ -59,10 +53,6 @@ export function parseInspect(text: string): ParsedBuilder {
         node.error = value
         if (!node.status) node.status = 'error'
         break
-      case 'buildkit daemon flags':
-      case 'flags':
-        node.flags = value
-        break
       case 'buildkit version':
       case 'buildkit':
         node.buildkit = value
@@ -70,7 +60,7 @@ export function parseInspect(text: string): ParsedBuilder {
       case 'platforms':
         setPlatforms(node, value.split(','))
         break
-      // Driver Options, section headers and keys from future releases are not needed.
+      // Flags, Driver Options, section headers and keys from future releases are not needed.
     }
   }
   return out
@@ -86,13 +76,7 @@ export function parseLsJson(text: string, name: string): ParsedBuilder | undefin
   for (const obj of jsonObjects(text)) {
     if (str(obj.Name) !== name) continue
     const nodes = Array.isArray(obj.Nodes) ? obj.Nodes.filter(isObject).map(jsonNode) : []
-    const out: ParsedBuilder = { name, driver: str(obj.Driver), nodes }
-    const last = str(obj.LastActivity)
-    // Go marshals a zero time.Time as 0001-01-01T00:00:00Z when omitempty does not drop it.
-    if (last && !last.startsWith('0001-01-01')) out.lastActivity = last
-    const err = str(obj.Err ?? obj.Error)
-    if (err) out.error = err
-    return out
+    return { name, driver: str(obj.Driver), nodes }
   }
   return undefined
 }
@@ -179,13 +163,6 @@ function jsonNode(n: Json): BuilderNode {
   if (err) {
     node.error = err
     if (!node.status) node.status = 'error'
-  }
-  const flags = n.Flags ?? n.BuildkitdFlags
-  if (Array.isArray(flags)) {
-    const f = flags.map(str).filter(Boolean).join(' ')
-    if (f) node.flags = f
-  } else if (typeof flags === 'string' && flags) {
-    node.flags = flags
   }
   if (Array.isArray(n.Platforms)) setPlatforms(node, n.Platforms.map(platformString))
   else if (typeof n.Platforms === 'string') setPlatforms(node, n.Platforms.split(','))

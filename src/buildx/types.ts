@@ -55,8 +55,6 @@ export interface BuilderNode {
   platforms: string[]
   /** the subset of `platforms` set by the user at create time (marked '*' by buildx) */
   preferred?: string[]
-  /** BuildKit daemon flags, as buildx prints them */
-  flags?: string
   /** why buildx could not load or start this node */
   error?: string
   /**

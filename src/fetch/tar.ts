@@ -4,6 +4,9 @@
  * hands each member's header to the caller, and streams only the members the
  * caller takes; the rest are skipped without being kept. Reading ends at the
  * end-of-archive block (trailing bytes are ignored) or when the caller stops.
+ *
+ * And its counterpart for the other direction: a ustar writer for the few
+ * files `docker cp -` copies into a container.
  */
 
 type TarType = 'file' | 'hardlink' | 'symlink' | 'directory' | 'device' | 'fifo' | 'sparse' | 'other'
@@ -16,6 +19,8 @@ export interface TarHeader {
   readonly size: number
   /** bytes the member claims once extracted: for sparse members the full size */
   readonly fullSize: number
+  /** permission bits */
+  readonly mode: number
   readonly linkname?: string
 }
 
@@ -112,16 +117,19 @@ function cstring(buf: Buffer, off: number, len: number): string {
   return (nul >= 0 ? raw.subarray(0, nul) : raw).toString('utf8')
 }
 
-function checksumOk(block: Buffer): boolean {
-  const stored = octal(block, 148, 8)
-  let unsigned = 0
-  let signed = 0
+/** A header's checksum: the sum of its bytes with the checksum field counted as spaces (`signed`: as some old tars summed them). */
+function headerSum(block: Buffer, signed = false): number {
+  let sum = 0
   for (let i = 0; i < BLOCK; i++) {
     const b = i >= 148 && i < 156 ? 0x20 : block[i]
-    unsigned += b
-    signed += b > 127 ? b - 256 : b
+    sum += signed && b > 127 ? b - 256 : b
   }
-  return stored === unsigned || stored === signed
+  return sum
+}
+
+function checksumOk(block: Buffer): boolean {
+  const stored = octal(block, 148, 8)
+  return stored === headerSum(block) || stored === headerSum(block, true)
 }
 
 const TYPES: Record<string, TarType> = {
@@ -234,7 +242,7 @@ export async function readTar(
     pax = new Map()
     longName = longLink = undefined
 
-    const header: TarHeader = { name, type, size: dataSize, fullSize, linkname: linkname || undefined }
+    const header: TarHeader = { name, type, size: dataSize, fullSize, mode: octal(block, 100, 8) & 0o7777, linkname: linkname || undefined }
     const decision = await decide(header)
     if (decision === 'stop') return 'stopped'
     const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK
@@ -250,4 +258,59 @@ export async function readTar(
     if (pad && (await r.pass(pad)) < pad) throw new TarFormatError(`it ends after ${name}`)
     if (done()) return 'stopped'
   }
+}
+
+/** A regular file to write: its path in the archive (relative, '/'-separated), content and permission bits. */
+export interface TarFile {
+  readonly name: string
+  readonly data: Buffer
+  readonly mode: number
+}
+
+/** One ustar header block; the name split into prefix and name where it is longer than 100 bytes. */
+function header(name: string, size: number, mode: number, type: '0' | '5', mtime: number): Buffer {
+  const h = Buffer.alloc(BLOCK)
+  let prefix = ''
+  let base = name
+  if (Buffer.byteLength(name) > 100) {
+    const cut = name.lastIndexOf('/', name.length - 2)
+    prefix = name.slice(0, cut)
+    base = name.slice(cut + 1)
+    if (cut < 0 || Buffer.byteLength(prefix) > 155 || Buffer.byteLength(base) > 100) throw new Error(`path too long for a tar header: ${name}`)
+  }
+  const octalField = (off: number, len: number, n: number): void => {
+    h.write(`${n.toString(8).padStart(len - 1, '0')}\0`, off, len, 'ascii')
+  }
+  h.write(base, 0, 100, 'utf8')
+  octalField(100, 8, mode)
+  octalField(108, 8, 0)
+  octalField(116, 8, 0)
+  octalField(124, 12, size)
+  octalField(136, 12, mtime)
+  h.write(type, 156, 1, 'ascii')
+  h.write('ustar\0' + '00', 257, 8, 'ascii')
+  h.write(prefix, 345, 155, 'utf8')
+  h.write(`${headerSum(h).toString(8).padStart(6, '0')}\0 `, 148, 8, 'ascii')
+  return h
+}
+
+/**
+ * A ustar archive of `files`, each preceded by its parent directories (mode
+ * 0755) the first time one is named: what `docker cp -` reads from stdin.
+ */
+export function writeTar(files: readonly TarFile[], mtime: number = Math.floor(Date.now() / 1000)): Buffer {
+  const parts: Buffer[] = []
+  const dirs = new Set<string>()
+  for (const f of files) {
+    const segments = f.name.split('/')
+    for (let i = 1; i < segments.length; i++) {
+      const dir = `${segments.slice(0, i).join('/')}/`
+      if (dirs.has(dir)) continue
+      dirs.add(dir)
+      parts.push(header(dir, 0, 0o755, '5', mtime))
+    }
+    parts.push(header(f.name, f.data.length, f.mode, '0', mtime), f.data, Buffer.alloc((BLOCK - (f.data.length % BLOCK)) % BLOCK))
+  }
+  parts.push(Buffer.alloc(2 * BLOCK))
+  return Buffer.concat(parts)
 }

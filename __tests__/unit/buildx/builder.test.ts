@@ -2,8 +2,8 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { ActionError } from '../../../src/errors'
-import { ProcessRunner, RunOptions, RunResult } from '../../../src/process'
-import { BuilderOptions, cleanupBuilder, meaningfulError, setupBuilder } from '../../../src/buildx/builder'
+import { ProcessRunner, RunOptions, RunResult, errorLine } from '../../../src/process'
+import { BuilderOptions, cleanupBuilder, setupBuilder } from '../../../src/buildx/builder'
 
 const transcript = (name: string): string => fs.readFileSync(path.join(__dirname, 'transcripts', name), 'utf8')
 
@@ -389,12 +389,12 @@ describe('setupBuilder', () => {
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on('buildx create --name qemu-builder --driver docker-container --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: null, signal: 'SIGTERM' })
+      .on('buildx inspect --bootstrap --builder qemu-builder', { code: null, signal: 'SIGKILL', timedOut: true })
       .on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: permission denied\n' })
     const log = new Log()
     const t = await rejection(setupBuilder(options({ mode: 'true' }), slow, log.sink))
     expect(slow.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
-    expect(t.message).toMatch(/^builder qemu-builder did not start within 15 minutes \(killed by SIGTERM, probably a timeout\)/)
+    expect(t.message).toMatch(/^builder qemu-builder did not start within 15 minutes \(did not finish within 900 s and was stopped\)/)
     // a failure to remove is a notice; the bootstrap error still surfaces
     expect(log.notice).toEqual([expect.stringMatching(/Could not remove builder qemu-builder after the failure \(permission denied\)/)])
   })
@@ -534,22 +534,22 @@ describe('cleanupBuilder', () => {
   })
 })
 
-describe('meaningfulError', () => {
+describe('errorLine', () => {
   test('the last ERROR line of bootstrap progress output', () => {
-    expect(meaningfulError(transcript('bootstrap-pull-failed.stderr.txt'))).toMatch(/^Error response from daemon: Get "https:\/\/registry-1\.docker\.io\/v2\/": dial tcp: .*no such host$/)
-    expect(meaningfulError(transcript('doc-bootstrap-rate-limit.stderr.txt'))).toMatch(/^Error response from daemon: toomanyrequests: /)
-    expect(meaningfulError(transcript('create-reserved.stderr.txt'))).toBe('default is a reserved name and cannot be used to identify builder instance')
+    expect(errorLine(transcript('bootstrap-pull-failed.stderr.txt'))).toMatch(/^Error response from daemon: Get "https:\/\/registry-1\.docker\.io\/v2\/": dial tcp: .*no such host$/)
+    expect(errorLine(transcript('doc-bootstrap-rate-limit.stderr.txt'))).toMatch(/^Error response from daemon: toomanyrequests: /)
+    expect(errorLine(transcript('create-reserved.stderr.txt'))).toBe('default is a reserved name and cannot be used to identify builder instance')
   })
 
   test('skips --help pointers and usage', () => {
-    expect(meaningfulError(transcript('buildx-missing.stderr.txt'))).toBe('docker: unknown command: docker buildx')
-    expect(meaningfulError("docker: 'buildx' is not a docker command.\nSee 'docker --help'\n")).toBe("docker: 'buildx' is not a docker command.")
-    expect(meaningfulError(transcript('doc-ls-unknown-flag.stderr.txt'))).toBe('unknown flag: --format')
+    expect(errorLine(transcript('buildx-missing.stderr.txt'))).toBe('docker: unknown command: docker buildx')
+    expect(errorLine("docker: 'buildx' is not a docker command.\nSee 'docker --help'\n")).toBe("docker: 'buildx' is not a docker command.")
+    expect(errorLine(transcript('doc-ls-unknown-flag.stderr.txt'))).toBe('unknown flag: --format')
   })
 
   test('progress-only ERROR lines, colour codes, empty text', () => {
-    expect(meaningfulError('#1 [internal] booting buildkit\n#1 ERROR: no space left on device\n------\n')).toBe('no space left on device')
-    expect(meaningfulError('\x1b[31mfailed to dial\x1b[0m\n')).toBe('failed to dial')
-    expect(meaningfulError('\n\n')).toBe('')
+    expect(errorLine('#1 [internal] booting buildkit\n#1 ERROR: no space left on device\n------\n')).toBe('no space left on device')
+    expect(errorLine('\x1b[31mfailed to dial\x1b[0m\n')).toBe('failed to dial')
+    expect(errorLine('\n\n')).toBe('')
   })
 })

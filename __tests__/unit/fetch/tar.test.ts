@@ -1,7 +1,8 @@
-import { TarFormatError, readTar } from '../../../src/fetch/tar'
+import { TarFormatError, readTar, writeTar } from '../../../src/fetch/tar'
 import { chunks, readAll } from '../../support/tar-read'
 
-// Archives built here, byte by byte; GNU tar's own are read in __tests__/integration/tar-gnu.test.ts.
+// Archives built here, byte by byte, and by the writer; GNU tar's own are read (and the writer's
+// checked by GNU tar) in __tests__/integration/tar-gnu.test.ts.
 
 function header(name: string, opts: { size?: number; type?: string; linkname?: string; prefix?: string; badSum?: boolean } = {}): Buffer {
   const b = Buffer.alloc(512)
@@ -144,5 +145,51 @@ describe('readTar', () => {
         end: () => undefined,
       })),
     ).rejects.toThrow('disk full')
+  })
+})
+
+describe('writeTar', () => {
+  test('the reader reads back what it wrote: parent directories once, then the file, with modes and contents', async () => {
+    const long = `${'d'.repeat(90)}/${'e'.repeat(60)}/file-with-a-long-name`
+    const buf = writeTar([
+      { name: 'a/b/one', data: Buffer.from('1'), mode: 0o755 },
+      { name: 'a/b/two', data: Buffer.alloc(1000, 'x'), mode: 0o644 },
+      { name: 'a/empty', data: Buffer.alloc(0), mode: 0o600 },
+      { name: long, data: Buffer.from('long'), mode: 0o700 },
+    ])
+    expect(buf.length % 512).toBe(0)
+    const r = await readAll(buf)
+    expect(r.ending).toBe('end')
+    expect(r.headers.map(h => [h.name, h.type, h.mode, h.size])).toEqual([
+      ['a/', 'directory', 0o755, 0],
+      ['a/b/', 'directory', 0o755, 0],
+      ['a/b/one', 'file', 0o755, 1],
+      ['a/b/two', 'file', 0o644, 1000],
+      ['a/empty', 'file', 0o600, 0],
+      [`${'d'.repeat(90)}/`, 'directory', 0o755, 0],
+      [`${'d'.repeat(90)}/${'e'.repeat(60)}/`, 'directory', 0o755, 0],
+      [long, 'file', 0o700, 4],
+    ])
+    expect(r.data).toEqual(
+      new Map([
+        ['a/b/one', '1'],
+        ['a/b/two', 'x'.repeat(1000)],
+        ['a/empty', ''],
+        [long, 'long'],
+      ]),
+    )
+  })
+
+  test('the same files give the same bytes for the same time', () => {
+    const files = [{ name: 'x/y', data: Buffer.from('z'), mode: 0o755 }]
+    expect(writeTar(files, 1700000000).equals(writeTar(files, 1700000000))).toBe(true)
+    expect(writeTar(files, 1700000000).equals(writeTar(files, 1700000001))).toBe(false)
+  })
+
+  test('a path no ustar header can hold is refused, naming it', () => {
+    const file = (name: string): { name: string; data: Buffer; mode: number } => ({ name, data: Buffer.alloc(0), mode: 0o644 })
+    expect(() => writeTar([file('n'.repeat(101))])).toThrow(`path too long for a tar header: ${'n'.repeat(101)}`)
+    expect(() => writeTar([file(`${'p'.repeat(156)}/f`)])).toThrow(/^path too long for a tar header: p+\/$/)
+    expect(() => writeTar([file(`p/${'n'.repeat(101)}`)])).toThrow(/^path too long for a tar header: p\/n+$/)
   })
 })

@@ -1,0 +1,58 @@
+import { spawnSync } from 'child_process'
+import { RunResult, describeRun } from '../process'
+import { CONTAINER_MS, DOCKER_ANSWER_MS } from '../timeouts'
+import { Docker } from './command'
+
+/** Every container this action creates carries it, so that one left behind can be recognised. */
+export const CONTAINER_LABEL = 'setup-qemu-binfmt'
+
+/**
+ * Removes the container when the action is cancelled while it exists (the runner
+ * sends SIGINT, then SIGTERM), then lets the signal take its course.
+ */
+function removeOnSignal(id: string): () => void {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  const off = (): void => {
+    for (const s of signals) process.off(s, handler)
+  }
+  function handler(signal: NodeJS.Signals): void {
+    // Synchronous: nothing else runs before the process goes.
+    spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore', timeout: DOCKER_ANSWER_MS })
+    off()
+    process.kill(process.pid, signal)
+  }
+  for (const s of signals) process.on(s, handler)
+  return off
+}
+
+/**
+ * One container: `docker create` (auto-removed), `docker cp -` of `archive`,
+ * `docker start -a`, and always `docker rm -f`. Nothing is bind-mounted, so the
+ * daemon need not share the runner's file system.
+ */
+export async function runContainer(
+  docker: Docker,
+  createArgs: readonly string[],
+  archive: Buffer | undefined,
+  /** false for a container that changes binfmt_misc: killed halfway (say, a rollback on the runner's second signal) it would leave unverified entries */
+  removeOnCancel = true,
+): Promise<RunResult> {
+  const created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', ...createArgs], {
+    timeoutMs: DOCKER_ANSWER_MS,
+  })
+  if (created.code !== 0) throw new Error(`docker create ${describeRun(created, DOCKER_ANSWER_MS)}`)
+  // docker create prints the container's id last.
+  const id = created.stdout.trim().split('\n').pop() ?? ''
+  const off = removeOnCancel ? removeOnSignal(id) : () => undefined
+  try {
+    if (archive) {
+      const cp = await docker.run(['cp', '-', `${id}:/`], { input: archive, timeoutMs: CONTAINER_MS })
+      if (cp.code !== 0) throw new Error(`docker cp into the container ${describeRun(cp, CONTAINER_MS)}`)
+    }
+    return await docker.run(['start', '-a', id], { timeoutMs: CONTAINER_MS })
+  } finally {
+    // Already gone when it ran (--rm); this is for the other ways out.
+    await docker.run(['rm', '-f', id], { timeoutMs: DOCKER_ANSWER_MS }).catch(() => undefined)
+    off()
+  }
+}
