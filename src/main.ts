@@ -21,7 +21,7 @@ import { CancelledError, ChildProcessRunner, ProcessRunner } from './process'
 import { Journal, Registration, WantedEntry, applyChanges, commit, planChanges, rollback, stagedBy } from './register'
 import { CANCEL_GRACE_MS, STATE_UNINSTALL, UninstallState } from './state'
 import { JobId, UsageRecords, currentJob, tableOf } from './usage'
-import { Outcome, checksumRows, outputs, reportRows } from './report'
+import { Outcome, checksumRows, outputs, writeSummary } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeResult, detectNative, runProbe } from './verify'
@@ -336,9 +336,6 @@ function verificationError(failed: readonly ProbeResult[], registrations: readon
   )
 }
 
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-}
 
 function label(t: Target): string {
   const p = dockerPlatforms(t)
@@ -360,64 +357,3 @@ async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, run
   return result
 }
 
-async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> {
-  if (!process.env.GITHUB_STEP_SUMMARY) return
-  const rows = reportRows(o, emulatorName)
-  if (builder) {
-    core.summary.addHeading(`buildx builder ${builder.name}`, 3).addTable([
-      [
-        { data: 'node', header: true },
-        { data: 'endpoint', header: true },
-        { data: 'status', header: true },
-        { data: 'BuildKit', header: true },
-        { data: 'platforms', header: true },
-        { data: 'platforms are', header: true },
-      ],
-      ...builder.nodes.map(n =>
-        [
-          n.name,
-          n.endpoint,
-          n.status,
-          n.buildkit,
-          n.platforms.join(', '),
-          n.remote
-            ? 'as the remote node declares them'
-            : `checked on this runner${n.notRunning?.length ? ` (listed but not running here: ${n.notRunning.join(', ')})` : ''}`,
-        ].map(c => c || '-'),
-      ),
-    ])
-  }
-  core.summary
-    .addHeading('QEMU emulators', 3)
-    .addTable([
-      [
-        { data: 'platform', header: true },
-        { data: 'emulator', header: true },
-        { data: 'QEMU version', header: true },
-        { data: 'flags', header: true },
-        { data: 'source', header: true },
-        { data: 'verified', header: true },
-        { data: 'time', header: true },
-      ],
-      // core.summary leaves an empty cell unclosed: never pass ''.
-      ...rows.map(r =>
-        [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(
-          c => c || '-',
-        ),
-      ),
-    ])
-    .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${o.scope})` : ''}, cache hit: ${o.cacheHit}\n`)
-  const sums = checksumRows(o.files, o.pinning)
-  if (sums.length) {
-    // Paste-ready: each line as the qemu-sha256 input takes it.
-    core.summary.addHeading('Files the emulators came from', 3).addTable([
-      [
-        { data: 'qemu-sha256 line', header: true },
-        { data: 'checked', header: true },
-      ],
-      // The file name comes from qemu-url: escaped, so it shows as text.
-      ...sums.map(r => [`<code>${escapeHtml(r.line)}</code>`, escapeHtml(r.pinned)]),
-    ])
-  }
-  await core.summary.write()
-}
