@@ -158,9 +158,16 @@ describe('rootless Docker: install-mode userns', () => {
     expect(namespaceEntries()).toEqual([])
   }, 300000)
 
-  test('no rootless daemon where DOCKER_HOST points: one error that says what would work', async () => {
-    const r = await runAction(inputs({ 'install-mode': 'userns' }), { user: USER, env: { ...ENGINE, DOCKER_HOST: `unix://${RUNTIME}/nothing.sock` } })
-    expect(onlyError(r)).toMatch(/^cannot register emulators \(install-mode: userns\): userns: no rootless Docker daemon: .*nothing\.sock is not a socket; run rootless Docker/)
+  test('no rootless daemon where DOCKER_HOST points, and a podman that fails: one error with both reasons and what would work', async () => {
+    const bin = freshDir('bin')
+    fs.writeFileSync(path.join(bin, 'podman'), '#!/bin/sh\necho "Error: podman is broken here" >&2\nexit 125\n', { mode: 0o755 })
+    const r = await runAction(inputs({ 'install-mode': 'userns' }), {
+      user: USER,
+      env: { ...ENGINE, DOCKER_HOST: `unix://${RUNTIME}/nothing.sock`, PATH: `${bin}:${PATH_ENV}` },
+    })
+    expect(onlyError(r)).toMatch(
+      /^cannot register emulators \(install-mode: userns\): userns: no rootless Docker daemon: .*nothing\.sock is not a socket; no rootless Podman: podman unshare: Error: podman is broken here; run rootless Docker/,
+    )
   }, 120000)
 })
 
