@@ -8,7 +8,7 @@ import { ActionError, errorMessage } from './errors'
 import { FetchResult, fetchEmulators } from './fetch'
 import { CACHE_STATE } from './fetch/actions-cache'
 import { Host, detectHost, nativePlatforms } from './host'
-import { Plan, detectNative } from './plan'
+import { Plan, probeNative } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter } from './kernel'
 import { DockerWriter, verifyInContainer } from './docker'
@@ -56,10 +56,7 @@ export async function run(): Promise<void> {
     const pins = pinning(inputs, host.arch)
     defaultRunnerDirs()
     const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
-    await time('preflight', async () => {
-      await checkTempExecutable(host, temp, runner)
-      await requireBuildx(inputs.builder.mode, runner)
-    })
+    await time('preflight', () => requireBuildx(inputs.builder.mode, runner))
 
     const writer = await time('access', () =>
       core.group('Access to binfmt_misc', () => chooseWriter(inputs.installMode, inputs.dockerImage, kernelRunner, log)),
@@ -68,7 +65,8 @@ export async function run(): Promise<void> {
     const reader = readerFor(writer)
     if (!hidden) checkBinfmtEnabled(reader)
 
-    const native = await time('native', () => core.group('Native platforms', () => detectNative(host, reader, temp, runner, core.info)))
+    const { native, tried } = await time('native', () => core.group('Native platforms', () => probeNative(host, reader, temp, runner, core.info)))
+    await checkTempExecutable(host, temp, runner, tried)
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
@@ -281,11 +279,17 @@ function watchCancellation(cancel: AbortController, tempDir: () => string | unde
   }
 }
 
-/** The probes and the emulators' checks run from RUNNER_TEMP: a noexec mount there would look like broken emulators. */
-async function checkTempExecutable(host: Host, temp: string, runner: ProcessRunner): Promise<void> {
-  const r = await runProbe(host.target, temp, runner)
+/**
+ * The probes and the emulators' checks run from RUNNER_TEMP: a noexec mount there would look like broken emulators.
+ * A native-detection probe the kernel got to load (it ran, or its format was refused) already shows that programs
+ * may run there; only when none was tried does the host's own probe run.
+ */
+async function checkTempExecutable(host: Host, temp: string, runner: ProcessRunner, tried: readonly ProbeResult[]): Promise<void> {
+  const refused = (p: ProbeResult): boolean => !p.ok && /EACCES|EPERM/.test(p.detail)
+  if (tried.some(p => !refused(p))) return
+  const r = tried.find(refused) ?? (await runProbe(host.target, temp, runner))
   if (r.ok) return
-  if (/EACCES|EPERM/.test(r.detail)) {
+  if (refused(r)) {
     throw new ActionError(
       `RUNNER_TEMP (${path.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`,
     )

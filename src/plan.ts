@@ -4,7 +4,7 @@ import { PlatformSelection } from './platform'
 import { buildProbe } from './probe'
 import { ProcessRunner } from './process'
 import { Target, allTargets, emulatorName, matchesHeader } from './targets'
-import { runProbe } from './verify'
+import { ProbeResult, runProbe } from './verify'
 
 /**
  * What this run sets out to do: which requested targets the runner runs
@@ -65,6 +65,12 @@ export function emulatorNames(targets: readonly Target[]): string[] {
   return [...new Set(targets.map(emulatorName))]
 }
 
+/** What native detection found, and the probes it ran (they also tell whether programs may run from `dir`). */
+export interface NativeDetection {
+  readonly native: Target[]
+  readonly tried: ProbeResult[]
+}
+
 /**
  * Which of the host's related targets run without QEMU: tried, not assumed. A
  * target that an existing binfmt entry would take over cannot be tried, and is
@@ -77,6 +83,17 @@ export async function detectNative(
   runner: ProcessRunner,
   log: (m: string) => void,
 ): Promise<Target[]> {
+  return (await probeNative(host, reader, dir, runner, log)).native
+}
+
+/** detectNative, with the probes it ran. */
+export async function probeNative(
+  host: Host,
+  reader: BinfmtReader,
+  dir: string,
+  runner: ProcessRunner,
+  log: (m: string) => void,
+): Promise<NativeDetection> {
   const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
   const results = await Promise.all(
     host.nativeCandidates.map(async target => {
@@ -88,8 +105,9 @@ export async function detectNative(
       }
       const r = await runProbe(target, dir, runner)
       log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
-      return r.ok ? target : undefined
+      return r
     }),
   )
-  return results.filter((t): t is Target => t !== undefined)
+  const tried = results.filter((r): r is ProbeResult => r !== undefined)
+  return { native: tried.filter(r => r.ok).map(r => r.target), tried }
 }
