@@ -1,11 +1,6 @@
-import * as core from '@actions/core'
-import { run } from './main'
-import { post } from './post'
+// The entry point action.yml names, kept small: it lets Node cache the compiled action (a chunk of
+// its own, loaded by the import below) before anything of it is compiled.
+import { enableCompileCache } from './compile-cache'
 
-// action.yml runs this file for both phases; the main phase leaves a state flag for the post phase.
-if (core.getState('isPost') === 'true') {
-  void post()
-} else {
-  core.saveState('isPost', 'true')
-  void run()
-}
+enableCompileCache(process.env.RUNNER_TOOL_CACHE)
+void import('./action').then(a => a.start())

@@ -24,7 +24,7 @@ import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, writeSummary } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
-import { ProbeResult, detectNative, runProbe } from './verify'
+import { ProbeResult, probeNative, runProbe } from './verify'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
@@ -57,10 +57,7 @@ export async function run(): Promise<void> {
     const pins = pinning(inputs, host.arch)
     defaultRunnerDirs()
     const temp = (tempDir = fs.mkdtempSync(path.join(process.env.RUNNER_TEMP!, 'setup-qemu-binfmt-')))
-    await time('preflight', async () => {
-      await checkTempExecutable(host, temp, runner)
-      await requireBuildx(inputs.builder.mode, runner)
-    })
+    await time('preflight', () => requireBuildx(inputs.builder.mode, runner))
 
     const writer = await time('access', () =>
       core.group('Access to binfmt_misc', () => chooseWriter(inputs.installMode, inputs.dockerImage, kernelRunner, log)),
@@ -71,7 +68,8 @@ export async function run(): Promise<void> {
 
     // In a user namespace, natively means there, where its engine's containers run.
     const nativeRunner = writer instanceof UsernsWriter ? writer.probes : runner
-    const native = await time('native', () => core.group('Native platforms', () => detectNative(host, reader, temp, nativeRunner, core.info)))
+    const { native, tried } = await time('native', () => core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core.info)))
+    await checkTempExecutable(host, temp, runner, tried)
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
@@ -285,11 +283,17 @@ function watchCancellation(cancel: AbortController, tempDir: () => string | unde
   }
 }
 
-/** The probes and the emulators' checks run from RUNNER_TEMP: a noexec mount there would look like broken emulators. */
-async function checkTempExecutable(host: Host, temp: string, runner: ProcessRunner): Promise<void> {
-  const r = await runProbe(host.target, temp, runner)
+/**
+ * The probes and the emulators' checks run from RUNNER_TEMP: a noexec mount there would look like broken emulators.
+ * A native-detection probe the kernel got to load (it ran, or its format was refused) already shows that programs
+ * may run there; only when none was tried does the host's own probe run.
+ */
+async function checkTempExecutable(host: Host, temp: string, runner: ProcessRunner, tried: readonly ProbeResult[]): Promise<void> {
+  const refused = (p: ProbeResult): boolean => !p.ok && /EACCES|EPERM/.test(p.detail)
+  if (tried.some(p => !refused(p))) return
+  const r = tried.find(refused) ?? (await runProbe(host.target, temp, runner))
   if (r.ok) return
-  if (/EACCES|EPERM/.test(r.detail)) {
+  if (refused(r)) {
     throw new ActionError(
       `RUNNER_TEMP (${path.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`,
     )

@@ -81,6 +81,23 @@ export async function detectNative(
   runner: ProcessRunner,
   log: (m: string) => void,
 ): Promise<Target[]> {
+  return (await probeNative(host, reader, dir, runner, log)).native
+}
+
+/** What native detection found, and the probes it ran (they also tell whether programs may run from `dir`). */
+export interface NativeDetection {
+  readonly native: Target[]
+  readonly tried: ProbeResult[]
+}
+
+/** detectNative, with the probes it ran. */
+export async function probeNative(
+  host: Host,
+  reader: BinfmtReader,
+  dir: string,
+  runner: ProcessRunner,
+  log: (m: string) => void,
+): Promise<NativeDetection> {
   const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
   const results = await Promise.all(
     host.nativeCandidates.map(async target => {
@@ -92,8 +109,9 @@ export async function detectNative(
       }
       const r = await runProbe(target, dir, runner)
       log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
-      return r.ok ? target : undefined
+      return r
     }),
   )
-  return results.filter((t): t is Target => t !== undefined)
+  const tried = results.filter((r): r is ProbeResult => r !== undefined)
+  return { native: tried.filter(r => r.ok).map(r => r.target), tried }
 }

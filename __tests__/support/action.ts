@@ -7,7 +7,13 @@ import * as os from 'os'
 import * as path from 'path'
 import * as yaml from 'js-yaml'
 
-export const REPO_ROOT = path.resolve(__dirname, '..', '..')
+/** The repository: the nearest directory above this file that holds action.yml (the bench runs this file compiled into .tmp/). */
+export const REPO_ROOT = repoRoot(__dirname)
+
+function repoRoot(from: string): string {
+  for (let d = from; d !== path.dirname(d); d = path.dirname(d)) if (fs.existsSync(path.join(d, 'action.yml'))) return d
+  return path.resolve(from, '..', '..')
+}
 
 /**
  * The Node the bundle runs under: Node 24, as action.yml's `runs.using: node24` says
@@ -69,6 +75,8 @@ export interface RunActionResult {
   addedPaths: string[]
   /** ::error/::warning/::notice workflow commands found on stdout */
   annotations: Annotation[]
+  /** wall-clock time of the action's process, from spawn to exit (what `npm run bench` reports) */
+  wallMs: number
   /** the per-run directory (gone unless `keep`) */
   dir: string
   toolCache: string
@@ -240,19 +248,25 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     command = 'runuser'
   }
 
-  const { code, signal, stdout, stderr } = await new Promise<{
+  const { code, signal, stdout, stderr, wallMs } = await new Promise<{
     code: number | null
     signal: NodeJS.Signals | null
     stdout: string
     stderr: string
+    wallMs: number
   }>((resolve, reject) => {
+    const start = performance.now()
+    let exited: number | undefined
     const child = spawn(command, args, { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 300000, killSignal: opts.killSignal })
     const out: Buffer[] = []
     const err: Buffer[] = []
     child.stdout.on('data', (d: Buffer) => out.push(d))
     child.stderr.on('data', (d: Buffer) => err.push(d))
     child.on('error', reject)
-    child.on('close', (c, s) => resolve({ code: c, signal: s, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString() }))
+    child.on('exit', () => (exited = performance.now()))
+    child.on('close', (c, s) =>
+      resolve({ code: c, signal: s, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), wallMs: (exited ?? performance.now()) - start }),
+    )
     opts.onSpawn?.(child)
   })
 
@@ -269,6 +283,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     exportedEnv: parseKeyValueFile(readOr(files.env)),
     addedPaths: readOr(files.path).split('\n').filter(Boolean),
     annotations: parseAnnotations(stdout),
+    wallMs,
     dir,
     toolCache,
     temp,

@@ -72,6 +72,27 @@ function tar(args: string[], cwd: string): void {
   execFileSync('tar', ['--owner=0', '--group=0', '--numeric-owner', ...args], { cwd, stdio: ['ignore', 'ignore', 'pipe'] })
 }
 
+/** Where a tonistiigi/binfmt release keeps its amd64 archive, under a server's directory (the tag is deploy/v<version>). */
+export function tonistiigiPath(version: string): string {
+  return path.join('releases', 'download', `deploy/v${version}`, `qemu_v${version.replace(/-[^-]*$/, '')}_linux-amd64.tar.gz`)
+}
+
+/** The same, as the URL path startServer serves it ('/' in the tag as %2F). */
+export function tonistiigiUrlPath(version: string): string {
+  return tonistiigiPath(version).replace(`deploy/v${version}`, encodeURIComponent(`deploy/v${version}`))
+}
+
+/**
+ * The tonistiigi/binfmt layout: bare qemu-<T> (from `from`) at the root of a .tar.gz at
+ * <dir>/tonistiigiPath(version). `gzip` is the compressor command (level included).
+ */
+export function tonistiigiArchive(dir: string, from: string, targets: readonly string[], version: string, gzip = 'gzip -1'): string {
+  const file = path.join(dir, tonistiigiPath(version))
+  fs.mkdirSync(path.dirname(file), { recursive: true })
+  tar(['-I', gzip, '-cf', file, ...targets.map(t => `qemu-${t}`)], from)
+  return file
+}
+
 /**
  * Builds archives of Debian's /usr/bin/qemu-<T>-static for `targets` (QEMU
  * target names: aarch64, arm, ppc64le, ...) in `dir`. Fast compression levels:
@@ -93,10 +114,7 @@ export function buildArchives(dir: string, targets: string[], version = '7.2.0-1
     const flat = path.join(stage, 'flat')
     fs.mkdirSync(flat)
     for (const { t, src } of sources) fs.copyFileSync(src, path.join(flat, `qemu-${t}`))
-    const relDir = path.join('releases', 'download', `deploy/v${version}`)
-    fs.mkdirSync(path.join(dir, relDir), { recursive: true })
-    const tarGz = path.join(dir, relDir, `qemu_v${qemu}_linux-amd64.tar.gz`)
-    tar(['-I', 'gzip -1', '-cf', tarGz, ...sources.map(s => `qemu-${s.t}`)], flat)
+    const tarGz = tonistiigiArchive(dir, flat, sources.map(s => s.t), version)
 
     // (b), (c): nested usr/bin/qemu-<T>-static.
     const nested = path.join(stage, 'nested')
@@ -126,7 +144,7 @@ export function buildArchives(dir: string, targets: string[], version = '7.2.0-1
       version,
       qemu,
       tarGz,
-      tarGzUrlPath: `releases/download/${encodeURIComponent(`deploy/v${version}`)}/qemu_v${qemu}_linux-amd64.tar.gz`,
+      tarGzUrlPath: tonistiigiUrlPath(version),
       tarXz,
       tarZst,
       perTargetDir,
