@@ -20,7 +20,7 @@ const http = require('http')
 const os = require('os')
 const path = require('path')
 
-const { ROOT, SCRIPT, ensureDist, parseKeyValueFile } = require('./action-env')
+const { SCRIPT, ensureDist, parseKeyValueFile } = require('./action-env')
 const BINFMT = '/proc/sys/fs/binfmt_misc'
 const QEMU_VERSION = '7.2.0-1'
 /** the emulators of a tonistiigi/binfmt amd64 release */
