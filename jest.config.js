@@ -1,9 +1,15 @@
 // Unit tests are fast and need nothing; integration tests touch the kernel,
 // run dist/index.js as a process and need root plus the packages .ci/run installs.
+// Tests run as CommonJS; the ESM-only @actions/* packages are resolved by their `import` entry
+// (support/jest-resolver.js) and compiled to CommonJS by ts-jest like the sources.
 const base = {
-  preset: 'ts-jest',
   testEnvironment: 'node',
-  transform: { '^.+\\.ts$': 'ts-jest' },
+  resolver: '<rootDir>/__tests__/support/jest-resolver.js',
+  transform: {
+    '^.+\\.ts$': 'ts-jest',
+    '/node_modules/@actions/.+\\.js$': ['ts-jest', { tsconfig: { allowJs: true } }],
+  },
+  transformIgnorePatterns: ['/node_modules/(?!@actions/)'],
 }
 module.exports = {
   projects: [

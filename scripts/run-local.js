@@ -10,7 +10,7 @@
 // Registrations the action makes stay in binfmt_misc (as on a runner).
 'use strict'
 
-const { spawn, spawnSync } = require('child_process')
+const { spawn } = require('child_process')
 const fs = require('fs')
 const os = require('os')
 const path = require('path')

@@ -73,11 +73,11 @@ export class CacheService {
       const blobEndpoint = `http://127.0.0.1:${blobPort}/${ACCOUNT}`
       await blobService(blobEndpoint).getContainerClient(CONTAINER).createIfNotExists()
       const token = `test-runtime-token-${process.pid}-${Date.now()}`
-      let service: CacheService | undefined
-      const server = http.createServer((req, res) => void service!.handle(req, res))
+      // Requests come only once the address is handed out, after `service` exists.
+      const server = http.createServer((req, res) => void service.handle(req, res))
       await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
       const { port } = server.address() as net.AddressInfo
-      service = new CacheService(server, azurite, blobEndpoint, workdir, `http://127.0.0.1:${port}/`, token)
+      const service = new CacheService(server, azurite, blobEndpoint, workdir, `http://127.0.0.1:${port}/`, token)
       return service
     } catch (e) {
       azurite.kill('SIGKILL')

@@ -72,7 +72,7 @@ describe('readInputs', () => {
     ['qemu-version', '1.0; rm -rf /', /^qemu-version: '1.0; rm -rf \/' is not a version/],
     ['lock-timeout', '2m', /^lock-timeout: '2m' is not a whole number of seconds/],
     ['uninstall', 'yes', /^uninstall: 'yes' is not a boolean/],
-    ['qemu-sha256', 'abc  file', /^qemu-sha256: line 1 \('abc  file'\) is not '<sha256>  <file name>'/],
+    ['qemu-sha256', 'abc  file', /^qemu-sha256: line 1 \('abc {2}file'\) is not '<sha256> {2}<file name>'/],
   ])('bad %s=%j fails clearly', (name, value, message) => {
     expect(() => readInputs(reader({ [name]: value }))).toThrow(message)
   })

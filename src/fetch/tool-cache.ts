@@ -90,7 +90,7 @@ export class ToolCacheEntry {
   }
 
   private sweep(): void {
-    let names: string[] = []
+    let names: string[]
     try {
       names = fs.readdirSync(this.dir).filter(n => n.startsWith(STAGING))
     } catch {
