@@ -3,7 +3,7 @@ exports.id = 367;
 exports.ids = [367];
 exports.modules = {
 
-/***/ 20367:
+/***/ 367:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -14,16 +14,16 @@ __webpack_require__.d(__webpack_exports__, {
   start: () => (/* binding */ start)
 });
 
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js
-var core = __webpack_require__(37484);
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 11 modules
+var core = __webpack_require__(1852);
 // EXTERNAL MODULE: external "events"
-var external_events_ = __webpack_require__(24434);
+var external_events_ = __webpack_require__(4434);
 // EXTERNAL MODULE: external "fs"
-var external_fs_ = __webpack_require__(79896);
+var external_fs_ = __webpack_require__(9896);
 // EXTERNAL MODULE: external "os"
-var external_os_ = __webpack_require__(70857);
+var external_os_ = __webpack_require__(857);
 // EXTERNAL MODULE: external "path"
-var external_path_ = __webpack_require__(16928);
+var external_path_ = __webpack_require__(6928);
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * A failure the user can fix. The message is one line that names the input or
@@ -59,7 +59,7 @@ function readOr(read, fallback) {
 }
 
 // EXTERNAL MODULE: external "crypto"
-var external_crypto_ = __webpack_require__(76982);
+var external_crypto_ = __webpack_require__(6982);
 ;// CONCATENATED MODULE: ./src/checksum.ts
 
 
@@ -167,10 +167,30 @@ const TABLE = [
     { name: 'ppc64', family: 'ppc', magic: '7f454c4602020100000000000000000000020015', mask: 'fffffffffffffffcfffffffffffffffffffeffff' },
     { name: 'ppc64le', family: 'ppcle', magic: '7f454c4602010100000000000000000002001500', mask: 'fffffffffffffffcfffffffffffffffffeffff00' },
     { name: 'm68k', family: 'm68k', magic: '7f454c4601020100000000000000000000020004', mask: 'ffffffffffffff00fffffffffffffffffffeffff' },
-    { name: 'mips', family: 'mips', magic: '7f454c46010201000000000000000000000200080000000000000000000000000000000000000000', mask: 'ffffffffffffff00fefffffffffffffffffeffff0000000000000000000000000000000000000020' },
-    { name: 'mipsel', family: 'mips', magic: '7f454c46010101000000000000000000020008000000000000000000000000000000000000', mask: 'ffffffffffffff00fefffffffffffffffeffffff0000000000000000000000000000000020' },
-    { name: 'mipsn32', family: 'mips', magic: '7f454c46010201000000000000000000000200080000000000000000000000000000000000000020', mask: 'ffffffffffffff00fefffffffffffffffffeffff0000000000000000000000000000000000000020' },
-    { name: 'mipsn32el', family: 'mips', magic: '7f454c46010101000000000000000000020008000000000000000000000000000000000020', mask: 'ffffffffffffff00fefffffffffffffffeffffff0000000000000000000000000000000020' },
+    {
+        name: 'mips',
+        family: 'mips',
+        magic: '7f454c46010201000000000000000000000200080000000000000000000000000000000000000000',
+        mask: 'ffffffffffffff00fefffffffffffffffffeffff0000000000000000000000000000000000000020',
+    },
+    {
+        name: 'mipsel',
+        family: 'mips',
+        magic: '7f454c46010101000000000000000000020008000000000000000000000000000000000000',
+        mask: 'ffffffffffffff00fefffffffffffffffeffffff0000000000000000000000000000000020',
+    },
+    {
+        name: 'mipsn32',
+        family: 'mips',
+        magic: '7f454c46010201000000000000000000000200080000000000000000000000000000000000000020',
+        mask: 'ffffffffffffff00fefffffffffffffffffeffff0000000000000000000000000000000000000020',
+    },
+    {
+        name: 'mipsn32el',
+        family: 'mips',
+        magic: '7f454c46010101000000000000000000020008000000000000000000000000000000000020',
+        mask: 'ffffffffffffff00fefffffffffffffffeffffff0000000000000000000000000000000020',
+    },
     { name: 'mips64', family: 'mips', magic: '7f454c4602020100000000000000000000020008', mask: 'ffffffffffffff00fefffffffffffffffffeffff' },
     { name: 'mips64el', family: 'mips', magic: '7f454c4602010100000000000000000002000800', mask: 'ffffffffffffff00fefffffffffffffffeffffff' },
     { name: 'sh4', family: 'sh4', magic: '7f454c4601010100000000000000000002002a00', mask: 'fffffffffffffffcfffffffffffffffffeffffff' },
@@ -308,7 +328,7 @@ const CACHE_STATE = 'emulator-cache';
 /** Restores the tool-cache entry `dir` from the Actions cache; false when there is no service or no hit. */
 async function restoreEntry(dir, key, log) {
     // Loaded only when needed: it is large, and a warm run never needs it.
-    const cache = await __webpack_require__.e(/* import() */ 116).then(__webpack_require__.t.bind(__webpack_require__, 5116, 23));
+    const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
     if (!cache.isFeatureAvailable()) {
         log.debug('The Actions cache service is not available here (local run?); using the runner tool cache only');
         return false;
@@ -327,7 +347,7 @@ async function restoreEntry(dir, key, log) {
 }
 /** Saves a tool-cache entry the main step filled from a download; never fails the job. */
 async function saveEntry(pending, log) {
-    const cache = await __webpack_require__.e(/* import() */ 116).then(__webpack_require__.t.bind(__webpack_require__, 5116, 23));
+    const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
     if (!cache.isFeatureAvailable()) {
         log.debug('The Actions cache service is not available here (local run?); not saving');
         return;
@@ -362,11 +382,11 @@ function parsePending(state) {
 }
 
 // EXTERNAL MODULE: external "http"
-var external_http_ = __webpack_require__(58611);
+var external_http_ = __webpack_require__(8611);
 // EXTERNAL MODULE: external "https"
-var external_https_ = __webpack_require__(65692);
-// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js
-var lib = __webpack_require__(54844);
+var external_https_ = __webpack_require__(5692);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __webpack_require__(4942);
 ;// CONCATENATED MODULE: ./src/fetch/url.ts
 /**
  * Credentials in a URL (`https://user:token@host/...`): never shown, sent only
@@ -529,7 +549,7 @@ async function attemptDownload(location, dest, opts) {
 function request(url, authorization, opts) {
     return new Promise((resolve, reject) => {
         // The toolkit's agent honours https_proxy/no_proxy as the runner sets them.
-        const agent = new lib.HttpClient('setup-qemu-binfmt').getAgent(url.toString());
+        const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
         const headers = { 'User-Agent': 'setup-qemu-binfmt', Accept: 'application/octet-stream' };
         if (authorization)
             headers.Authorization = authorization;
@@ -605,11 +625,11 @@ async function receive(res, url, dest, opts) {
 }
 
 // EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __webpack_require__(35317);
+var external_child_process_ = __webpack_require__(5317);
 // EXTERNAL MODULE: external "stream"
 var external_stream_ = __webpack_require__(2203);
 // EXTERNAL MODULE: external "zlib"
-var external_zlib_ = __webpack_require__(43106);
+var external_zlib_ = __webpack_require__(3106);
 ;// CONCATENATED MODULE: ./src/elf.ts
 
 
@@ -1065,7 +1085,10 @@ function octal(buf, off, len) {
             v = v * 256 + buf[off + i];
         return v;
     }
-    const s = buf.toString('latin1', off, off + len).replace(/\0.*$/s, '').trim();
+    const s = buf
+        .toString('latin1', off, off + len)
+        .replace(/\0.*$/s, '')
+        .trim();
     if (!s)
         return 0;
     if (!/^[0-7]+$/.test(s))
@@ -1332,7 +1355,11 @@ class ChildProcessRunner {
         if (this.cancel?.aborted)
             return Promise.reject(new CancelledError());
         return new Promise((resolve, reject) => {
-            const child = (0,external_child_process_.spawn)(command, args, { env: options.env ? { ...process.env, ...options.env } : process.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+            const child = (0,external_child_process_.spawn)(command, args, {
+                env: options.env ? { ...process.env, ...options.env } : process.env,
+                stdio: ['pipe', 'pipe', 'pipe'],
+                detached: true,
+            });
             const out = [];
             const err = [];
             let timedOut = false;
@@ -1464,7 +1491,11 @@ function looksLikeTar(buf) {
         return false;
     if (buf.subarray(257, 262).toString('latin1') === 'ustar')
         return true;
-    const field = buf.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim();
+    const field = buf
+        .subarray(148, 156)
+        .toString('latin1')
+        .replace(/[\0 ]+$/, '')
+        .trim();
     if (!/^[0-7]+$/.test(field))
         return false;
     let sum = 0;
@@ -1520,11 +1551,7 @@ async function detectFormat(file, label = file) {
     const head = await archive_readHead(file, label);
     const format = formatOf(head);
     if (!format) {
-        const known = startsWith(head, [0x50, 0x4b, 0x03, 0x04])
-            ? 'a zip archive'
-            : startsWith(head, [0x42, 0x5a, 0x68])
-                ? 'bzip2-compressed'
-                : undefined;
+        const known = startsWith(head, [0x50, 0x4b, 0x03, 0x04]) ? 'a zip archive' : startsWith(head, [0x42, 0x5a, 0x68]) ? 'bzip2-compressed' : undefined;
         if (known) {
             throw new errors_ActionError(`${label} is ${known}, which this action cannot unpack; expected ${ACCEPTED}; check qemu-url`);
         }
@@ -1682,7 +1709,9 @@ async function extractEmulators(file, label, want, destDir, opts) {
         ending = await readTar(dec.stream, async (h) => {
             throwIfAborted(opts.signal);
             const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
-            if (h.name.startsWith('/') || key.split('/').includes('..') || (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))) {
+            if (h.name.startsWith('/') ||
+                key.split('/').includes('..') ||
+                (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))) {
                 throw new errors_ActionError(`${label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`);
             }
             declared += h.fullSize;
@@ -1753,7 +1782,9 @@ async function extractEmulators(file, label, want, destDir, opts) {
         const complaint = await dec.failure();
         if (complaint) {
             await Promise.all(written.map(f => external_fs_.promises.rm(f, { force: true })));
-            throw new errors_ActionError(complaint.startsWith('!') ? complaint.slice(1) : `${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`);
+            throw new errors_ActionError(complaint.startsWith('!')
+                ? complaint.slice(1)
+                : `${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`);
         }
     }
     const missing = want.required ? want.names.filter(t => !best.has(t)) : [];
@@ -1792,7 +1823,7 @@ function compare(a, b) {
 }
 
 // EXTERNAL MODULE: external "url"
-var external_url_ = __webpack_require__(87016);
+var external_url_ = __webpack_require__(7016);
 ;// CONCATENATED MODULE: ./src/source.ts
 
 
@@ -1912,7 +1943,15 @@ function localKind(p) {
         return 'file';
     if (st.isDirectory())
         return 'directory';
-    const what = st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'not a regular file';
+    const what = st.isFIFO()
+        ? 'a FIFO'
+        : st.isCharacterDevice()
+            ? 'a character device'
+            : st.isBlockDevice()
+                ? 'a block device'
+                : st.isSocket()
+                    ? 'a socket'
+                    : 'not a regular file';
     throw new errors_ActionError(`qemu-url: ${p} is ${what}; point it at an archive, an emulator binary or a directory of emulators`);
 }
 async function obtain(location, local, ctx) {
@@ -2096,7 +2135,14 @@ class ToolCacheEntry {
                 const st = external_fs_.lstatSync(bin);
                 if (!st.isFile() || st.size !== marker.size || !/^[0-9a-f]{64}$/.test(marker.sha256))
                     continue;
-                emulators.set(m[1], { path: bin, sha256: marker.sha256, size: marker.size, reportedVersion: marker.reportedVersion, file: marker.file, fileSha256: marker.fileSha256 });
+                emulators.set(m[1], {
+                    path: bin,
+                    sha256: marker.sha256,
+                    size: marker.size,
+                    reportedVersion: marker.reportedVersion,
+                    file: marker.file,
+                    fileSha256: marker.fileSha256,
+                });
             }
             catch {
                 // half-written or foreign: not trusted
@@ -2132,7 +2178,7 @@ class ToolCacheEntry {
         return dir;
     }
     sweep() {
-        let names = [];
+        let names;
         try {
             names = external_fs_.readdirSync(this.dir).filter(n => n.startsWith(STAGING));
         }
@@ -2202,7 +2248,13 @@ function realMkdirError(dir, e) {
 function toolCacheError(e, dir) {
     const code = e.code;
     if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM' || code === 'ENOENT' || code === 'ENOTDIR') {
-        const why = { EROFS: 'it is on a read-only file system', EACCES: 'permission denied', EPERM: 'permission denied', ENOENT: 'a parent directory is missing and cannot be made', ENOTDIR: 'a parent is not a directory' }[code];
+        const why = {
+            EROFS: 'it is on a read-only file system',
+            EACCES: 'permission denied',
+            EPERM: 'permission denied',
+            ENOENT: 'a parent directory is missing and cannot be made',
+            ENOTDIR: 'a parent is not a directory',
+        }[code];
         return new errors_ActionError(`cannot write the tool cache entry ${dir} (${code}: ${why}); make RUNNER_TOOL_CACHE a writable directory for this user, or point it elsewhere`);
     }
     return diskError(e, external_path_.join(dir, 'x'));
@@ -2248,7 +2300,7 @@ async function fetchEmulators(req) {
     const { source } = req;
     if (!source.local)
         for (const s of httpTarget(source.locate('x')).secrets)
-            core.setSecret(s);
+            core/* setSecret */.Pq(s);
     const strategy = strategyFor(source);
     const policy = new ChecksumPolicy(req.sha256);
     const timings = { download: 0, extract: 0 };
@@ -2760,7 +2812,7 @@ function platformString(p) {
 }
 
 // EXTERNAL MODULE: ./node_modules/js-yaml/dist/js-yaml.mjs
-var js_yaml = __webpack_require__(33243);
+var js_yaml = __webpack_require__(3243);
 ;// CONCATENATED MODULE: ./src/buildx/append.ts
 // The `append` input: a YAML list of extra builder nodes, e.g.
 //
@@ -2863,7 +2915,9 @@ function values(v, n, key) {
 /** `linux/arm64,linux/arm/v7`, a list (whose items may themselves hold commas) or block text. */
 function platforms(v, n) {
     const out = [];
-    for (const p of values(v, n, 'platforms').flatMap(s => s.split(/[,\n]/)).map(s => s.trim())) {
+    for (const p of values(v, n, 'platforms')
+        .flatMap(s => s.split(/[,\n]/))
+        .map(s => s.trim())) {
         if (!p)
             continue;
         if (!PLATFORM.test(p))
@@ -2876,7 +2930,9 @@ function platforms(v, n) {
 /** A list, or text with one option per line. Commas stay: buildx reads each --driver-opt as CSV itself. */
 function driverOpts(v, n) {
     const out = [];
-    for (const o of values(v, n, 'driver-opts').flatMap(s => s.split('\n')).map(s => s.trim())) {
+    for (const o of values(v, n, 'driver-opts')
+        .flatMap(s => s.split('\n'))
+        .map(s => s.trim())) {
         if (!o)
             continue;
         if (!DRIVER_OPT.test(o))
@@ -3114,7 +3170,9 @@ function bootstrapError(opts, name, r) {
         }
         return `builder ${name} could not start: the BuildKit image could not be pulled (${reason}); ${MIRROR_HINT}`;
     }
-    const shaping = ['buildkitd-flags', 'buildkitd-config-inline', 'driver-opts'].filter(k => (k === 'buildkitd-flags' && opts.buildkitdFlags) || (k === 'buildkitd-config-inline' && opts.configInline.trim()) || (k === 'driver-opts' && opts.driverOpts.length));
+    const shaping = ['buildkitd-flags', 'buildkitd-config-inline', 'driver-opts'].filter(k => (k === 'buildkitd-flags' && opts.buildkitdFlags) ||
+        (k === 'buildkitd-config-inline' && opts.configInline.trim()) ||
+        (k === 'driver-opts' && opts.driverOpts.length));
     const check = shaping.length ? `check ${shaping.join(', ')}` : 'check the Docker daemon (docker info) and the driver';
     return `builder ${name} could not start (${reason}); ${check}`;
 }
@@ -3730,7 +3788,15 @@ function hiddenFromRunner(table, self) {
     return undefined;
 }
 /** Go's names for Node's architectures, as `docker version` prints the daemon's. */
-const GO_ARCH = { x64: 'amd64', arm64: 'arm64', ia32: '386', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
+const GO_ARCH = {
+    x64: 'amd64',
+    arm64: 'arm64',
+    ia32: '386',
+    arm: 'arm',
+    ppc64: 'ppc64le',
+    s390x: 's390x',
+    riscv64: 'riscv64',
+};
 /** The daemon answers, runs Linux containers on this runner's architecture; else throws why not. */
 async function checkDaemon(docker, log, nodeArch) {
     const r = await docker.run(['version', '--format', '{{.Server.Os}}/{{.Server.Arch}} {{.Server.Version}}'], { timeoutMs: DOCKER_ANSWER_MS });
@@ -4032,9 +4098,7 @@ async function runProbe(target, dir, runner) {
     catch (e) {
         const code = e.code;
         detail =
-            code === 'ENOEXEC'
-                ? 'exec format error: no binfmt_misc entry took the test program'
-                : `the test program could not be started (${code ?? String(e)})`;
+            code === 'ENOEXEC' ? 'exec format error: no binfmt_misc entry took the test program' : `the test program could not be started (${code ?? String(e)})`;
     }
     return { target, ok, detail, ms: performance.now() - start };
 }
@@ -4768,7 +4832,7 @@ function verifierFor(writer, runner, dockerImage, log) {
 }
 
 // EXTERNAL MODULE: external "net"
-var external_net_ = __webpack_require__(69278);
+var external_net_ = __webpack_require__(9278);
 ;// CONCATENATED MODULE: ./src/lock.ts
 
 
@@ -4787,7 +4851,11 @@ var external_net_ = __webpack_require__(69278);
 // A name that fills sun_path is the same name to every Node version.
 const LOCK_NAME = '\0setup-qemu-binfmt/binfmt_misc/'.padEnd(108, '.');
 function me() {
-    const job = [process.env.GITHUB_REPOSITORY, process.env.GITHUB_RUN_ID && `run ${process.env.GITHUB_RUN_ID}`, process.env.GITHUB_JOB && `job ${process.env.GITHUB_JOB}`]
+    const job = [
+        process.env.GITHUB_REPOSITORY,
+        process.env.GITHUB_RUN_ID && `run ${process.env.GITHUB_RUN_ID}`,
+        process.env.GITHUB_JOB && `job ${process.env.GITHUB_JOB}`,
+    ]
         .filter(Boolean)
         .join(' ');
     let user;
@@ -4937,7 +5005,9 @@ const DEFAULT_RELEASE = {
 /** The default release's asset name for `host` (the default URL's last segment). */
 function defaultAssetName(host, version = DEFAULT_QEMU_VERSION) {
     const qemu = version.replace(/-[^-]*$/, '');
-    const url = DEFAULT_QEMU_URL.replace(/\{version\}/g, version).replace(/\{qemu\}/g, qemu).replace(/\{host\}/g, host);
+    const url = DEFAULT_QEMU_URL.replace(/\{version\}/g, version)
+        .replace(/\{qemu\}/g, qemu)
+        .replace(/\{host\}/g, host);
     return decodeURIComponent(url.slice(url.lastIndexOf('/') + 1));
 }
 /**
@@ -5359,7 +5429,9 @@ class UsageRecords {
                 continue;
             let names;
             try {
-                names = external_fs_.readdirSync(dir).filter(n => n.endsWith('.json')).slice(0, 10000);
+                names = external_fs_.readdirSync(dir)
+                    .filter(n => n.endsWith('.json'))
+                    .slice(0, 10000);
             }
             catch {
                 continue;
@@ -5451,7 +5523,7 @@ async function writeSummary(o, builder) {
         return;
     const rows = reportRows(o, emulatorName);
     if (builder) {
-        core.summary.addHeading(`buildx builder ${builder.name}`, 3).addTable([
+        core/* summary */.z.addHeading(`buildx builder ${builder.name}`, 3).addTable([
             [
                 { data: 'node', header: true },
                 { data: 'endpoint', header: true },
@@ -5472,7 +5544,7 @@ async function writeSummary(o, builder) {
             ].map(c => c || '-')),
         ]);
     }
-    core.summary
+    core/* summary */.z
         .addHeading('QEMU emulators', 3)
         .addTable([
         [
@@ -5491,7 +5563,7 @@ async function writeSummary(o, builder) {
     const sums = checksumRows(o.files, o.pinning);
     if (sums.length) {
         // Paste-ready: each line as the qemu-sha256 input takes it.
-        core.summary.addHeading('Files the emulators came from', 3).addTable([
+        core/* summary */.z.addHeading('Files the emulators came from', 3).addTable([
             [
                 { data: 'qemu-sha256 line', header: true },
                 { data: 'checked', header: true },
@@ -5500,7 +5572,7 @@ async function writeSummary(o, builder) {
             ...sums.map(r => [`<code>${escapeHtml(r.line)}</code>`, escapeHtml(r.pinned)]),
         ]);
     }
-    await core.summary.write();
+    await core/* summary */.z.write();
 }
 
 ;// CONCATENATED MODULE: ./src/main.ts
@@ -5528,7 +5600,7 @@ async function writeSummary(o, builder) {
 
 
 
-const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice };
+const log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e, notice: core/* notice */.lm };
 /** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs. */
 async function run() {
     const started = performance.now();
@@ -5552,7 +5624,7 @@ async function run() {
     const kernelRunner = new ChildProcessRunner();
     try {
         // Every bad input fails here, before anything is touched.
-        const inputs = readInputs(name => core.getInput(name));
+        const inputs = readInputs(name => core/* getInput */.V4(name));
         const host = detectHost();
         const source = resolveSource(inputs.qemuUrl, inputs.qemuVersion, host.arch);
         // The user's qemu-sha256, or the built-in digest of the default release's asset.
@@ -5560,25 +5632,25 @@ async function run() {
         defaultRunnerDirs();
         const temp = (tempDir = external_fs_.mkdtempSync(external_path_.join(process.env.RUNNER_TEMP, 'setup-qemu-binfmt-')));
         await time('preflight', () => requireBuildx(inputs.builder.mode, runner));
-        const writer = await time('access', () => core.group('Access to binfmt_misc', () => chooseWriter(inputs.installMode, inputs.dockerImage, kernelRunner, log)));
+        const writer = await time('access', () => core/* group */.Os('Access to binfmt_misc', () => chooseWriter(inputs.installMode, inputs.dockerImage, kernelRunner, log)));
         const hidden = hiddenDocker(writer);
         const reader = readerFor(writer);
         if (!hidden)
             checkBinfmtEnabled(reader);
         // In a user namespace, natively means there, where its engine's containers run.
         const nativeRunner = writer instanceof UsernsWriter ? writer.probes : runner;
-        const { native, tried } = await time('native', () => core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core.info)));
+        const { native, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core/* info */.pq)));
         await checkTempExecutable(host, temp, runner, tried);
         const plan = new Plan(host, inputs.platforms, native);
         const nativeP = nativePlatforms(host, native);
-        core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
+        core/* info */.pq(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
         for (const t of plan.requestedNative())
-            core.info(`${label(t)} runs natively on this runner; not registering an emulator`);
+            core/* info */.pq(`${label(t)} runs natively on this runner; not registering an emulator`);
         // Nothing foreign asked for: nothing to download.
         const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0;
         const fetched = onlyNative
             ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
-            : await time('fetch', () => core.group('Emulators', () => fetchEmulators({
+            : await time('fetch', () => core/* group */.Os('Emulators', () => fetchEmulators({
                 source,
                 version: inputs.qemuVersion,
                 host: host.arch,
@@ -5594,15 +5666,26 @@ async function run() {
             })));
         Object.assign(timings, fetched.timings);
         for (const r of checksumRows(fetched.files, pins))
-            core.info(`qemu-sha256 line: ${r.line} (${r.pinned})`);
+            core/* info */.pq(`qemu-sha256 line: ${r.line} (${r.pinned})`);
         // Saved by the post step, so this step's time is what the job needs.
         if (fetched.pendingSave)
-            core.saveState(CACHE_STATE, JSON.stringify(fetched.pendingSave));
+            core/* saveState */.LZ(CACHE_STATE, JSON.stringify(fetched.pendingSave));
         const targets = plan.foreignTargets([...fetched.emulators.keys()]);
-        core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
+        core/* info */.pq(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
         const wanted = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }));
         const verify = verifierFor(writer, runner, inputs.dockerImage, log);
-        const { registrations, probes } = await registerAndVerify({ inputs, pinned: pins.list.size > 0, writer, reader, hidden, verify, wanted, temp, cancel: cancel.signal, time });
+        const { registrations, probes } = await registerAndVerify({
+            inputs,
+            pinned: pins.list.size > 0,
+            writer,
+            reader,
+            hidden,
+            verify,
+            wanted,
+            temp,
+            cancel: cancel.signal,
+            time,
+        });
         const outcome = {
             nativePlatforms: nativeP,
             registrations,
@@ -5618,7 +5701,7 @@ async function run() {
         // After registration, so that BuildKit sees the emulators when it starts. The emulators are verified and stay whatever happens here.
         let builder;
         try {
-            builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, outcome, temp, runner)));
+            builder = await time('builder', () => core/* group */.Os('buildx builder', () => runBuilder(inputs, outcome, temp, runner)));
         }
         catch (e) {
             if (e instanceof CancelledError)
@@ -5630,22 +5713,29 @@ async function run() {
             out.platforms = builder.platforms.join(',');
             out['platforms-json'] = JSON.stringify(builder.platforms);
             out.builder = builder.name;
-            out.nodes = JSON.stringify(builder.nodes.map(n => ({ name: n.name, endpoint: n.endpoint, status: n.status, buildkit: n.buildkit, platforms: n.platforms, remote: n.remote === true })));
+            out.nodes = JSON.stringify(builder.nodes.map(n => ({
+                name: n.name,
+                endpoint: n.endpoint,
+                status: n.status,
+                buildkit: n.buildkit,
+                platforms: n.platforms,
+                remote: n.remote === true,
+            })));
         }
         for (const [k, v] of Object.entries(out))
-            core.setOutput(k, v);
-        core.info(`Platforms available: ${out.platforms}`);
+            core/* setOutput */.uH(k, v);
+        core/* info */.pq(`Platforms available: ${out.platforms}`);
         timings.total = performance.now() - started;
-        core.debug(`timings ${JSON.stringify(timings)}`);
+        core/* debug */.Yz(`timings ${JSON.stringify(timings)}`);
         await writeSummary(outcome, builder);
     }
     catch (e) {
         if (cancel.signal.aborted)
-            core.setFailed(`the step was cancelled (${String(cancel.signal.reason)})`);
+            core/* setFailed */.C1(`the step was cancelled (${String(cancel.signal.reason)})`);
         else
-            core.setFailed(errors_errorMessage(e));
+            core/* setFailed */.C1(errors_errorMessage(e));
         if (!(e instanceof errors_ActionError) && e instanceof Error && e.stack)
-            core.debug(e.stack);
+            core/* debug */.Yz(e.stack);
     }
     finally {
         if (tempDir)
@@ -5659,10 +5749,10 @@ async function run() {
  * cancellation before that removes what this run added; every entry that was
  * there before the run is untouched until the new one is proven.
  */
-async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verify, wanted, temp, cancel, time }) {
+async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verify, wanted, temp, cancel, time, }) {
     if (!wanted.length && !inputs.reset)
         return { registrations: [], probes: [] };
-    const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core.info });
+    const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core/* info */.pq });
     const journal = new Journal();
     try {
         if (!hidden)
@@ -5676,19 +5766,19 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verif
             }
             catch (e) {
                 // Records that cannot be trusted could hide a live job: keep what it might use.
-                core.info(`reset: keeping ${name}: which jobs use it cannot be told (${errors_errorMessage(e)})`);
+                core/* info */.pq(`reset: keeping ${name}: which jobs use it cannot be told (${errors_errorMessage(e)})`);
                 return true;
             }
             if (users.length)
-                core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`);
+                core/* info */.pq(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`);
             return users.length > 0;
         };
         const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned, inUse });
-        const registrations = await time('register', () => core.group(`Register ${writer.how}`, () => applyChanges(writer, reader, changes, journal, log)));
-        const probes = await time('verify', () => core.group('Verify', async () => {
+        const registrations = await time('register', () => core/* group */.Os(`Register ${writer.how}`, () => applyChanges(writer, reader, changes, journal, log)));
+        const probes = await time('verify', () => core/* group */.Os('Verify', async () => {
             const results = await verify(registrations, temp);
             for (const p of results)
-                core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`);
+                core/* info */.pq(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`);
             return results;
         }));
         const failed = probes.filter(p => !p.ok);
@@ -5702,7 +5792,7 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verif
     }
     catch (e) {
         if (!journal.empty)
-            await core.group('Rollback', () => rollback(writer, reader, journal, log));
+            await core/* group */.Os('Rollback', () => rollback(writer, reader, journal, log));
         throw e;
     }
     finally {
@@ -5722,7 +5812,7 @@ async function removeAbandonedStaging(writer, reader) {
     });
     if (!abandoned.length)
         return;
-    core.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`);
+    core/* info */.pq(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`);
     await writer.apply(abandoned.map(name => ({ kind: 'remove', name })));
 }
 /** Tells other jobs' uninstall that this job uses these entries; and tells this step's post what to undo. */
@@ -5733,7 +5823,7 @@ function recordUsage(inputs, writer, registrations, job, records) {
             records.add(job, names);
         }
         catch (e) {
-            core.debug(`could not record which entries this job uses: ${errors_errorMessage(e)}`);
+            core/* debug */.Yz(`could not record which entries this job uses: ${errors_errorMessage(e)}`);
         }
     }
     if (inputs.uninstall) {
@@ -5743,7 +5833,7 @@ function recordUsage(inputs, writer, registrations, job, records) {
             job,
             entries: registrations.filter(r => r.action !== 'kept').map(r => ({ spec: r.spec, previous: r.previous })),
         };
-        core.saveState(STATE_UNINSTALL, JSON.stringify(state));
+        core/* saveState */.LZ(STATE_UNINSTALL, JSON.stringify(state));
     }
 }
 /**
@@ -5757,13 +5847,13 @@ function watchCancellation(cancel, tempDir) {
     const handler = (signal) => {
         if (cancel.signal.aborted)
             return;
-        core.info(`Received ${signal}: stopping`);
+        core/* info */.pq(`Received ${signal}: stopping`);
         cancel.abort(signal);
         deadline = setTimeout(() => {
             const dir = tempDir();
             if (dir)
                 external_fs_.rmSync(dir, { recursive: true, force: true });
-            core.setFailed(`cancelled (${signal}) and the clean-up did not finish in time`);
+            core/* setFailed */.C1(`cancelled (${signal}) and the clean-up did not finish in time`);
             process.exit(1);
         }, CANCEL_GRACE_MS);
         deadline.unref();
@@ -5791,7 +5881,7 @@ async function checkTempExecutable(host, temp, runner, tried) {
     if (refused(r)) {
         throw new errors_ActionError(`RUNNER_TEMP (${external_path_.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`);
     }
-    core.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`);
+    core/* debug */.Yz(`the native test program did not run as expected in ${temp}: ${r.detail}`);
 }
 function checkBinfmtEnabled(reader) {
     if (reader.mounted() && !reader.enabled()) {
@@ -5840,9 +5930,9 @@ async function runBuilder(inputs, outcome, tempDir, runner) {
     const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p));
     const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir }, runner, log);
     if (state && cleanup)
-        core.saveState('builder', JSON.stringify(state));
+        core/* saveState */.LZ('builder', JSON.stringify(state));
     if (result)
-        core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
+        core/* info */.pq(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
     return result;
 }
 
@@ -5862,7 +5952,7 @@ async function runBuilder(inputs, outcome, tempDir, runner) {
 
 
 
-const post_log = { info: core.info, debug: core.debug, warning: core.warning };
+const post_log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e };
 /**
  * The post phase: removes the buildx builder the main phase created and, with
  * `uninstall: true`, the entries it registered. Nothing here fails the job;
@@ -5870,29 +5960,29 @@ const post_log = { info: core.info, debug: core.debug, warning: core.warning };
  */
 async function post() {
     // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
-    const pending = parsePending(core.getState(CACHE_STATE));
+    const pending = parsePending(core/* getState */.Gu(CACHE_STATE));
     if (pending)
-        await saveEntry(pending, { info: core.info, debug: core.debug, warning: core.warning });
-    const saved = core.getState('builder');
+        await saveEntry(pending, { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e });
+    const saved = core/* getState */.Gu('builder');
     if (saved) {
         try {
             await cleanupBuilder(JSON.parse(saved), new ChildProcessRunner(), post_log);
         }
         catch (e) {
-            core.warning(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
+            core/* warning */.$e(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
         }
     }
     else {
-        core.debug('post: no builder to clean up');
+        core/* debug */.Yz('post: no builder to clean up');
     }
-    const uninstall = core.getState(STATE_UNINSTALL);
+    const uninstall = core/* getState */.Gu(STATE_UNINSTALL);
     // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
-    if (uninstall && core.getInput('uninstall').trim().toLowerCase() === 'true') {
+    if (uninstall && core/* getInput */.V4('uninstall').trim().toLowerCase() === 'true') {
         try {
             await uninstallEntries(JSON.parse(uninstall));
         }
         catch (e) {
-            core.warning(`uninstall: ${errors_errorMessage(e)}; the entries stay registered`);
+            core/* warning */.$e(`uninstall: ${errors_errorMessage(e)}; the entries stay registered`);
         }
     }
 }
@@ -5904,42 +5994,46 @@ async function post() {
  */
 async function uninstallEntries(state) {
     const runner = new ChildProcessRunner();
-    const access = state.method === 'docker' ? await dockerAccess(runner, state.dockerImage, post_log) : state.method === 'userns' ? await usernsAccess(runner) : await directAccess(runner);
+    const access = state.method === 'docker'
+        ? await dockerAccess(runner, state.dockerImage, post_log)
+        : state.method === 'userns'
+            ? await usernsAccess(runner)
+            : await directAccess(runner);
     if (!access.writer)
         throw new Error(`cannot change binfmt_misc any more (${access.reason})`);
     const writer = access.writer;
     const reader = readerFor(writer);
     const records = new UsageRecords(tableOf(reader.root));
-    const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core.info });
+    const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core/* info */.pq });
     try {
         const problem = records.problem();
         for (const { spec, previous } of state.entries) {
             // Only ever qemu-* entries, and an entry is only ever put back under its own name.
             if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
-                core.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`);
+                core/* warning */.$e(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`);
                 continue;
             }
             const users = problem ? [] : records.users(spec.name, state.job);
             if (problem) {
-                core.info(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`);
+                core/* info */.pq(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`);
                 continue;
             }
             if (users.length) {
-                core.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`);
+                core/* info */.pq(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`);
                 continue;
             }
             const now = reader.read(spec.name);
             if (!now) {
-                core.info(`uninstall: ${spec.name} is already gone`);
+                core/* info */.pq(`uninstall: ${spec.name} is already gone`);
                 continue;
             }
             if (now.interpreter !== spec.interpreter) {
-                core.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`);
+                core/* info */.pq(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`);
                 continue;
             }
             if (!previous) {
                 await writer.apply([{ kind: 'remove', name: spec.name }]);
-                core.info(`uninstall: removed ${spec.name}`);
+                core/* info */.pq(`uninstall: removed ${spec.name}`);
                 continue;
             }
             // The old entry comes back beside ours first: if the kernel refuses it, ours stays.
@@ -5949,7 +6043,7 @@ async function uninstallEntries(state) {
                 await writer.apply([{ kind: 'register', spec: { ...old, name: staged } }]);
             }
             catch (e) {
-                core.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errors_errorMessage(e)})`);
+                core/* warning */.$e(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errors_errorMessage(e)})`);
                 continue;
             }
             const ops = [
@@ -5959,7 +6053,7 @@ async function uninstallEntries(state) {
                 { kind: 'remove', name: staged },
             ];
             await writer.apply(ops);
-            core.info(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`);
+            core/* info */.pq(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`);
         }
         if (state.job && !problem)
             records.remove(state.job);
@@ -5975,11 +6069,11 @@ async function uninstallEntries(state) {
 
 /** action.yml runs the same file for both phases; the main phase leaves a state flag for the post phase. */
 function start() {
-    if (core.getState('isPost') === 'true') {
+    if (core/* getState */.Gu('isPost') === 'true') {
         void post();
     }
     else {
-        core.saveState('isPost', 'true');
+        core/* saveState */.LZ('isPost', 'true');
         void run();
     }
 }

@@ -367,7 +367,14 @@ async function runColdComparison(state: State, scenario: Scenario, opts: Options
   }
   const a = median(action)
   const b = median(baseline)
-  return { scenario: scenario.name, platforms: scenario.platforms, action: round(a), baseline: round(b), ratio: Math.round((a / b) * 100) / 100, limit: TARGET_COLD_RATIO[scenario.name] }
+  return {
+    scenario: scenario.name,
+    platforms: scenario.platforms,
+    action: round(a),
+    baseline: round(b),
+    ratio: Math.round((a / b) * 100) / 100,
+    limit: TARGET_COLD_RATIO[scenario.name],
+  }
 }
 
 // ---- statistics and report ----------------------------------------------------
@@ -407,7 +414,15 @@ function evaluateTargets(groups: readonly Group[], comparisons: readonly Compari
   const allWarm = groups.find(g => g.scenario === 'all' && g.kind === 'warm')
   if (allWarm) {
     const value = allWarm.stats.wall.median
-    targets.push({ name: `warm whole process (all) < ${TARGET_WARM_ALL_WALL_MS} ms`, scenario: 'all', kind: 'warm', metric: 'wall', value, limit: TARGET_WARM_ALL_WALL_MS, met: value < TARGET_WARM_ALL_WALL_MS })
+    targets.push({
+      name: `warm whole process (all) < ${TARGET_WARM_ALL_WALL_MS} ms`,
+      scenario: 'all',
+      kind: 'warm',
+      metric: 'wall',
+      value,
+      limit: TARGET_WARM_ALL_WALL_MS,
+      met: value < TARGET_WARM_ALL_WALL_MS,
+    })
   }
   for (const g of groups) {
     const value = g.stats.registerVerify.median
@@ -422,7 +437,15 @@ function evaluateTargets(groups: readonly Group[], comparisons: readonly Compari
     })
   }
   for (const c of comparisons) {
-    targets.push({ name: `cold ${c.scenario} <= ${c.limit}x curl | tar xz`, scenario: c.scenario, kind: 'cold', metric: 'ratio', value: c.ratio, limit: c.limit, met: c.ratio <= c.limit })
+    targets.push({
+      name: `cold ${c.scenario} <= ${c.limit}x curl | tar xz`,
+      scenario: c.scenario,
+      kind: 'cold',
+      metric: 'ratio',
+      value: c.ratio,
+      limit: c.limit,
+      met: c.ratio <= c.limit,
+    })
   }
   return targets
 }
@@ -443,7 +466,8 @@ async function main(state: State, opts: Options): Promise<void> {
   }
   if (!opts.script && !fs.existsSync(actionScript('main'))) {
     progress(`${actionScript('main')} is missing; running npm run build`)
-    if (spawnSync('npm', ['run', 'build'], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] }).status !== 0) fail('npm run build failed; fix the build and retry')
+    if (spawnSync('npm', ['run', 'build'], { cwd: REPO_ROOT, stdio: ['ignore', 'inherit', 'inherit'] }).status !== 0)
+      fail('npm run build failed; fix the build and retry')
   }
 
   const scenarios: Scenario[] = opts.platforms
@@ -470,7 +494,9 @@ async function main(state: State, opts: Options): Promise<void> {
   const clash = [...state.mayCreate].filter(n => state.before.has(n)).sort()
   if (clash.length && !opts.force) {
     const them = clash.length > 1 ? 'them' : 'it'
-    fail(`binfmt_misc already has ${clash.join(', ')}; the bench would replace ${them} and not put ${them} back. Remove ${them}, choose other --platforms/--targets, or pass --force`)
+    fail(
+      `binfmt_misc already has ${clash.join(', ')}; the bench would replace ${them} and not put ${them} back. Remove ${them}, choose other --platforms/--targets, or pass --force`,
+    )
   }
   if (clash.length) progress(`--force: ${clash.join(', ')} will be replaced and not restored`)
 
@@ -540,7 +566,9 @@ async function main(state: State, opts: Options): Promise<void> {
     ...comparisons.map(c => `| ${c.scenario} (${c.platforms}) | ${c.action.toFixed(0)} | ${c.baseline.toFixed(0)} | ${c.ratio.toFixed(2)}x | <= ${c.limit}x |`),
     '',
     'targets:',
-    ...targets.map(t => `  ${t.met ? 'met    ' : 'NOT met'}  ${t.name}: ${t.metric === 'ratio' ? `${t.value.toFixed(2)}x` : `median ${t.value.toFixed(1)} ms`}`),
+    ...targets.map(
+      t => `  ${t.met ? 'met    ' : 'NOT met'}  ${t.name}: ${t.metric === 'ratio' ? `${t.value.toFixed(2)}x` : `median ${t.value.toFixed(1)} ms`}`,
+    ),
     '',
     `binfmt entries removed at the end: ${removed.join(', ') || 'none'}`,
   ]

@@ -33,7 +33,6 @@ Builds dist/ first (npm run build) when dist/index.js is missing.
   process.exit(code)
 }
 
-
 function parseArgs(argv) {
   const inputs = []
   for (const arg of argv) {
@@ -47,7 +46,6 @@ function parseArgs(argv) {
   }
   return inputs
 }
-
 
 /** Rough HTML -> text for the step summary: table cells joined by ' | ', one row per line. */
 function htmlToText(html) {
@@ -82,7 +80,6 @@ function readOr(file, fallback = '') {
     return fallback
   }
 }
-
 
 let child
 let interrupted = false

@@ -20,7 +20,6 @@ const ACCEPTED = 'a static ELF binary, .tar, .tar.gz/.tgz, .tar.xz, .tar.zst or 
 
 const COMPRESSION: Record<TarFormat, string> = { tar: 'not', 'tar.gz': 'gzip', 'tar.xz': 'xz', 'tar.zst': 'zstd' }
 
-
 function startsWith(buf: Buffer, bytes: readonly number[], at = 0): boolean {
   if (buf.length < at + bytes.length) return false
   return bytes.every((b, i) => buf[at + i] === b)
@@ -30,7 +29,11 @@ function startsWith(buf: Buffer, bytes: readonly number[], at = 0): boolean {
 function looksLikeTar(buf: Buffer): boolean {
   if (buf.length < 512) return false
   if (buf.subarray(257, 262).toString('latin1') === 'ustar') return true
-  const field = buf.subarray(148, 156).toString('latin1').replace(/[\0 ]+$/, '').trim()
+  const field = buf
+    .subarray(148, 156)
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .trim()
   if (!/^[0-7]+$/.test(field)) return false
   let sum = 0
   for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : buf[i]
@@ -79,17 +82,11 @@ export async function detectFormat(file: string, label: string = file): Promise<
   const head = await readHead(file, label)
   const format = formatOf(head)
   if (!format) {
-    const known = startsWith(head, [0x50, 0x4b, 0x03, 0x04])
-      ? 'a zip archive'
-      : startsWith(head, [0x42, 0x5a, 0x68])
-        ? 'bzip2-compressed'
-        : undefined
+    const known = startsWith(head, [0x50, 0x4b, 0x03, 0x04]) ? 'a zip archive' : startsWith(head, [0x42, 0x5a, 0x68]) ? 'bzip2-compressed' : undefined
     if (known) {
       throw new ActionError(`${label} is ${known}, which this action cannot unpack; expected ${ACCEPTED}; check qemu-url`)
     }
-    throw new ActionError(
-      `${label} is not a supported emulator download (${describeStart(head)}); expected ${ACCEPTED}; check qemu-url`,
-    )
+    throw new ActionError(`${label} is not a supported emulator download (${describeStart(head)}); expected ${ACCEPTED}; check qemu-url`)
   }
   return format
 }
@@ -107,9 +104,7 @@ interface DataMember {
 async function findDebData(file: string, label: string): Promise<DataMember> {
   const { size: fileSize } = await fs.stat(file)
   const truncated = (): ActionError =>
-    new ActionError(
-      `${label} is a truncated .deb (ar archive ends early); the download may be incomplete; re-run or check qemu-url`,
-    )
+    new ActionError(`${label} is a truncated .deb (ar archive ends early); the download may be incomplete; re-run or check qemu-url`)
   let pos = 8
   while (pos + 60 <= fileSize) {
     const header = await readRange(file, pos, 60)
@@ -148,7 +143,6 @@ async function findDebData(file: string, label: string): Promise<DataMember> {
   throw new ActionError(`${label} is a .deb without a data.tar member; check qemu-url`)
 }
 
-
 // ---- one streaming pass: decompress, read tar, write the wanted emulators ----
 
 interface ExtractOptions {
@@ -186,7 +180,8 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
     if (format === 'tar') {
       return { stream: raw, failure: async () => undefined, close: () => raw.destroy() }
     }
-    const inflate = format === 'tar.gz' ? zlib.createGunzip({ chunkSize: 256 * 1024 }) : (zstd as (o?: zlib.ZlibOptions) => Transform)({ chunkSize: 256 * 1024 })
+    const inflate =
+      format === 'tar.gz' ? zlib.createGunzip({ chunkSize: 256 * 1024 }) : (zstd as (o?: zlib.ZlibOptions) => Transform)({ chunkSize: 256 * 1024 })
     pipeline(raw, inflate, () => undefined)
     return {
       stream: inflate,
@@ -283,48 +278,60 @@ export async function extractEmulators(file: string, label: string, want: Emulat
   const dec = decompress(file, tarFormat, deb ? { start: deb.offset, size: deb.size } : undefined, label, opts.signal)
   let ending: 'end' | 'stopped'
   try {
-    ending = await readTar(dec.stream, async h => {
-      throwIfAborted(opts.signal)
-      const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '')
-      if (h.name.startsWith('/') || key.split('/').includes('..') || (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))) {
-        throw new ActionError(`${label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`)
-      }
-      declared += h.fullSize
-      if (declared > opts.limits.archive) {
-        throw new ActionError(`${what} declares more than ${opts.limits.archive} bytes of content (a decompression bomb?); refusing it - check qemu-url`)
-      }
-      const parts = key.split('/')
-      const m = EMULATOR_NAME.exec(parts[parts.length - 1])
-      // usr/share holds docs, man pages and binfmt-support files named like emulators
-      if (!m || parts.includes('share') || !findTarget(m[1])) return 'skip'
-      const target = m[1]
-      if (h.type !== 'file') {
-        if (!refused.has(target)) refused.set(target, `${h.name} is ${KIND[h.type]}, not the emulator itself`)
-        return 'skip'
-      }
-      offered.add(target)
-      if (!wanted.has(target)) return 'skip'
-      if (h.fullSize > opts.limits.emulator) {
-        throw new ActionError(`${what}: ${h.name} is ${h.fullSize} bytes, more than any emulator (limit ${opts.limits.emulator}); refusing the archive - check qemu-url`)
-      }
-      const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2])
-      const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, serial]
-      const current = best.get(target)
-      if (current && compare(current.rank, rank) <= 0) return 'skip'
-      const out = path.join(destDir, `.member-${target}-${serial++}`)
-      written.push(out)
-      const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal)
-      return {
-        write: c => sink.write(c),
-        end: async () => {
-          await sink.end()
-          if (current) await fs.rm(current.file.path, { force: true })
-          best.set(target, { target, rank, file: sink.result(out) })
-          // Everything asked for is here: the rest of the archive is not read.
-          if (want.required && [...wanted].every(t => best.has(t))) stop = true
-        },
-      }
-    }, () => stop)
+    ending = await readTar(
+      dec.stream,
+      async h => {
+        throwIfAborted(opts.signal)
+        const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '')
+        if (
+          h.name.startsWith('/') ||
+          key.split('/').includes('..') ||
+          (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))
+        ) {
+          throw new ActionError(
+            `${label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`,
+          )
+        }
+        declared += h.fullSize
+        if (declared > opts.limits.archive) {
+          throw new ActionError(`${what} declares more than ${opts.limits.archive} bytes of content (a decompression bomb?); refusing it - check qemu-url`)
+        }
+        const parts = key.split('/')
+        const m = EMULATOR_NAME.exec(parts[parts.length - 1])
+        // usr/share holds docs, man pages and binfmt-support files named like emulators
+        if (!m || parts.includes('share') || !findTarget(m[1])) return 'skip'
+        const target = m[1]
+        if (h.type !== 'file') {
+          if (!refused.has(target)) refused.set(target, `${h.name} is ${KIND[h.type]}, not the emulator itself`)
+          return 'skip'
+        }
+        offered.add(target)
+        if (!wanted.has(target)) return 'skip'
+        if (h.fullSize > opts.limits.emulator) {
+          throw new ActionError(
+            `${what}: ${h.name} is ${h.fullSize} bytes, more than any emulator (limit ${opts.limits.emulator}); refusing the archive - check qemu-url`,
+          )
+        }
+        const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2])
+        const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, serial]
+        const current = best.get(target)
+        if (current && compare(current.rank, rank) <= 0) return 'skip'
+        const out = path.join(destDir, `.member-${target}-${serial++}`)
+        written.push(out)
+        const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal)
+        return {
+          write: c => sink.write(c),
+          end: async () => {
+            await sink.end()
+            if (current) await fs.rm(current.file.path, { force: true })
+            best.set(target, { target, rank, file: sink.result(out) })
+            // Everything asked for is here: the rest of the archive is not read.
+            if (want.required && [...wanted].every(t => best.has(t))) stop = true
+          },
+        }
+      },
+      () => stop,
+    )
   } catch (e) {
     dec.close()
     await Promise.all(written.map(f => fs.rm(f, { force: true })))
@@ -334,19 +341,27 @@ export async function extractEmulators(file: string, label: string, want: Emulat
     if (e instanceof TarFormatError) {
       if (complaint) throw new ActionError(`${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`)
       if (e.notTar) {
-        throw new ActionError(`${label} is ${tarFormat === 'tar' ? 'not' : `${COMPRESSION[tarFormat]}-compressed but not`} a tar archive (${e.message}); expected ${ACCEPTED}; check qemu-url`)
+        throw new ActionError(
+          `${label} is ${tarFormat === 'tar' ? 'not' : `${COMPRESSION[tarFormat]}-compressed but not`} a tar archive (${e.message}); expected ${ACCEPTED}; check qemu-url`,
+        )
       }
       throw new ActionError(`${what} is corrupt or truncated (${e.message}); the download may be incomplete; re-run or check qemu-url`)
     }
     if (e instanceof ActionError || opts.signal?.aborted) throw e
-    throw new ActionError(`${what} is corrupt or truncated (${errorMessage(e).replace(/^Error: /, '')}); the download may be incomplete; re-run or check qemu-url`)
+    throw new ActionError(
+      `${what} is corrupt or truncated (${errorMessage(e).replace(/^Error: /, '')}); the download may be incomplete; re-run or check qemu-url`,
+    )
   }
   dec.close()
   if (ending === 'end') {
     const complaint = await dec.failure()
     if (complaint) {
       await Promise.all(written.map(f => fs.rm(f, { force: true })))
-      throw new ActionError(complaint.startsWith('!') ? complaint.slice(1) : `${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`)
+      throw new ActionError(
+        complaint.startsWith('!')
+          ? complaint.slice(1)
+          : `${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`,
+      )
     }
   }
 

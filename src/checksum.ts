@@ -13,9 +13,7 @@ export function parseChecksums(text: string): ChecksumList {
     if (!line || line.startsWith('#')) return
     const m = /^([0-9a-fA-F]{64})\s+\*?(\S+)$/.exec(line)
     if (!m) {
-      throw new ActionError(
-        `qemu-sha256: line ${i + 1} ('${line.slice(0, 60)}') is not '<sha256>  <file name>'; use the output of sha256sum`,
-      )
+      throw new ActionError(`qemu-sha256: line ${i + 1} ('${line.slice(0, 60)}') is not '<sha256>  <file name>'; use the output of sha256sum`)
     }
     list.set(m[2], m[1].toLowerCase())
   })

@@ -135,10 +135,12 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
   }
   for (const [input, values] of Object.entries(multi)) parsed.inputs[input] = values.join('\n')
   if (command === 'run') {
-    if (!parsed.positional.length) throw new UsageError('run needs a command after --, e.g. setup-qemu-binfmt run --platforms linux/arm64 -- chroot ROOTFS /bin/sh')
-    if (parsed.json) throw new UsageError('--json does not go with run: stdout is the command\'s')
+    if (!parsed.positional.length)
+      throw new UsageError('run needs a command after --, e.g. setup-qemu-binfmt run --platforms linux/arm64 -- chroot ROOTFS /bin/sh')
+    if (parsed.json) throw new UsageError("--json does not go with run: stdout is the command's")
     for (const name of ['install-mode', 'buildx'] as const) {
-      if (parsed.inputs[name] !== undefined) throw new UsageError(`--${name} does not go with run, which registers in a namespace of its own and sets up no builder`)
+      if (parsed.inputs[name] !== undefined)
+        throw new UsageError(`--${name} does not go with run, which registers in a namespace of its own and sets up no builder`)
     }
     parsed.inputs['install-mode'] = 'userns'
   }
@@ -327,7 +329,8 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     const entries = await entryStatuses(reader, dir, runner)
     const ok = entries.every(e => e.verified || !e.enabled)
     if (parsed.command === 'verify') {
-      if (parsed.json) process.stdout.write(`${JSON.stringify({ ok, entries: entries.map(e => ({ name: e.name, verified: e.verified, detail: e.detail })) })}\n`)
+      if (parsed.json)
+        process.stdout.write(`${JSON.stringify({ ok, entries: entries.map(e => ({ name: e.name, verified: e.verified, detail: e.detail })) })}\n`)
       else for (const e of entries) process.stdout.write(`${e.name}: ${e.verified ? 'ok' : e.detail}\n`)
       if (!entries.length && !parsed.json) process.stdout.write('no qemu-* entries are registered\n')
       return ok ? 0 : 1

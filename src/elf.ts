@@ -172,9 +172,7 @@ export const ELF_HEAD_BYTES = 64 * 1024
 export function checkHostElf(info: ElfInfo | undefined, head: Buffer, host: HostArch, label: string, base = 'qemu-<target>'): asserts info is ElfInfo {
   if (!info) {
     if (head.subarray(0, 4).toString('latin1') === '\x7fELF') {
-      throw new ActionError(
-        `${label} is a truncated or malformed ELF file; the download may be incomplete; re-run or check qemu-url`,
-      )
+      throw new ActionError(`${label} is a truncated or malformed ELF file; the download may be incomplete; re-run or check qemu-url`)
     }
     throw new ActionError(`${label} is not an ELF executable (${describeStart(head)}); check qemu-url`)
   }
@@ -189,8 +187,6 @@ export function checkHostElf(info: ElfInfo | undefined, head: Buffer, host: Host
   }
   if (info.interpreter !== undefined) {
     const example = /^qemu-[A-Za-z0-9_]+$/.test(base) ? `${base}-static` : 'qemu-<target>-static'
-    throw new ActionError(
-      `${label} is dynamically linked (interpreter ${info.interpreter}); binfmt's F flag needs a static emulator such as ${example}`,
-    )
+    throw new ActionError(`${label} is dynamically linked (interpreter ${info.interpreter}); binfmt's F flag needs a static emulator such as ${example}`)
   }
 }

@@ -9,8 +9,7 @@ export type InstallMode = 'auto' | 'direct' | 'docker' | 'userns'
 /** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
 export const DEFAULT_QEMU_VERSION = '10.2.3-68'
 /** `{qemu}` is the version without its build suffix, as in the asset's file name. */
-export const DEFAULT_QEMU_URL =
-  'https://github.com/tonistiigi/binfmt/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz'
+export const DEFAULT_QEMU_URL = 'https://github.com/tonistiigi/binfmt/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz'
 
 export interface Inputs {
   readonly platforms: PlatformSelection

@@ -150,7 +150,10 @@ export function rootLimits(status: string, mountinfo: string): string | undefine
 /** Root, or passwordless sudo; otherwise says why neither works. */
 export async function directAccess(runner: ProcessRunner, uid: number = process.getuid?.() ?? -1): Promise<DirectAccess> {
   if (uid === 0) {
-    const limit = rootLimits(readOr(() => fs.readFileSync('/proc/self/status', 'utf8'), ''), readOr(() => fs.readFileSync('/proc/self/mountinfo', 'utf8'), ''))
+    const limit = rootLimits(
+      readOr(() => fs.readFileSync('/proc/self/status', 'utf8'), ''),
+      readOr(() => fs.readFileSync('/proc/self/mountinfo', 'utf8'), ''),
+    )
     return limit ? { reason: limit } : { writer: new RootWriter(runner) }
   }
   let reason: string

@@ -34,7 +34,11 @@ interface LockOptions {
 }
 
 function me(): LockHolder {
-  const job = [process.env.GITHUB_REPOSITORY, process.env.GITHUB_RUN_ID && `run ${process.env.GITHUB_RUN_ID}`, process.env.GITHUB_JOB && `job ${process.env.GITHUB_JOB}`]
+  const job = [
+    process.env.GITHUB_REPOSITORY,
+    process.env.GITHUB_RUN_ID && `run ${process.env.GITHUB_RUN_ID}`,
+    process.env.GITHUB_JOB && `job ${process.env.GITHUB_JOB}`,
+  ]
     .filter(Boolean)
     .join(' ')
   let user: string

@@ -106,7 +106,18 @@ export async function run(): Promise<void> {
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
     const verify = verifierFor(writer, runner, inputs.dockerImage, log)
-    const { registrations, probes } = await registerAndVerify({ inputs, pinned: pins.list.size > 0, writer, reader, hidden, verify, wanted, temp, cancel: cancel.signal, time })
+    const { registrations, probes } = await registerAndVerify({
+      inputs,
+      pinned: pins.list.size > 0,
+      writer,
+      reader,
+      hidden,
+      verify,
+      wanted,
+      temp,
+      cancel: cancel.signal,
+      time,
+    })
     const outcome: Outcome = {
       nativePlatforms: nativeP,
       registrations,
@@ -126,7 +137,9 @@ export async function run(): Promise<void> {
       builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, outcome, temp, runner)))
     } catch (e) {
       if (e instanceof CancelledError) throw e
-      throw new ActionError(`${errorMessage(e)} (the emulators were registered and verified, and stay: ${registrations.map(r => r.spec.name).join(', ') || 'none'})`)
+      throw new ActionError(
+        `${errorMessage(e)} (the emulators were registered and verified, and stay: ${registrations.map(r => r.spec.name).join(', ') || 'none'})`,
+      )
     }
 
     const out = outputs(outcome)
@@ -135,7 +148,14 @@ export async function run(): Promise<void> {
       out['platforms-json'] = JSON.stringify(builder.platforms)
       out.builder = builder.name
       out.nodes = JSON.stringify(
-        builder.nodes.map(n => ({ name: n.name, endpoint: n.endpoint, status: n.status, buildkit: n.buildkit, platforms: n.platforms, remote: n.remote === true })),
+        builder.nodes.map(n => ({
+          name: n.name,
+          endpoint: n.endpoint,
+          status: n.status,
+          buildkit: n.buildkit,
+          platforms: n.platforms,
+          remote: n.remote === true,
+        })),
       )
     }
     for (const [k, v] of Object.entries(out)) core.setOutput(k, v)
@@ -161,7 +181,18 @@ type Timer = <T>(phase: string, step: () => Promise<T>) => Promise<T>
  * cancellation before that removes what this run added; every entry that was
  * there before the run is untouched until the new one is proven.
  */
-async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verify, wanted, temp, cancel, time }: {
+async function registerAndVerify({
+  inputs,
+  pinned,
+  writer,
+  reader,
+  hidden,
+  verify,
+  wanted,
+  temp,
+  cancel,
+  time,
+}: {
   readonly inputs: Inputs
   /** the emulators were checked against digests: entries are registered from them, never kept by path */
   readonly pinned: boolean
@@ -196,9 +227,7 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verif
       return users.length > 0
     }
     const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned, inUse })
-    const registrations = await time('register', () =>
-      core.group(`Register ${writer.how}`, () => applyChanges(writer, reader, changes, journal, log)),
-    )
+    const registrations = await time('register', () => core.group(`Register ${writer.how}`, () => applyChanges(writer, reader, changes, journal, log)))
     const probes = await time('verify', () =>
       core.group('Verify', async () => {
         const results = await verify(registrations, temp)
@@ -340,7 +369,6 @@ function verificationError(failed: readonly ProbeResult[], registrations: readon
   )
 }
 
-
 function label(t: Target): string {
   const p = dockerPlatforms(t)
   return p.length ? `${p[0]} (qemu-${t.name})` : `qemu-${t.name}`
@@ -360,4 +388,3 @@ async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, run
   if (result) core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
   return result
 }
-

@@ -37,7 +37,9 @@ export type Pinning =
 /** The default release's asset name for `host` (the default URL's last segment). */
 export function defaultAssetName(host: HostArch, version = DEFAULT_QEMU_VERSION): string {
   const qemu = version.replace(/-[^-]*$/, '')
-  const url = DEFAULT_QEMU_URL.replace(/\{version\}/g, version).replace(/\{qemu\}/g, qemu).replace(/\{host\}/g, host)
+  const url = DEFAULT_QEMU_URL.replace(/\{version\}/g, version)
+    .replace(/\{qemu\}/g, qemu)
+    .replace(/\{host\}/g, host)
   return decodeURIComponent(url.slice(url.lastIndexOf('/') + 1))
 }
 

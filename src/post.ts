@@ -55,7 +55,11 @@ export async function post(): Promise<void> {
 async function uninstallEntries(state: UninstallState): Promise<void> {
   const runner = new ChildProcessRunner()
   const access =
-    state.method === 'docker' ? await dockerAccess(runner, state.dockerImage, log) : state.method === 'userns' ? await usernsAccess(runner) : await directAccess(runner)
+    state.method === 'docker'
+      ? await dockerAccess(runner, state.dockerImage, log)
+      : state.method === 'userns'
+        ? await usernsAccess(runner)
+        : await directAccess(runner)
   if (!access.writer) throw new Error(`cannot change binfmt_misc any more (${access.reason})`)
   const writer = access.writer
   const reader = readerFor(writer)
@@ -108,7 +112,9 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
         { kind: 'remove', name: staged },
       ]
       await writer.apply(ops)
-      core.info(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`)
+      core.info(
+        `uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`,
+      )
     }
     if (state.job && !problem) records.remove(state.job)
   } finally {

@@ -176,8 +176,7 @@ export function buildProbe(target: Target): Buffer {
   const u8 = (v: number): void => void (pos = buf.writeUInt8(v, pos))
   const u16 = (v: number): void => void (pos = le ? buf.writeUInt16LE(v, pos) : buf.writeUInt16BE(v, pos))
   const u32 = (v: number): void => void (pos = le ? buf.writeUInt32LE(v, pos) : buf.writeUInt32BE(v, pos))
-  const u64 = (v: number): void =>
-    void (pos = le ? buf.writeBigUInt64LE(BigInt(v), pos) : buf.writeBigUInt64BE(BigInt(v), pos))
+  const u64 = (v: number): void => void (pos = le ? buf.writeBigUInt64LE(BigInt(v), pos) : buf.writeBigUInt64BE(BigInt(v), pos))
   // An address/offset-sized field (Elf32_Addr or Elf64_Addr).
   const word = is64 ? u64 : u32
 

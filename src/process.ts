@@ -50,7 +50,11 @@ export class ChildProcessRunner implements ProcessRunner {
   run(command: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
     if (this.cancel?.aborted) return Promise.reject(new CancelledError())
     return new Promise((resolve, reject) => {
-      const child = spawn(command, args, { env: options.env ? { ...process.env, ...options.env } : process.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+      const child = spawn(command, args, {
+        env: options.env ? { ...process.env, ...options.env } : process.env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+        detached: true,
+      })
       const out: Buffer[] = []
       const err: Buffer[] = []
       let timedOut = false

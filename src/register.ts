@@ -133,7 +133,8 @@ export async function applyChanges(
         const staged = stagingName(c.wanted.spec.name)
         const { name, interpreter, flags } = c.wanted.spec
         if (c.why === 'reset') log.info(`reset: removing ${describeEntry(c.old)}\n${name}: registering ${interpreter} with flags ${flags}`)
-        else if (c.why === 'pinned') log.info(`${name}: registering again from the pinned file ${interpreter} (the kernel holds whatever file was there when the entry was made)`)
+        else if (c.why === 'pinned')
+          log.info(`${name}: registering again from the pinned file ${interpreter} (the kernel holds whatever file was there when the entry was made)`)
         else log.info(`${name}: replacing the existing entry (${describeEntry(c.old, false)}) with ${interpreter}, flags ${flags}`)
         ops.push({ kind: 'register', spec: { ...c.wanted.spec, name: staged } })
         journal.added.push(staged)

@@ -25,9 +25,7 @@ export interface EmulatorSource {
 export function resolveSource(template: string, version: string, host: HostArch): EmulatorSource {
   for (const m of template.matchAll(/\{([^}]*)\}/g)) {
     if (!(PLACEHOLDERS as readonly string[]).includes(m[1])) {
-      throw new ActionError(
-        `qemu-url: unknown placeholder {${m[1]}}; use ${PLACEHOLDERS.map(p => `{${p}}`).join(', ')}`,
-      )
+      throw new ActionError(`qemu-url: unknown placeholder {${m[1]}}; use ${PLACEHOLDERS.map(p => `{${p}}`).join(', ')}`)
     }
   }
   const qemu = version.replace(/-[^-]*$/, '')

@@ -209,7 +209,10 @@ export class UsageRecords {
       if (!trustedUserDir(dir, Number(uid))) continue
       let names: string[]
       try {
-        names = fs.readdirSync(dir).filter(n => n.endsWith('.json')).slice(0, 10000)
+        names = fs
+          .readdirSync(dir)
+          .filter(n => n.endsWith('.json'))
+          .slice(0, 10000)
       } catch {
         continue
       }

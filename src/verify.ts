@@ -38,9 +38,7 @@ export async function runProbe(target: Target, dir: string, runner: ProcessRunne
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
     detail =
-      code === 'ENOEXEC'
-        ? 'exec format error: no binfmt_misc entry took the test program'
-        : `the test program could not be started (${code ?? String(e)})`
+      code === 'ENOEXEC' ? 'exec format error: no binfmt_misc entry took the test program' : `the test program could not be started (${code ?? String(e)})`
   }
   return { target, ok, detail, ms: performance.now() - start }
 }
@@ -74,13 +72,7 @@ export async function verifyRegistrations(
  * target that an existing binfmt entry would take over cannot be tried, and is
  * treated as foreign.
  */
-export async function detectNative(
-  host: Host,
-  reader: BinfmtReader,
-  dir: string,
-  runner: ProcessRunner,
-  log: (m: string) => void,
-): Promise<Target[]> {
+export async function detectNative(host: Host, reader: BinfmtReader, dir: string, runner: ProcessRunner, log: (m: string) => void): Promise<Target[]> {
   return (await probeNative(host, reader, dir, runner, log)).native
 }
 
@@ -91,13 +83,7 @@ export interface NativeDetection {
 }
 
 /** detectNative, with the probes it ran. */
-export async function probeNative(
-  host: Host,
-  reader: BinfmtReader,
-  dir: string,
-  runner: ProcessRunner,
-  log: (m: string) => void,
-): Promise<NativeDetection> {
+export async function probeNative(host: Host, reader: BinfmtReader, dir: string, runner: ProcessRunner, log: (m: string) => void): Promise<NativeDetection> {
   const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
   const results = await Promise.all(
     host.nativeCandidates.map(async target => {

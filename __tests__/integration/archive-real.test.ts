@@ -25,8 +25,7 @@ function sh(cmd: string, args: string[], cwd?: string): void {
 function debianPackage(): string {
   fs.mkdirSync(DEB_CACHE, { recursive: true })
   const arch = execFileSync('dpkg', ['--print-architecture']).toString().trim()
-  const find = (): string | undefined =>
-    fs.readdirSync(DEB_CACHE).find(f => f.startsWith('qemu-user-static_') && f.endsWith(`_${arch}.deb`))
+  const find = (): string | undefined => fs.readdirSync(DEB_CACHE).find(f => f.startsWith('qemu-user-static_') && f.endsWith(`_${arch}.deb`))
   if (!find()) sh('apt-get', ['download', 'qemu-user-static'], DEB_CACHE)
   return path.join(DEB_CACHE, find() as string)
 }
@@ -141,7 +140,14 @@ async function actionError(p: Promise<unknown>): Promise<string> {
 const host = process.arch === 'arm64' ? 'arm64' : 'amd64'
 const sha = (f: string): string => createHash('sha256').update(fs.readFileSync(f)).digest('hex')
 
-function extract(file: string, label: string, names: string[], required = true, limits: SizeLimits = DEFAULT_LIMITS, signal?: AbortSignal): { dest: string; run: Promise<Extracted> } {
+function extract(
+  file: string,
+  label: string,
+  names: string[],
+  required = true,
+  limits: SizeLimits = DEFAULT_LIMITS,
+  signal?: AbortSignal,
+): { dest: string; run: Promise<Extracted> } {
   const dest = fs.mkdtempSync(path.join(work, 'dest-'))
   return { dest, run: extractEmulators(file, label, { names, required }, dest, { host, limits, signal }) }
 }
@@ -164,7 +170,11 @@ async function extractAndCompare(file: string, wanted: Record<string, string>, r
     expect(e.reportedVersion).toMatch(new RegExp(`^qemu-${source} version \\d+\\.\\d+\\.\\d+`))
   }
   // nothing else is left behind
-  expect(fs.readdirSync(dest).sort()).toEqual(Object.keys(wanted).map(t => `qemu-${t}`).sort())
+  expect(fs.readdirSync(dest).sort()).toEqual(
+    Object.keys(wanted)
+      .map(t => `qemu-${t}`)
+      .sort(),
+  )
   return result
 }
 
@@ -259,18 +269,24 @@ describe('extractEmulators: one streaming pass', () => {
   it('lists what is present when an emulator is missing', async () => {
     const { dest, run } = extract(fx.tgz, 'https://x/binfmt.tgz', ['aarch64', 'riscv64', 'ppc64le'])
     const msg = await actionError(run)
-    expect(msg).toMatch(/^https:\/\/x\/binfmt\.tgz has no emulator for riscv64, ppc64le \(looked for qemu-riscv64\[-static\], qemu-ppc64le\[-static\]\); it holds: aarch64, arm;/)
+    expect(msg).toMatch(
+      /^https:\/\/x\/binfmt\.tgz has no emulator for riscv64, ppc64le \(looked for qemu-riscv64\[-static\], qemu-ppc64le\[-static\]\); it holds: aarch64, arm;/,
+    )
     expect(fs.readdirSync(dest)).toEqual([])
   })
 
   it('says a truncated download is incomplete, and keeps nothing', async () => {
     const { dest, run } = extract(fx.truncated, 'https://x/binfmt.tgz', ['aarch64', 'arm'])
-    expect(await actionError(run)).toMatch(/^https:\/\/x\/binfmt\.tgz is corrupt or truncated \(.*\); the download may be incomplete; re-run or check qemu-url$/)
+    expect(await actionError(run)).toMatch(
+      /^https:\/\/x\/binfmt\.tgz is corrupt or truncated \(.*\); the download may be incomplete; re-run or check qemu-url$/,
+    )
     expect(fs.readdirSync(dest)).toEqual([])
     const deb = fs.readFileSync(fx.deb)
     const half = path.join(work, 'half.deb')
     fs.writeFileSync(half, deb.subarray(0, deb.length >> 1))
-    expect(await actionError(extract(half, 'half.deb', ['aarch64']).run)).toMatch(/^half\.deb is a truncated \.deb .*the download may be incomplete; re-run or check qemu-url$/)
+    expect(await actionError(extract(half, 'half.deb', ['aarch64']).run)).toMatch(
+      /^half\.deb is a truncated \.deb .*the download may be incomplete; re-run or check qemu-url$/,
+    )
   })
 
   it('refuses garbage after the gzip stream as corrupt when it is read, keeping nothing', async () => {
@@ -287,7 +303,9 @@ describe('extractEmulators: one streaming pass', () => {
   })
 
   it('refuses a single ELF binary as a bundle', async () => {
-    expect(await actionError(extract(fx.elf, 'https://x/qemu-aarch64', ['aarch64']).run)).toMatch(/^qemu-url: https:\/\/x\/qemu-aarch64 is a single emulator binary; put \{target\} in qemu-url/)
+    expect(await actionError(extract(fx.elf, 'https://x/qemu-aarch64', ['aarch64']).run)).toMatch(
+      /^qemu-url: https:\/\/x\/qemu-aarch64 is a single emulator binary; put \{target\} in qemu-url/,
+    )
   })
 
   it('rejects members that would land outside the destination and writes nothing', async () => {

@@ -11,7 +11,10 @@ import { debDir } from '../support/fixtures'
 describe('target table', () => {
   /** A binfmt.d magic or mask (`\xNN` escapes, other characters literal) as hex. */
   const escapedToHex = (s: string): string =>
-    Buffer.from(s.replace(/\\x([0-9a-f]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('hex')
+    Buffer.from(
+      s.replace(/\\x([0-9a-f]{2})/gi, (_, h) => String.fromCharCode(parseInt(h, 16))),
+      'latin1',
+    ).toString('hex')
 
   // Debian's qemu-user-static installs the same table; every target it has must agree.
   test('matches /usr/lib/binfmt.d from qemu-user-static where Debian has the target', () => {
@@ -38,7 +41,10 @@ describe('target table', () => {
     try {
       execSync(`dpkg-deb --fsys-tarfile '${path.join(debDir(), debs[0])}' | tar -x -C '${dir}' --wildcards './usr/lib/binfmt.d/*'`)
       const debian = (name: string): { magic: string; mask: string } => {
-        const [, , , , magic, mask] = fs.readFileSync(path.join(dir, 'usr/lib/binfmt.d', `qemu-${name}.conf`), 'utf8').trim().split(':')
+        const [, , , , magic, mask] = fs
+          .readFileSync(path.join(dir, 'usr/lib/binfmt.d', `qemu-${name}.conf`), 'utf8')
+          .trim()
+          .split(':')
         return { magic: escapedToHex(magic), mask: escapedToHex(mask) }
       }
       // Byte 7 is EI_OSABI: Debian's mask 0xfc accepts only SYSV, HP-UX, NetBSD and

@@ -156,7 +156,9 @@ test('buildx: auto, default driver, BuildKit image cannot be pulled: a warning w
   const warnings = r.annotations.filter(a => a.kind === 'warning')
   expect(warnings).toHaveLength(1)
   expect(warnings[0].message).toMatch(
-    new RegExp(`^builder ${BUILDER} could not start: the BuildKit image could not be pulled \\(.+\\); use a mirror with driver-opts: image=<mirror>/moby/buildkit:buildx-stable-1`),
+    new RegExp(
+      `^builder ${BUILDER} could not start: the BuildKit image could not be pulled \\(.+\\); use a mirror with driver-opts: image=<mirror>/moby/buildkit:buildx-stable-1`,
+    ),
   )
   expect(warnings[0].message).toMatch(/going on without a builder \(buildx: auto\)/)
   // a transient-looking failure was tried once more
@@ -180,7 +182,9 @@ test('buildx: true, BuildKit image cannot be pulled: fails with one line naming 
   const errors = r.annotations.filter(a => a.kind === 'error')
   expect(errors).toHaveLength(1)
   expect(errors[0].message).toMatch(
-    new RegExp(`^driver-opts: builder ${BUILDER} could not start: its BuildKit image 127\\.0\\.0\\.1:9/moby/buildkit:unpullable \\(driver-opts image=\\) could not be pulled \\(.+\\)`),
+    new RegExp(
+      `^driver-opts: builder ${BUILDER} could not start: its BuildKit image 127\\.0\\.0\\.1:9/moby/buildkit:unpullable \\(driver-opts image=\\) could not be pulled \\(.+\\)`,
+    ),
   )
   expect(errors[0].message).not.toContain('\n')
   // Once verified, emulators stay (another job may already use them): the error says so.

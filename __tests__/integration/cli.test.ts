@@ -42,7 +42,7 @@ interface CliResult {
 function cli(args: string[], opts: { user?: string; cache?: string } = {}): Promise<CliResult> {
   const env: Record<string, string> = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: opts.user ? '/tmp' : process.env.HOME ?? '/root',
+    HOME: opts.user ? '/tmp' : (process.env.HOME ?? '/root'),
     LANG: 'C.UTF-8',
     XDG_CACHE_HOME: opts.cache ?? freshDir('xdg'),
   }
@@ -93,7 +93,17 @@ test('status --json, verify and uninstall: one JSON document, every field; only 
       mounted: boolean
       enabled: boolean
       native: string[]
-      entries: { name: string; target: string; platforms: string[]; interpreter: string; flags: string; enabled: boolean; qemuVersion: string | null; verified: boolean; detail: string }[]
+      entries: {
+        name: string
+        target: string
+        platforms: string[]
+        interpreter: string
+        flags: string
+        enabled: boolean
+        qemuVersion: string | null
+        verified: boolean
+        detail: string
+      }[]
     }
     expect(doc).toMatchObject({ mounted: true, enabled: true })
     expect(doc.native).toContain('linux/amd64')
@@ -164,7 +174,9 @@ test('an unprivileged user with neither sudo nor Docker: exit 1, one clear error
     expectExit(r, 1)
     const errors = r.stderr.split('\n').filter(l => l.startsWith('error: '))
     expect(errors).toHaveLength(1)
-    expect(errors[0]).toMatch(/^error: cannot register emulators \(install-mode: auto\): direct: not root, and sudo -n: .*; docker: .*; run as root, allow passwordless sudo, or give the runner access to a Docker daemon$/)
+    expect(errors[0]).toMatch(
+      /^error: cannot register emulators \(install-mode: auto\): direct: not root, and sudo -n: .*; docker: .*; run as root, allow passwordless sudo, or give the runner access to a Docker daemon$/,
+    )
     expect(myRaw()).toEqual(before)
   })
 })
@@ -173,15 +185,22 @@ test('a user in the docker group without sudo: the Docker path registers with F,
   await withKernel(async () => {
     const cache = freshDir('xdg-docker')
     fs.chmodSync(cache, 0o777)
-    const r = await cli(['--platforms', 'linux/riscv64', '--qemu-url', '/usr/bin', '--qemu-version', '7.2.0-1', '--docker-image', 'local/busybox:test', '--json'], {
-      user: 'qemutest',
-      cache,
-    })
+    const r = await cli(
+      ['--platforms', 'linux/riscv64', '--qemu-url', '/usr/bin', '--qemu-version', '7.2.0-1', '--docker-image', 'local/busybox:test', '--json'],
+      {
+        user: 'qemutest',
+        cache,
+      },
+    )
     expectExit(r, 0)
     const doc = JSON.parse(r.stdout) as { ok: boolean; method: string; emulators: string[]; platforms: string[] }
     expect(doc).toMatchObject({ ok: true, method: 'docker', emulators: ['riscv64'] })
     expect(doc.platforms).toContain('linux/riscv64')
-    expect(myEntry('qemu-riscv64')).toMatchObject({ enabled: true, flags: 'POCF', interpreter: expect.stringMatching(/^\/setup-qemu-binfmt\/[0-9a-f]{16}\/qemu-riscv64-static$/) })
+    expect(myEntry('qemu-riscv64')).toMatchObject({
+      enabled: true,
+      flags: 'POCF',
+      interpreter: expect.stringMatching(/^\/setup-qemu-binfmt\/[0-9a-f]{16}\/qemu-riscv64-static$/),
+    })
     // The log went to stderr: stdout is the one JSON document.
     expect(r.stderr).toMatch(/through a privileged container/)
   })

@@ -73,7 +73,12 @@ describe('broken archives', () => {
 
   test('a truncated archive', async () => {
     // mips64el is the last member, in the half that is missing (aarch64, first, would be read intact and used).
-    await failing({ platforms: 'linux/arm64,linux/mips64le', 'qemu-url': url('truncated.tar.gz') }, /qemu-url/, /truncated\.tar\.gz/, /corrupt|truncated|incomplete/)
+    await failing(
+      { platforms: 'linux/arm64,linux/mips64le', 'qemu-url': url('truncated.tar.gz') },
+      /qemu-url/,
+      /truncated\.tar\.gz/,
+      /corrupt|truncated|incomplete/,
+    )
   })
 
   test('a file that is not an archive', async () => {

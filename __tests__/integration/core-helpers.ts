@@ -59,7 +59,9 @@ async function waitUntilFree(timeoutMs = 60000): Promise<void> {
     const taken = MINE.filter(n => entryExists(n))
     if (!taken.length) return
     if (Date.now() > deadline) {
-      throw new Error(`${taken.join(', ')} registered by someone else for ${timeoutMs / 1000} s; these tests need them free (not removed: they are not this test's)`)
+      throw new Error(
+        `${taken.join(', ')} registered by someone else for ${timeoutMs / 1000} s; these tests need them free (not removed: they are not this test's)`,
+      )
     }
     await new Promise(r => setTimeout(r, 500))
   }

@@ -148,7 +148,10 @@ describe('reset: true, in a private binfmt_misc instance', () => {
   test('every qemu-* entry is removed first, the requested ones registered, the non-QEMU entry left alone', async () => {
     await withKernel(async () => {
       const before = myRaw()
-      const { r, entries } = await privateRun([debianLine('aarch64', 'OC'), debianLine('riscv64', 'F'), NON_QEMU_LINE], inputs('linux/arm64', { reset: 'true' }))
+      const { r, entries } = await privateRun(
+        [debianLine('aarch64', 'OC'), debianLine('riscv64', 'F'), NON_QEMU_LINE],
+        inputs('linux/arm64', { reset: 'true' }),
+      )
       expectSuccess(r)
       expect(r.stdout).toMatch(/^reset: removing qemu-riscv64 \(interpreter \/usr\/bin\/qemu-riscv64-static, flags F\)$/m)
       expect(r.stdout).toMatch(/^reset: removing qemu-aarch64 /m)
@@ -169,10 +172,11 @@ describe('reset: true, in a private binfmt_misc instance', () => {
   })
 
   test('reset, then a failed verification: every entry reset removed is back', async () => {
-    const { r, entries } = await privateRun(
-      [debianLine('aarch64', 'OC'), debianLine('riscv64', 'F'), NON_QEMU_LINE],
-      { platforms: 'linux/arm64,linux/arm/v7', 'qemu-url': fakeDir(), reset: 'true' },
-    )
+    const { r, entries } = await privateRun([debianLine('aarch64', 'OC'), debianLine('riscv64', 'F'), NON_QEMU_LINE], {
+      platforms: 'linux/arm64,linux/arm/v7',
+      'qemu-url': fakeDir(),
+      reset: 'true',
+    })
     expect(r.code).toBe(1)
     expect(errorsOf(r)).toHaveLength(1)
     expect(errorsOf(r)[0]).toMatch(/linux\/arm\/v7/)

@@ -227,10 +227,7 @@ test('without the Actions cache service (a local run), cache: true says so at de
   await withKernel(async () => {
     fx.server.reset()
     const cache = freshDir('toolcache')
-    const r = await runAction(
-      { platforms: 'linux/arm64', 'qemu-version': VERSION, 'qemu-url': fx.tarGzUrl, cache: 'true' },
-      { toolCache: cache, debug: true },
-    )
+    const r = await runAction({ platforms: 'linux/arm64', 'qemu-version': VERSION, 'qemu-url': fx.tarGzUrl, cache: 'true' }, { toolCache: cache, debug: true })
     expectSuccess(r)
     expect(r.stdout).toMatch(/^::debug::The Actions cache service is not available here \(local run\?\); using the runner tool cache only$/m)
     // Saving is the post step's job (as actions/setup-node does), off the main step's clock.
@@ -248,25 +245,29 @@ describe('redirects', () => {
     ['an absolute Location, as GitHub release assets answer', true],
     // Valid HTTP (RFC 9110), sent by S3/CloudFront mirrors (@actions/http-client cannot follow it, actions/http-client#62).
     ['a relative Location', false],
-  ])('%s is followed', async (_name, absolute) => {
-    await withKernel(async () => {
-      fx.server.reset()
-      const from = `/gh/${VERSION}/${absolute ? 'abs' : 'rel'}/qemu.tar.gz`
-      const to = `/main/${fx.archives.tarGzUrlPath}`
-      fx.server.redirect(from, absolute ? `${fx.server.url}${to}` : to)
-      const cache = freshDir('toolcache')
-      const r = await runAction(
-        { platforms: 'linux/arm64', 'qemu-version': VERSION, 'qemu-url': `${fx.server.url}/gh/{version}/${absolute ? 'abs' : 'rel'}/qemu.tar.gz` },
-        { toolCache: cache },
-      )
-      expectSuccess(r)
-      // The download follows either kind itself; no HEAD pre-flight.
-      expect(fx.server.requests).toEqual([from, to])
-      expect(fx.server.log.filter(l => l.method === 'HEAD')).toEqual([])
-      expectRegistered('qemu-aarch64', `${cache}/`)
-      await expectForeignUname('arm64')
-    })
-  }, 180000)
+  ])(
+    '%s is followed',
+    async (_name, absolute) => {
+      await withKernel(async () => {
+        fx.server.reset()
+        const from = `/gh/${VERSION}/${absolute ? 'abs' : 'rel'}/qemu.tar.gz`
+        const to = `/main/${fx.archives.tarGzUrlPath}`
+        fx.server.redirect(from, absolute ? `${fx.server.url}${to}` : to)
+        const cache = freshDir('toolcache')
+        const r = await runAction(
+          { platforms: 'linux/arm64', 'qemu-version': VERSION, 'qemu-url': `${fx.server.url}/gh/{version}/${absolute ? 'abs' : 'rel'}/qemu.tar.gz` },
+          { toolCache: cache },
+        )
+        expectSuccess(r)
+        // The download follows either kind itself; no HEAD pre-flight.
+        expect(fx.server.requests).toEqual([from, to])
+        expect(fx.server.log.filter(l => l.method === 'HEAD')).toEqual([])
+        expectRegistered('qemu-aarch64', `${cache}/`)
+        await expectForeignUname('arm64')
+      })
+    },
+    180000,
+  )
 })
 
 test('a tool cache holding some of the emulators: only a run that needs more downloads again', async () => {

@@ -21,7 +21,6 @@ afterAll(() => fs.rmSync(dir, { recursive: true, force: true }))
 const kernelText = (s: EntrySpec, flags: string): string =>
   `enabled\ninterpreter ${s.interpreter}\nflags: ${flags}\noffset 0\nmagic ${s.magic}\nmask ${s.mask}\n`
 
-
 function spec(target = ppc, interpreter = '/x', flags = 'POCF'): EntrySpec {
   return { name: `qemu-${target.name}`, offset: 0, magic: target.magic, mask: target.mask, interpreter, flags }
 }

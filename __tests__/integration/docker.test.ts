@@ -41,7 +41,10 @@ function mustDocker(args: string[]): string {
 }
 
 /** Containers the action made that still exist. */
-const leftContainers = (): string[] => mustDocker(['ps', '-aq', '--filter', `label=${LABEL}`]).split('\n').filter(Boolean)
+const leftContainers = (): string[] =>
+  mustDocker(['ps', '-aq', '--filter', `label=${LABEL}`])
+    .split('\n')
+    .filter(Boolean)
 
 const myRaw = (): Map<string, string> => new Map([...snapshot()].filter(([n]) => MINE.includes(n)))
 
@@ -100,7 +103,10 @@ beforeAll(() => {
   if (r.status !== 0) throw new Error(`.ci/docker.sh failed: ${r.stderr}${r.stdout}`)
   // (A symlink to the false applet would not do: busybox goes by the name it is called by.)
   buildImage(FALSE_IMAGE, `printf '#!/bin/busybox false\\n' >/bin/false-sh && chmod 755 /bin/false-sh && ln -sf false-sh /bin/sh`)
-  buildImage(SLOW_IMAGE, `printf '#!/bin/busybox sh\\nsleep 60\\nexec /bin/busybox sh "$@"\\n' >/bin/slow-sh && chmod 755 /bin/slow-sh && ln -sf slow-sh /bin/sh`)
+  buildImage(
+    SLOW_IMAGE,
+    `printf '#!/bin/busybox sh\\nsleep 60\\nexec /bin/busybox sh "$@"\\n' >/bin/slow-sh && chmod 755 /bin/slow-sh && ln -sf slow-sh /bin/sh`,
+  )
 }, 600000)
 
 afterAll(() => {
@@ -254,7 +260,9 @@ describe('failures: one message listing each path tried, nothing registered, no 
         r,
         before,
         direct,
-        new RegExp(`; docker: a privileged container cannot use binfmt_misc: the privileged container \\(${FALSE_IMAGE}\\) exited with status 1 and no message`),
+        new RegExp(
+          `; docker: a privileged container cannot use binfmt_misc: the privileged container \\(${FALSE_IMAGE}\\) exited with status 1 and no message`,
+        ),
       )
     })
   })
@@ -263,7 +271,12 @@ describe('failures: one message listing each path tried, nothing registered, no 
     await withKernel(async () => {
       const before = myRaw()
       const r = await runAction(INPUTS, { user: 'nobody' })
-      expectCleanFailure(r, before, direct, /; docker: permission denied on the daemon's socket unix:\/\/\/var\/run\/docker\.sock \(is the user in the docker group\?\)/)
+      expectCleanFailure(
+        r,
+        before,
+        direct,
+        /; docker: permission denied on the daemon's socket unix:\/\/\/var\/run\/docker\.sock \(is the user in the docker group\?\)/,
+      )
     })
   })
 
@@ -274,7 +287,12 @@ describe('failures: one message listing each path tried, nothing registered, no 
       const r = await runAction({ ...INPUTS, 'install-mode': 'docker', 'docker-image': SLOW_IMAGE }, { debug: true, timeoutMs: 6000 })
       // It stops on the signal, cleans up and exits non-zero by itself, saying why.
       expect({ code: r.code, signal: r.signal, started: r.stdout.includes('::debug::docker start -a') }).toEqual({ code: 1, signal: null, started: true })
-      expect(r.annotations.filter(a => a.kind === 'error').map(a => a.message).join('\n')).toMatch(/cancelled \(SIGTERM\)/)
+      expect(
+        r.annotations
+          .filter(a => a.kind === 'error')
+          .map(a => a.message)
+          .join('\n'),
+      ).toMatch(/cancelled \(SIGTERM\)/)
       expect(leftContainers()).toEqual([])
       expect(myRaw()).toEqual(before)
     })

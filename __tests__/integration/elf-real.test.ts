@@ -29,8 +29,7 @@ async function expectActionError(p: Promise<unknown>, pattern: RegExp): Promise<
 /** busybox-static for arm64: a real, static aarch64 executable (needs `dpkg --add-architecture arm64`). */
 function arm64Busybox(work: string): string {
   fs.mkdirSync(DEB_CACHE, { recursive: true })
-  const find = (): string | undefined =>
-    fs.readdirSync(DEB_CACHE).find(f => f.startsWith('busybox-static_') && f.endsWith('_arm64.deb'))
+  const find = (): string | undefined => fs.readdirSync(DEB_CACHE).find(f => f.startsWith('busybox-static_') && f.endsWith('_arm64.deb'))
   if (!find()) execFileSync('apt-get', ['download', 'busybox-static:arm64'], { cwd: DEB_CACHE, stdio: 'ignore' })
   const deb = path.join(DEB_CACHE, find() as string)
   const out = path.join(work, 'busybox-arm64')

@@ -64,11 +64,17 @@ describe('a server that answers any path', () => {
 })
 
 /** A clean failure with my kernel entries untouched; returns the one error line. */
-async function failingRun(inputs: Record<string, string>, opts: { toolCache?: string; temp?: string; env?: Record<string, string>; timeoutMs?: number } = {}): Promise<{ error: string; ms: number; r: RunActionResult }> {
+async function failingRun(
+  inputs: Record<string, string>,
+  opts: { toolCache?: string; temp?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<{ error: string; ms: number; r: RunActionResult }> {
   return withKernel(async () => {
     const before = myRaw()
     const t = Date.now()
-    const r = await runAction({ 'qemu-version': VERSION, buildx: 'false', ...inputs }, { toolCache: opts.toolCache ?? freshDir('toolcache'), temp: opts.temp, env: opts.env, timeoutMs: opts.timeoutMs ?? 120000 })
+    const r = await runAction(
+      { 'qemu-version': VERSION, buildx: 'false', ...inputs },
+      { toolCache: opts.toolCache ?? freshDir('toolcache'), temp: opts.temp, env: opts.env, timeoutMs: opts.timeoutMs ?? 120000 },
+    )
     const ms = Date.now() - t
     return { error: expectCleanFailure(r, before), ms, r }
   })
@@ -93,8 +99,13 @@ describe('a server that sends the headers, then nothing', () => {
   test('times out (idle), retries, then fails with one error naming the URL', async () => {
     const url = `${stall.url}/stall/qemu.tar.gz`
     // Timeouts scaled down so the test is short: connect 2 s, idle 1 s, first retry after 0.2 s.
-    const { error, ms } = await failingRun({ platforms: 'linux/arm64', 'qemu-url': url }, { env: { SETUP_QEMU_BINFMT_TEST_NETWORK: '2000,1000,200' }, timeoutMs: 60000 })
-    expect(error).toMatch(/^qemu-url: download of http:\/\/127\.0\.0\.1:\d+\/stall\/qemu\.tar\.gz failed: no data for 1 s \(after 3 attempts\); check qemu-url and the network$/)
+    const { error, ms } = await failingRun(
+      { platforms: 'linux/arm64', 'qemu-url': url },
+      { env: { SETUP_QEMU_BINFMT_TEST_NETWORK: '2000,1000,200' }, timeoutMs: 60000 },
+    )
+    expect(error).toMatch(
+      /^qemu-url: download of http:\/\/127\.0\.0\.1:\d+\/stall\/qemu\.tar\.gz failed: no data for 1 s \(after 3 attempts\); check qemu-url and the network$/,
+    )
     expect(stall.log.filter(l => l.method === 'GET')).toHaveLength(3)
     expect(ms).toBeLessThan(30000)
   }, 90000)
@@ -115,14 +126,27 @@ describe('archives that expand beyond any emulator', () => {
   }, 60000)
 
   test.each([
-    ['a gzip bomb', 'bomb.tar.gz', /^bomb\.tar\.gz: qemu-aarch64 is 419430400 bytes, more than any emulator \(limit 268435456\); refusing the archive - check qemu-url$/],
-    ['a sparse tar with a 10 GiB member', 'sparse.tar.gz', /^sparse\.tar\.gz declares more than \d+ bytes of content \(a decompression bomb\?\); refusing it - check qemu-url$/],
+    [
+      'a gzip bomb',
+      'bomb.tar.gz',
+      /^bomb\.tar\.gz: qemu-aarch64 is 419430400 bytes, more than any emulator \(limit 268435456\); refusing the archive - check qemu-url$/,
+    ],
+    [
+      'a sparse tar with a 10 GiB member',
+      'sparse.tar.gz',
+      /^sparse\.tar\.gz declares more than \d+ bytes of content \(a decompression bomb\?\); refusing it - check qemu-url$/,
+    ],
   ])('%s is refused before anything big is written', async (_name, file, pattern) => {
     expect(fs.statSync(path.join(dir, file)).size).toBeLessThan(1024 * 1024)
     const cache = freshDir('toolcache')
     const temp = freshDir('temp')
     const { error, ms } = await failingRun({ platforms: 'linux/arm64', 'qemu-url': path.join(dir, file) }, { toolCache: cache, temp })
-    expect(error.replace(/^qemu-url: /, '').replace(path.join(dir, ''), '').replace(/^\//, '')).toMatch(pattern)
+    expect(
+      error
+        .replace(/^qemu-url: /, '')
+        .replace(path.join(dir, ''), '')
+        .replace(/^\//, ''),
+    ).toMatch(pattern)
     expect(diskUsage(cache)).toBeLessThan(1024 * 1024)
     expect(diskUsage(temp)).toBeLessThan(1024 * 1024)
     expect(ms).toBeLessThan(20000)
@@ -193,7 +217,10 @@ describe('credentials in qemu-url', () => {
 
   const noSecret = (what: string, text: string): void => {
     // `::add-mask::` is the runner's own masking command: it carries the value by design and never reaches the log.
-    const visible = text.split('\n').filter(l => !l.startsWith('::add-mask::')).join('\n')
+    const visible = text
+      .split('\n')
+      .filter(l => !l.startsWith('::add-mask::'))
+      .join('\n')
     expect({ what, leaks: visible.includes(TOKEN) }).toEqual({ what, leaks: false })
   }
 
@@ -239,7 +266,9 @@ describe('pins hold on warm runs', () => {
     bytes[bytes.length >> 1] ^= 0xff
     fs.writeFileSync(file, bytes)
     const { error } = await failingRun({ ...inputs }, { toolCache: cache })
-    expect(error).toMatch(/^qemu-sha256: \S+\/qemu-aarch64 in the tool cache changed after it was stored \(sha256 [0-9a-f]{64}, stored [0-9a-f]{64}\); nothing was registered - remove \S+ and re-run$/)
+    expect(error).toMatch(
+      /^qemu-sha256: \S+\/qemu-aarch64 in the tool cache changed after it was stored \(sha256 [0-9a-f]{64}, stored [0-9a-f]{64}\); nothing was registered - remove \S+ and re-run$/,
+    )
   })
 })
 
@@ -305,14 +334,20 @@ describe('a tool cache that cannot take the emulators', () => {
   test('read-only: the error says what is wrong and what to do', async () => {
     await withMount('ro,size=1m', async dir => {
       const { error } = await failingRun({ platforms: 'linux/arm64', 'qemu-url': fx.tarGzUrl }, { toolCache: dir })
-      expect(error).toMatch(new RegExp(`^cannot write the tool cache entry ${dir}/setup-qemu-binfmt/\\S+ \\(EROFS: it is on a read-only file system\\); make RUNNER_TOOL_CACHE a writable directory for this user, or point it elsewhere$`))
+      expect(error).toMatch(
+        new RegExp(
+          `^cannot write the tool cache entry ${dir}/setup-qemu-binfmt/\\S+ \\(EROFS: it is on a read-only file system\\); make RUNNER_TOOL_CACHE a writable directory for this user, or point it elsewhere$`,
+        ),
+      )
     })
   })
 
   test('full: reported as a full disk naming the directory, nothing half-written kept', async () => {
     await withMount('size=2m', async dir => {
       const { error } = await failingRun({ platforms: 'linux/arm64', 'qemu-url': fx.tarGzUrl }, { toolCache: dir })
-      expect(error).toMatch(new RegExp(`^the disk holding ${dir}/setup-qemu-binfmt/\\S+ is full \\(ENOSPC\\); free some space or point RUNNER_TEMP / RUNNER_TOOL_CACHE elsewhere$`))
+      expect(error).toMatch(
+        new RegExp(`^the disk holding ${dir}/setup-qemu-binfmt/\\S+ is full \\(ENOSPC\\); free some space or point RUNNER_TEMP / RUNNER_TOOL_CACHE elsewhere$`),
+      )
       const left = fs.readdirSync(dir, { recursive: true }) as string[]
       expect(left.filter(f => /^qemu-|^\.member-|^\.tmp-/.test(path.basename(f)))).toEqual([])
     })

@@ -87,7 +87,9 @@ describe('fetchEmulators', () => {
     const dir = await fetchEmulators(request(dirOfEmulators, list('aarch64')))
     expect(dir.from).toBe('local')
     expect(dir.emulators.get('aarch64')!.path).toBe(path.join(dirOfEmulators, 'qemu-aarch64-static'))
-    await expect(fetchEmulators(request(dirOfEmulators, list('s390x')))).rejects.toThrow(/has no qemu-s390x or qemu-s390x-static; it has qemu-aarch64, qemu-arm$/)
+    await expect(fetchEmulators(request(dirOfEmulators, list('s390x')))).rejects.toThrow(
+      /has no qemu-s390x or qemu-s390x-static; it has qemu-aarch64, qemu-arm$/,
+    )
   })
 
   test('four fetches at once into one tool cache all succeed, and leave no staging behind', async () => {
@@ -140,7 +142,10 @@ describe('ToolCacheEntry', () => {
     const staging = entry.stage()
     fs.copyFileSync(usrBin('arm'), path.join(staging, 'x'))
     const size = fs.statSync(usrBin('arm')).size
-    entry.commit(staging, new Map([['arm', { path: path.join(staging, 'x'), sha256: sha(usrBin('arm')), size, file: 'f', fileSha256: 'a'.repeat(64) }]]), ['arm', 'aarch64'])
+    entry.commit(staging, new Map([['arm', { path: path.join(staging, 'x'), sha256: sha(usrBin('arm')), size, file: 'f', fileSha256: 'a'.repeat(64) }]]), [
+      'arm',
+      'aarch64',
+    ])
     expect([...entry.read().emulators.keys()]).toEqual(['arm'])
     expect(entry.read().offered).toEqual(['arm', 'aarch64'])
     // A binary without a marker (a run killed between the two renames), and one cut short.

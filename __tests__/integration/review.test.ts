@@ -3,7 +3,19 @@
 import * as fs from 'fs'
 import * as path from 'path'
 import { actionScript, runAction } from '../support/action'
-import { VERSION, closeFixtures, CoreFixtures, debianLine, expectRegistered, expectSuccess, freshDir, myRaw, registerMine, startFixtures, withKernel } from './core-helpers'
+import {
+  VERSION,
+  closeFixtures,
+  CoreFixtures,
+  debianLine,
+  expectRegistered,
+  expectSuccess,
+  freshDir,
+  myRaw,
+  registerMine,
+  startFixtures,
+  withKernel,
+} from './core-helpers'
 import { hangingDir, killUnder, whenPrinted } from './stand-ins'
 
 let fx: CoreFixtures
@@ -58,7 +70,13 @@ test("Docker path: SIGINT during verification, then the runner's SIGTERM while t
       )
       expect(r.code).not.toBe(0)
       const left = [...myRaw().keys()].filter(n => n.includes('.staged-'))
-      const out = left.length ? r.stdout.split('\n').filter(l => !l.startsWith('::debug::docker c') && l.length < 300).slice(-25).join('\n') : ''
+      const out = left.length
+        ? r.stdout
+            .split('\n')
+            .filter(l => !l.startsWith('::debug::docker c') && l.length < 300)
+            .slice(-25)
+            .join('\n')
+        : ''
       expect({ left, out }).toEqual({ left: [], out: '' })
       expect(myRaw()).toEqual(before)
     })

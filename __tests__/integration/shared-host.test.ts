@@ -187,7 +187,12 @@ describe('the host-wide lock (issue 8)', () => {
         const r = await runAction(inputs('linux/arm64', { 'lock-timeout': '2' }))
         expect(Date.now() - t0).toBeLessThan(30000)
         expect(r.stdout).toMatch(/Waiting for another setup-qemu-binfmt run .*pid 4242/)
-        expectCleanFailure(r, before, /^binfmt_misc is locked by another setup-qemu-binfmt run, pid 4242 \(user someone, org\/repo run 7 job build, since 2026-11-30T10:00:00.000Z\)/, /lock-timeout/)
+        expectCleanFailure(
+          r,
+          before,
+          /^binfmt_misc is locked by another setup-qemu-binfmt run, pid 4242 \(user someone, org\/repo run 7 job build, since 2026-11-30T10:00:00.000Z\)/,
+          /lock-timeout/,
+        )
       } finally {
         lock.close()
       }
@@ -364,7 +369,11 @@ async function inPrivateTable(opts: {
 }): Promise<{ results: PrivateResult[]; uname: { arch: string; code: number | null; out: string }[]; dump: Map<string, BinfmtEntry> }> {
   const dir = freshDir('private')
   const worker = path.join(dir, 'Runner.Worker')
-  fs.writeFileSync(worker, '#!/bin/bash\n# Stands in for the runner\'s per-job worker: runs one action, then lives until its stdin closes.\n"$@" >"$JOB_OUT" 2>&1\necho $? >"$JOB_STATUS"\nread -r _ || true\n', { mode: 0o755 })
+  fs.writeFileSync(
+    worker,
+    '#!/bin/bash\n# Stands in for the runner\'s per-job worker: runs one action, then lives until its stdin closes.\n"$@" >"$JOB_OUT" 2>&1\necho $? >"$JOB_STATUS"\nread -r _ || true\n',
+    { mode: 0o755 },
+  )
   const runs = opts.runs.map((run, i) => {
     const d = path.join(dir, `run${i}`)
     for (const sub of ['temp', 'workspace']) fs.mkdirSync(path.join(d, sub), { recursive: true })
@@ -391,7 +400,16 @@ async function inPrivateTable(opts: {
   const result = path.join(dir, 'result.json')
   fs.writeFileSync(
     config,
-    JSON.stringify({ pre: opts.pre, disable: opts.disable ?? false, worker, node: ACTION_NODE, action: actionScript('main'), runs, chroots: opts.chroots ?? [], result }),
+    JSON.stringify({
+      pre: opts.pre,
+      disable: opts.disable ?? false,
+      worker,
+      node: ACTION_NODE,
+      action: actionScript('main'),
+      runs,
+      chroots: opts.chroots ?? [],
+      result,
+    }),
   )
   const inner = path.join(dir, 'inner.js')
   fs.writeFileSync(
@@ -421,7 +439,10 @@ const timer = setInterval(() => {
   )
   // Asynchronously: the download server answers from this very process.
   const r = await new Promise<{ status: number | null; stderr: string }>(resolve => {
-    const child = spawn('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', process.execPath, inner], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 300000 })
+    const child = spawn('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', process.execPath, inner], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      timeout: 300000,
+    })
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     child.on('close', status => resolve({ status, stderr }))

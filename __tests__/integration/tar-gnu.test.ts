@@ -8,7 +8,6 @@ import { readAll } from '../support/tar-read'
 // Archives written by GNU tar (the system's), read by the action's tar reader;
 // archives the action's tar writer makes (for docker cp), read by GNU tar.
 
-
 describe('readTar', () => {
   test('counts sparse members at their full size (GNU and pax formats)', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tar-sparse-'))
@@ -46,10 +45,13 @@ describe('writeTar', () => {
     const r = spawnSync('tar', ['-tv', '-f', '-'], { input: archive(), encoding: 'utf8' })
     expect(r.stderr).toBe('')
     expect(r.status).toBe(0)
-    const listed = r.stdout.trim().split('\n').map(l => {
-      const f = l.split(/\s+/)
-      return [f[0], f[f.length - 1]]
-    })
+    const listed = r.stdout
+      .trim()
+      .split('\n')
+      .map(l => {
+        const f = l.split(/\s+/)
+        return [f[0], f[f.length - 1]]
+      })
     expect(listed).toEqual([
       ['drwxr-xr-x', 'a/'],
       ['drwxr-xr-x', 'a/b/'],

@@ -90,7 +90,9 @@ describe('paste-ready qemu-sha256 lines', () => {
     )
   /** The summary's 'Files the emulators came from' rows: [line, checked]. */
   const fileRows = (summary: string): string[][] =>
-    summaryRows(summary.slice(summary.indexOf('Files the emulators came from'))).filter(r => r[0].startsWith('<code>')).map(([l, p]) => [l.replace(/<\/?code>/g, ''), p])
+    summaryRows(summary.slice(summary.indexOf('Files the emulators came from')))
+      .filter(r => r[0].startsWith('<code>'))
+      .map(([l, p]) => [l.replace(/<\/?code>/g, ''), p])
 
   test("the summary's line pasted into qemu-sha256 makes the next cold run pass; one changed digit fails it", async () => {
     let line = ''

@@ -21,8 +21,7 @@ function repoRoot(from: string): string {
  * ACTION_NODE overrides it; jest itself may run on the machine's older Node.
  */
 export const ACTION_NODE =
-  process.env.ACTION_NODE ||
-  `/opt/setup-qemu-binfmt-test/node24/node_modules/node-linux-${process.arch === 'arm64' ? 'arm64' : 'x64'}/bin/node`
+  process.env.ACTION_NODE || `/opt/setup-qemu-binfmt-test/node24/node_modules/node-linux-${process.arch === 'arm64' ? 'arm64' : 'x64'}/bin/node`
 
 export interface RunActionOptions {
   /** run as this unix user (via runuser); the jest process must be root */
@@ -257,7 +256,13 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   }>((resolve, reject) => {
     const start = performance.now()
     let exited: number | undefined
-    const child = spawn(command, args, { cwd: workspace, env, stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs ?? 300000, killSignal: opts.killSignal })
+    const child = spawn(command, args, {
+      cwd: workspace,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs ?? 300000,
+      killSignal: opts.killSignal,
+    })
     const out: Buffer[] = []
     const err: Buffer[] = []
     child.stdout.on('data', (d: Buffer) => out.push(d))
@@ -265,7 +270,13 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     child.on('error', reject)
     child.on('exit', () => (exited = performance.now()))
     child.on('close', (c, s) =>
-      resolve({ code: c, signal: s, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), wallMs: (exited ?? performance.now()) - start }),
+      resolve({
+        code: c,
+        signal: s,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        wallMs: (exited ?? performance.now()) - start,
+      }),
     )
     opts.onSpawn?.(child)
   })

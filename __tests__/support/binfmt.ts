@@ -87,10 +87,7 @@ function escapeHex(hex: string): string {
 
 /** The register line that recreates `e` (the kernel's derived 'O' for 'C' is accepted back as is). */
 export function registerLine(e: BinfmtEntry): string {
-  const body =
-    e.type === 'E'
-      ? `E::${e.extension ?? ''}::`
-      : `M:${e.offset || ''}:${escapeHex(e.magic)}:${escapeHex(e.mask)}:`
+  const body = e.type === 'E' ? `E::${e.extension ?? ''}::` : `M:${e.offset || ''}:${escapeHex(e.magic)}:${escapeHex(e.mask)}:`
   return `:${e.name}:${body}${e.interpreter}:${e.flags}`
 }
 

@@ -18,8 +18,7 @@ export function makeElf({ bits, le = true, type = 2, machine, interp }: FakeElf)
   const buf = Buffer.alloc(interpAt + interpBytes.length + 64)
   const u16 = (o: number, v: number): number => (le ? buf.writeUInt16LE(v, o) : buf.writeUInt16BE(v, o))
   const u32 = (o: number, v: number): number => (le ? buf.writeUInt32LE(v, o) : buf.writeUInt32BE(v, o))
-  const addr = (o: number, v: number): number =>
-    bits === 64 ? (le ? buf.writeBigUInt64LE(BigInt(v), o) : buf.writeBigUInt64BE(BigInt(v), o)) : u32(o, v)
+  const addr = (o: number, v: number): number => (bits === 64 ? (le ? buf.writeBigUInt64LE(BigInt(v), o) : buf.writeBigUInt64BE(BigInt(v), o)) : u32(o, v))
   buf.write('\x7fELF', 0, 'latin1')
   buf[4] = bits === 64 ? 2 : 1
   buf[5] = le ? 1 : 2

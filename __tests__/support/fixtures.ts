@@ -114,7 +114,12 @@ export function buildArchives(dir: string, targets: string[], version = '7.2.0-1
     const flat = path.join(stage, 'flat')
     fs.mkdirSync(flat)
     for (const { t, src } of sources) fs.copyFileSync(src, path.join(flat, `qemu-${t}`))
-    const tarGz = tonistiigiArchive(dir, flat, sources.map(s => s.t), version)
+    const tarGz = tonistiigiArchive(
+      dir,
+      flat,
+      sources.map(s => s.t),
+      version,
+    )
 
     // (b), (c): nested usr/bin/qemu-<T>-static.
     const nested = path.join(stage, 'nested')

@@ -19,9 +19,7 @@ const kernelText = (s: EntrySpec, flags: string, enabled = true): string =>
 
 describe('register line', () => {
   test('is the kernel format with \\x escapes', () => {
-    expect(registerLine(spec())).toBe(
-      `:qemu-aarch64:M::${hexToEscaped(aarch64.magic)}:${hexToEscaped(aarch64.mask)}:${spec().interpreter}:PCF`,
-    )
+    expect(registerLine(spec())).toBe(`:qemu-aarch64:M::${hexToEscaped(aarch64.magic)}:${hexToEscaped(aarch64.mask)}:${spec().interpreter}:PCF`)
     expect(registerLine(spec()).startsWith(':qemu-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00')).toBe(true)
   })
 
@@ -54,7 +52,8 @@ describe('kernel entry parsing', () => {
 
 describe('planChanges', () => {
   const wanted = [{ target: aarch64, spec: spec() }]
-  const entry = (flags: string, over: Partial<EntrySpec> = {}, enabled = true) => parseEntry(over.name ?? 'qemu-aarch64', kernelText(spec(over), flags, enabled))
+  const entry = (flags: string, over: Partial<EntrySpec> = {}, enabled = true) =>
+    parseEntry(over.name ?? 'qemu-aarch64', kernelText(spec(over), flags, enabled))
   const plain = { reset: false, pinned: false }
   const kinds = (changes: ReturnType<typeof planChanges>): string[] =>
     changes.map(c => (c.kind === 'remove' ? `remove ${c.entry.name}` : c.kind === 'replace' ? `replace (${c.why})` : c.kind))
@@ -74,12 +73,7 @@ describe('planChanges', () => {
     expect(kinds(planChanges([entry('POCF', {}, false)], wanted, plain))).toEqual(['replace (differs)'])
   })
   test('reset replaces the wanted entries and removes every other qemu-* entry, nothing else and no staging entry of another run', () => {
-    const existing = [
-      entry('POCF'),
-      entry('F', { name: 'qemu-riscv64' }),
-      entry('F', { name: 'qemu-riscv64.staged-4242' }),
-      entry('', { name: 'python3.11' }),
-    ]
+    const existing = [entry('POCF'), entry('F', { name: 'qemu-riscv64' }), entry('F', { name: 'qemu-riscv64.staged-4242' }), entry('', { name: 'python3.11' })]
     expect(kinds(planChanges(existing, wanted, { reset: true, pinned: false }))).toEqual(['remove qemu-riscv64', 'replace (reset)'])
   })
   test('refuses to manage a name outside qemu-*', () => {

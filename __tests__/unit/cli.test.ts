@@ -6,7 +6,18 @@ describe('setup-qemu-binfmt command line', () => {
     const a = 'a'.repeat(64)
     const b = 'b'.repeat(64)
     expect(
-      parseArgs(['--platforms', 'linux/arm64', '--qemu-sha256', `${a}  x.tar.gz`, `--qemu-sha256=${b}  y`, '--no-credential', '--reset', '--driver-opt', 'k=v', '--json']),
+      parseArgs([
+        '--platforms',
+        'linux/arm64',
+        '--qemu-sha256',
+        `${a}  x.tar.gz`,
+        `--qemu-sha256=${b}  y`,
+        '--no-credential',
+        '--reset',
+        '--driver-opt',
+        'k=v',
+        '--json',
+      ]),
     ).toEqual({
       command: 'install',
       inputs: { platforms: 'linux/arm64', 'qemu-sha256': `${a}  x.tar.gz\n${b}  y`, credential: 'false', reset: 'true', 'driver-opts': 'k=v' },
@@ -52,13 +63,17 @@ describe('download progress on a terminal', () => {
 describe('run', () => {
   test('the install flags before --, the command after it (options in it stay its own), install-mode userns', () => {
     const parsed = parseArgs(['run', '--platforms', 'linux/arm64', '--', 'chroot', '/r', '/bin/sh', '--help'])
-    expect(parsed).toMatchObject({ command: 'run', positional: ['chroot', '/r', '/bin/sh', '--help'], inputs: { platforms: 'linux/arm64', 'install-mode': 'userns' } })
+    expect(parsed).toMatchObject({
+      command: 'run',
+      positional: ['chroot', '/r', '/bin/sh', '--help'],
+      inputs: { platforms: 'linux/arm64', 'install-mode': 'userns' },
+    })
   })
 
   test.each([
     [['run', '--json', '--', 'true'], /--json does not go with run/],
     [['run', '--buildx', 'true', '--', 'true'], /--buildx does not go with run/],
-    [['run', '--', ], /run needs a command after --/],
+    [['run', '--'], /run needs a command after --/],
   ])('%j is a usage error', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(message)
   })

@@ -124,7 +124,9 @@ describe('dockerAccess: why Docker cannot be used', () => {
   test('daemon down, socket not permitted, no answer', async () => {
     expect(
       await reasonFor(a =>
-        a[0] === 'version' ? { code: 1, stdout: '\n', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n' } : undefined,
+        a[0] === 'version'
+          ? { code: 1, stdout: '\n', stderr: 'Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n' }
+          : undefined,
       ),
     ).toBe('docker: cannot connect to the daemon at unix:///var/run/docker.sock (is it running?)')
     expect(
@@ -174,7 +176,9 @@ describe('dockerAccess: why Docker cannot be used', () => {
 
   test('the privileged container fails: its message, and the container removed', async () => {
     const fake = new FakeDocker(a =>
-      a[0] === 'start' ? { code: 1, stdout: dump([], { mounted: false }), stderr: 'mounting binfmt_misc failed: mount: permission denied (are you root?)\n' } : undefined,
+      a[0] === 'start'
+        ? { code: 1, stdout: dump([], { mounted: false }), stderr: 'mounting binfmt_misc failed: mount: permission denied (are you root?)\n' }
+        : undefined,
     )
     const access = await dockerAccess(fake, IMAGE, quiet, SELF, 'x64')
     expect(access.reason).toBe(
@@ -336,7 +340,15 @@ describe('verifyInContainer', () => {
     const s390Spec = spec(s390x, `${CONTAINER_DIR}/fedcba9876543210/qemu-s390x`)
     const riscv = getTarget('riscv64')
     const riscvSpec = spec(riscv, `${CONTAINER_DIR}/00000000000000aa/qemu-riscv64`)
-    w.view.update(parseTable(dump([[ppcSpec, 'POCF'], [s390Spec, 'POCF'], [riscvSpec, 'F']]))!)
+    w.view.update(
+      parseTable(
+        dump([
+          [ppcSpec, 'POCF'],
+          [s390Spec, 'POCF'],
+          [riscvSpec, 'F'],
+        ]),
+      )!,
+    )
     fake.reply = a =>
       a[0] === 'start'
         ? { stdout: `@@probe probe-ppc64le ${PROBE_EXIT_STATUS}\n@@probe probe-s390x 2\n./probe-s390x: line 1: syntax error: unexpected ")"\n` }

@@ -63,7 +63,13 @@ describe('summary lines', () => {
   })
 
   test('rows are sorted by file name', () => {
-    const rows = checksumRows([{ name: 'qemu-arm', sha256: 'c'.repeat(64) }, { name: 'qemu-aarch64', sha256: 'd'.repeat(64) }], { kind: 'none', list: new Map() })
+    const rows = checksumRows(
+      [
+        { name: 'qemu-arm', sha256: 'c'.repeat(64) },
+        { name: 'qemu-aarch64', sha256: 'd'.repeat(64) },
+      ],
+      { kind: 'none', list: new Map() },
+    )
     expect(rows.map(r => r.line)).toEqual([`${'d'.repeat(64)}  qemu-aarch64`, `${'c'.repeat(64)}  qemu-arm`])
   })
 })

@@ -14,7 +14,9 @@ describe('describeRun', () => {
   })
 
   test('a run the runner stopped names its time limit; another signal is named as such', () => {
-    expect(describeRun(run({ code: null, signal: 'SIGKILL', timedOut: true, stderr: 'half a line' }), 20_000)).toBe('did not finish within 20 s and was stopped')
+    expect(describeRun(run({ code: null, signal: 'SIGKILL', timedOut: true, stderr: 'half a line' }), 20_000)).toBe(
+      'did not finish within 20 s and was stopped',
+    )
     expect(describeRun(run({ code: null, signal: 'SIGTERM' }))).toBe('was killed by SIGTERM')
   })
 })
@@ -27,7 +29,9 @@ describe('failureReason', () => {
   })
 
   test('a stopped run is reported as stopped, whatever it printed before', () => {
-    expect(failureReason(run({ code: null, signal: 'SIGKILL', timedOut: true, stderr: 'Pulling fs layer\n' }), 300_000)).toBe('did not finish within 300 s and was stopped')
+    expect(failureReason(run({ code: null, signal: 'SIGKILL', timedOut: true, stderr: 'Pulling fs layer\n' }), 300_000)).toBe(
+      'did not finish within 300 s and was stopped',
+    )
   })
 })
 

@@ -41,9 +41,14 @@ describe('finding the namespace', () => {
     },
   }
 
-  test.each(['0', '-1', '12abc', '1 2', '$(id)', '99999999999'])('%j in SETUP_QEMU_BINFMT_USERNS_PID is refused before anything is read or run', async value => {
-    await expect(findNamespace({ SETUP_QEMU_BINFMT_USERNS_PID: value }, nothingRuns)).rejects.toThrow(`SETUP_QEMU_BINFMT_USERNS_PID must be a process id, not '${value}'`)
-  })
+  test.each(['0', '-1', '12abc', '1 2', '$(id)', '99999999999'])(
+    '%j in SETUP_QEMU_BINFMT_USERNS_PID is refused before anything is read or run',
+    async value => {
+      await expect(findNamespace({ SETUP_QEMU_BINFMT_USERNS_PID: value }, nothingRuns)).rejects.toThrow(
+        `SETUP_QEMU_BINFMT_USERNS_PID must be a process id, not '${value}'`,
+      )
+    },
+  )
 
   test('this very process is in our own namespace, not one of its own', async () => {
     await expect(findNamespace({ SETUP_QEMU_BINFMT_USERNS_PID: String(process.pid) }, nothingRuns)).rejects.toThrow(/runs in this runner's own user namespace/)
@@ -108,6 +113,8 @@ describe('mountRefused', () => {
   })
 
   test.each(['6.7.0', '6.18.44-fc', '7.0.1'])('a new kernel (%s) that refused it: says so', release => {
-    expect(mountRefused('x', 'why', release).message).toMatch(new RegExp(`\\(why\\); kernel ${release.replace(/\./g, '\\.')} refused it in this namespace: use install-mode: direct`))
+    expect(mountRefused('x', 'why', release).message).toMatch(
+      new RegExp(`\\(why\\); kernel ${release.replace(/\./g, '\\.')} refused it in this namespace: use install-mode: direct`),
+    )
   })
 })

@@ -56,7 +56,8 @@ function parseItem(item: unknown, n: number): AppendNode {
   const endpoint = scalar(map.endpoint, n, 'endpoint')
   if (!endpoint) fail(`item ${n} has no endpoint; set endpoint to a docker context name or an address such as tcp://host:1234`)
   // Passed after `--` too; an endpoint never starts with '-', and whitespace means a mistake.
-  if (endpoint.startsWith('-')) fail(`item ${n}: endpoint '${clip(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`)
+  if (endpoint.startsWith('-'))
+    fail(`item ${n}: endpoint '${clip(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`)
   if (/[\s\x00-\x1f\x7f]/.test(endpoint)) fail(`item ${n}: endpoint '${clip(endpoint, 60)}' contains whitespace or control characters`)
 
   const node: AppendNode = {
@@ -66,7 +67,8 @@ function parseItem(item: unknown, n: number): AppendNode {
   }
   const name = scalar(map.name, n, 'name')
   if (name) {
-    if (!NODE_NAME.test(name)) fail(`item ${n}: name '${clip(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`)
+    if (!NODE_NAME.test(name))
+      fail(`item ${n}: name '${clip(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`)
     node.name = name
   }
   return node
@@ -93,7 +95,9 @@ function values(v: unknown, n: number, key: string): string[] {
 /** `linux/arm64,linux/arm/v7`, a list (whose items may themselves hold commas) or block text. */
 function platforms(v: unknown, n: number): string[] {
   const out: string[] = []
-  for (const p of values(v, n, 'platforms').flatMap(s => s.split(/[,\n]/)).map(s => s.trim())) {
+  for (const p of values(v, n, 'platforms')
+    .flatMap(s => s.split(/[,\n]/))
+    .map(s => s.trim())) {
     if (!p) continue
     if (!PLATFORM.test(p)) fail(`item ${n}: platform '${clip(p, 60)}' is not os/arch[/variant] such as linux/arm64`)
     if (!out.includes(p)) out.push(p)
@@ -104,7 +108,9 @@ function platforms(v: unknown, n: number): string[] {
 /** A list, or text with one option per line. Commas stay: buildx reads each --driver-opt as CSV itself. */
 function driverOpts(v: unknown, n: number): string[] {
   const out: string[] = []
-  for (const o of values(v, n, 'driver-opts').flatMap(s => s.split('\n')).map(s => s.trim())) {
+  for (const o of values(v, n, 'driver-opts')
+    .flatMap(s => s.split('\n'))
+    .map(s => s.trim())) {
     if (!o) continue
     if (!DRIVER_OPT.test(o)) fail(`item ${n}: driver-opts entry '${clip(o, 60)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`)
     out.push(o)

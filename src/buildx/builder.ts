@@ -9,16 +9,7 @@ import { Docker, commandLine } from '../docker/command'
 import { ActionError, errorMessage } from '../errors'
 import { ProcessRunner, RunResult, failureReason } from '../process'
 import { BUILDX_MS } from '../timeouts'
-import {
-  appendArgs,
-  bootstrapArgs,
-  createArgs,
-  inspectArgs,
-  lsJsonArgs,
-  rmArgs,
-  useArgs,
-  versionArgs,
-} from './commands'
+import { appendArgs, bootstrapArgs, createArgs, inspectArgs, lsJsonArgs, rmArgs, useArgs, versionArgs } from './commands'
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
 import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
 
@@ -48,18 +39,15 @@ const MIRROR_HINT = `use a mirror with driver-opts: image=<mirror>/${DEFAULT_IMA
 // What a failed image pull looks like in buildx/dockerd output.
 const PULL_FAILED = /pull|registry|manifest|toomanyrequests|rate limit|unauthorized|denied|no such host|dial tcp|TLS handshake|x509|i\/o timeout/i
 // Failures worth one more try: the network or the registry, not the request.
-const TRANSIENT = /toomanyrequests|rate limit|timeout|timed out|temporar|connection (reset|refused)|\bEOF\b|no such host|i\/o|TLS handshake|\b50[0234]\b|service unavailable|bad gateway|internal server error|dial tcp/i
+const TRANSIENT =
+  /toomanyrequests|rate limit|timeout|timed out|temporar|connection (reset|refused)|\bEOF\b|no such host|i\/o|TLS handshake|\b50[0234]\b|service unavailable|bad gateway|internal server error|dial tcp/i
 const PERMANENT = /manifest unknown|not found|pull access denied|invalid reference|repository does not exist|unauthorized/i
 const RETRY_DELAY = 5 * SECOND
 
 /** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
 class BuilderFailure extends ActionError {}
 
-export async function setupBuilder(
-  opts: BuilderOptions,
-  runner: ProcessRunner,
-  log: BuilderLog,
-): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+export async function setupBuilder(opts: BuilderOptions, runner: ProcessRunner, log: BuilderLog): Promise<{ result?: BuilderResult; state?: BuilderState }> {
   if (opts.mode === 'false') return {}
   const docker = new Docker(runner, log)
 
@@ -125,9 +113,7 @@ export async function cleanupBuilder(state: BuilderState, runner: ProcessRunner,
   }
 }
 
-async function buildxVersion(
-  docker: Docker,
-): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
+async function buildxVersion(docker: Docker): Promise<{ ok: true; version: string } | { ok: false; reason: string }> {
   let r: RunResult
   try {
     r = await docker.run(versionArgs(), { timeoutMs: BUILDX_MS.quick })
@@ -141,11 +127,7 @@ async function buildxVersion(
 }
 
 /** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; just report it. */
-async function currentBuilder(
-  opts: BuilderOptions,
-  docker: Docker,
-  log: BuilderLog,
-): Promise<{ result: BuilderResult; state: BuilderState }> {
+async function currentBuilder(opts: BuilderOptions, docker: Docker, log: BuilderLog): Promise<{ result: BuilderResult; state: BuilderState }> {
   const ignored = ignoredSettings(opts)
   if (ignored.length) {
     log.notice(`driver: docker uses the Docker daemon's own builder, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied`)
@@ -185,18 +167,15 @@ async function reuseBuilder(
   const boot = await bootstrap(opts, opts.name, docker, log)
   if (opts.use) {
     const r = await docker.run(useArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
-    if (r.code !== 0) throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`)
+    if (r.code !== 0)
+      throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`)
   }
   const parsed = await readBuilder(opts.name, boot, docker, log)
   const state: BuilderState = { name: opts.name, created: false, driver: parsed.driver || driver }
   return { result: finish(opts, parsed, opts.name, false, log), state }
 }
 
-async function createBuilder(
-  opts: BuilderOptions,
-  docker: Docker,
-  log: BuilderLog,
-): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+async function createBuilder(opts: BuilderOptions, docker: Docker, log: BuilderLog): Promise<{ result?: BuilderResult; state?: BuilderState }> {
   let configFile: string | undefined
   if (opts.configInline.trim()) {
     configFile = path.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`)
@@ -238,7 +217,9 @@ async function appendNode(name: string, node: AppendNode, docker: Docker, log: B
   log.info(`Adding node ${label} to builder ${name}`)
   const r = await docker.run(appendArgs(name, node), { timeoutMs: BUILDX_MS.create, loud: true })
   if (r.code !== 0) {
-    throw new BuilderFailure(`append: cannot add node ${label} to builder ${name} (${failureReason(r, BUILDX_MS.create)}); check its endpoint, platforms and driver-opts`)
+    throw new BuilderFailure(
+      `append: cannot add node ${label} to builder ${name} (${failureReason(r, BUILDX_MS.create)}); check its endpoint, platforms and driver-opts`,
+    )
   }
 }
 
@@ -276,7 +257,10 @@ function bootstrapError(opts: BuilderOptions, name: string, r: RunResult): strin
     return `builder ${name} could not start: the BuildKit image could not be pulled (${reason}); ${MIRROR_HINT}`
   }
   const shaping = ['buildkitd-flags', 'buildkitd-config-inline', 'driver-opts'].filter(
-    k => (k === 'buildkitd-flags' && opts.buildkitdFlags) || (k === 'buildkitd-config-inline' && opts.configInline.trim()) || (k === 'driver-opts' && opts.driverOpts.length),
+    k =>
+      (k === 'buildkitd-flags' && opts.buildkitdFlags) ||
+      (k === 'buildkitd-config-inline' && opts.configInline.trim()) ||
+      (k === 'driver-opts' && opts.driverOpts.length),
   )
   const check = shaping.length ? `check ${shaping.join(', ')}` : 'check the Docker daemon (docker info) and the driver'
   return `builder ${name} could not start (${reason}); ${check}`

@@ -43,7 +43,15 @@ export function hiddenFromRunner(table: ContainerTable, self: RunnerNamespace): 
 }
 
 /** Go's names for Node's architectures, as `docker version` prints the daemon's. */
-const GO_ARCH: Readonly<Record<string, string>> = { x64: 'amd64', arm64: 'arm64', ia32: '386', arm: 'arm', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' }
+const GO_ARCH: Readonly<Record<string, string>> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  ia32: '386',
+  arm: 'arm',
+  ppc64: 'ppc64le',
+  s390x: 's390x',
+  riscv64: 'riscv64',
+}
 
 /** The daemon answers, runs Linux containers on this runner's architecture; else throws why not. */
 async function checkDaemon(docker: Docker, log: DockerLog, nodeArch: string): Promise<void> {
@@ -110,7 +118,9 @@ export async function dockerAccess(
     }
     writer.hidden = hiddenFromRunner(table, self)
     if (writer.hidden) {
-      log.info(`This runner cannot see the entries the daemon's containers register: ${writer.hidden}. They are read and verified in containers of the daemon instead.`)
+      log.info(
+        `This runner cannot see the entries the daemon's containers register: ${writer.hidden}. They are read and verified in containers of the daemon instead.`,
+      )
     }
     return { writer }
   } catch (e) {

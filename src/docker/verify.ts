@@ -138,4 +138,3 @@ export async function verifyInDaemon(
   await ensureImage(docker, image, log)
   return probeInContainer(new DockerWriter(docker, image), registrations, reader, dir)
 }
-

@@ -168,9 +168,7 @@ async function receive(res: http.IncomingMessage, url: URL, dest: string, opts: 
     throw diskError(e, dest)
   })
   // A server that sends headers then nothing must not hang the run.
-  res.setTimeout(opts.network.idleTimeoutMs, () =>
-    res.destroy(new Transient(`no data for ${opts.network.idleTimeoutMs / 1000} s`)),
-  )
+  res.setTimeout(opts.network.idleTimeoutMs, () => res.destroy(new Transient(`no data for ${opts.network.idleTimeoutMs / 1000} s`)))
   const onAbort = (): void => void res.destroy(opts.signal?.reason ?? new Error('aborted'))
   opts.signal?.addEventListener('abort', onAbort, { once: true })
   let reported = Date.now()

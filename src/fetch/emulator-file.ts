@@ -163,7 +163,15 @@ export class EmulatorSink implements MemberSink {
 }
 
 /** Reads a file once through an EmulatorSink (copying it to `dest` when given). */
-export async function passFile(file: string, target: string, dest: string | undefined, host: HostArch, label: string, limit: number, signal?: AbortSignal): Promise<EmulatorFile> {
+export async function passFile(
+  file: string,
+  target: string,
+  dest: string | undefined,
+  host: HostArch,
+  label: string,
+  limit: number,
+  signal?: AbortSignal,
+): Promise<EmulatorFile> {
   const sink = new EmulatorSink(target, dest, host, label, limit, signal)
   try {
     for await (const chunk of createReadStream(file, { highWaterMark: FLUSH_BYTES, signal }) as AsyncIterable<Buffer>) await sink.write(chunk)

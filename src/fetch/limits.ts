@@ -27,7 +27,9 @@ export function diskError(e: unknown, file: string): Error {
     return new ActionError(`the disk holding ${dir} is full (${code}); free some space or point RUNNER_TEMP / RUNNER_TOOL_CACHE elsewhere`)
   }
   if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
-    return new ActionError(`cannot write in ${dir} (${code}: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'}); make it writable for this user or point RUNNER_TOOL_CACHE / RUNNER_TEMP at a writable directory`)
+    return new ActionError(
+      `cannot write in ${dir} (${code}: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'}); make it writable for this user or point RUNNER_TOOL_CACHE / RUNNER_TEMP at a writable directory`,
+    )
   }
   return e instanceof Error ? e : new Error(errorMessage(e))
 }

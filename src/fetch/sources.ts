@@ -73,7 +73,15 @@ function localKind(p: string): 'file' | 'directory' {
   }
   if (st.isFile()) return 'file'
   if (st.isDirectory()) return 'directory'
-  const what = st.isFIFO() ? 'a FIFO' : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isSocket() ? 'a socket' : 'not a regular file'
+  const what = st.isFIFO()
+    ? 'a FIFO'
+    : st.isCharacterDevice()
+      ? 'a character device'
+      : st.isBlockDevice()
+        ? 'a block device'
+        : st.isSocket()
+          ? 'a socket'
+          : 'not a regular file'
   throw new ActionError(`qemu-url: ${p} is ${what}; point it at an archive, an emulator binary or a directory of emulators`)
 }
 
@@ -173,10 +181,14 @@ class PerTargetSource implements SourceStrategy {
     const signal = outer.signal ? AbortSignal.any([outer.signal, stop.signal]) : stop.signal
     const ctx: FetchContext = { ...outer, signal }
     const all = <T>(jobs: Promise<T>[]): Promise<T[]> =>
-      Promise.all(jobs.map(j => j.catch(e => {
-        stop.abort(e)
-        throw e
-      })))
+      Promise.all(
+        jobs.map(j =>
+          j.catch(e => {
+            stop.abort(e)
+            throw e
+          }),
+        ),
+      )
     const t = performance.now()
     const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx)))
     ctx.timings.download += performance.now() - t
@@ -219,7 +231,9 @@ class DirectorySource implements SourceStrategy {
       names.map(async n => {
         const file = found.get(n)
         if (!file) {
-          throw new ActionError(`qemu-url: ${this.label} has no qemu-${n} or qemu-${n}-static; it has ${offered.map(k => `qemu-${k}`).join(', ') || 'no emulators'}`)
+          throw new ActionError(
+            `qemu-url: ${this.label} has no qemu-${n} or qemu-${n}-static; it has ${offered.map(k => `qemu-${k}`).join(', ') || 'no emulators'}`,
+          )
         }
         const e = await passFile(file, n, undefined, ctx.host, `qemu-${n} from ${file}`, ctx.limits.emulator, ctx.signal)
         return [n, { ...e, file: path.basename(file), fileSha256: e.sha256 }] as const

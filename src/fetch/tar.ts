@@ -105,7 +105,10 @@ function octal(buf: Buffer, off: number, len: number): number {
     for (let i = 1; i < len; i++) v = v * 256 + buf[off + i]
     return v
   }
-  const s = buf.toString('latin1', off, off + len).replace(/\0.*$/s, '').trim()
+  const s = buf
+    .toString('latin1', off, off + len)
+    .replace(/\0.*$/s, '')
+    .trim()
   if (!s) return 0
   if (!/^[0-7]+$/.test(s)) return NaN
   return parseInt(s, 8)

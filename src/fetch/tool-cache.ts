@@ -57,7 +57,14 @@ export class ToolCacheEntry {
         const marker = JSON.parse(fs.readFileSync(path.join(this.dir, n), 'utf8')) as Marker
         const st = fs.lstatSync(bin)
         if (!st.isFile() || st.size !== marker.size || !/^[0-9a-f]{64}$/.test(marker.sha256)) continue
-        emulators.set(m[1], { path: bin, sha256: marker.sha256, size: marker.size, reportedVersion: marker.reportedVersion, file: marker.file, fileSha256: marker.fileSha256 })
+        emulators.set(m[1], {
+          path: bin,
+          sha256: marker.sha256,
+          size: marker.size,
+          reportedVersion: marker.reportedVersion,
+          file: marker.file,
+          fileSha256: marker.fileSha256,
+        })
       } catch {
         // half-written or foreign: not trusted
       }
@@ -155,7 +162,13 @@ function realMkdirError(dir: string, e: unknown): unknown {
 function toolCacheError(e: unknown, dir: string): Error {
   const code = (e as NodeJS.ErrnoException).code
   if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM' || code === 'ENOENT' || code === 'ENOTDIR') {
-    const why = { EROFS: 'it is on a read-only file system', EACCES: 'permission denied', EPERM: 'permission denied', ENOENT: 'a parent directory is missing and cannot be made', ENOTDIR: 'a parent is not a directory' }[code]
+    const why = {
+      EROFS: 'it is on a read-only file system',
+      EACCES: 'permission denied',
+      EPERM: 'permission denied',
+      ENOENT: 'a parent directory is missing and cannot be made',
+      ENOTDIR: 'a parent is not a directory',
+    }[code]
     return new ActionError(
       `cannot write the tool cache entry ${dir} (${code}: ${why}); make RUNNER_TOOL_CACHE a writable directory for this user, or point it elsewhere`,
     )

@@ -90,7 +90,9 @@ describe('parseAppend', () => {
     expect(err('- name: a\n  endpoint: e\n- name: b\n')).toBe(
       'append: item 2 has no endpoint; set endpoint to a docker context name or an address such as tcp://host:1234',
     )
-    expect(err('- endpoint: e\n  buildkitd-flags: --debug\n')).toMatch(/^append: item 1 has unknown key 'buildkitd-flags'; use name, endpoint, platforms, driver-opts$/)
+    expect(err('- endpoint: e\n  buildkitd-flags: --debug\n')).toMatch(
+      /^append: item 1 has unknown key 'buildkitd-flags'; use name, endpoint, platforms, driver-opts$/,
+    )
     expect(err('endpoint: tcp://x:1\n')).toMatch(/^append: expected a YAML list of nodes/)
     expect(err('- tcp://10.0.0.5:1234\n')).toMatch(/^append: item 1 must be a map/)
     expect(err('- endpoint: a\n  endpoint: b\n')).toMatch(/^append: line 2: duplicated mapping key; /)
@@ -114,9 +116,7 @@ describe('parseAppend', () => {
     expect(err("- endpoint: '-H'\n")).toMatch(/^append: item 1: endpoint '-H' starts with '-'/)
     expect(err('- endpoint: "tcp://h:1 --debug"\n')).toMatch(/endpoint .* contains whitespace or control characters/)
     expect(err('- endpoint: e\n  name: --node\n')).toMatch(/^append: item 1: name '--node' is not a valid node name/)
-    expect(err('- endpoint: e\n  platforms: linux/arm64,--push\n')).toBe(
-      "append: item 1: platform '--push' is not os/arch[/variant] such as linux/arm64",
-    )
+    expect(err('- endpoint: e\n  platforms: linux/arm64,--push\n')).toBe("append: item 1: platform '--push' is not os/arch[/variant] such as linux/arm64")
     expect(err('- endpoint: e\n  driver-opts: memory\n')).toMatch(/^append: item 1: driver-opts entry 'memory' is not key=value/)
     expect(err('- endpoint: e\n  driver-opts: [--privileged=true]\n')).toMatch(/driver-opts entry '--privileged=true' is not key=value/)
     expect(err(`- endpoint: ${'x'.repeat(70000)}\n`)).toMatch(/^append: the input is \d+ characters; keep it under 65536$/)

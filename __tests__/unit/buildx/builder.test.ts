@@ -110,11 +110,17 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on(`buildx create --name qemu-builder --driver docker-container --driver-opt network=host --buildkitd-flags --allow-insecure-entitlement=network.host --config ${tempDir}/buildkitd-qemu-builder.toml --use`, () => {
-        config = fs.readFileSync(path.join(tempDir, 'buildkitd-qemu-builder.toml'), 'utf8')
-        return { stdout: 'qemu-builder\n' }
-      })
-      .on('buildx create --append --name qemu-builder --node arm64-node --platform linux/arm64,linux/arm/v7 --driver-opt env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760 -- sqb-same', { stdout: 'qemu-builder\n' })
+      .on(
+        `buildx create --name qemu-builder --driver docker-container --driver-opt network=host --buildkitd-flags --allow-insecure-entitlement=network.host --config ${tempDir}/buildkitd-qemu-builder.toml --use`,
+        () => {
+          config = fs.readFileSync(path.join(tempDir, 'buildkitd-qemu-builder.toml'), 'utf8')
+          return { stdout: 'qemu-builder\n' }
+        },
+      )
+      .on(
+        'buildx create --append --name qemu-builder --node arm64-node --platform linux/arm64,linux/arm/v7 --driver-opt env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760 -- sqb-same',
+        { stdout: 'qemu-builder\n' },
+      )
       .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: multi('qemu-builder'), stderr: transcript('doc-bootstrap-ok.stderr.txt') })
       .on('buildx ls --format json', { stdout: multiJson('qemu-builder') })
     const log = new Log()
@@ -123,7 +129,9 @@ describe('setupBuilder', () => {
         driverOpts: ['network=host'],
         buildkitdFlags: '--allow-insecure-entitlement=network.host',
         configInline: '[worker.oci]\n  max-parallelism = 4\n',
-        append: [{ name: 'arm64-node', endpoint: 'sqb-same', platforms: ['linux/arm64', 'linux/arm/v7'], driverOpts: ['env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760'] }],
+        append: [
+          { name: 'arm64-node', endpoint: 'sqb-same', platforms: ['linux/arm64', 'linux/arm/v7'], driverOpts: ['env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760'] },
+        ],
         platforms: [...NATIVE, 'linux/arm64'],
         emulated: ['linux/arm64'],
       }),
@@ -143,7 +151,10 @@ describe('setupBuilder', () => {
     expect(fs.readdirSync(tempDir)).toEqual([])
     expect(out.state).toEqual({ name: 'qemu-builder', created: true, driver: 'docker-container' })
     expect(out.result!.created).toBe(true)
-    expect(out.result!.nodes.map(n => [n.name, n.remote])).toEqual([['qemu-builder0', false], ['arm64-node', true]])
+    expect(out.result!.nodes.map(n => [n.name, n.remote])).toEqual([
+      ['qemu-builder0', false],
+      ['arm64-node', true],
+    ])
     // the appended node's linux/arm/v7 is not checked here: reported as it declares itself
     expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/arm64', 'linux/arm/v7'])
     expect(log.notice).toEqual([expect.stringMatching(/node qemu-builder0 is inactive/), expect.stringMatching(/node arm64-node is inactive/)])
@@ -227,7 +238,11 @@ describe('setupBuilder', () => {
       .on('buildx use -- qemu-builder', {})
       .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json') })
     const log = new Log()
-    const out = await setupBuilder(options({ driverOpts: ['image=mirror/moby/buildkit:buildx-stable-1'], append: [{ endpoint: 'x', platforms: [], driverOpts: [] }] }), runner, log.sink)
+    const out = await setupBuilder(
+      options({ driverOpts: ['image=mirror/moby/buildkit:buildx-stable-1'], append: [{ endpoint: 'x', platforms: [], driverOpts: [] }] }),
+      runner,
+      log.sink,
+    )
     expect(runner.commands()).toEqual([
       'buildx version',
       'buildx inspect -- qemu-builder',
@@ -250,23 +265,32 @@ describe('setupBuilder', () => {
       .on('buildx ls --format json', { code: 1, stderr: 'unknown flag: --format' })
     const log = new Log()
     await setupBuilder(
-      options({ use: false, driver: 'kubernetes', platforms: [...NATIVE, 'linux/arm64', 'linux/s390x'], emulated: ['linux/arm64', 'linux/s390x', 'linux/arm64/v8'] }),
+      options({
+        use: false,
+        driver: 'kubernetes',
+        platforms: [...NATIVE, 'linux/arm64', 'linux/s390x'],
+        emulated: ['linux/arm64', 'linux/s390x', 'linux/arm64/v8'],
+      }),
       runner,
       log.sink,
     )
     expect(log.notice).toEqual([
       'builder-name: builder qemu-builder already exists, so driver (kubernetes) is not applied to it; choose another builder-name to get a builder with these settings',
-      expect.stringMatching(/^Builder qemu-builder does not list linux\/s390x, which the registered emulators provide; it was probably started before they were registered: restart it \(docker buildx stop qemu-builder\)/),
+      expect.stringMatching(
+        /^Builder qemu-builder does not list linux\/s390x, which the registered emulators provide; it was probably started before they were registered: restart it \(docker buildx stop qemu-builder\)/,
+      ),
     ])
   })
 
   test("driver 'docker': creates nothing; native CPU levels are not 'missing'; what does not run here is left out", async () => {
-    const runner = new FakeRunner()
-      .on('buildx version', VERSION)
-      .on('buildx inspect', { stdout: transcript('inspect-docker-default.txt') })
+    const runner = new FakeRunner().on('buildx version', VERSION).on('buildx inspect', { stdout: transcript('inspect-docker-default.txt') })
     const log = new Log()
     // dockerd's BuildKit lists linux/arm64 (an emulator registered when it started), which is not verified this run
-    const out = await setupBuilder(options({ driver: 'docker', driverOpts: ['network=host'], platforms: [...NATIVE, 'linux/riscv64'], emulated: [] }), runner, log.sink)
+    const out = await setupBuilder(
+      options({ driver: 'docker', driverOpts: ['network=host'], platforms: [...NATIVE, 'linux/riscv64'], emulated: [] }),
+      runner,
+      log.sink,
+    )
     expect(runner.commands()).toEqual(['buildx version', 'buildx inspect'])
     expect(out.state).toEqual({ name: 'default', created: false, driver: 'docker' })
     expect(out.result).toMatchObject({ name: 'default', driver: 'docker', created: false })
@@ -277,9 +301,7 @@ describe('setupBuilder', () => {
   })
 
   test("driver 'docker' with a verified emulator it lists: kept, no notice", async () => {
-    const runner = new FakeRunner()
-      .on('buildx version', VERSION)
-      .on('buildx inspect', { stdout: transcript('inspect-docker-default.txt') })
+    const runner = new FakeRunner().on('buildx version', VERSION).on('buildx inspect', { stdout: transcript('inspect-docker-default.txt') })
     const log = new Log()
     const out = await setupBuilder(options({ driver: 'docker', platforms: [...NATIVE, 'linux/arm64'], emulated: ['linux/arm64'] }), runner, log.sink)
     expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/386', 'linux/arm64'])
@@ -355,7 +377,9 @@ describe('setupBuilder', () => {
     expect(await setupBuilder(options(), runner, log.sink)).toEqual({})
     expect(runner.commands().at(-1)).toBe('buildx rm -- qemu-builder')
     expect(log.warning).toHaveLength(1)
-    expect(log.warning[0]).toMatch(/^builder qemu-builder could not start: the BuildKit image could not be pulled \(.*no such host\); use a mirror with driver-opts: image=/)
+    expect(log.warning[0]).toMatch(
+      /^builder qemu-builder could not start: the BuildKit image could not be pulled \(.*no such host\); use a mirror with driver-opts: image=/,
+    )
     expect(log.warning[0]).toMatch(/going on without a builder \(buildx: auto\), set buildx: true to make this fail the step$/)
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
   })
@@ -370,7 +394,9 @@ describe('setupBuilder', () => {
     const log = new Log()
     const out = await setupBuilder(options(), runner, log.sink)
     expect(out.result!.name).toBe('qemu-builder')
-    expect(log.info).toContainEqual(expect.stringMatching(/^Builder qemu-builder did not start \(Error response from daemon: toomanyrequests: .*\); trying once more in 0 s$/))
+    expect(log.info).toContainEqual(
+      expect.stringMatching(/^Builder qemu-builder did not start \(Error response from daemon: toomanyrequests: .*\); trying once more in 0 s$/),
+    )
     expect(log.warning).toEqual([])
   })
 
@@ -379,11 +405,16 @@ describe('setupBuilder', () => {
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on('buildx create --name qemu-builder --driver docker-container --driver-opt image=mirror.example/buildkit:v0 --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: 'ERROR: Error response from daemon: manifest for mirror.example/buildkit:v0 not found: manifest unknown\n' })
+      .on('buildx inspect --bootstrap --builder qemu-builder', {
+        code: 1,
+        stderr: 'ERROR: Error response from daemon: manifest for mirror.example/buildkit:v0 not found: manifest unknown\n',
+      })
       .on('buildx rm -- qemu-builder', {})
     const e = await rejection(setupBuilder(options({ mode: 'true', driverOpts: ['image=mirror.example/buildkit:v0'] }), runner, new Log().sink))
     expect(runner.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
-    expect(e.message).toMatch(/^driver-opts: builder qemu-builder could not start: its BuildKit image mirror\.example\/buildkit:v0 \(driver-opts image=\) could not be pulled \(.*manifest unknown\); check that image/)
+    expect(e.message).toMatch(
+      /^driver-opts: builder qemu-builder could not start: its BuildKit image mirror\.example\/buildkit:v0 \(driver-opts image=\) could not be pulled \(.*manifest unknown\); check that image/,
+    )
 
     const slow = new FakeRunner()
       .on('buildx version', VERSION)
@@ -449,10 +480,15 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --driver-opt foo --use', { code: 1, stderr: transcript('create-bad-driver-opt.stderr.txt') })
+      .on('buildx create --name qemu-builder --driver docker-container --driver-opt foo --use', {
+        code: 1,
+        stderr: transcript('create-bad-driver-opt.stderr.txt'),
+      })
     const e = await rejection(setupBuilder(options({ mode: 'true', driverOpts: ['foo'] }), runner, new Log().sink))
     expect(e).toBeInstanceOf(ActionError)
-    expect(e.message).toMatch(/^driver-opts: cannot create builder qemu-builder \(invalid value "foo", expecting k=v\); each driver-opts entry must be key=value/)
+    expect(e.message).toMatch(
+      /^driver-opts: cannot create builder qemu-builder \(invalid value "foo", expecting k=v\); each driver-opts entry must be key=value/,
+    )
     expect(runner.commands()).not.toContain('buildx rm -- qemu-builder')
     const log = new Log()
     expect(await setupBuilder(options({ driverOpts: ['foo'] }), runner, log.sink)).toEqual({})
@@ -506,7 +542,10 @@ describe('cleanupBuilder', () => {
     const log = new Log()
     await cleanupBuilder(
       { name: 'qemu-builder', created: true, driver: 'docker-container' },
-      new FakeRunner().on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n' }),
+      new FakeRunner().on('buildx rm -- qemu-builder', {
+        code: 1,
+        stderr: 'ERROR: Cannot connect to the Docker daemon at unix:///var/run/docker.sock. Is the docker daemon running?\n',
+      }),
       log.sink,
     )
     await cleanupBuilder(
@@ -522,7 +561,11 @@ describe('cleanupBuilder', () => {
 
   test('an already removed builder is not a warning', async () => {
     const log = new Log()
-    await cleanupBuilder({ name: 'qemu-builder', created: true, driver: 'docker-container' }, new FakeRunner().on('buildx rm -- qemu-builder', NOT_FOUND), log.sink)
+    await cleanupBuilder(
+      { name: 'qemu-builder', created: true, driver: 'docker-container' },
+      new FakeRunner().on('buildx rm -- qemu-builder', NOT_FOUND),
+      log.sink,
+    )
     expect(log.warning).toEqual([])
     expect(log.info).toEqual(['Builder qemu-builder is already gone'])
   })
@@ -536,7 +579,9 @@ describe('cleanupBuilder', () => {
 
 describe('errorLine', () => {
   test('the last ERROR line of bootstrap progress output', () => {
-    expect(errorLine(transcript('bootstrap-pull-failed.stderr.txt'))).toMatch(/^Error response from daemon: Get "https:\/\/registry-1\.docker\.io\/v2\/": dial tcp: .*no such host$/)
+    expect(errorLine(transcript('bootstrap-pull-failed.stderr.txt'))).toMatch(
+      /^Error response from daemon: Get "https:\/\/registry-1\.docker\.io\/v2\/": dial tcp: .*no such host$/,
+    )
     expect(errorLine(transcript('doc-bootstrap-rate-limit.stderr.txt'))).toMatch(/^Error response from daemon: toomanyrequests: /)
     expect(errorLine(transcript('create-reserved.stderr.txt'))).toBe('default is a reserved name and cannot be used to identify builder instance')
   })

@@ -1,13 +1,4 @@
-import {
-  appendArgs,
-  bootstrapArgs,
-  createArgs,
-  inspectArgs,
-  lsJsonArgs,
-  rmArgs,
-  useArgs,
-  versionArgs,
-} from '../../../src/buildx/commands'
+import { appendArgs, bootstrapArgs, createArgs, inspectArgs, lsJsonArgs, rmArgs, useArgs, versionArgs } from '../../../src/buildx/commands'
 
 describe('createArgs', () => {
   test('everything set, in order', () => {
@@ -23,18 +14,32 @@ describe('createArgs', () => {
         '/tmp/x/buildkitd-qemu-builder.toml',
       ),
     ).toEqual([
-      'buildx', 'create', '--name', 'qemu-builder', '--driver', 'docker-container',
-      '--driver-opt', 'image=mirror.gcr.io/moby/buildkit:buildx-stable-1',
-      '--driver-opt', 'network=host',
-      '--buildkitd-flags', '--debug --allow-insecure-entitlement security.insecure',
-      '--config', '/tmp/x/buildkitd-qemu-builder.toml',
+      'buildx',
+      'create',
+      '--name',
+      'qemu-builder',
+      '--driver',
+      'docker-container',
+      '--driver-opt',
+      'image=mirror.gcr.io/moby/buildkit:buildx-stable-1',
+      '--driver-opt',
+      'network=host',
+      '--buildkitd-flags',
+      '--debug --allow-insecure-entitlement security.insecure',
+      '--config',
+      '/tmp/x/buildkitd-qemu-builder.toml',
       '--use',
     ])
   })
 
   test('minimal: no options, no config, no --use, never --platform', () => {
     expect(createArgs({ name: 'b', driver: 'docker-container', driverOpts: [], buildkitdFlags: '', use: false })).toEqual([
-      'buildx', 'create', '--name', 'b', '--driver', 'docker-container',
+      'buildx',
+      'create',
+      '--name',
+      'b',
+      '--driver',
+      'docker-container',
     ])
   })
 })
@@ -49,17 +54,31 @@ describe('appendArgs', () => {
         driverOpts: ['env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760'],
       }),
     ).toEqual([
-      'buildx', 'create', '--append', '--name', 'qemu-builder',
-      '--node', 'arm64-node',
-      '--platform', 'linux/arm64,linux/arm/v7',
-      '--driver-opt', 'env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760',
-      '--', 'tcp://10.0.0.5:1234',
+      'buildx',
+      'create',
+      '--append',
+      '--name',
+      'qemu-builder',
+      '--node',
+      'arm64-node',
+      '--platform',
+      'linux/arm64,linux/arm/v7',
+      '--driver-opt',
+      'env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760',
+      '--',
+      'tcp://10.0.0.5:1234',
     ])
   })
 
   test('endpoint only', () => {
     expect(appendArgs('b', { endpoint: 'ssh://ci@10.0.0.9', platforms: [], driverOpts: [] })).toEqual([
-      'buildx', 'create', '--append', '--name', 'b', '--', 'ssh://ci@10.0.0.9',
+      'buildx',
+      'create',
+      '--append',
+      '--name',
+      'b',
+      '--',
+      'ssh://ci@10.0.0.9',
     ])
   })
 

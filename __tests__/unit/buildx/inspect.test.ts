@@ -48,9 +48,7 @@ describe('parseInspect', () => {
   test('inactive node with an empty Platforms line (older buildx)', () => {
     const b = parseInspect(transcript('doc-inspect-old-inactive.txt'))
     expect(b.name).toBe('builder-0c5e')
-    expect(b.nodes).toEqual([
-      { name: 'builder-0c5e0', endpoint: 'unix:///var/run/docker.sock', status: 'inactive', buildkit: '', platforms: [] },
-    ])
+    expect(b.nodes).toEqual([{ name: 'builder-0c5e0', endpoint: 'unix:///var/run/docker.sock', status: 'inactive', buildkit: '', platforms: [] }])
   })
 
   test('older key names: Buildkit', () => {
@@ -130,7 +128,11 @@ describe('parseLsJson', () => {
       ['arm64-node', 'sqb-same', 'inactive', ['linux/arm64', 'linux/arm/v7']],
     ])
     expect(parseLsJson(text, 'default')!.nodes[0]).toEqual({
-      name: 'default', endpoint: 'default', status: 'running', buildkit: 'v0.8+unknown', platforms: ['linux/amd64', 'linux/386', 'linux/arm64'],
+      name: 'default',
+      endpoint: 'default',
+      status: 'running',
+      buildkit: 'v0.8+unknown',
+      platforms: ['linux/amd64', 'linux/386', 'linux/arm64'],
     })
     expect(parseLsJson(text, 'missing')).toBeUndefined()
     expect(parseLsJson(transcript('ls-json-default.json'), 'default')!.driver).toBe('docker')

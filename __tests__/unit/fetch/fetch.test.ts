@@ -23,12 +23,16 @@ describe('ChecksumPolicy', () => {
     none.checkFile({ name: 'x.tar.gz', sha256: A }, false)
     const p = new ChecksumPolicy(parseChecksums(`${A}  x.tar.gz\n${B}  qemu-arm-static`))
     p.checkFile({ name: 'x.tar.gz', sha256: A }, false)
-    expect(() => p.checkFile({ name: 'y.tar.gz', sha256: B }, false)).toThrow(`qemu-sha256: no line for y.tar.gz; add '${B}  y.tar.gz' once you have checked the file`)
+    expect(() => p.checkFile({ name: 'y.tar.gz', sha256: B }, false)).toThrow(
+      `qemu-sha256: no line for y.tar.gz; add '${B}  y.tar.gz' once you have checked the file`,
+    )
     p.checkFile({ name: 'qemu-aarch64', sha256: A }, true)
     p.checkEmulator('aarch64', B, { name: 'x.tar.gz', sha256: A })
     p.checkEmulator('arm', B, { name: 'qemu-arm-static', sha256: B })
     expect(() => p.checkEmulator('arm', A, { name: 'x.tar.gz', sha256: A })).toThrow(/^qemu-sha256: checksum mismatch for qemu-arm: expected b{64}, got a{64}/)
-    expect(() => p.checkEmulator('riscv64', A, { name: 'qemu-riscv64', sha256: A })).toThrow(`qemu-sha256: no line for qemu-riscv64; add '${A}  qemu-riscv64' once you have checked the file`)
+    expect(() => p.checkEmulator('riscv64', A, { name: 'qemu-riscv64', sha256: A })).toThrow(
+      `qemu-sha256: no line for qemu-riscv64; add '${A}  qemu-riscv64' once you have checked the file`,
+    )
   })
 })
 

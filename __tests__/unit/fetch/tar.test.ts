@@ -41,7 +41,6 @@ const pax = (records: Record<string, string>): Buffer => {
 }
 const END = Buffer.alloc(1024)
 
-
 async function formatError(p: Promise<unknown>): Promise<TarFormatError> {
   const e = await p.then(
     () => undefined,
