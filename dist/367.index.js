@@ -4519,10 +4519,12 @@ async function rootlessPodman(env, runner) {
     }
     if (r.code !== 0)
         throw new Error(`podman unshare: ${failureReason(r, USERNS_MS)}`);
-    const runtime = env.XDG_RUNTIME_DIR || `/run/user/${process.geteuid?.()}`;
-    const file = external_path_.join(runtime, 'libpod', 'tmp', 'pause.pid');
-    if (!statOr(file))
-        throw new Error(`podman has no pause process (no ${file})`);
+    // Podman's runtime directory: XDG_RUNTIME_DIR, else /run/user/<uid>, else /tmp/podman-run-<uid>.
+    const uid = process.geteuid?.();
+    const dirs = [env.XDG_RUNTIME_DIR, `/run/user/${uid}`, `/tmp/podman-run-${uid}`].filter((d) => !!d);
+    const file = dirs.map(d => external_path_.join(d, 'libpod', 'tmp', 'pause.pid')).find(f => statOr(f));
+    if (!file)
+        throw new Error(`podman has no pause process (no libpod/tmp/pause.pid in ${dirs.join(' or ')})`);
     const pid = pidFrom(file, "rootless Podman's pause process");
     return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman', env: {} } };
 }
@@ -4789,7 +4791,7 @@ async function chooseWriter(mode, dockerImage, runner, log, doing = 'register em
     throw new errors_ActionError(`cannot ${doing} (install-mode: ${mode}): ${tried.join('; ')}; ` +
         (mode === 'userns'
             ? `run rootless Docker (DOCKER_HOST at its socket) or rootless Podman, or name a process of a user namespace in SETUP_QEMU_BINFMT_USERNS_PID (Linux 6.7+)`
-            : `run as root, allow passwordless sudo, give the runner access to a Docker daemon, or run rootless Docker on Linux 6.7+ (install-mode: userns)`));
+            : `run as root, allow passwordless sudo, give the runner access to a Docker daemon, or run rootless Docker or Podman on Linux 6.7+ (install-mode: userns)`));
 }
 /** The table as `writer` sees it: the runner's own, a user namespace's, or, when the runner cannot see the one the daemon's containers change, as they saw it. */
 function readerFor(writer) {

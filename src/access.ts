@@ -65,7 +65,7 @@ export async function chooseWriter(
     `cannot ${doing} (install-mode: ${mode}): ${tried.join('; ')}; ` +
       (mode === 'userns'
         ? `run rootless Docker (DOCKER_HOST at its socket) or rootless Podman, or name a process of a user namespace in SETUP_QEMU_BINFMT_USERNS_PID (Linux 6.7+)`
-        : `run as root, allow passwordless sudo, give the runner access to a Docker daemon, or run rootless Docker on Linux 6.7+ (install-mode: userns)`),
+        : `run as root, allow passwordless sudo, give the runner access to a Docker daemon, or run rootless Docker or Podman on Linux 6.7+ (install-mode: userns)`),
   )
 }
 

@@ -124,9 +124,11 @@ export async function rootlessPodman(env: NodeJS.ProcessEnv, runner: ProcessRunn
     throw new Error((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no podman command on PATH' : errorMessage(e))
   }
   if (r.code !== 0) throw new Error(`podman unshare: ${failureReason(r, USERNS_MS)}`)
-  const runtime = env.XDG_RUNTIME_DIR || `/run/user/${process.geteuid?.()}`
-  const file = path.join(runtime, 'libpod', 'tmp', 'pause.pid')
-  if (!statOr(file)) throw new Error(`podman has no pause process (no ${file})`)
+  // Podman's runtime directory: XDG_RUNTIME_DIR, else /run/user/<uid>, else /tmp/podman-run-<uid>.
+  const uid = process.geteuid?.()
+  const dirs = [env.XDG_RUNTIME_DIR, `/run/user/${uid}`, `/tmp/podman-run-${uid}`].filter((d): d is string => !!d)
+  const file = dirs.map(d => path.join(d, 'libpod', 'tmp', 'pause.pid')).find(f => statOr(f))
+  if (!file) throw new Error(`podman has no pause process (no libpod/tmp/pause.pid in ${dirs.join(' or ')})`)
   const pid = pidFrom(file, "rootless Podman's pause process")
   return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman', env: {} } }
 }

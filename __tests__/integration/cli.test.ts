@@ -175,7 +175,7 @@ test('an unprivileged user with neither sudo nor Docker: exit 1, one clear error
     const errors = r.stderr.split('\n').filter(l => l.startsWith('error: '))
     expect(errors).toHaveLength(1)
     expect(errors[0]).toMatch(
-      /^error: cannot register emulators \(install-mode: auto\): direct: not root, and sudo -n: .*; docker: .*; run as root, allow passwordless sudo, or give the runner access to a Docker daemon$/,
+      /^error: cannot register emulators \(install-mode: auto\): direct: not root, and sudo -n: .*; docker: .*; userns: .*; run as root, allow passwordless sudo, give the runner access to a Docker daemon, or run rootless Docker or Podman on Linux 6\.7\+ \(install-mode: userns\)$/,
     )
     expect(myRaw()).toEqual(before)
   })
