@@ -4505,31 +4505,47 @@ function pidFrom(file, what) {
     checkProcess(pid, `${what} (${file})`);
     return pid;
 }
-/**
- * The namespace of rootless Podman: the one `podman unshare` enters, held by
- * Podman's pause process (started by that same command when it is not running).
- */
-async function rootlessPodman(env, runner) {
-    let r;
-    try {
-        r = await runner.run('podman', ['unshare', 'true'], { timeoutMs: USERNS_MS });
-    }
-    catch (e) {
-        throw new Error(e.code === 'ENOENT' ? 'no podman command on PATH' : errors_errorMessage(e));
-    }
-    if (r.code !== 0)
-        throw new Error(`podman unshare: ${failureReason(r, USERNS_MS)}`);
+/** Podman's pause process, when one of this user's is running: Podman keeps its namespace alive with it. */
+function podmanPause(env) {
     // Podman's runtime directory: XDG_RUNTIME_DIR, else /run/user/<uid>, else /tmp/podman-run-<uid>.
     const uid = process.geteuid?.();
     const dirs = [env.XDG_RUNTIME_DIR, `/run/user/${uid}`, `/tmp/podman-run-${uid}`].filter((d) => !!d);
     const file = dirs.map(d => external_path_.join(d, 'libpod', 'tmp', 'pause.pid')).find(f => statOr(f));
     if (!file)
-        throw new Error(`podman has no pause process (no libpod/tmp/pause.pid in ${dirs.join(' or ')})`);
-    const pid = pidFrom(file, "rootless Podman's pause process");
+        return undefined;
+    const text = userns_readOr(file)?.trim();
+    // Left behind by a pause process that is gone: Podman starts a new one.
+    if (text && /^\d{1,9}$/.test(text) && userns_readOr(`/proc/${text}/status`) === undefined)
+        return undefined;
+    return pidFrom(file, "rootless Podman's pause process");
+}
+/**
+ * The namespace of rootless Podman: the one `podman unshare` enters, held by
+ * Podman's pause process. With `start`, `podman unshare true` starts that
+ * process when it is not running (under auto, nothing of Podman's is started).
+ */
+async function rootlessPodman(env, runner, start) {
+    let pid = podmanPause(env);
+    if (pid === undefined) {
+        if (!start)
+            throw new Error('no rootless Podman running (no live pause process; install-mode: userns starts one with podman unshare)');
+        let r;
+        try {
+            r = await runner.run('podman', ['unshare', 'true'], { timeoutMs: USERNS_MS });
+        }
+        catch (e) {
+            throw new Error(e.code === 'ENOENT' ? 'no podman command on PATH' : errors_errorMessage(e));
+        }
+        if (r.code !== 0)
+            throw new Error(`podman unshare: ${failureReason(r, USERNS_MS)}`);
+        pid = podmanPause(env);
+        if (pid === undefined)
+            throw new Error('podman unshare left no pause process (libpod/tmp/pause.pid)');
+    }
     return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman', env: {} } };
 }
 /** The namespace $SETUP_QEMU_BINFMT_USERNS_PID names, else rootless Docker's, else rootless Podman's. */
-async function findNamespace(env, runner) {
+async function findNamespace(env, runner, startPodman = true) {
     const named = env[USERNS_PID_ENV];
     if (named === undefined || named === '') {
         try {
@@ -4537,10 +4553,10 @@ async function findNamespace(env, runner) {
         }
         catch (docker) {
             try {
-                return await rootlessPodman(env, runner);
+                return await rootlessPodman(env, runner, startPodman);
             }
             catch (podman) {
-                throw new Error(`${errors_errorMessage(docker)}; no rootless Podman: ${errors_errorMessage(podman)}`);
+                throw new Error(`${errors_errorMessage(docker)}; ${errors_errorMessage(podman).startsWith('no rootless Podman') ? '' : 'no rootless Podman: '}${errors_errorMessage(podman)}`);
             }
         }
     }
@@ -4640,10 +4656,10 @@ class UsernsWriter extends DirectWriter {
     }
 }
 /** A writer for the user namespace of rootless Docker (or $SETUP_QEMU_BINFMT_USERNS_PID's), with its binfmt_misc mounted; or why not. */
-async function usernsAccess(runner, env = process.env) {
+async function usernsAccess(runner, startPodman = true, env = process.env) {
     let ns;
     try {
-        ns = await findNamespace(env, runner);
+        ns = await findNamespace(env, runner, startPodman);
     }
     catch (e) {
         if (e instanceof errors_ActionError)
@@ -4774,7 +4790,8 @@ async function chooseWriter(mode, dockerImage, runner, log, doing = 'register em
     if (mode === 'auto' || mode === 'userns') {
         let userns;
         try {
-            userns = await usernsAccess(runner);
+            // Under auto, nothing of Podman's is started: only a Podman already in use is chosen.
+            userns = await usernsAccess(runner, mode === 'userns');
         }
         catch (e) {
             // Asked for by name, its own error says it best; under auto it is one reason among the others.
@@ -5999,7 +6016,7 @@ async function uninstallEntries(state) {
     const access = state.method === 'docker'
         ? await dockerAccess(runner, state.dockerImage, post_log)
         : state.method === 'userns'
-            ? await usernsAccess(runner)
+            ? await usernsAccess(runner, false)
             : await directAccess(runner);
     if (!access.writer)
         throw new Error(`cannot change binfmt_misc any more (${access.reason})`);

@@ -49,7 +49,8 @@ export async function chooseWriter(
   if (mode === 'auto' || mode === 'userns') {
     let userns
     try {
-      userns = await usernsAccess(runner)
+      // Under auto, nothing of Podman's is started: only a Podman already in use is chosen.
+      userns = await usernsAccess(runner, mode === 'userns')
     } catch (e) {
       // Asked for by name, its own error says it best; under auto it is one reason among the others.
       if (mode === 'userns' || !(e instanceof ActionError)) throw e

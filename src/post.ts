@@ -58,7 +58,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
     state.method === 'docker'
       ? await dockerAccess(runner, state.dockerImage, log)
       : state.method === 'userns'
-        ? await usernsAccess(runner)
+        ? await usernsAccess(runner, false)
         : await directAccess(runner)
   if (!access.writer) throw new Error(`cannot change binfmt_misc any more (${access.reason})`)
   const writer = access.writer

@@ -112,38 +112,54 @@ function pidFrom(file: string, what: string): number {
   return pid
 }
 
-/**
- * The namespace of rootless Podman: the one `podman unshare` enters, held by
- * Podman's pause process (started by that same command when it is not running).
- */
-export async function rootlessPodman(env: NodeJS.ProcessEnv, runner: ProcessRunner): Promise<UserNamespace> {
-  let r: RunResult
-  try {
-    r = await runner.run('podman', ['unshare', 'true'], { timeoutMs: USERNS_MS })
-  } catch (e) {
-    throw new Error((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no podman command on PATH' : errorMessage(e))
-  }
-  if (r.code !== 0) throw new Error(`podman unshare: ${failureReason(r, USERNS_MS)}`)
+/** Podman's pause process, when one of this user's is running: Podman keeps its namespace alive with it. */
+function podmanPause(env: NodeJS.ProcessEnv): number | undefined {
   // Podman's runtime directory: XDG_RUNTIME_DIR, else /run/user/<uid>, else /tmp/podman-run-<uid>.
   const uid = process.geteuid?.()
   const dirs = [env.XDG_RUNTIME_DIR, `/run/user/${uid}`, `/tmp/podman-run-${uid}`].filter((d): d is string => !!d)
   const file = dirs.map(d => path.join(d, 'libpod', 'tmp', 'pause.pid')).find(f => statOr(f))
-  if (!file) throw new Error(`podman has no pause process (no libpod/tmp/pause.pid in ${dirs.join(' or ')})`)
-  const pid = pidFrom(file, "rootless Podman's pause process")
+  if (!file) return undefined
+  const text = readOr(file)?.trim()
+  // Left behind by a pause process that is gone: Podman starts a new one.
+  if (text && /^\d{1,9}$/.test(text) && readOr(`/proc/${text}/status`) === undefined) return undefined
+  return pidFrom(file, "rootless Podman's pause process")
+}
+
+/**
+ * The namespace of rootless Podman: the one `podman unshare` enters, held by
+ * Podman's pause process. With `start`, `podman unshare true` starts that
+ * process when it is not running (under auto, nothing of Podman's is started).
+ */
+export async function rootlessPodman(env: NodeJS.ProcessEnv, runner: ProcessRunner, start: boolean): Promise<UserNamespace> {
+  let pid = podmanPause(env)
+  if (pid === undefined) {
+    if (!start) throw new Error('no rootless Podman running (no live pause process; install-mode: userns starts one with podman unshare)')
+    let r: RunResult
+    try {
+      r = await runner.run('podman', ['unshare', 'true'], { timeoutMs: USERNS_MS })
+    } catch (e) {
+      throw new Error((e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no podman command on PATH' : errorMessage(e))
+    }
+    if (r.code !== 0) throw new Error(`podman unshare: ${failureReason(r, USERNS_MS)}`)
+    pid = podmanPause(env)
+    if (pid === undefined) throw new Error('podman unshare left no pause process (libpod/tmp/pause.pid)')
+  }
   return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman', env: {} } }
 }
 
 /** The namespace $SETUP_QEMU_BINFMT_USERNS_PID names, else rootless Docker's, else rootless Podman's. */
-export async function findNamespace(env: NodeJS.ProcessEnv, runner: ProcessRunner): Promise<UserNamespace> {
+export async function findNamespace(env: NodeJS.ProcessEnv, runner: ProcessRunner, startPodman = true): Promise<UserNamespace> {
   const named = env[USERNS_PID_ENV]
   if (named === undefined || named === '') {
     try {
       return rootlessDocker(env)
     } catch (docker) {
       try {
-        return await rootlessPodman(env, runner)
+        return await rootlessPodman(env, runner, startPodman)
       } catch (podman) {
-        throw new Error(`${errorMessage(docker)}; no rootless Podman: ${errorMessage(podman)}`)
+        throw new Error(
+          `${errorMessage(docker)}; ${errorMessage(podman).startsWith('no rootless Podman') ? '' : 'no rootless Podman: '}${errorMessage(podman)}`,
+        )
       }
     }
   }
@@ -257,10 +273,10 @@ export interface UsernsAccess {
 }
 
 /** A writer for the user namespace of rootless Docker (or $SETUP_QEMU_BINFMT_USERNS_PID's), with its binfmt_misc mounted; or why not. */
-export async function usernsAccess(runner: ProcessRunner, env: NodeJS.ProcessEnv = process.env): Promise<UsernsAccess> {
+export async function usernsAccess(runner: ProcessRunner, startPodman = true, env: NodeJS.ProcessEnv = process.env): Promise<UsernsAccess> {
   let ns: UserNamespace
   try {
-    ns = await findNamespace(env, runner)
+    ns = await findNamespace(env, runner, startPodman)
   } catch (e) {
     if (e instanceof ActionError) throw e
     return { reason: `userns: ${errorMessage(e)}` }

@@ -169,8 +169,24 @@ describe('rootless Docker: install-mode userns', () => {
     expect(onlyError(r)).toMatch(/local\/busybox-arm64:missing/)
     expect(namespaceEntries()).toEqual([])
   }, 300000)
+})
 
-  test('no rootless daemon where DOCKER_HOST points, and a podman that fails: one error with both reasons and what would work', async () => {
+describe('rootless Podman', () => {
+  const pausePid = (): string | undefined => {
+    const pid = fs.existsSync(PODMAN_PID) ? fs.readFileSync(PODMAN_PID, 'utf8').trim() : ''
+    return pid && fs.existsSync(`/proc/${pid}`) ? pid : undefined
+  }
+
+  test("auto starts nothing of Podman's: with no pause process running, it fails naming that, and none is started", async () => {
+    const running = pausePid()
+    if (running) process.kill(Number(running), 'SIGKILL')
+    for (let i = 0; i < 50 && pausePid(); i++) await new Promise(r => setTimeout(r, 100))
+    const r = await runAction(inputs(), { user: USER, env: PODMAN_ONLY })
+    expect(onlyError(r)).toMatch(/userns: no rootless Docker daemon: .*no-docker\.sock is not a socket; no rootless Podman running \(no live pause process/)
+    expect(pausePid()).toBeUndefined()
+  }, 120000)
+
+  test('(no pause process still) no rootless daemon where DOCKER_HOST points, and a podman that fails: one error with both reasons and what would work', async () => {
     const bin = freshDir('bin')
     fs.writeFileSync(path.join(bin, 'podman'), '#!/bin/sh\necho "Error: podman is broken here" >&2\nexit 125\n', { mode: 0o755 })
     const r = await runAction(inputs({ 'install-mode': 'userns' }), {
@@ -181,10 +197,8 @@ describe('rootless Docker: install-mode userns', () => {
       /^cannot register emulators \(install-mode: userns\): userns: no rootless Docker daemon: .*nothing\.sock is not a socket; no rootless Podman: podman unshare: Error: podman is broken here; run rootless Docker/,
     )
   }, 120000)
-})
 
-describe('rootless Podman', () => {
-  test("without rootless Docker, userns finds Podman's namespace (its pause process); a podman container runs arm64, and uninstall empties it", async () => {
+  test("install-mode userns starts Podman's pause process and registers in its namespace; a podman container runs arm64, and uninstall empties it", async () => {
     const r = await runAction(inputs({ 'install-mode': 'userns', platforms: 'linux/arm64' }), { user: USER, env: PODMAN_ONLY })
     expectSuccess(r)
     expect(r.outputs.method).toBe('userns')
