@@ -4515,7 +4515,8 @@ function podmanPause(env) {
         return undefined;
     const text = userns_readOr(file)?.trim();
     // Left behind by a pause process that is gone: Podman starts a new one.
-    if (text && /^\d{1,9}$/.test(text) && userns_readOr(`/proc/${text}/status`) === undefined)
+    const state = text && /^\d{1,9}$/.test(text) ? userns_readOr(`/proc/${text}/status`) : '';
+    if (state === undefined || (state && /^State:\s+Z/m.test(state)))
         return undefined;
     return pidFrom(file, "rootless Podman's pause process");
 }

@@ -121,7 +121,8 @@ function podmanPause(env: NodeJS.ProcessEnv): number | undefined {
   if (!file) return undefined
   const text = readOr(file)?.trim()
   // Left behind by a pause process that is gone: Podman starts a new one.
-  if (text && /^\d{1,9}$/.test(text) && readOr(`/proc/${text}/status`) === undefined) return undefined
+  const state = text && /^\d{1,9}$/.test(text) ? readOr(`/proc/${text}/status`) : ''
+  if (state === undefined || (state && /^State:\s+Z/m.test(state))) return undefined
   return pidFrom(file, "rootless Podman's pause process")
 }
 
