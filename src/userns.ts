@@ -282,6 +282,14 @@ export async function usernsAccess(runner: ProcessRunner, env: NodeJS.ProcessEnv
  */
 const HOLDER = 'echo ready >&3 || exit 125; read -r go <&3 || exit 125; exec 3>&- 2>&4 4>&-; exec "$@"'
 
+/** Whether this process is in the foreground process group of its controlling terminal (whose ^C then reaches the whole group). */
+function inTerminalForeground(): boolean {
+  const stat = readOr('/proc/self/stat')
+  // After "pid (comm) ": state ppid pgrp session tty_nr tpgid ...; comm may hold spaces and parentheses.
+  const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return fields !== undefined && fields[4] !== '0' && fields[5] === fields[2]
+}
+
 /** Exit status of a process as a shell reports it (128 + n for a signal). */
 function statusOf(code: number | null, signal: NodeJS.Signals | null): number {
   if (code !== null) return code
@@ -335,8 +343,9 @@ export class NewNamespace {
   /** Lets the command run; resolves with its exit status. Signals sent to us meanwhile are passed on. */
   async go(): Promise<number> {
     const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-    // A terminal's ^C reaches the command itself (same process group); a signal sent to us alone is passed on.
-    const pass = (s: NodeJS.Signals): void => void this.child.kill(s)
+    // A terminal's ^C reaches the command itself (same process group): passing it on too would make it a
+    // second ^C, which many programs take as "force quit". A signal sent to us alone is passed on.
+    const pass = (s: NodeJS.Signals): void => void (s === 'SIGINT' && inTerminalForeground() ? undefined : this.child.kill(s))
     for (const s of signals) process.on(s, pass)
     try {
       ;(this.child.stdio[3] as Duplex).end('go\n')

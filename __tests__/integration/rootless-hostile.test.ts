@@ -169,6 +169,23 @@ describe('run -- COMMAND', () => {
     expect(fs.readFileSync(errFile, 'utf8')).toBe('to-stderr\n')
   }, 150000)
 
+  test('^C in a terminal reaches the command once, not a second time through us (a second ^C means "force quit" to many programs)', async () => {
+    const cache = freshDir('xdg')
+    fs.chownSync(cache, victim, victim)
+    const counter = `let n = 0; process.on('SIGINT', () => console.log('INT', ++n)); console.log('ready'); setTimeout(() => console.log('total', n), 3000)`
+    const argv = [ACTION_NODE, CLI, 'run', '--quiet', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static', '--', ACTION_NODE, '-e', JSON.stringify(counter)]
+    const inner = `runuser -u ${VICTIM} -- /usr/bin/env -i PATH=${PATH_ENV} HOME=/tmp XDG_CACHE_HOME=${cache} ${argv.map(a => (a.startsWith('"') ? a : `'${a}'`)).join(' ')}`
+    // script(1): the command line runs on a terminal of its own; a ^C typed there goes to its foreground process group.
+    const term = spawn('script', ['-qec', inner, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120000 })
+    let out = ''
+    term.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      if (/ready/.test(out) && !/\^C/.test(out)) term.stdin.write('\x03')
+    })
+    const code = await new Promise(resolve => term.on('close', resolve))
+    expect({ code, lines: out.replace(/\^C/g, '').split(/\r?\n/).filter(Boolean) }).toEqual({ code: 0, lines: ['ready', 'INT 1', 'total 1'] })
+  }, 150000)
+
   test('no unshare on PATH: one line naming util-linux, status 125, the command does not run', async () => {
     const errFile = path.join(freshDir('stderr'), 'err')
     const r = await run('', errFile, ['/bin/echo', 'ran'], { PATH: '/nonexistent' })
