@@ -4443,24 +4443,68 @@ function statOr(file) {
         return undefined;
     }
 }
-/** `pid` runs as this user in a user namespace other than this process's; else throws why not. */
-function checkProcess(pid, what) {
+function lstatOr(file) {
+    try {
+        return external_fs_.lstatSync(file);
+    }
+    catch {
+        return undefined;
+    }
+}
+/**
+ * A pid file's text, or undefined when there is none. Opened without following
+ * a symlink or waiting on a FIFO, and checked on the open file: only a small
+ * regular file of this user's may name the process.
+ */
+function readPidFile(file, what) {
+    let fd;
+    try {
+        fd = external_fs_.openSync(file, external_fs_.constants.O_RDONLY | external_fs_.constants.O_NOFOLLOW | external_fs_.constants.O_NONBLOCK);
+    }
+    catch (e) {
+        if (e.code === 'ENOENT')
+            return undefined;
+        throw new Error(`${file} cannot name ${what} (${errors_errorMessage(e)}); it must be a regular file of this user`);
+    }
+    try {
+        const st = external_fs_.fstatSync(fd);
+        if (!st.isFile() || st.uid !== process.geteuid?.())
+            throw new Error(`${file} is not a regular file owned by this user; it cannot name ${what}`);
+        const buf = Buffer.alloc(32);
+        return buf.toString('utf8', 0, external_fs_.readSync(fd, buf, 0, buf.length, 0));
+    }
+    finally {
+        external_fs_.closeSync(fd);
+    }
+}
+/** Why `pid` is not a process of this user in a user namespace other than this process's, or undefined when it is one. */
+function processProblem(pid) {
     const status = userns_readOr(`/proc/${pid}/status`);
     if (status === undefined)
-        throw new Error(`${what}: process ${pid} is not running`);
+        return `process ${pid} is not running`;
+    // A zombie keeps its credentials (and so its user namespace link) but no longer has namespaces to enter.
+    if (/^State:\s+[ZX]/m.test(status))
+        return `process ${pid} has exited`;
     const uids = /^Uid:\s+(.*)$/m.exec(status)?.[1].trim().split(/\s+/).map(Number) ?? [];
     const me = process.geteuid?.() ?? -1;
     if (!uids.length || uids.some(u => u !== me))
-        throw new Error(`${what}: process ${pid} does not run as this user (uid ${me})`);
+        return `process ${pid} does not run as this user (uid ${me})`;
     let theirs;
     try {
         theirs = external_fs_.readlinkSync(`/proc/${pid}/ns/user`);
     }
     catch (e) {
-        throw new Error(`${what}: cannot see the user namespace of process ${pid} (${errors_errorMessage(e)})`);
+        return `cannot see the user namespace of process ${pid} (${errors_errorMessage(e)})`;
     }
     if (theirs === external_fs_.readlinkSync('/proc/self/ns/user'))
-        throw new Error(`${what}: process ${pid} runs in this runner's own user namespace, not one of its own`);
+        return `process ${pid} runs in this runner's own user namespace, not one of its own`;
+    return undefined;
+}
+/** `pid` runs as this user in a user namespace other than this process's; else throws why not. */
+function checkProcess(pid, what) {
+    const problem = processProblem(pid);
+    if (problem)
+        throw new Error(`${what}: ${problem}`);
 }
 /** The unix socket the docker CLI talks to, when it is a local one. */
 function dockerSocket(env) {
@@ -4481,24 +4525,29 @@ function rootlessDocker(env) {
             ? `DOCKER_HOST (${env.DOCKER_HOST}) is not a local unix socket`
             : 'no rootless Docker daemon: neither DOCKER_HOST nor XDG_RUNTIME_DIR is set');
     }
-    if (!statOr(socket)?.isSocket())
+    const sock = statOr(socket);
+    if (!sock?.isSocket())
         throw new Error(`no rootless Docker daemon: ${socket} is not a socket`);
+    // Only this user's files may name the process to enter: the socket's directory may be shared (e.g. /tmp).
+    if (sock.uid !== process.geteuid?.())
+        throw new Error(`${socket} is not owned by this user, so it is not this user's rootless Docker daemon; set DOCKER_HOST to your own daemon's socket`);
     const dir = external_path_.dirname(socket);
-    for (const file of [external_path_.join(dir, 'dockerd-rootless', 'child_pid'), external_path_.join(dir, 'docker.pid')]) {
-        if (!statOr(file))
-            continue;
+    // rootlesskit's state directory counts only when it is a real directory of this user's, not a symlink or another user's.
+    const state = lstatOr(external_path_.join(dir, 'dockerd-rootless'));
+    const stateOwn = state?.isDirectory() && state.uid === sock.uid;
+    for (const file of [...(stateOwn ? [external_path_.join(dir, 'dockerd-rootless', 'child_pid')] : []), external_path_.join(dir, 'docker.pid')]) {
         const pid = pidFrom(file, 'the rootless Docker daemon');
+        if (pid === undefined)
+            continue;
         return { pid, label: `the user namespace of rootless Docker (pid ${pid}, ${socket})`, engine: { cli: 'docker', env: { DOCKER_HOST: `unix://${socket}` } } };
     }
     throw new Error(`no rootless Docker daemon's pid file beside ${socket} (docker.pid or dockerd-rootless/child_pid)`);
 }
-/** A pid file of this user's that names a process of this user in a user namespace of its own. */
+/** The process a pid file of this user's names (undefined when there is no such file), checked to run as this user in a user namespace of its own. */
 function pidFrom(file, what) {
-    const st = external_fs_.statSync(file);
-    // Only a file this user wrote may name the process to enter.
-    if (st.uid !== process.geteuid?.())
-        throw new Error(`${file} is not owned by this user; it cannot name ${what}`);
-    const text = external_fs_.readFileSync(file, 'utf8');
+    const text = readPidFile(file, what);
+    if (text === undefined)
+        return undefined;
     if (!/^\d{1,9}\s*$/.test(text))
         throw new Error(`${file} does not hold a process id`);
     const pid = Number(text);
@@ -4510,15 +4559,21 @@ function podmanPause(env) {
     // Podman's runtime directory: XDG_RUNTIME_DIR, else /run/user/<uid>, else /tmp/podman-run-<uid>.
     const uid = process.geteuid?.();
     const dirs = [env.XDG_RUNTIME_DIR, `/run/user/${uid}`, `/tmp/podman-run-${uid}`].filter((d) => !!d);
-    const file = dirs.map(d => external_path_.join(d, 'libpod', 'tmp', 'pause.pid')).find(f => statOr(f));
+    // A file someone else put where ours would be (/tmp is shared) is not ours to follow.
+    const file = dirs
+        .map(d => external_path_.join(d, 'libpod', 'tmp', 'pause.pid'))
+        .find(f => {
+        const st = lstatOr(f);
+        return st?.isFile() && st.uid === uid;
+    });
     if (!file)
         return undefined;
-    const text = userns_readOr(file)?.trim();
+    const what = "rootless Podman's pause process";
+    const text = readPidFile(file, what)?.trim();
     // Left behind by a pause process that is gone: Podman starts a new one.
-    const state = text && /^\d{1,9}$/.test(text) ? userns_readOr(`/proc/${text}/status`) : '';
-    if (state === undefined || (state && /^State:\s+Z/m.test(state)))
+    if (text && /^\d{1,9}$/.test(text) && /not running|has exited/.test(processProblem(Number(text)) ?? ''))
         return undefined;
-    return pidFrom(file, "rootless Podman's pause process");
+    return pidFrom(file, what);
 }
 /**
  * The namespace of rootless Podman: the one `podman unshare` enters, held by
@@ -4617,6 +4672,10 @@ async function mountOwnBinfmt(ns, runner) {
     }
     if (!why && ownInstance(root))
         return;
+    // Not the kernel's refusal: the namespace's process ended (or its pid is another's now) during the step.
+    const gone = processProblem(ns.pid);
+    if (gone)
+        throw new errors_ActionError(`${ns.label} went away during the step (${gone}); start it again and rerun`);
     throw mountRefused(ns.label, why || 'the mount did not take', external_os_.release());
 }
 /** Why a namespace has no binfmt_misc of its own: the kernel is too old for it, or refused it there. */
@@ -4674,8 +4733,17 @@ async function usernsAccess(runner, startPodman = true, env = process.env) {
  * The first process of a new user namespace (mapped to root there) with a
  * mount namespace of its own: it waits until told to go, then becomes COMMAND.
  * Descriptor 3 is the line between us: it says `ready` once inside, and reads the go-ahead.
+ * Descriptor 4 is our own stderr, which the command gets (a terminal stays one: an
+ * interactive shell needs it); until then stderr is a pipe to us, to explain a failed start.
  */
-const HOLDER = 'echo ready >&3 || exit 125; read -r go <&3 || exit 125; exec 3>&-; exec "$@"';
+const HOLDER = 'echo ready >&3 || exit 125; read -r go <&3 || exit 125; exec 3>&- 2>&4 4>&-; exec "$@"';
+/** Whether this process is in the foreground process group of its controlling terminal (whose ^C then reaches the whole group). */
+function inTerminalForeground() {
+    const stat = userns_readOr('/proc/self/stat');
+    // After "pid (comm) ": state ppid pgrp session tty_nr tpgid ...; comm may hold spaces and parentheses.
+    const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields !== undefined && fields[4] !== '0' && fields[5] === fields[2];
+}
 /** Exit status of a process as a shell reports it (128 + n for a signal). */
 function statusOf(code, signal) {
     if (code !== null)
@@ -4695,15 +4763,13 @@ class NewNamespace {
     /** Starts the namespace's first process, which will run `command` once `go` is called; throws why it could not. */
     static async start(command) {
         const child = spawn('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', HOLDER, 'sh', ...command], {
-            stdio: ['inherit', 'inherit', 'pipe', 'pipe'],
+            stdio: ['inherit', 'inherit', 'pipe', 'pipe', 2],
         });
         let stderr = '';
         let ready = false;
         child.stderr?.on('data', (d) => {
-            // Until the namespace is ready its errors are ours to explain; after that they are the command's.
-            if (ready)
-                process.stderr.write(d);
-            else
+            // Until the namespace is ready its errors are ours to explain.
+            if (!ready)
                 stderr += d.toString();
         });
         let failed;
@@ -4720,7 +4786,9 @@ class NewNamespace {
             void exited.then(() => resolve(false));
         });
         if (!started) {
-            const why = failed?.code === 'ENOENT' ? 'unshare is not installed (util-linux)' : failed ? errorMessage(failed) : errorLine(stderr) || 'unshare exited';
+            if (failed?.code === 'ENOENT')
+                throw new ActionError('cannot create a user namespace: unshare is not installed; install util-linux');
+            const why = failed ? errorMessage(failed) : errorLine(stderr) || 'unshare exited';
             throw new ActionError(`cannot create a user namespace (${why}); ` +
                 `unprivileged user namespaces are needed: check the sysctls user.max_user_namespaces and kernel.apparmor_restrict_unprivileged_userns`);
         }
@@ -4731,8 +4799,9 @@ class NewNamespace {
     /** Lets the command run; resolves with its exit status. Signals sent to us meanwhile are passed on. */
     async go() {
         const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-        // A terminal's ^C reaches the command itself (same process group); a signal sent to us alone is passed on.
-        const pass = (s) => void this.child.kill(s);
+        // A terminal's ^C reaches the command itself (same process group): passing it on too would make it a
+        // second ^C, which many programs take as "force quit". A signal sent to us alone is passed on.
+        const pass = (s) => void (s === 'SIGINT' && inTerminalForeground() ? undefined : this.child.kill(s));
         for (const s of signals)
             process.on(s, pass);
         try {

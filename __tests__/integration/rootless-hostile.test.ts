@@ -1,0 +1,225 @@
+// install-mode userns and `setup-qemu-binfmt run` against an attacker and bad luck, as real users:
+// qemurootless (the victim, whose rootless dockerd .ci/rootless.sh runs) and qemutest (another user
+// of the machine, who can write to shared directories such as /tmp):
+//  - files planted beside a DOCKER_HOST in a shared directory (a FIFO, a symlink to /dev/zero or to
+//    the victim's own pid file, another user's socket or rootlesskit state directory) neither make
+//    the step wait nor name the process to enter: one error, or they are ignored;
+//  - a namespace whose process dies during the step: an error that says so, not the kernel's refusal;
+//  - run: the command gets our own stderr (a terminal stays a terminal) and stdin; a missing unshare
+//    names util-linux.
+// Throughout, the host's own binfmt_misc table does not change.
+import { execFileSync, spawn } from 'child_process'
+import * as fs from 'fs'
+import * as net from 'net'
+import * as path from 'path'
+import { ACTION_NODE, REPO_ROOT, RunActionResult, runAction } from '../support/action'
+import { snapshot } from '../support/binfmt'
+import { serveAnyPath, startHandlerServer } from '../support/server'
+import { VERSION, cleanupDirs, errorsOf, freshDir, transcript } from './core-helpers'
+
+const VICTIM = 'qemurootless'
+const ATTACKER = 'qemutest'
+const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
+const EMULATOR = '/usr/bin/qemu-aarch64-static'
+const uidOf = (user: string): number => Number(execFileSync('id', ['-u', user]).toString().trim())
+const victim = uidOf(VICTIM)
+const attacker = uidOf(ATTACKER)
+const RUNTIME = `/run/user/${victim}`
+const PATH_ENV = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+let hostBefore: ReturnType<typeof snapshot>
+const servers: net.Server[] = []
+beforeAll(() => {
+  if (!fs.existsSync(`${RUNTIME}/docker.pid`)) throw new Error(`rootless Docker of ${VICTIM} is not running: run .ci/rootless.sh`)
+  hostBefore = snapshot()
+})
+afterEach(() => expect(snapshot()).toEqual(hostBefore))
+afterAll(async () => {
+  await Promise.all(servers.map(s => new Promise(done => s.close(done))))
+  cleanupDirs()
+})
+
+const inputs = (extra: Record<string, string> = {}): Record<string, string> => ({
+  'qemu-version': VERSION,
+  // Never reached when the namespace is refused first.
+  'qemu-url': 'http://127.0.0.1:9/{target}',
+  platforms: 'linux/arm64',
+  'install-mode': 'userns',
+  ...extra,
+})
+const onlyError = (r: RunActionResult): string => {
+  const errors = errorsOf(r)
+  if (r.code !== 1 || errors.length !== 1) throw new Error(`expected one error and exit 1:\n${transcript(r)}`)
+  return errors[0]
+}
+
+/** A unix socket at `file` owned by `uid`: what a daemon listening there looks like. */
+async function socketAt(file: string, uid: number): Promise<void> {
+  const server = net.createServer()
+  servers.push(server)
+  await new Promise<void>(done => server.listen(file, done))
+  fs.chownSync(file, uid, uid)
+}
+
+/** A world-writable sticky directory, like /tmp. */
+function sharedDir(label: string): string {
+  const dir = freshDir(label)
+  fs.chmodSync(dir, 0o1777)
+  return dir
+}
+
+describe('files planted beside DOCKER_HOST in a shared directory', () => {
+  const plant = {
+    'a FIFO as docker.pid (reading it would wait forever)': (dir: string) => {
+      execFileSync('mkfifo', [path.join(dir, 'docker.pid')])
+      fs.chownSync(path.join(dir, 'docker.pid'), attacker, attacker)
+    },
+    'docker.pid a symlink to /dev/zero (reading it would never end)': (dir: string) => {
+      fs.symlinkSync('/dev/zero', path.join(dir, 'docker.pid'))
+      fs.lchownSync(path.join(dir, 'docker.pid'), attacker, attacker)
+    },
+    "docker.pid a symlink to the victim's own pid file (the victim's file, another user's choice)": (dir: string) => {
+      fs.symlinkSync(`${RUNTIME}/docker.pid`, path.join(dir, 'docker.pid'))
+      fs.lchownSync(path.join(dir, 'docker.pid'), attacker, attacker)
+    },
+  }
+
+  test.each(Object.keys(plant))(
+    "the victim's socket, and another user planted %s: one error, at once",
+    async (what: string) => {
+      const dir = sharedDir('planted')
+      await socketAt(path.join(dir, 'docker.sock'), victim)
+      plant[what as keyof typeof plant](dir)
+      const r = await runAction(inputs(), { user: VICTIM, env: { DOCKER_HOST: `unix://${dir}/docker.sock`, XDG_RUNTIME_DIR: RUNTIME }, timeoutMs: 60000 })
+      expect(onlyError(r)).toMatch(
+        new RegExp(
+          `^cannot register emulators \\(install-mode: userns\\): userns: ${dir}/docker\\.pid (is not a regular file owned by this user|cannot name the rootless Docker daemon \\(.*\\); it must be a regular file of this user)`,
+        ),
+      )
+    },
+    90000,
+  )
+
+  test("another user's socket with a symlink to the victim's pid file: refused on the socket, nothing entered", async () => {
+    const dir = sharedDir('foreign-socket')
+    await socketAt(path.join(dir, 'docker.sock'), attacker)
+    fs.symlinkSync(`${RUNTIME}/docker.pid`, path.join(dir, 'docker.pid'))
+    fs.lchownSync(path.join(dir, 'docker.pid'), attacker, attacker)
+    const r = await runAction(inputs(), { user: VICTIM, env: { DOCKER_HOST: `unix://${dir}/docker.sock`, XDG_RUNTIME_DIR: RUNTIME }, timeoutMs: 60000 })
+    expect(onlyError(r)).toMatch(
+      new RegExp(
+        `userns: ${dir}/docker\\.sock is not owned by this user, so it is not this user's rootless Docker daemon; set DOCKER_HOST to your own daemon's socket`,
+      ),
+    )
+  }, 90000)
+
+  test("another user's dockerd-rootless directory is not the victim's state directory: ignored", async () => {
+    const dir = sharedDir('foreign-state')
+    await socketAt(path.join(dir, 'docker.sock'), victim)
+    fs.mkdirSync(path.join(dir, 'dockerd-rootless'))
+    fs.writeFileSync(path.join(dir, 'dockerd-rootless', 'child_pid'), '1\n')
+    execFileSync('chown', ['-R', `${attacker}:${attacker}`, path.join(dir, 'dockerd-rootless')])
+    const r = await runAction(inputs(), { user: VICTIM, env: { DOCKER_HOST: `unix://${dir}/docker.sock`, XDG_RUNTIME_DIR: RUNTIME }, timeoutMs: 60000 })
+    expect(onlyError(r)).toMatch(new RegExp(`userns: no rootless Docker daemon's pid file beside ${dir}/docker\\.sock`))
+  }, 90000)
+})
+
+describe('bad luck', () => {
+  test('the namespace dies during the step: the error says it went away, not that the kernel refused', async () => {
+    // The user's own namespace with a mount namespace of its own (the step mounts its binfmt_misc at once).
+    const holder = spawn('runuser', ['-u', VICTIM, '--', 'unshare', '--user', '--map-root-user', '--mount', 'sleep', '300'], { stdio: 'ignore' })
+    const server = await startHandlerServer((req, res) => {
+      // Between the mount and the registration: the namespace's process dies.
+      holder.kill('SIGKILL')
+      spawn('pkill', ['-KILL', '-u', VICTIM, '-x', '-f', 'sleep 300']).once('close', () => serveAnyPath(EMULATOR)(req, res))
+    })
+    try {
+      let pid = ''
+      for (let i = 0; i < 100 && !pid; i++) {
+        await new Promise(r => setTimeout(r, 50))
+        pid = execFileSync('sh', ['-c', `pgrep -u ${VICTIM} -x -f 'sleep 300' || true`])
+          .toString()
+          .trim()
+          .split('\n')[0]
+      }
+      expect(pid).not.toBe('')
+      const r = await runAction(inputs({ 'qemu-url': `${server.url}/qemu-{target}-static` }), {
+        user: VICTIM,
+        env: { SETUP_QEMU_BINFMT_USERNS_PID: pid },
+        timeoutMs: 120000,
+      })
+      expect(onlyError(r)).toMatch(
+        new RegExp(
+          `^the user namespace of process ${pid} went away during the step \\(process ${pid} (is not running|has exited)\\); start it again and rerun`,
+        ),
+      )
+    } finally {
+      holder.kill('SIGKILL')
+      await server.close()
+    }
+  }, 150000)
+})
+
+describe('run -- COMMAND', () => {
+  const run = (stdin: string, stderrFile: string, command: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string }> => {
+    const cache = freshDir('xdg')
+    fs.chownSync(cache, victim, victim)
+    const base = { PATH: PATH_ENV, HOME: '/tmp', XDG_CACHE_HOME: cache, ...env }
+    const argv = [ACTION_NODE, CLI, 'run', '--quiet', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static', '--', ...command]
+    const err = fs.openSync(stderrFile, 'w')
+    const child = spawn('runuser', ['-u', VICTIM, '--', '/usr/bin/env', '-i', ...Object.entries(base).map(([k, v]) => `${k}=${v}`), ...argv], {
+      cwd: '/tmp',
+      stdio: ['pipe', 'pipe', err],
+      timeout: 120000,
+    })
+    fs.closeSync(err)
+    child.stdin?.end(stdin)
+    let stdout = ''
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()))
+    return new Promise(resolve => child.on('close', code => resolve({ code, stdout })))
+  }
+
+  test("the command's stderr is ours (not a pipe through us: a terminal stays a terminal), its stdin is ours", async () => {
+    const errFile = path.join(freshDir('stderr'), 'err')
+    const r = await run('from-stdin\n', errFile, ['sh', '-c', 'readlink /proc/self/fd/2; cat; echo to-stderr >&2'])
+    expect(r).toEqual({ code: 0, stdout: `${errFile}\nfrom-stdin\n` })
+    expect(fs.readFileSync(errFile, 'utf8')).toBe('to-stderr\n')
+  }, 150000)
+
+  test('^C in a terminal reaches the command once, not a second time through us (a second ^C means "force quit" to many programs)', async () => {
+    const cache = freshDir('xdg')
+    fs.chownSync(cache, victim, victim)
+    const counter = `let n = 0; process.on('SIGINT', () => console.log('INT', ++n)); console.log('ready'); setTimeout(() => console.log('total', n), 3000)`
+    const argv = [
+      ACTION_NODE,
+      CLI,
+      'run',
+      '--quiet',
+      '--platforms',
+      'linux/arm64',
+      '--qemu-url',
+      '/usr/bin/qemu-{target}-static',
+      '--',
+      ACTION_NODE,
+      '-e',
+      JSON.stringify(counter),
+    ]
+    const inner = `runuser -u ${VICTIM} -- /usr/bin/env -i PATH=${PATH_ENV} HOME=/tmp XDG_CACHE_HOME=${cache} ${argv.map(a => (a.startsWith('"') ? a : `'${a}'`)).join(' ')}`
+    // script(1): the command line runs on a terminal of its own; a ^C typed there goes to its foreground process group.
+    const term = spawn('script', ['-qec', inner, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120000 })
+    let out = ''
+    term.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+      if (/ready/.test(out) && !/\^C/.test(out)) term.stdin.write('\x03')
+    })
+    const code = await new Promise(resolve => term.on('close', resolve))
+    expect({ code, lines: out.replace(/\^C/g, '').split(/\r?\n/).filter(Boolean) }).toEqual({ code: 0, lines: ['ready', 'INT 1', 'total 1'] })
+  }, 150000)
+
+  test('no unshare on PATH: one line naming util-linux, status 125, the command does not run', async () => {
+    const errFile = path.join(freshDir('stderr'), 'err')
+    const r = await run('', errFile, ['/bin/echo', 'ran'], { PATH: '/nonexistent' })
+    expect(r).toEqual({ code: 125, stdout: '' })
+    expect(fs.readFileSync(errFile, 'utf8')).toBe('setup-qemu-binfmt: cannot create a user namespace: unshare is not installed; install util-linux\n')
+  }, 60000)
+})
