@@ -109,6 +109,9 @@ function checkProcess(pid: number, what: string): void {
   if (problem) throw new Error(`${what}: ${problem}`)
 }
 
+/** There is no local Docker socket to look at: Podman may be what this user runs. */
+class NoDocker extends Error {}
+
 /** The unix socket the docker CLI talks to, when it is a local one. */
 export function dockerSocket(env: NodeJS.ProcessEnv): string | undefined {
   const host = env.DOCKER_HOST
@@ -124,14 +127,14 @@ export function dockerSocket(env: NodeJS.ProcessEnv): string | undefined {
 export function rootlessDocker(env: NodeJS.ProcessEnv): UserNamespace {
   const socket = dockerSocket(env)
   if (!socket) {
-    throw new Error(
+    throw new NoDocker(
       env.DOCKER_HOST
         ? `DOCKER_HOST (${env.DOCKER_HOST}) is not a local unix socket`
         : 'no rootless Docker daemon: neither DOCKER_HOST nor XDG_RUNTIME_DIR is set',
     )
   }
   const sock = statOr(socket)
-  if (!sock?.isSocket()) throw new Error(`no rootless Docker daemon: ${socket} is not a socket`)
+  if (!sock?.isSocket()) throw new NoDocker(`no rootless Docker daemon: ${socket} is not a socket`)
   // Only this user's files may name the process to enter: the socket's directory may be shared (e.g. /tmp).
   if (sock.uid !== process.geteuid?.())
     throw new Error(`${socket} is not owned by this user, so it is not this user's rootless Docker daemon; set DOCKER_HOST to your own daemon's socket`)
@@ -206,6 +209,8 @@ export async function findNamespace(env: NodeJS.ProcessEnv, runner: ProcessRunne
     try {
       return rootlessDocker(env)
     } catch (docker) {
+      // A Docker socket that is there but refused (someone else's, a planted pid file) stops here: it is what the user pointed at.
+      if (!(docker instanceof NoDocker)) throw docker
       try {
         return await rootlessPodman(env, runner, startPodman)
       } catch (podman) {
