@@ -4715,10 +4715,20 @@ class UsernsWriter extends DirectWriter {
         return mountOwnBinfmt(this.ns, this.runner);
     }
     async write(file, data) {
-        // The namespace may have gone since: never write into whatever table the path now leads to.
-        if (!ownInstance(this.root))
-            throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`);
-        external_fs_.writeFileSync(file, data);
+        // The namespace may have gone since, or its table been swapped: the file is checked as opened, then written, so
+        // nothing between the check and the write can send it into another table (the host's above all).
+        const fd = external_fs_.openSync(file, external_fs_.constants.O_WRONLY | external_fs_.constants.O_NOFOLLOW);
+        try {
+            const st = external_fs_.fstatSync(fd);
+            const host = statOr(BINFMT_ROOT);
+            if (st.uid !== process.geteuid?.() || (host && st.dev === host.dev))
+                throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`);
+            // One write() per line: the kernel parses each write as a whole entry.
+            external_fs_.writeSync(fd, data);
+        }
+        finally {
+            external_fs_.closeSync(fd);
+        }
     }
 }
 /** A writer for the user namespace of rootless Docker (or $SETUP_QEMU_BINFMT_USERNS_PID's), with its binfmt_misc mounted; or why not. */

@@ -321,9 +321,18 @@ export class UsernsWriter extends DirectWriter {
   }
 
   protected async write(file: string, data: string): Promise<void> {
-    // The namespace may have gone since: never write into whatever table the path now leads to.
-    if (!ownInstance(this.root)) throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`)
-    fs.writeFileSync(file, data)
+    // The namespace may have gone since, or its table been swapped: the file is checked as opened, then written, so
+    // nothing between the check and the write can send it into another table (the host's above all).
+    const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW)
+    try {
+      const st = fs.fstatSync(fd)
+      const host = statOr(BINFMT_ROOT)
+      if (st.uid !== process.geteuid?.() || (host && st.dev === host.dev)) throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`)
+      // One write() per line: the kernel parses each write as a whole entry.
+      fs.writeSync(fd, data)
+    } finally {
+      fs.closeSync(fd)
+    }
   }
 }
 
