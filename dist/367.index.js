@@ -4746,6 +4746,23 @@ async function usernsAccess(runner, startPodman = true, env = process.env) {
     return { writer: new UsernsWriter(ns, runner) };
 }
 /**
+ * For looking only (the command's status and verify): the namespace of rootless
+ * Docker or of a running Podman, and whether it has a binfmt_misc of its own.
+ * Nothing is mounted or started: a namespace without its own table uses the host's.
+ */
+async function usernsView(runner, env = process.env) {
+    let ns;
+    try {
+        ns = await findNamespace(env, runner, false);
+    }
+    catch (e) {
+        if (e instanceof ActionError)
+            throw e;
+        throw new ActionError(`--userns: ${errorMessage(e)}`);
+    }
+    return { writer: new UsernsWriter(ns, runner), own: ownInstance(binfmtRootOf(ns)) };
+}
+/**
  * The first process of a new user namespace (mapped to root there) with a
  * mount namespace of its own: it waits until told to go, then becomes COMMAND.
  * Descriptor 3 is the line between us: it says `ready` once inside, and reads the go-ahead.

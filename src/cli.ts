@@ -13,14 +13,14 @@ import { detectHost, nativePlatforms } from './host'
 import { HostLock } from './lock'
 import { run as runMain } from './main'
 import { readInputs } from './inputs'
-import { ChildProcessRunner } from './process'
+import { ChildProcessRunner, ProcessRunner } from './process'
 import { isQemuEntry, stagedBy } from './register'
 import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
 import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
 import { detectNative, runProbe } from './verify'
-import { NewNamespace, USERNS_PID_ENV } from './userns'
+import { NewNamespace, USERNS_PID_ENV, usernsView } from './userns'
 
 const VERSION = '1.0.0'
 /** run's own failure, as env(1) and docker run report theirs: distinct from the usual statuses of a command */
@@ -73,6 +73,7 @@ run         no privilege needed (Linux 6.7+): runs COMMAND in a new user namespa
             the emulators, registered and proven there; COMMAND runs as that namespace's root (your own
             uid outside), e.g. a foreign chroot; the host's binfmt_misc is not touched. The log goes to
             stderr; the exit status is COMMAND's, or 125 when the namespace could not be set up
+--userns    (status, verify, uninstall) the table of rootless Docker's or Podman's user namespace instead of the host's
 status      the qemu-* entries: target, platforms, interpreter, flags, enabled, whether it runs a program now
 verify      runs the test program of every registered qemu-* entry; exit 1 if one fails
 uninstall   removes the qemu-* entries of the given QEMU targets (or all of them); no other entry is touched
@@ -87,6 +88,8 @@ interface Parsed {
   json: boolean
   quiet: boolean
   verbose: boolean
+  /** status, verify, uninstall: the table of rootless Docker's (or Podman's) user namespace instead of the host's */
+  userns: boolean
 }
 
 export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' {
@@ -97,7 +100,7 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
     if (!(commands as readonly string[]).includes(args[0])) throw new UsageError(`unknown command '${args[0]}'; use install, run, status, verify or uninstall`)
     command = args.shift() as Parsed['command']
   }
-  const parsed: Parsed = { command, inputs: {}, positional: [], json: false, quiet: false, verbose: false }
+  const parsed: Parsed = { command, inputs: {}, positional: [], json: false, quiet: false, verbose: false, userns: false }
   const multi: Record<string, string[]> = {}
   while (args.length) {
     const arg = args.shift() as string
@@ -113,6 +116,11 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
     }
     const eq = arg.indexOf('=')
     const name = arg.slice(2, eq < 0 ? undefined : eq)
+    if (name === 'userns' && (command === 'status' || command === 'verify' || command === 'uninstall')) {
+      if (eq >= 0) throw new UsageError(`--${name} takes no value`)
+      parsed.userns = true
+      continue
+    }
     if (COMMON.has(name)) {
       if (eq >= 0) throw new UsageError(`--${name} takes no value`)
       if (name === 'help') return 'help'
@@ -299,7 +307,7 @@ async function emulatorVersion(file: string, target: Target): Promise<string | n
 }
 
 /** The qemu-* entries and whether each runs its test program now. */
-async function entryStatuses(reader: BinfmtReader, dir: string, runner: ChildProcessRunner): Promise<EntryStatus[]> {
+async function entryStatuses(reader: BinfmtReader, dir: string, runner: ProcessRunner): Promise<EntryStatus[]> {
   if (!reader.mounted()) return []
   const entries = reader.list().filter(e => isQemuEntry(e.name) && stagedBy(e.name) === undefined)
   return Promise.all(
@@ -322,8 +330,16 @@ async function entryStatuses(reader: BinfmtReader, dir: string, runner: ChildPro
 }
 
 async function statusOrVerify(parsed: Parsed): Promise<number> {
-  const runner = new ChildProcessRunner()
-  const reader = new BinfmtReader()
+  const processes = new ChildProcessRunner()
+  let reader = new BinfmtReader()
+  let runner: ProcessRunner = processes
+  if (parsed.userns) {
+    // The namespace's own table and programs run inside it; without a table of its own it uses the host's, as shown.
+    const { writer, own } = await usernsView(processes)
+    if (own) reader = writer.view
+    runner = writer.probes
+    if (!parsed.quiet) process.stderr.write(`${writer.how}${own ? '' : " (no binfmt_misc of its own: the host's applies)"}\n`)
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
   try {
     const entries = await entryStatuses(reader, dir, runner)
@@ -387,7 +403,13 @@ async function uninstall(parsed: Parsed): Promise<number> {
   const runner = new ChildProcessRunner()
   const log = { info: (m: string) => void (parsed.quiet || process.stderr.write(`${m}\n`)), debug: () => undefined }
   // Which way it found is the action's log line; the command says only what it removed.
-  const writer = await chooseWriter('auto', 'busybox:stable', runner, { info: () => undefined, debug: () => undefined }, 'change binfmt_misc')
+  const writer = await chooseWriter(
+    parsed.userns ? 'userns' : 'auto',
+    'busybox:stable',
+    runner,
+    { info: () => undefined, debug: () => undefined },
+    'change binfmt_misc',
+  )
   const reader = readerFor(writer)
   const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info })
   try {

@@ -355,6 +355,22 @@ export async function usernsAccess(runner: ProcessRunner, startPodman = true, en
 }
 
 /**
+ * For looking only (the command's status and verify): the namespace of rootless
+ * Docker or of a running Podman, and whether it has a binfmt_misc of its own.
+ * Nothing is mounted or started: a namespace without its own table uses the host's.
+ */
+export async function usernsView(runner: ProcessRunner, env: NodeJS.ProcessEnv = process.env): Promise<{ writer: UsernsWriter; own: boolean }> {
+  let ns: UserNamespace
+  try {
+    ns = await findNamespace(env, runner, false)
+  } catch (e) {
+    if (e instanceof ActionError) throw e
+    throw new ActionError(`--userns: ${errorMessage(e)}`)
+  }
+  return { writer: new UsernsWriter(ns, runner), own: ownInstance(binfmtRootOf(ns)) }
+}
+
+/**
  * The first process of a new user namespace (mapped to root there) with a
  * mount namespace of its own: it waits until told to go, then becomes COMMAND.
  * Descriptor 3 is the line between us: it says `ready` once inside, and reads the go-ahead.

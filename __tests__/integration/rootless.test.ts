@@ -171,6 +171,44 @@ describe('rootless Docker: install-mode userns', () => {
   }, 300000)
 })
 
+describe('the command on a rootless namespace (--userns)', () => {
+  test("status --userns and verify --userns show and prove the namespace's entries (the host's status does not list them); uninstall --userns removes one", async () => {
+    const cli = (args: string[]): Promise<Ran> => asUser(USER, [ACTION_NODE, CLI, ...args], { ...ENGINE, XDG_CACHE_HOME: userDir('xdg') })
+    const installed = await cli([
+      'install',
+      '--platforms',
+      'linux/arm64,linux/arm/v7',
+      '--qemu-version',
+      VERSION,
+      '--qemu-url',
+      fx.tarGzUrl,
+      '--install-mode',
+      'userns',
+      '--docker-image',
+      NATIVE_IMAGE,
+    ])
+    expect({ code: installed.code, stderr: installed.stderr }).toEqual({ code: 0, stderr: '' })
+
+    const status = await cli(['status', '--userns', '--json'])
+    expect(status.code).toBe(0)
+    const entries = (JSON.parse(status.stdout) as { entries: { name: string; verified: boolean; platforms: string[] }[] }).entries
+    expect(entries.map(e => [e.name, e.verified])).toEqual([
+      ['qemu-aarch64', true],
+      ['qemu-arm', true],
+    ])
+    expect(status.stderr).toMatch(/^in the user namespace of rootless Docker/)
+    const host = await cli(['status', '--json'])
+    expect((JSON.parse(host.stdout) as { entries: { name: string }[] }).entries.map(e => e.name)).not.toContain('qemu-aarch64')
+
+    const verified = await cli(['verify', '--userns'])
+    expect({ code: verified.code, stdout: verified.stdout }).toEqual({ code: 0, stdout: 'qemu-aarch64: ok\nqemu-arm: ok\n' })
+
+    const removed = await cli(['uninstall', '--userns', 'arm', '--json'])
+    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-arm'] })
+    expect(namespaceEntries()).toEqual(['qemu-aarch64'])
+  }, 300000)
+})
+
 describe('rootless Podman', () => {
   const pausePid = (): string | undefined => {
     const pid = fs.existsSync(PODMAN_PID) ? fs.readFileSync(PODMAN_PID, 'utf8').trim() : ''

@@ -78,3 +78,9 @@ describe('run', () => {
     expect(() => parseArgs(argv)).toThrow(message)
   })
 })
+
+test('--userns goes with status, verify and uninstall only', () => {
+  expect(parseArgs(['status', '--userns'])).toMatchObject({ command: 'status', userns: true })
+  expect(parseArgs(['uninstall', '--userns', 'arm'])).toMatchObject({ command: 'uninstall', userns: true, positional: ['arm'] })
+  expect(() => parseArgs(['install', '--userns'])).toThrow('unknown option --userns; see --help')
+})
