@@ -25,6 +25,7 @@ describe('setup-qemu-binfmt command line', () => {
       json: true,
       quiet: false,
       verbose: false,
+      userns: false,
     })
   })
 
