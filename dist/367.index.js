@@ -4427,14 +4427,8 @@ const USERNS_PID_ENV = 'SETUP_QEMU_BINFMT_USERNS_PID';
 function binfmtRootOf(ns) {
     return `/proc/${ns.pid}/root${BINFMT_ROOT}`;
 }
-function userns_readOr(file) {
-    try {
-        return external_fs_.readFileSync(file, 'utf8');
-    }
-    catch {
-        return undefined;
-    }
-}
+/** A /proc file's text, or undefined when the kernel does not offer it (the process is gone). */
+const procText = (file) => readOr(() => external_fs_.readFileSync(file, 'utf8'), undefined);
 function statOr(file) {
     try {
         return external_fs_.statSync(file);
@@ -4479,7 +4473,7 @@ function readPidFile(file, what) {
 }
 /** Why `pid` is not a process of this user in a user namespace other than this process's, or undefined when it is one. */
 function processProblem(pid) {
-    const status = userns_readOr(`/proc/${pid}/status`);
+    const status = procText(`/proc/${pid}/status`);
     if (status === undefined)
         return `process ${pid} is not running`;
     // A zombie keeps its credentials (and so its user namespace link) but no longer has namespaces to enter.
@@ -4546,15 +4540,20 @@ function rootlessDocker(env) {
     }
     throw new Error(`no rootless Docker daemon's pid file beside ${socket} (docker.pid or dockerd-rootless/child_pid)`);
 }
-/** The process a pid file of this user's names (undefined when there is no such file), checked to run as this user in a user namespace of its own. */
-function pidFrom(file, what) {
+/** The process id a pid file of this user's holds, or undefined when there is no such file. */
+function readPid(file, what) {
     const text = readPidFile(file, what);
     if (text === undefined)
         return undefined;
     if (!/^\d{1,9}\s*$/.test(text))
         throw new Error(`${file} does not hold a process id`);
-    const pid = Number(text);
-    checkProcess(pid, `${what} (${file})`);
+    return Number(text);
+}
+/** readPid, checked to run as this user in a user namespace of its own. */
+function pidFrom(file, what) {
+    const pid = readPid(file, what);
+    if (pid !== undefined)
+        checkProcess(pid, `${what} (${file})`);
     return pid;
 }
 /** Podman's pause process, when one of this user's is running: Podman keeps its namespace alive with it. */
@@ -4572,11 +4571,16 @@ function podmanPause(env) {
     if (!file)
         return undefined;
     const what = "rootless Podman's pause process";
-    const text = readPidFile(file, what)?.trim();
-    // Left behind by a pause process that is gone: Podman starts a new one.
-    if (text && /^\d{1,9}$/.test(text) && /not running|has exited/.test(processProblem(Number(text)) ?? ''))
+    const pid = readPid(file, what);
+    if (pid === undefined)
         return undefined;
-    return pidFrom(file, what);
+    const problem = processProblem(pid);
+    // Left behind by a pause process that is gone: Podman starts a new one.
+    if (problem && /not running|has exited/.test(problem))
+        return undefined;
+    if (problem)
+        throw new Error(`${what} (${file}): ${problem}`);
+    return pid;
 }
 /**
  * The namespace of rootless Podman: the one `podman unshare` enters, held by
@@ -4601,7 +4605,7 @@ async function rootlessPodman(env, runner, start) {
         if (pid === undefined)
             throw new Error('podman unshare left no pause process (libpod/tmp/pause.pid)');
     }
-    return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman', env: {} } };
+    return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman' } };
 }
 /** The namespace $SETUP_QEMU_BINFMT_USERNS_PID names, else rootless Docker's, else rootless Podman's. */
 async function findNamespace(env, runner, startPodman = true) {
@@ -4652,11 +4656,15 @@ class NamespaceRunner {
         return r;
     }
 }
-/** Whether the binfmt_misc at `root` is the namespace's own: its files belong to the namespace's root (this user), and it is not the host's. */
+/** Whether a file of a binfmt_misc is in the namespace's own table: it belongs to the namespace's root (this user), and it is not the host's. */
+function inOwnTable(file) {
+    const host = statOr(BINFMT_ROOT);
+    return file.uid === process.geteuid?.() && (!host || file.dev !== host.dev);
+}
+/** Whether the binfmt_misc at `root` is the namespace's own. */
 function ownInstance(root) {
     const register = statOr(external_path_.join(root, 'register'));
-    const host = statOr(BINFMT_ROOT);
-    return register !== undefined && register.uid === process.geteuid?.() && (!host || register.dev !== host.dev);
+    return register !== undefined && inOwnTable(register);
 }
 /** Kernel release as [major, minor]. */
 function kernelVersion(release) {
@@ -4684,13 +4692,20 @@ async function mountOwnBinfmt(ns, runner) {
         throw new errors_ActionError(`${ns.label} went away during the step (${gone}); start it again and rerun`);
     throw mountRefused(ns.label, why || 'the mount did not take', external_os_.release());
 }
+/** A namespace cannot have a binfmt_misc of its own. `reason` says why without the advice, for auto's list of ways tried. */
+class MountRefused extends errors_ActionError {
+    reason;
+    constructor(reason) {
+        super(`${reason}: use install-mode: direct (root or passwordless sudo) or a rootful Docker daemon (install-mode: docker) instead`);
+        this.reason = reason;
+    }
+}
 /** Why a namespace has no binfmt_misc of its own: the kernel is too old for it, or refused it there. */
 function mountRefused(label, why, release) {
     const [major, minor] = kernelVersion(release);
     const old = major < 6 || (major === 6 && minor < 7);
-    return new errors_ActionError(`cannot give ${label} a binfmt_misc of its own (${why}); ` +
-        (old ? `this kernel is ${release}, and user namespaces can mount binfmt_misc only since Linux 6.7` : `kernel ${release} refused it in this namespace`) +
-        `: use install-mode: direct (root or passwordless sudo) or a rootful Docker daemon (install-mode: docker) instead`);
+    return new MountRefused(`cannot give ${label} a binfmt_misc of its own (${why}); ` +
+        (old ? `this kernel is ${release}, and user namespaces can mount binfmt_misc only since Linux 6.7` : `kernel ${release} refused it in this namespace`));
 }
 /** Registers in the namespace's own binfmt_misc, writing its files from outside as their owner. */
 class UsernsWriter extends DirectWriter {
@@ -4719,9 +4734,7 @@ class UsernsWriter extends DirectWriter {
         // nothing between the check and the write can send it into another table (the host's above all).
         const fd = external_fs_.openSync(file, external_fs_.constants.O_WRONLY | external_fs_.constants.O_NOFOLLOW);
         try {
-            const st = external_fs_.fstatSync(fd);
-            const host = statOr(BINFMT_ROOT);
-            if (st.uid !== process.geteuid?.() || (host && st.dev === host.dev))
+            if (!inOwnTable(external_fs_.fstatSync(fd)))
                 throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`);
             // One write() per line: the kernel parses each write as a whole entry.
             external_fs_.writeSync(fd, data);
@@ -4772,7 +4785,7 @@ async function usernsView(runner, env = process.env) {
 const HOLDER = 'echo ready >&3 || exit 125; read -r go <&3 || exit 125; exec 3>&- 2>&4 4>&-; exec "$@"';
 /** Whether this process is in the foreground process group of its controlling terminal (whose ^C then reaches the whole group). */
 function inTerminalForeground() {
-    const stat = userns_readOr('/proc/self/stat');
+    const stat = procText('/proc/self/stat');
     // After "pid (comm) ": state ppid pgrp session tty_nr tpgid ...; comm may hold spaces and parentheses.
     const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ');
     return fields !== undefined && fields[4] !== '0' && fields[5] === fields[2];
@@ -4900,7 +4913,7 @@ async function chooseWriter(mode, dockerImage, runner, log, doing = 'register em
             // Asked for by name, its own error says it best; under auto it is one reason among the others.
             if (mode === 'userns' || !(e instanceof errors_ActionError))
                 throw e;
-            userns = { reason: `userns: ${errors_errorMessage(e).replace(/: use install-mode: direct.*$/, '')}` };
+            userns = { reason: `userns: ${e instanceof MountRefused ? e.reason : errors_errorMessage(e)}` };
         }
         if (userns.writer) {
             log.info(`Registering ${userns.writer.how}: its processes and containers get the emulators; this runner's own processes do not`);
@@ -4922,6 +4935,14 @@ function readerFor(writer) {
 /** The Docker writer when this runner cannot see the table its containers change (then containers also verify). */
 function hiddenDocker(writer) {
     return writer instanceof DockerWriter && writer.hidden ? writer : undefined;
+}
+/** Where programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
+function probeRunnerFor(writer, runner) {
+    return writer instanceof UsernsWriter ? writer.probes : runner;
+}
+/** Whose processes `writer`'s entries serve, when not this runner's (for the summary). */
+function scopeOf(writer) {
+    return writer instanceof UsernsWriter ? `${writer.ns.label}; this runner's own processes are not covered` : undefined;
 }
 /**
  * How to prove the entries where they apply: on this runner; in a container of
@@ -5721,7 +5742,6 @@ async function writeSummary(o, builder) {
 
 
 
-
 const log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e, notice: core/* notice */.lm };
 /** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs. */
 async function run() {
@@ -5760,7 +5780,7 @@ async function run() {
         if (!hidden)
             checkBinfmtEnabled(reader);
         // In a user namespace, natively means there, where its engine's containers run.
-        const nativeRunner = writer instanceof UsernsWriter ? writer.probes : runner;
+        const nativeRunner = probeRunnerFor(writer, runner);
         const { native, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core/* info */.pq)));
         await checkTempExecutable(host, temp, runner, tried);
         const plan = new Plan(host, inputs.platforms, native);
@@ -5816,7 +5836,7 @@ async function run() {
             qemuVersion: inputs.qemuVersion,
             cacheHit: fetched.cacheHit,
             method: writer.method,
-            scope: writer instanceof UsernsWriter ? `${writer.ns.label}; this runner's own processes are not covered` : undefined,
+            scope: scopeOf(writer),
             files: fetched.files,
             pinning: pins,
         };

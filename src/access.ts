@@ -7,7 +7,7 @@ import { InstallMode } from './inputs'
 import { KernelWriter, directAccess } from './kernel'
 import { ProcessRunner } from './process'
 import { Registration } from './register'
-import { UsernsWriter, usernsAccess } from './userns'
+import { MountRefused, UsernsWriter, usernsAccess } from './userns'
 import { ProbeResult, verifyRegistrations } from './verify'
 
 export interface AccessLog {
@@ -54,7 +54,7 @@ export async function chooseWriter(
     } catch (e) {
       // Asked for by name, its own error says it best; under auto it is one reason among the others.
       if (mode === 'userns' || !(e instanceof ActionError)) throw e
-      userns = { reason: `userns: ${errorMessage(e).replace(/: use install-mode: direct.*$/, '')}` }
+      userns = { reason: `userns: ${e instanceof MountRefused ? e.reason : errorMessage(e)}` }
     }
     if (userns.writer) {
       log.info(`Registering ${userns.writer.how}: its processes and containers get the emulators; this runner's own processes do not`)
@@ -79,6 +79,16 @@ export function readerFor(writer: KernelWriter): BinfmtReader {
 /** The Docker writer when this runner cannot see the table its containers change (then containers also verify). */
 export function hiddenDocker(writer: KernelWriter): DockerWriter | undefined {
   return writer instanceof DockerWriter && writer.hidden ? writer : undefined
+}
+
+/** Where programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
+export function probeRunnerFor(writer: KernelWriter, runner: ProcessRunner): ProcessRunner {
+  return writer instanceof UsernsWriter ? writer.probes : runner
+}
+
+/** Whose processes `writer`'s entries serve, when not this runner's (for the summary). */
+export function scopeOf(writer: KernelWriter): string | undefined {
+  return writer instanceof UsernsWriter ? `${writer.ns.label}; this runner's own processes are not covered` : undefined
 }
 
 export type Verifier = (registrations: readonly Registration[], dir: string) => Promise<ProbeResult[]>

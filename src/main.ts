@@ -12,8 +12,7 @@ import { Plan } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter } from './kernel'
 import { DockerWriter } from './docker/writer'
-import { Verifier, chooseWriter, hiddenDocker, readerFor, verifierFor } from './access'
-import { UsernsWriter } from './userns'
+import { Verifier, chooseWriter, hiddenDocker, probeRunnerFor, readerFor, scopeOf, verifierFor } from './access'
 import { BuilderResult, requireBuildx, setupBuilder } from './buildx/builder'
 import { HostLock } from './lock'
 import { explainPinFailure, pinning } from './pins'
@@ -67,7 +66,7 @@ export async function run(): Promise<void> {
     if (!hidden) checkBinfmtEnabled(reader)
 
     // In a user namespace, natively means there, where its engine's containers run.
-    const nativeRunner = writer instanceof UsernsWriter ? writer.probes : runner
+    const nativeRunner = probeRunnerFor(writer, runner)
     const { native, tried } = await time('native', () => core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core.info)))
     await checkTempExecutable(host, temp, runner, tried)
     const plan = new Plan(host, inputs.platforms, native)
@@ -126,7 +125,7 @@ export async function run(): Promise<void> {
       qemuVersion: inputs.qemuVersion,
       cacheHit: fetched.cacheHit,
       method: writer.method,
-      scope: writer instanceof UsernsWriter ? `${writer.ns.label}; this runner's own processes are not covered` : undefined,
+      scope: scopeOf(writer),
       files: fetched.files,
       pinning: pins,
     }

@@ -9,7 +9,8 @@ import { Duplex } from 'stream'
 import * as os from 'os'
 import * as path from 'path'
 import { BINFMT_ROOT, BinfmtReader } from './binfmt'
-import { ActionError, errorMessage } from './errors'
+import { ActionError, errorMessage, readOr } from './errors'
+import { EngineCli } from './docker/command'
 import { DirectWriter } from './kernel'
 import { ProcessRunner, RunOptions, RunResult, errorLine, failureReason } from './process'
 import { USERNS_MS } from './timeouts'
@@ -17,19 +18,13 @@ import { USERNS_MS } from './timeouts'
 /** Names a namespace to register in instead of rootless Docker's: the user namespace of this process (e.g. Podman's pause process, or `setup-qemu-binfmt run`'s). */
 export const USERNS_PID_ENV = 'SETUP_QEMU_BINFMT_USERNS_PID'
 
-/** A rootless container engine: its command and the environment that points the command at it. */
-export interface Engine {
-  readonly cli: 'docker' | 'podman'
-  readonly env: Readonly<Record<string, string>>
-}
-
 /** A user namespace owned by this runner's user, named by a process inside it. */
 export interface UserNamespace {
   readonly pid: number
   /** for logs: which namespace it is ("the user namespace of rootless Docker (...)") */
   readonly label: string
   /** the rootless engine whose containers run in it, when it is one */
-  readonly engine?: Engine
+  readonly engine?: EngineCli
 }
 
 /** The namespace's binfmt_misc, as seen from outside through its process's root. */
@@ -37,13 +32,8 @@ function binfmtRootOf(ns: UserNamespace): string {
   return `/proc/${ns.pid}/root${BINFMT_ROOT}`
 }
 
-function readOr(file: string): string | undefined {
-  try {
-    return fs.readFileSync(file, 'utf8')
-  } catch {
-    return undefined
-  }
-}
+/** A /proc file's text, or undefined when the kernel does not offer it (the process is gone). */
+const procText = (file: string): string | undefined => readOr(() => fs.readFileSync(file, 'utf8'), undefined)
 
 function statOr(file: string): fs.Stats | undefined {
   try {
@@ -86,7 +76,7 @@ function readPidFile(file: string, what: string): string | undefined {
 
 /** Why `pid` is not a process of this user in a user namespace other than this process's, or undefined when it is one. */
 function processProblem(pid: number): string | undefined {
-  const status = readOr(`/proc/${pid}/status`)
+  const status = procText(`/proc/${pid}/status`)
   if (status === undefined) return `process ${pid} is not running`
   // A zombie keeps its credentials (and so its user namespace link) but no longer has namespaces to enter.
   if (/^State:\s+[ZX]/m.test(status)) return `process ${pid} has exited`
@@ -150,13 +140,18 @@ export function rootlessDocker(env: NodeJS.ProcessEnv): UserNamespace {
   throw new Error(`no rootless Docker daemon's pid file beside ${socket} (docker.pid or dockerd-rootless/child_pid)`)
 }
 
-/** The process a pid file of this user's names (undefined when there is no such file), checked to run as this user in a user namespace of its own. */
-function pidFrom(file: string, what: string): number | undefined {
+/** The process id a pid file of this user's holds, or undefined when there is no such file. */
+function readPid(file: string, what: string): number | undefined {
   const text = readPidFile(file, what)
   if (text === undefined) return undefined
   if (!/^\d{1,9}\s*$/.test(text)) throw new Error(`${file} does not hold a process id`)
-  const pid = Number(text)
-  checkProcess(pid, `${what} (${file})`)
+  return Number(text)
+}
+
+/** readPid, checked to run as this user in a user namespace of its own. */
+function pidFrom(file: string, what: string): number | undefined {
+  const pid = readPid(file, what)
+  if (pid !== undefined) checkProcess(pid, `${what} (${file})`)
   return pid
 }
 
@@ -174,10 +169,13 @@ function podmanPause(env: NodeJS.ProcessEnv): number | undefined {
     })
   if (!file) return undefined
   const what = "rootless Podman's pause process"
-  const text = readPidFile(file, what)?.trim()
+  const pid = readPid(file, what)
+  if (pid === undefined) return undefined
+  const problem = processProblem(pid)
   // Left behind by a pause process that is gone: Podman starts a new one.
-  if (text && /^\d{1,9}$/.test(text) && /not running|has exited/.test(processProblem(Number(text)) ?? '')) return undefined
-  return pidFrom(file, what)
+  if (problem && /not running|has exited/.test(problem)) return undefined
+  if (problem) throw new Error(`${what} (${file}): ${problem}`)
+  return pid
 }
 
 /**
@@ -199,7 +197,7 @@ export async function rootlessPodman(env: NodeJS.ProcessEnv, runner: ProcessRunn
     pid = podmanPause(env)
     if (pid === undefined) throw new Error('podman unshare left no pause process (libpod/tmp/pause.pid)')
   }
-  return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman', env: {} } }
+  return { pid, label: `the user namespace of rootless Podman (pause process ${pid})`, engine: { cli: 'podman' } }
 }
 
 /** The namespace $SETUP_QEMU_BINFMT_USERNS_PID names, else rootless Docker's, else rootless Podman's. */
@@ -251,11 +249,16 @@ export class NamespaceRunner implements ProcessRunner {
   }
 }
 
-/** Whether the binfmt_misc at `root` is the namespace's own: its files belong to the namespace's root (this user), and it is not the host's. */
+/** Whether a file of a binfmt_misc is in the namespace's own table: it belongs to the namespace's root (this user), and it is not the host's. */
+function inOwnTable(file: fs.Stats): boolean {
+  const host = statOr(BINFMT_ROOT)
+  return file.uid === process.geteuid?.() && (!host || file.dev !== host.dev)
+}
+
+/** Whether the binfmt_misc at `root` is the namespace's own. */
 function ownInstance(root: string): boolean {
   const register = statOr(path.join(root, 'register'))
-  const host = statOr(BINFMT_ROOT)
-  return register !== undefined && register.uid === process.geteuid?.() && (!host || register.dev !== host.dev)
+  return register !== undefined && inOwnTable(register)
 }
 
 /** Kernel release as [major, minor]. */
@@ -282,14 +285,20 @@ export async function mountOwnBinfmt(ns: UserNamespace, runner: ProcessRunner): 
   throw mountRefused(ns.label, why || 'the mount did not take', os.release())
 }
 
+/** A namespace cannot have a binfmt_misc of its own. `reason` says why without the advice, for auto's list of ways tried. */
+export class MountRefused extends ActionError {
+  constructor(readonly reason: string) {
+    super(`${reason}: use install-mode: direct (root or passwordless sudo) or a rootful Docker daemon (install-mode: docker) instead`)
+  }
+}
+
 /** Why a namespace has no binfmt_misc of its own: the kernel is too old for it, or refused it there. */
-export function mountRefused(label: string, why: string, release: string): ActionError {
+export function mountRefused(label: string, why: string, release: string): MountRefused {
   const [major, minor] = kernelVersion(release)
   const old = major < 6 || (major === 6 && minor < 7)
-  return new ActionError(
+  return new MountRefused(
     `cannot give ${label} a binfmt_misc of its own (${why}); ` +
-      (old ? `this kernel is ${release}, and user namespaces can mount binfmt_misc only since Linux 6.7` : `kernel ${release} refused it in this namespace`) +
-      `: use install-mode: direct (root or passwordless sudo) or a rootful Docker daemon (install-mode: docker) instead`,
+      (old ? `this kernel is ${release}, and user namespaces can mount binfmt_misc only since Linux 6.7` : `kernel ${release} refused it in this namespace`),
   )
 }
 
@@ -325,9 +334,7 @@ export class UsernsWriter extends DirectWriter {
     // nothing between the check and the write can send it into another table (the host's above all).
     const fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW)
     try {
-      const st = fs.fstatSync(fd)
-      const host = statOr(BINFMT_ROOT)
-      if (st.uid !== process.geteuid?.() || (host && st.dev === host.dev)) throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`)
+      if (!inOwnTable(fs.fstatSync(fd))) throw new Error(`${this.ns.label} no longer has a binfmt_misc of its own`)
       // One write() per line: the kernel parses each write as a whole entry.
       fs.writeSync(fd, data)
     } finally {
@@ -381,7 +388,7 @@ const HOLDER = 'echo ready >&3 || exit 125; read -r go <&3 || exit 125; exec 3>&
 
 /** Whether this process is in the foreground process group of its controlling terminal (whose ^C then reaches the whole group). */
 function inTerminalForeground(): boolean {
-  const stat = readOr('/proc/self/stat')
+  const stat = procText('/proc/self/stat')
   // After "pid (comm) ": state ppid pgrp session tty_nr tpgid ...; comm may hold spaces and parentheses.
   const fields = stat?.slice(stat.lastIndexOf(')') + 2).split(' ')
   return fields !== undefined && fields[4] !== '0' && fields[5] === fields[2]
