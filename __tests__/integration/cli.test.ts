@@ -8,6 +8,7 @@ import { AddressInfo } from 'net'
 import * as path from 'path'
 import { ACTION_NODE, REPO_ROOT } from '../support/action'
 import { readEntry } from '../support/binfmt'
+import { RUNNER_PATH, Ran, collect, runuserArgs } from '../support/users'
 import {
   CoreFixtures,
   NON_QEMU,
@@ -32,33 +33,18 @@ beforeAll(async () => {
 }, 120000)
 afterAll(() => closeFixtures(fx))
 
-interface CliResult {
-  code: number | null
-  stdout: string
-  stderr: string
-}
+type CliResult = Ran
 
 /** Runs the command (asynchronously: the download server answers from this process). */
 function cli(args: string[], opts: { user?: string; cache?: string } = {}): Promise<CliResult> {
   const env: Record<string, string> = {
-    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    PATH: RUNNER_PATH,
     HOME: opts.user ? '/tmp' : (process.env.HOME ?? '/root'),
     LANG: 'C.UTF-8',
     XDG_CACHE_HOME: opts.cache ?? freshDir('xdg'),
   }
-  const command = opts.user ? 'runuser' : ACTION_NODE
-  const argv = opts.user
-    ? ['-u', opts.user, '--', '/usr/bin/env', '-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), ACTION_NODE, CLI, ...args]
-    : [CLI, ...args]
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240000 })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('error', reject)
-    child.on('close', code => resolve({ code, stdout, stderr }))
-  })
+  const [command, argv] = opts.user ? ['runuser', runuserArgs(opts.user, env, [ACTION_NODE, CLI, ...args])] : [ACTION_NODE, [CLI, ...args]]
+  return collect(spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240000 }))
 }
 
 const show = (r: CliResult): string => `exit ${r.code}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
@@ -242,12 +228,9 @@ test('a slow download: a progress bar drawn in place on a terminal, plain progre
       // `script` gives the command a terminal.
       const cache = freshDir('xdg')
       const command = [ACTION_NODE, CLI, '--platforms', 'linux/arm64', '--qemu-url', server.url].map(a => `'${a}'`).join(' ')
-      const tty = await new Promise<CliResult>(resolve => {
-        const child = spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, XDG_CACHE_HOME: cache }, stdio: ['ignore', 'pipe', 'pipe'] })
-        let stdout = ''
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-        child.on('close', code => resolve({ code, stdout, stderr: '' }))
-      })
+      const tty = await collect(
+        spawn('script', ['-qec', command, '/dev/null'], { env: { ...process.env, XDG_CACHE_HOME: cache }, stdio: ['ignore', 'pipe', 'pipe'] }),
+      )
       expectExit(tty, 0)
       expect(tty.stdout).toMatch(/\rslow\.tar\.gz \[#*-*\] \d+% [\d.]+\/[\d.]+ MB/)
       expect(tty.stdout).not.toMatch(/^Downloading .*: [\d.]+ of/m)

@@ -113,6 +113,13 @@ export function transcript(r: RunActionResult): string {
   return `exit ${r.code}${r.signal ? ` (${r.signal})` : ''}\n--- stdout\n${r.stdout}\n--- stderr\n${r.stderr}`
 }
 
+/** Exit 1 and exactly one error annotation, which it returns; shows the action's output when not. */
+export function onlyError(r: RunActionResult): string {
+  const errors = errorsOf(r)
+  if (r.code !== 1 || errors.length !== 1) throw new Error(`expected one error and exit 1:\n${transcript(r)}`)
+  return errors[0]
+}
+
 /** Exit 0 and no error annotation; shows the action's output when not. */
 export function expectSuccess(r: RunActionResult): void {
   if (r.code !== 0 || errorsOf(r).length) throw new Error(`the action failed:\n${transcript(r)}`)

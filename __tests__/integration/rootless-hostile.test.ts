@@ -12,20 +12,19 @@ import { execFileSync, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as net from 'net'
 import * as path from 'path'
-import { ACTION_NODE, REPO_ROOT, RunActionResult, runAction } from '../support/action'
+import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { serveAnyPath, startHandlerServer } from '../support/server'
-import { VERSION, cleanupDirs, errorsOf, freshDir, transcript } from './core-helpers'
+import { RUNNER_PATH, runuserArgs, uidOf } from '../support/users'
+import { VERSION, cleanupDirs, freshDir, onlyError } from './core-helpers'
 
 const VICTIM = 'qemurootless'
 const ATTACKER = 'qemutest'
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 const EMULATOR = '/usr/bin/qemu-aarch64-static'
-const uidOf = (user: string): number => Number(execFileSync('id', ['-u', user]).toString().trim())
 const victim = uidOf(VICTIM)
 const attacker = uidOf(ATTACKER)
 const RUNTIME = `/run/user/${victim}`
-const PATH_ENV = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 let hostBefore: ReturnType<typeof snapshot>
 const servers: net.Server[] = []
@@ -47,11 +46,6 @@ const inputs = (extra: Record<string, string> = {}): Record<string, string> => (
   'install-mode': 'userns',
   ...extra,
 })
-const onlyError = (r: RunActionResult): string => {
-  const errors = errorsOf(r)
-  if (r.code !== 1 || errors.length !== 1) throw new Error(`expected one error and exit 1:\n${transcript(r)}`)
-  return errors[0]
-}
 
 /** A unix socket at `file` owned by `uid`: what a daemon listening there looks like. */
 async function socketAt(file: string, uid: number): Promise<void> {
@@ -164,10 +158,9 @@ describe('run -- COMMAND', () => {
   const run = (stdin: string, stderrFile: string, command: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string }> => {
     const cache = freshDir('xdg')
     fs.chownSync(cache, victim, victim)
-    const base = { PATH: PATH_ENV, HOME: '/tmp', XDG_CACHE_HOME: cache, ...env }
     const argv = [ACTION_NODE, CLI, 'run', '--quiet', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static', '--', ...command]
     const err = fs.openSync(stderrFile, 'w')
-    const child = spawn('runuser', ['-u', VICTIM, '--', '/usr/bin/env', '-i', ...Object.entries(base).map(([k, v]) => `${k}=${v}`), ...argv], {
+    const child = spawn('runuser', runuserArgs(VICTIM, { HOME: '/tmp', XDG_CACHE_HOME: cache, ...env }, argv), {
       cwd: '/tmp',
       stdio: ['pipe', 'pipe', err],
       timeout: 120000,
@@ -204,7 +197,7 @@ describe('run -- COMMAND', () => {
       '-e',
       JSON.stringify(counter),
     ]
-    const inner = `runuser -u ${VICTIM} -- /usr/bin/env -i PATH=${PATH_ENV} HOME=/tmp XDG_CACHE_HOME=${cache} ${argv.map(a => (a.startsWith('"') ? a : `'${a}'`)).join(' ')}`
+    const inner = `runuser -u ${VICTIM} -- /usr/bin/env -i PATH=${RUNNER_PATH} HOME=/tmp XDG_CACHE_HOME=${cache} ${argv.map(a => (a.startsWith('"') ? a : `'${a}'`)).join(' ')}`
     // script(1): the command line runs on a terminal of its own; a ^C typed there goes to its foreground process group.
     const term = spawn('script', ['-qec', inner, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120000 })
     let out = ''

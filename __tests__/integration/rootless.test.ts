@@ -6,45 +6,27 @@
 //  - `run -- COMMAND`: a foreign chroot in a new namespace, the command's exit status and stdout;
 //  - a namespace that forbids the mount, a process of another user, no rootless daemon: one error each.
 // Throughout, the host's own binfmt_misc table does not change.
-import { execFileSync, spawn, spawnSync } from 'child_process'
+import { spawn, spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
-import { ACTION_NODE, REPO_ROOT, RunActionResult, runAction } from '../support/action'
+import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { rootfs } from '../support/fixtures'
-import { CoreFixtures, VERSION, closeFixtures, errorsOf, expectSuccess, freshDir, startFixtures, transcript } from './core-helpers'
+import { RUNNER_PATH, Ran, runAs, uidOf } from '../support/users'
+import { CoreFixtures, VERSION, closeFixtures, expectSuccess, freshDir, onlyError, startFixtures } from './core-helpers'
 
 const USER = 'qemurootless'
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 const NATIVE_IMAGE = 'local/busybox:test'
 const ARM64_IMAGE = 'local/busybox-arm64:test'
 
-const uid = Number(execFileSync('id', ['-u', USER]).toString().trim())
+const uid = uidOf(USER)
 const RUNTIME = `/run/user/${uid}`
 const DOCKER_HOST = `unix://${RUNTIME}/docker.sock`
 const ENGINE = { DOCKER_HOST, XDG_RUNTIME_DIR: RUNTIME }
-const PATH_ENV = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
-
-interface Ran {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
 /** Runs argv as `user` in a clean environment (asynchronously: the download server answers from this process). */
-function asUser(user: string, argv: string[], env: Record<string, string> = {}, timeoutMs = 240000): Promise<Ran> {
-  const base: Record<string, string> = { PATH: PATH_ENV, HOME: user === USER ? `/home/${USER}` : '/tmp', LANG: 'C.UTF-8', ...env }
-  const args = ['-u', user, '--', '/usr/bin/env', '-i', ...Object.entries(base).map(([k, v]) => `${k}=${v}`), ...argv]
-  return new Promise((resolve, reject) => {
-    const child = spawn('runuser', args, { cwd: '/tmp', stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-    child.on('error', reject)
-    child.on('close', code => resolve({ code, stdout, stderr }))
-  })
-}
+const asUser = (user: string, argv: string[], env: Record<string, string> = {}): Promise<Ran> =>
+  runAs(user, argv, { HOME: user === USER ? `/home/${USER}` : '/tmp', LANG: 'C.UTF-8', ...env })
 
 /** A fresh directory the user owns (its XDG cache). */
 function userDir(label: string): string {
@@ -106,11 +88,6 @@ const inputs = (extra: Record<string, string> = {}): Record<string, string> => (
   'docker-image': NATIVE_IMAGE,
   ...extra,
 })
-const onlyError = (r: RunActionResult): string => {
-  const errors = errorsOf(r)
-  if (r.code !== 1 || errors.length !== 1) throw new Error(`expected one error and exit 1:\n${transcript(r)}`)
-  return errors[0]
-}
 
 describe('rootless Docker: install-mode userns', () => {
   test('auto picks userns for a user with no sudo and only rootless Docker; an arm64 container runs and docker build --platform linux/arm64 runs a RUN', async () => {
@@ -229,7 +206,7 @@ describe('rootless Podman', () => {
     fs.writeFileSync(path.join(bin, 'podman'), '#!/bin/sh\necho "Error: podman is broken here" >&2\nexit 125\n', { mode: 0o755 })
     const r = await runAction(inputs({ 'install-mode': 'userns' }), {
       user: USER,
-      env: { ...ENGINE, DOCKER_HOST: `unix://${RUNTIME}/nothing.sock`, PATH: `${bin}:${PATH_ENV}` },
+      env: { ...ENGINE, DOCKER_HOST: `unix://${RUNTIME}/nothing.sock`, PATH: `${bin}:${RUNNER_PATH}` },
     })
     expect(onlyError(r)).toMatch(
       /^cannot register emulators \(install-mode: userns\): userns: no rootless Docker daemon: .*nothing\.sock is not a socket; no rootless Podman: podman unshare: Error: podman is broken here; run rootless Docker/,
