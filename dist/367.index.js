@@ -1703,6 +1703,7 @@ async function extractEmulators(file, label, want, destDir, opts) {
     let declared = 0;
     let serial = 0;
     let stop = false;
+    let taking;
     const dec = decompress(file, tarFormat, deb ? { start: deb.offset, size: deb.size } : undefined, label, opts.signal);
     let ending;
     try {
@@ -1743,10 +1744,12 @@ async function extractEmulators(file, label, want, destDir, opts) {
             const out = external_path_.join(destDir, `.member-${target}-${serial++}`);
             written.push(out);
             const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal);
+            taking = sink;
             return {
                 write: c => sink.write(c),
                 end: async () => {
                     await sink.end();
+                    taking = undefined;
                     if (current)
                         await external_fs_.promises.rm(current.file.path, { force: true });
                     best.set(target, { target, rank, file: sink.result(out) });
@@ -1759,6 +1762,8 @@ async function extractEmulators(file, label, want, destDir, opts) {
     }
     catch (e) {
         dec.close();
+        // A member cut short still holds its file open.
+        await taking?.abandon();
         await Promise.all(written.map(f => external_fs_.promises.rm(f, { force: true })));
         const complaint = await dec.failure();
         if (opts.signal?.aborted)

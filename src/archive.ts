@@ -274,6 +274,7 @@ export async function extractEmulators(file: string, label: string, want: Emulat
   let declared = 0
   let serial = 0
   let stop = false
+  let taking: EmulatorSink | undefined
 
   const dec = decompress(file, tarFormat, deb ? { start: deb.offset, size: deb.size } : undefined, label, opts.signal)
   let ending: 'end' | 'stopped'
@@ -319,10 +320,12 @@ export async function extractEmulators(file: string, label: string, want: Emulat
         const out = path.join(destDir, `.member-${target}-${serial++}`)
         written.push(out)
         const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal)
+        taking = sink
         return {
           write: c => sink.write(c),
           end: async () => {
             await sink.end()
+            taking = undefined
             if (current) await fs.rm(current.file.path, { force: true })
             best.set(target, { target, rank, file: sink.result(out) })
             // Everything asked for is here: the rest of the archive is not read.
@@ -334,6 +337,8 @@ export async function extractEmulators(file: string, label: string, want: Emulat
     )
   } catch (e) {
     dec.close()
+    // A member cut short still holds its file open.
+    await taking?.abandon()
     await Promise.all(written.map(f => fs.rm(f, { force: true })))
     const complaint = await dec.failure()
     if (opts.signal?.aborted) throw opts.signal.reason ?? e

@@ -30,6 +30,20 @@ function debianPackage(): string {
   return path.join(DEB_CACHE, find() as string)
 }
 
+/** Files under `dir` this process still has open (removed ones too: the link then ends in " (deleted)"). */
+function heldOpen(dir: string): string[] {
+  return fs
+    .readdirSync('/proc/self/fd')
+    .map(fd => {
+      try {
+        return fs.readlinkSync(`/proc/self/fd/${fd}`)
+      } catch {
+        return ''
+      }
+    })
+    .filter(target => target.startsWith(dir + '/'))
+}
+
 /** Makes dir/<name> a copy of the installed emulator for `target`. */
 function put(dir: string, name: string, target: string): void {
   fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true })
@@ -281,6 +295,8 @@ describe('extractEmulators: one streaming pass', () => {
       /^https:\/\/x\/binfmt\.tgz is corrupt or truncated \(.*\); the download may be incomplete; re-run or check qemu-url$/,
     )
     expect(fs.readdirSync(dest)).toEqual([])
+    // The member cut short is closed, not left for the garbage collector.
+    expect(heldOpen(dest)).toEqual([])
     const deb = fs.readFileSync(fx.deb)
     const half = path.join(work, 'half.deb')
     fs.writeFileSync(half, deb.subarray(0, deb.length >> 1))
@@ -362,5 +378,6 @@ describe('extractEmulators: one streaming pass', () => {
     setTimeout(() => ctl.abort(new Error('cancelled')), 20)
     await expect(run).rejects.toThrow('cancelled')
     expect(fs.readdirSync(dest)).toEqual([])
+    expect(heldOpen(dest)).toEqual([])
   })
 })
