@@ -394,6 +394,21 @@ function inTerminalForeground(): boolean {
   return fields !== undefined && fields[4] !== '0' && fields[5] === fields[2]
 }
 
+/** Whether `name` is an executable file in one of PATH's directories. */
+function onPath(name: string): boolean {
+  return (process.env.PATH ?? '')
+    .split(':')
+    .filter(d => path.isAbsolute(d))
+    .some(d => {
+      try {
+        fs.accessSync(path.join(d, name), fs.constants.X_OK)
+        return true
+      } catch {
+        return false
+      }
+    })
+}
+
 /** Exit status of a process as a shell reports it (128 + n for a signal). */
 function statusOf(code: number | null, signal: NodeJS.Signals | null): number {
   if (code !== null) return code
@@ -410,7 +425,11 @@ export class NewNamespace {
 
   /** Starts the namespace's first process, which will run `command` once `go` is called; throws why it could not. */
   static async start(command: readonly string[]): Promise<NewNamespace> {
-    const child = spawn('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', HOLDER, 'sh', ...command], {
+    // setpriv --pdeathsig: if we are killed outright (SIGKILL, no chance to pass a signal on), the command is sent
+    // SIGTERM as our own SIGTERM would have, instead of running on as an orphan.
+    const orphanGuard = onPath('setpriv') ? ['setpriv', '--pdeathsig', 'TERM', '--'] : []
+    const holder = [...orphanGuard, '/bin/sh', '-c', HOLDER, 'sh', ...command]
+    const child = spawn('unshare', ['--user', '--map-root-user', '--mount', '--propagation', 'private', '--', ...holder], {
       stdio: ['inherit', 'inherit', 'pipe', 'pipe', 2],
     })
     let stderr = ''

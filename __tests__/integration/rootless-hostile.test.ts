@@ -6,7 +6,7 @@
 //    the step wait nor name the process to enter: one error, or they are ignored;
 //  - a namespace whose process dies during the step: an error that says so, not the kernel's refusal;
 //  - run: the command gets our own stderr (a terminal stays a terminal) and stdin; a missing unshare
-//    names util-linux.
+//    names util-linux; SIGKILL to run sends its command SIGTERM instead of leaving it an orphan.
 // Throughout, the host's own binfmt_misc table does not change.
 import { execFileSync, spawn } from 'child_process'
 import * as fs from 'fs'
@@ -213,6 +213,38 @@ describe('run -- COMMAND', () => {
     const code = await new Promise(resolve => term.on('close', resolve))
     expect({ code, lines: out.replace(/\^C/g, '').split(/\r?\n/).filter(Boolean) }).toEqual({ code: 0, lines: ['ready', 'INT 1', 'total 1'] })
   }, 150000)
+
+  test('run killed outright (SIGKILL): its command is sent SIGTERM instead of running on as an orphan', async () => {
+    const errFile = path.join(freshDir('stderr'), 'err')
+    const cache = freshDir('xdg')
+    fs.chownSync(cache, victim, victim)
+    const argv = [ACTION_NODE, CLI, 'run', '--quiet', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static', '--']
+    const command = ['/bin/sh', '-c', `trap 'echo TERM >&2; exit 143' TERM; echo $$ $PPID; while :; do sleep 1; done`]
+    const err = fs.openSync(errFile, 'w')
+    const child = spawn('runuser', runuserArgs(VICTIM, { HOME: '/tmp', XDG_CACHE_HOME: cache }, [...argv, ...command]), { stdio: ['ignore', 'pipe', err] })
+    fs.closeSync(err)
+    const gone = (pid: number): boolean => !fs.existsSync(`/proc/${pid}`)
+    let pids: number[] = []
+    try {
+      pids = await new Promise<number[]>((resolve, reject) => {
+        let out = ''
+        child.stdout?.on('data', (d: Buffer) => {
+          out += d.toString()
+          if (out.includes('\n')) resolve(out.trim().split(' ').map(Number))
+        })
+        child.once('close', code => reject(new Error(`run ended (${code}) before the command started: ${fs.readFileSync(errFile, 'utf8')}`)))
+      })
+      const [command, cli] = pids
+      expect(fs.readFileSync(`/proc/${cli}/cmdline`, 'utf8').split('\0')).toContain(CLI)
+      process.kill(cli, 'SIGKILL')
+      for (let i = 0; i < 50 && !gone(command); i++) await new Promise(r => setTimeout(r, 100))
+      // runuser reports its own child's death ("Killed") on the same stderr.
+      expect({ gone: gone(command), trapped: fs.readFileSync(errFile, 'utf8').split('\n').includes('TERM') }).toEqual({ gone: true, trapped: true })
+    } finally {
+      for (const pid of pids) if (!gone(pid)) process.kill(pid, 'SIGKILL')
+      child.kill('SIGKILL')
+    }
+  }, 60000)
 
   test('no unshare on PATH: one line naming util-linux, status 125, the command does not run', async () => {
     const errFile = path.join(freshDir('stderr'), 'err')
