@@ -95,8 +95,9 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
     throwIfAborted(opts.signal)
     const res = await request(url, authorization, opts)
     const status = res.statusCode ?? 0
+    // A body we do not read is not drained either: a server could send it forever and keep the process alive.
     if (status >= 300 && status < 400 && res.headers.location) {
-      res.resume()
+      res.destroy()
       const next = new URL(res.headers.location, url)
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
         throw new ActionError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`)
@@ -112,7 +113,7 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
       continue
     }
     if (status !== 200) {
-      res.resume()
+      res.destroy()
       const why = `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`
       if (status >= 500 || status === 408 || status === 429) throw new Transient(why)
       const hint = status === 401 || status === 403 ? 'check the credentials in qemu-url' : 'check qemu-version and qemu-url'

@@ -138,3 +138,40 @@ test('an abort stops the transfer promptly and removes the file', async () => {
   expect(Date.now() - t).toBeLessThan(2000)
   expect(fs.existsSync(d)).toBe(false)
 })
+
+/** Serves `status` (with `headers`) and then a body that never ends; resolves `closed` when the client hangs up. */
+function endlessBody(status: number, headers: http.OutgoingHttpHeaders = {}): { respond: (s: http.ServerResponse) => void; closed: Promise<void> } {
+  let hungUp: () => void = () => undefined
+  const closed = new Promise<void>(r => (hungUp = r))
+  return {
+    closed,
+    respond: s => {
+      s.writeHead(status, headers)
+      const drip = setInterval(() => s.write('x'.repeat(100)), 20)
+      s.on('close', () => {
+        clearInterval(drip)
+        hungUp()
+      })
+    },
+  }
+}
+
+/** Whether `p` settles within `ms`. */
+const within = (p: Promise<void>, ms: number): Promise<boolean> =>
+  Promise.race([p.then(() => true), new Promise<boolean>(r => setTimeout(() => r(false), ms).unref())])
+
+test('the body of a refused answer (404 that never ends) is not read on: the connection is closed', async () => {
+  const error = endlessBody(404)
+  handler = (_q, s) => error.respond(s)
+  const e = await download(`${base}/endless-404`, dest(), { maxBytes: 1e6, network: FAST, log }).catch(x => x)
+  expect(e.message).toMatch(/failed: HTTP 404/)
+  // Left reading, the socket would keep the process (the action's step) alive as long as the server keeps sending.
+  expect(await within(error.closed, 2000)).toBe(true)
+})
+
+test('the body of a redirect (one that never ends) is not read on once the next hop is asked', async () => {
+  const redirect = endlessBody(302, { Location: '/target' })
+  handler = (q, s) => (q.url === '/endless-302' ? redirect.respond(s) : ok(s))
+  await download(`${base}/endless-302`, dest(), { maxBytes: 1e6, network: FAST, log })
+  expect(await within(redirect.closed, 2000)).toBe(true)
+})
