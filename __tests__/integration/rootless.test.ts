@@ -14,6 +14,7 @@ import { snapshot } from '../support/binfmt'
 import { rootfs } from '../support/fixtures'
 import { RUNNER_PATH, Ran, runAs, uidOf } from '../support/users'
 import { CoreFixtures, VERSION, closeFixtures, expectSuccess, freshDir, onlyError, startFixtures } from './core-helpers'
+import { whenPrinted } from './stand-ins'
 
 const USER = 'qemurootless'
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
@@ -227,6 +228,42 @@ describe('rootless Podman', () => {
     const removed = await asUser(USER, [ACTION_NODE, CLI, 'uninstall', 'all', '--json'], PODMAN_ONLY)
     expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'] })
     expect(namespaceEntries(PODMAN_PID)).toEqual([])
+  }, 300000)
+
+  test("cancelled while the verification container runs in Podman's namespace: the container is removed with podman, not left behind", async () => {
+    // An image whose sh sleeps a minute first: the container is still running when the signal comes.
+    const slow = 'localhost/busybox-slow:test'
+    const podman = (args: string[]): Promise<Ran> => asUser(USER, ['podman', ...args], PODMAN_ONLY)
+    const made = await podman([
+      'run',
+      '--name',
+      'sqb-make-slow',
+      '--network',
+      'none',
+      NATIVE_IMAGE,
+      '/bin/busybox',
+      'sh',
+      '-c',
+      `printf '#!/bin/busybox sh\\nsleep 60\\nexec /bin/busybox sh "$@"\\n' >/bin/slow-sh && chmod 755 /bin/slow-sh && ln -sf slow-sh /bin/sh`,
+    ])
+    const committed = await podman(['commit', '-q', 'sqb-make-slow', slow])
+    await podman(['rm', '-f', 'sqb-make-slow'])
+    expect({ made: made.code, committed: committed.code }).toEqual({ made: 0, committed: 0 })
+    const left = async (): Promise<string[]> => (await podman(['ps', '-aq', '--filter', 'label=setup-qemu-binfmt'])).stdout.split('\n').filter(Boolean)
+    try {
+      const r = await runAction(inputs({ 'install-mode': 'userns', platforms: 'linux/arm64', 'docker-image': slow }), {
+        user: USER,
+        env: PODMAN_ONLY,
+        debug: true,
+        timeoutMs: 120000,
+        onSpawn: child => void whenPrinted(child, /::debug::podman start -a /).then(() => setTimeout(() => child.kill('SIGTERM'), 500)),
+      })
+      expect(r.stdout).toMatch(/::debug::podman start -a /)
+      expect(await left()).toEqual([])
+    } finally {
+      for (const id of await left()) await podman(['rm', '-f', '-t', '0', id])
+      await podman(['rmi', '-f', slow])
+    }
   }, 300000)
 })
 

@@ -43,7 +43,7 @@ export class Docker {
   constructor(
     private readonly runner: ProcessRunner,
     private readonly log: DockerLog,
-    private readonly engine: EngineCli = { cli: 'docker' },
+    readonly engine: EngineCli = { cli: 'docker' },
   ) {}
 
   async run(args: readonly string[], options: DockerRunOptions): Promise<RunResult> {

@@ -1,7 +1,7 @@
 import { spawnSync } from 'child_process'
 import { RunResult, describeRun } from '../process'
 import { CONTAINER_MS, DOCKER_ANSWER_MS } from '../timeouts'
-import { Docker } from './command'
+import { Docker, EngineCli } from './command'
 
 /** Every container this action creates carries it, so that one left behind can be recognised. */
 export const CONTAINER_LABEL = 'setup-qemu-binfmt'
@@ -10,14 +10,17 @@ export const CONTAINER_LABEL = 'setup-qemu-binfmt'
  * Removes the container when the action is cancelled while it exists (the runner
  * sends SIGINT, then SIGTERM), then lets the signal take its course.
  */
-function removeOnSignal(id: string): () => void {
+function removeOnSignal(id: string, engine: EngineCli): () => void {
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
   const off = (): void => {
     for (const s of signals) process.off(s, handler)
   }
   function handler(signal: NodeJS.Signals): void {
     // Synchronous: nothing else runs before the process goes.
-    spawnSync('docker', ['rm', '-f', id], { stdio: 'ignore', timeout: DOCKER_ANSWER_MS })
+    // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
+    // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
+    const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id]
+    spawnSync(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } })
     off()
     process.kill(process.pid, signal)
   }
@@ -43,7 +46,7 @@ export async function runContainer(
   if (created.code !== 0) throw new Error(`docker create ${describeRun(created, DOCKER_ANSWER_MS)}`)
   // docker create prints the container's id last.
   const id = created.stdout.trim().split('\n').pop() ?? ''
-  const off = removeOnCancel ? removeOnSignal(id) : () => undefined
+  const off = removeOnCancel ? removeOnSignal(id, docker.engine) : () => undefined
   try {
     if (archive) {
       const cp = await docker.run(['cp', '-', `${id}:/`], { input: archive, timeoutMs: CONTAINER_MS })
