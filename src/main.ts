@@ -133,7 +133,7 @@ export async function run(): Promise<void> {
     // After registration, so that BuildKit sees the emulators when it starts. The emulators are verified and stay whatever happens here.
     let builder: BuilderResult | undefined
     try {
-      builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, outcome, temp, runner)))
+      builder = await time('builder', () => core.group('buildx builder', () => runBuilder(inputs, outcome, temp, runner, cancel.signal)))
     } catch (e) {
       if (e instanceof CancelledError) throw e
       throw new ActionError(
@@ -378,11 +378,12 @@ function label(t: Target): string {
  * what the post step removes. Under buildx: auto a builder that cannot be had is a
  * warning and no result: the outputs then come from the emulators alone.
  */
-async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, runner: ProcessRunner): Promise<BuilderResult | undefined> {
+async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, runner: ProcessRunner, cancel: AbortSignal): Promise<BuilderResult | undefined> {
   const { cleanup, ...opts } = inputs.builder
   const platforms = outputs(outcome).platforms.split(',').filter(Boolean)
   const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p))
-  const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir }, runner, log)
+  // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
+  const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir, cancel }, runner, log, new ChildProcessRunner())
   if (state && cleanup) core.saveState('builder', JSON.stringify(state))
   if (result) core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
   return result

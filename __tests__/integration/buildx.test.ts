@@ -9,6 +9,7 @@ import * as path from 'path'
 import { ACTION_NODE, actionScript, runAction } from '../support/action'
 import { Snapshot, entryExists, readEntry, restore, snapshot } from '../support/binfmt'
 import { rootfs, runInChroot } from '../support/fixtures'
+import { whenPrinted } from './stand-ins'
 
 const MINE = ['qemu-aarch64', 'qemu-s390x']
 const ARM64_IMAGE = 'local/busybox-arm64:test'
@@ -192,6 +193,17 @@ test('buildx: true, BuildKit image cannot be pulled: fails with one line naming 
   expect(r.stdout).toContain(`Removed the half-made builder ${BUILDER}`)
   noBuilderLeft(BUILDER)
   expect(entryExists('qemu-aarch64')).toBe(true)
+})
+
+test('cancelled while the builder boots (in the pause before its retry): the half-made builder is removed within the time the step has', async () => {
+  const r = await runAction(
+    { ...base, buildx: 'true', 'builder-name': BUILDER },
+    { onSpawn: child => void whenPrinted(child, new RegExp(`Builder ${BUILDER} did not start .*; trying once more`)).then(() => child.kill('SIGTERM')) },
+  )
+  noBuilderLeft(BUILDER)
+  expect(r.code).toBe(1)
+  expect(r.annotations.filter(a => a.kind === 'error').map(a => a.message)).toEqual(['the step was cancelled (SIGTERM)'])
+  expect(r.stdout).toContain(`Removed the half-made builder ${BUILDER}`)
 })
 
 test("an append endpoint starting with '-' is an input error before anything is touched", async () => {

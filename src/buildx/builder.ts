@@ -47,7 +47,13 @@ const RETRY_DELAY = 5 * SECOND
 /** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
 class BuilderFailure extends ActionError {}
 
-export async function setupBuilder(opts: BuilderOptions, runner: ProcessRunner, log: BuilderLog): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+export async function setupBuilder(
+  opts: BuilderOptions,
+  runner: ProcessRunner,
+  log: BuilderLog,
+  /** removes a half-made builder: one that cancellation does not stop, so that a cancelled step still removes it */
+  removal: ProcessRunner = runner,
+): Promise<{ result?: BuilderResult; state?: BuilderState }> {
   if (opts.mode === 'false') return {}
   const docker = new Docker(runner, log)
 
@@ -67,7 +73,7 @@ export async function setupBuilder(opts: BuilderOptions, runner: ProcessRunner, 
     const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
     if (existing.code === 0) return await reuseBuilder(opts, parseInspect(existing.stdout), docker, log)
     log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)
-    return await createBuilder(opts, docker, log)
+    return await createBuilder(opts, docker, log, new Docker(removal, log))
   } catch (e) {
     // `auto` means "a builder if possible": the emulators are there and work without one.
     if (opts.mode === 'auto' && e instanceof BuilderFailure) {
@@ -175,7 +181,12 @@ async function reuseBuilder(
   return { result: finish(opts, parsed, opts.name, false, log), state }
 }
 
-async function createBuilder(opts: BuilderOptions, docker: Docker, log: BuilderLog): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+async function createBuilder(
+  opts: BuilderOptions,
+  docker: Docker,
+  log: BuilderLog,
+  removal: Docker,
+): Promise<{ result?: BuilderResult; state?: BuilderState }> {
   let configFile: string | undefined
   if (opts.configInline.trim()) {
     configFile = path.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`)
@@ -207,7 +218,7 @@ async function createBuilder(opts: BuilderOptions, docker: Docker, log: BuilderL
     const state: BuilderState = { name: opts.name, created: true, driver: parsed.driver || opts.driver }
     return { result: finish(opts, parsed, opts.name, true, log), state }
   } catch (e) {
-    await removeAfterFailure(opts.name, docker, log)
+    await removeAfterFailure(opts.name, removal, log)
     throw e
   }
 }
@@ -236,7 +247,16 @@ async function bootstrap(opts: BuilderOptions, name: string, docker: Docker, log
     if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {
       const delay = opts.retryDelayMs ?? RETRY_DELAY
       log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / SECOND)} s`)
-      await new Promise(resolve => setTimeout(resolve, delay))
+      // Cut short by cancellation: the step has seconds left, and the builder is still to be removed.
+      await new Promise<void>(resolve => {
+        const done = (): void => {
+          clearTimeout(timer)
+          opts.cancel?.removeEventListener('abort', done)
+          resolve()
+        }
+        const timer = setTimeout(done, delay)
+        opts.cancel?.addEventListener('abort', done, { once: true })
+      })
       r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true })
     }
   }

@@ -42,6 +42,8 @@ export interface BuilderOptions {
   tempDir: string
   /** pause before the one retry of a transient bootstrap failure (default 5 s; tests shorten it) */
   retryDelayMs?: number
+  /** the step's cancellation: ends that pause too */
+  cancel?: AbortSignal
 }
 
 export interface BuilderNode {
