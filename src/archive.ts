@@ -177,18 +177,25 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
     : createReadStream(file, { highWaterMark: READ_CHUNK })
   const zstd = (zlib as unknown as { createZstdDecompress?: (o?: zlib.ZlibOptions) => Transform }).createZstdDecompress
   if (format === 'tar' || format === 'tar.gz' || (format === 'tar.zst' && zstd)) {
-    if (format === 'tar') {
-      return { stream: raw, failure: async () => undefined, close: () => raw.destroy() }
-    }
     const inflate =
-      format === 'tar.gz' ? zlib.createGunzip({ chunkSize: 256 * 1024 }) : (zstd as (o?: zlib.ZlibOptions) => Transform)({ chunkSize: 256 * 1024 })
-    pipeline(raw, inflate, () => undefined)
+      format === 'tar'
+        ? undefined
+        : format === 'tar.gz'
+          ? zlib.createGunzip({ chunkSize: 256 * 1024 })
+          : (zstd as (o?: zlib.ZlibOptions) => Transform)({ chunkSize: 256 * 1024 })
+    if (inflate) pipeline(raw, inflate, () => undefined)
+    const stop = (): void => {
+      raw.destroy()
+      inflate?.destroy()
+    }
+    // As for xz below: a member being skipped asks nothing of the caller, so only the stream's end stops it.
+    signal?.addEventListener('abort', stop, { once: true })
     return {
-      stream: inflate,
+      stream: inflate ?? raw,
       failure: async () => undefined,
       close: () => {
-        raw.destroy()
-        inflate.destroy()
+        stop()
+        signal?.removeEventListener('abort', stop)
       },
     }
   }
