@@ -3,6 +3,7 @@
 // runs the action's main phase itself, with the flags as its inputs, and shows
 // its log as plain lines; the other subcommands read and change binfmt_misc
 // directly.
+import { setMaxListeners } from 'events'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
@@ -329,8 +330,30 @@ async function entryStatuses(reader: BinfmtReader, dir: string, runner: ProcessR
   )
 }
 
+/**
+ * ^C or SIGTERM while test programs run: each leads a process group of its own, out of the terminal's
+ * reach, so they are killed here (and `dir` removed) before the signal takes its course.
+ */
+function endOnSignal(cancel: AbortController, dir: string): () => void {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  const off = (): void => {
+    for (const s of signals) process.off(s, handler)
+  }
+  function handler(signal: NodeJS.Signals): void {
+    cancel.abort(signal)
+    fs.rmSync(dir, { recursive: true, force: true })
+    off()
+    process.kill(process.pid, signal)
+  }
+  for (const s of signals) process.on(s, handler)
+  return off
+}
+
 async function statusOrVerify(parsed: Parsed): Promise<number> {
-  const processes = new ChildProcessRunner()
+  const cancel = new AbortController()
+  // One listener per test program, all at once.
+  setMaxListeners(0, cancel.signal)
+  const processes = new ChildProcessRunner(cancel.signal)
   let reader = new BinfmtReader()
   let runner: ProcessRunner = processes
   if (parsed.userns) {
@@ -341,6 +364,7 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     if (!parsed.quiet) process.stderr.write(`${writer.how}${own ? '' : " (no binfmt_misc of its own: the host's applies)"}\n`)
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
+  const stopWatching = endOnSignal(cancel, dir)
   try {
     const entries = await entryStatuses(reader, dir, runner)
     const ok = entries.every(e => e.verified || !e.enabled)
@@ -367,6 +391,7 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     }
     return 0
   } finally {
+    stopWatching()
     fs.rmSync(dir, { recursive: true, force: true })
   }
 }

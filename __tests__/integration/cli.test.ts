@@ -15,6 +15,7 @@ import {
   NON_QEMU_LINE,
   VERSION,
   closeFixtures,
+  debianLine,
   expectForeignUname,
   expectRegistered,
   freshDir,
@@ -24,6 +25,7 @@ import {
   startFixtures,
   withKernel,
 } from './core-helpers'
+import { hangingDir, killUnder, processesUnder } from './stand-ins'
 
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 
@@ -118,6 +120,28 @@ test('status --json, verify and uninstall: one JSON document, every field; only 
     expect(myEntry('qemu-aarch64')).toBeUndefined()
     expect(myEntry('qemu-arm')).toBeDefined()
     expect(myRaw().get(NON_QEMU)).toBe(nonQemu)
+  })
+})
+
+test('verify interrupted (^C) while a test program hangs: the program and its child are ended and the temporary directory removed', async () => {
+  await withKernel(async () => {
+    // Its qemu-arm-static ignores SIGINT and SIGTERM and leaves a child: only a kill of its process group ends it.
+    const dir = hangingDir()
+    const tmp = freshDir('tmp')
+    try {
+      registerMine(debianLine('arm', 'F', path.join(dir, 'qemu-arm-static')))
+      const env = { PATH: RUNNER_PATH, HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', XDG_CACHE_HOME: freshDir('xdg'), TMPDIR: tmp }
+      const child = spawn(ACTION_NODE, [CLI, 'verify'], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 })
+      const done = collect(child)
+      for (let i = 0; i < 100 && processesUnder(dir).length < 2; i++) await new Promise(r => setTimeout(r, 100))
+      expect(processesUnder(dir)).toHaveLength(2)
+      child.kill('SIGINT')
+      await done
+      for (let i = 0; i < 20 && processesUnder(dir).length; i++) await new Promise(r => setTimeout(r, 100))
+      expect({ running: processesUnder(dir), left: fs.readdirSync(tmp) }).toEqual({ running: [], left: [] })
+    } finally {
+      killUnder(dir)
+    }
   })
 })
 
