@@ -45,7 +45,7 @@ test('an abort stops the gzip decompression at once, also inside a large member 
       () => 'resolved',
       (e: Error) => e.message,
     ),
-    new Promise(r => setTimeout(() => r('still reading'), 2000)),
+    new Promise(r => setTimeout(() => r('still reading'), 2000).unref()),
   ])
   expect(settled).toBe('cancelled')
   expect(fs.readdirSync(dest)).toEqual([])
