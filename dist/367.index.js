@@ -514,8 +514,9 @@ async function attemptDownload(location, dest, opts) {
         throwIfAborted(opts.signal);
         const res = await request(url, authorization, opts);
         const status = res.statusCode ?? 0;
+        // A body we do not read is not drained either: a server could send it forever and keep the process alive.
         if (status >= 300 && status < 400 && res.headers.location) {
-            res.resume();
+            res.destroy();
             const next = new URL(res.headers.location, url);
             if (next.protocol !== 'http:' && next.protocol !== 'https:') {
                 throw new errors_ActionError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`);
@@ -534,7 +535,7 @@ async function attemptDownload(location, dest, opts) {
             continue;
         }
         if (status !== 200) {
-            res.resume();
+            res.destroy();
             const why = `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`;
             if (status >= 500 || status === 408 || status === 429)
                 throw new Transient(why);
@@ -1610,17 +1611,25 @@ function decompress(file, format, range, label, signal) {
         : (0,external_fs_.createReadStream)(file, { highWaterMark: READ_CHUNK });
     const zstd = external_zlib_.createZstdDecompress;
     if (format === 'tar' || format === 'tar.gz' || (format === 'tar.zst' && zstd)) {
-        if (format === 'tar') {
-            return { stream: raw, failure: async () => undefined, close: () => raw.destroy() };
-        }
-        const inflate = format === 'tar.gz' ? external_zlib_.createGunzip({ chunkSize: 256 * 1024 }) : zstd({ chunkSize: 256 * 1024 });
-        (0,external_stream_.pipeline)(raw, inflate, () => undefined);
+        const inflate = format === 'tar'
+            ? undefined
+            : format === 'tar.gz'
+                ? external_zlib_.createGunzip({ chunkSize: 256 * 1024 })
+                : zstd({ chunkSize: 256 * 1024 });
+        if (inflate)
+            (0,external_stream_.pipeline)(raw, inflate, () => undefined);
+        const stop = () => {
+            raw.destroy();
+            inflate?.destroy();
+        };
+        // As for xz below: a member being skipped asks nothing of the caller, so only the stream's end stops it.
+        signal?.addEventListener('abort', stop, { once: true });
         return {
-            stream: inflate,
+            stream: inflate ?? raw,
             failure: async () => undefined,
             close: () => {
-                raw.destroy();
-                inflate.destroy();
+                stop();
+                signal?.removeEventListener('abort', stop);
             },
         };
     }
@@ -2977,7 +2986,9 @@ const RETRY_DELAY = 5 * builder_SECOND;
 /** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
 class BuilderFailure extends errors_ActionError {
 }
-async function setupBuilder(opts, runner, log) {
+async function setupBuilder(opts, runner, log, 
+/** removes a half-made builder: one that cancellation does not stop, so that a cancelled step still removes it */
+removal = runner) {
     if (opts.mode === 'false')
         return {};
     const docker = new Docker(runner, log);
@@ -2997,7 +3008,7 @@ async function setupBuilder(opts, runner, log) {
         if (existing.code === 0)
             return await reuseBuilder(opts, parseInspect(existing.stdout), docker, log);
         log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
-        return await createBuilder(opts, docker, log);
+        return await createBuilder(opts, docker, log, new Docker(removal, log));
     }
     catch (e) {
         // `auto` means "a builder if possible": the emulators are there and work without one.
@@ -3097,7 +3108,7 @@ async function reuseBuilder(opts, existing, docker, log) {
     const state = { name: opts.name, created: false, driver: parsed.driver || driver };
     return { result: finish(opts, parsed, opts.name, false, log), state };
 }
-async function createBuilder(opts, docker, log) {
+async function createBuilder(opts, docker, log, removal) {
     let configFile;
     if (opts.configInline.trim()) {
         configFile = external_path_.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`);
@@ -3130,7 +3141,7 @@ async function createBuilder(opts, docker, log) {
         return { result: finish(opts, parsed, opts.name, true, log), state };
     }
     catch (e) {
-        await removeAfterFailure(opts.name, docker, log);
+        await removeAfterFailure(opts.name, removal, log);
         throw e;
     }
 }
@@ -3155,7 +3166,16 @@ async function bootstrap(opts, name, docker, log) {
         if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {
             const delay = opts.retryDelayMs ?? RETRY_DELAY;
             log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / builder_SECOND)} s`);
-            await new Promise(resolve => setTimeout(resolve, delay));
+            // Cut short by cancellation: the step has seconds left, and the builder is still to be removed.
+            await new Promise(resolve => {
+                const done = () => {
+                    clearTimeout(timer);
+                    opts.cancel?.removeEventListener('abort', done);
+                    resolve();
+                };
+                const timer = setTimeout(done, delay);
+                opts.cancel?.addEventListener('abort', done, { once: true });
+            });
             r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true });
         }
     }
@@ -3553,7 +3573,7 @@ const CONTAINER_LABEL = 'setup-qemu-binfmt';
  * Removes the container when the action is cancelled while it exists (the runner
  * sends SIGINT, then SIGTERM), then lets the signal take its course.
  */
-function removeOnSignal(id) {
+function removeOnSignal(id, engine) {
     const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
     const off = () => {
         for (const s of signals)
@@ -3561,7 +3581,10 @@ function removeOnSignal(id) {
     };
     function handler(signal) {
         // Synchronous: nothing else runs before the process goes.
-        (0,external_child_process_.spawnSync)('docker', ['rm', '-f', id], { stdio: 'ignore', timeout: DOCKER_ANSWER_MS });
+        // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
+        // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
+        const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id];
+        (0,external_child_process_.spawnSync)(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } });
         off();
         process.kill(process.pid, signal);
     }
@@ -3584,7 +3607,7 @@ removeOnCancel = true) {
         throw new Error(`docker create ${describeRun(created, DOCKER_ANSWER_MS)}`);
     // docker create prints the container's id last.
     const id = created.stdout.trim().split('\n').pop() ?? '';
-    const off = removeOnCancel ? removeOnSignal(id) : () => undefined;
+    const off = removeOnCancel ? removeOnSignal(id, docker.engine) : () => undefined;
     try {
         if (archive) {
             const cp = await docker.run(['cp', '-', `${id}:/`], { input: archive, timeoutMs: CONTAINER_MS });
@@ -5867,7 +5890,7 @@ async function run() {
         // After registration, so that BuildKit sees the emulators when it starts. The emulators are verified and stay whatever happens here.
         let builder;
         try {
-            builder = await time('builder', () => core/* group */.Os('buildx builder', () => runBuilder(inputs, outcome, temp, runner)));
+            builder = await time('builder', () => core/* group */.Os('buildx builder', () => runBuilder(inputs, outcome, temp, runner, cancel.signal)));
         }
         catch (e) {
             if (e instanceof CancelledError)
@@ -6090,11 +6113,12 @@ function label(t) {
  * what the post step removes. Under buildx: auto a builder that cannot be had is a
  * warning and no result: the outputs then come from the emulators alone.
  */
-async function runBuilder(inputs, outcome, tempDir, runner) {
+async function runBuilder(inputs, outcome, tempDir, runner, cancel) {
     const { cleanup, ...opts } = inputs.builder;
     const platforms = outputs(outcome).platforms.split(',').filter(Boolean);
     const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p));
-    const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir }, runner, log);
+    // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
+    const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir, cancel }, runner, log, new ChildProcessRunner());
     if (state && cleanup)
         core/* saveState */.LZ('builder', JSON.stringify(state));
     if (result)
