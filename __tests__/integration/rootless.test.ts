@@ -192,16 +192,24 @@ describe('rootless Podman', () => {
     return pid && fs.existsSync(`/proc/${pid}`) ? pid : undefined
   }
 
-  test("auto starts nothing of Podman's: with no pause process running, it fails naming that, and none is started", async () => {
+  /** Ends the user's pause process, which an earlier test or run may have left. */
+  const stopPause = async (): Promise<void> => {
     const running = pausePid()
     if (running) process.kill(Number(running), 'SIGKILL')
-    for (let i = 0; i < 50 && pausePid(); i++) await new Promise(r => setTimeout(r, 100))
+    for (let i = 0; i < 300 && pausePid(); i++) await new Promise(r => setTimeout(r, 100))
+    expect(pausePid()).toBeUndefined()
+  }
+
+  test("auto starts nothing of Podman's: with no pause process running, it fails naming that, and none is started", async () => {
+    await stopPause()
     const r = await runAction(inputs(), { user: USER, env: PODMAN_ONLY })
     expect(onlyError(r)).toMatch(/userns: no rootless Docker daemon: .*no-docker\.sock is not a socket; no rootless Podman running \(no live pause process/)
     expect(pausePid()).toBeUndefined()
   }, 120000)
 
-  test('(no pause process still) no rootless daemon where DOCKER_HOST points, and a podman that fails: one error with both reasons and what would work', async () => {
+  test('no pause process, no rootless daemon where DOCKER_HOST points, and a podman that fails: one error with both reasons and what would work', async () => {
+    // A live pause process would be used instead of the failing podman.
+    await stopPause()
     const bin = freshDir('bin')
     fs.writeFileSync(path.join(bin, 'podman'), '#!/bin/sh\necho "Error: podman is broken here" >&2\nexit 125\n', { mode: 0o755 })
     const r = await runAction(inputs({ 'install-mode': 'userns' }), {
