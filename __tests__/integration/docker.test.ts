@@ -53,7 +53,7 @@ const leftContainers = (): string[] =>
 /** Waits (at most a minute, while `action` runs) until a container the action made is running; whether one was. */
 async function untilRunning(action: ChildProcess): Promise<boolean> {
   for (let i = 0; i < 600 && action.exitCode === null && action.signalCode === null; i++) {
-    const { stdout } = await execFileAsync('docker', ['ps', '-q', '--filter', `label=${LABEL}`, '--filter', 'status=running'])
+    const { stdout } = await execFileAsync('docker', ['ps', '-q', '--filter', `label=${LABEL}`, '--filter', 'status=running']).catch(() => ({ stdout: '' }))
     if (stdout.trim()) return true
     await new Promise(r => setTimeout(r, 100))
   }
