@@ -7,12 +7,16 @@
 // The kernel table is shared with other tests running at the same time: these
 // tests only create, change or remove qemu-ppc64le and qemu-s390x (and
 // qemu-aarch64 in the build proof), and restore only those.
-import { spawnSync } from 'child_process'
+import { ChildProcess, execFile, spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
+import { promisify } from 'util'
 import { REPO_ROOT, RunActionResult, runAction } from '../support/action'
 import { binfmtMounted, removeEntry, restore, snapshot } from '../support/binfmt'
 import { cleanupDirs, errorsOf, expectForeignUname, expectSuccess as expectActionSuccess, freshDir, myEntry, transcript } from './core-helpers'
+import { whenPrinted } from './stand-ins'
+
+const execFileAsync = promisify(execFile)
 
 const IMAGE = 'local/busybox:test'
 const ARM64_IMAGE = 'local/busybox-arm64:test'
@@ -45,6 +49,16 @@ const leftContainers = (): string[] =>
   mustDocker(['ps', '-aq', '--filter', `label=${LABEL}`])
     .split('\n')
     .filter(Boolean)
+
+/** Waits (at most a minute, while `action` runs) until a container the action made is running; whether one was. */
+async function untilRunning(action: ChildProcess): Promise<boolean> {
+  for (let i = 0; i < 600 && action.exitCode === null && action.signalCode === null; i++) {
+    const { stdout } = await execFileAsync('docker', ['ps', '-q', '--filter', `label=${LABEL}`, '--filter', 'status=running']).catch(() => ({ stdout: '' }))
+    if (stdout.trim()) return true
+    await new Promise(r => setTimeout(r, 100))
+  }
+  return false
+}
 
 const myRaw = (): Map<string, string> => new Map([...snapshot()].filter(([n]) => MINE.includes(n)))
 
@@ -284,9 +298,21 @@ describe('failures: one message listing each path tried, nothing registered, no 
     await withKernel(async () => {
       const before = myRaw()
       // The runner cancels with signals; the slow image keeps the first container running meanwhile.
-      const r = await runAction({ ...INPUTS, 'install-mode': 'docker', 'docker-image': SLOW_IMAGE }, { debug: true, timeoutMs: 6000 })
+      // SIGTERM once that container runs (not after a fixed time: a loaded machine may not have started it yet).
+      let running = false
+      const r = await runAction(
+        { ...INPUTS, 'install-mode': 'docker', 'docker-image': SLOW_IMAGE },
+        {
+          debug: true,
+          timeoutMs: 120000,
+          onSpawn: child =>
+            void whenPrinted(child, /::debug::docker start -a/)
+              .then(async () => (running = await untilRunning(child)))
+              .then(() => child.kill('SIGTERM')),
+        },
+      )
       // It stops on the signal, cleans up and exits non-zero by itself, saying why.
-      expect({ code: r.code, signal: r.signal, started: r.stdout.includes('::debug::docker start -a') }).toEqual({ code: 1, signal: null, started: true })
+      expect({ code: r.code, signal: r.signal, running }).toEqual({ code: 1, signal: null, running: true })
       expect(
         r.annotations
           .filter(a => a.kind === 'error')

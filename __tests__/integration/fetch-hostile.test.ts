@@ -298,11 +298,33 @@ describe('the tool cache under concurrency and crashes', () => {
     const url = `${fx.server.url}/main/qemu-user-static_{version}_amd64.deb`
     // The .deb's data.tar.xz is decompressed by xz: riscv64 lies deep in it, so extraction takes seconds.
     const inputs = { platforms: 'linux/arm64,linux/mips64le,linux/riscv64', 'qemu-version': VERSION, 'qemu-url': url, buildx: 'false' }
+    const members = (): string[] => {
+      try {
+        return (fs.readdirSync(cache, { recursive: true }) as string[]).filter(f => /\/\.tmp-[^/]+\/\.member-[a-z0-9_]+-\d+$/.test(f))
+      } catch {
+        return [] // a directory went while it was read
+      }
+    }
     await withKernel(async () => {
-      const killed = await runAction(inputs, { toolCache: cache, timeoutMs: 2500, killSignal: 'SIGKILL' })
+      // SIGKILL as soon as the first member is being written, not after a fixed time: a loaded machine may not
+      // have begun extracting by then, a fast one may have finished.
+      const killed = await runAction(inputs, {
+        toolCache: cache,
+        timeoutMs: 120000,
+        killSignal: 'SIGKILL',
+        onSpawn: child => {
+          const watch = setInterval(() => {
+            if (child.exitCode !== null || child.signalCode !== null) clearInterval(watch)
+            else if (members().length) {
+              clearInterval(watch)
+              child.kill('SIGKILL')
+            }
+          }, 20)
+        },
+      })
       expect(killed.signal).toBe('SIGKILL')
       // It died inside the extraction: its staging directory is there, with a partial member.
-      const staged = (fs.readdirSync(cache, { recursive: true }) as string[]).filter(f => /\/\.tmp-[^/]+\/\.member-[a-z0-9_]+-\d+$/.test(f))
+      const staged = members()
       expect(staged.length).toBeGreaterThan(0)
       // Nothing reached the entry itself.
       const entryFiles = (fs.readdirSync(cache, { recursive: true }) as string[]).filter(f => /\/qemu-[a-z0-9_]+(\.json)?$/.test(f) && !f.includes('/.tmp-'))

@@ -6,13 +6,13 @@
 //  - `run -- COMMAND`: a foreign chroot in a new namespace, the command's exit status and stdout;
 //  - a namespace that forbids the mount, a process of another user, no rootless daemon: one error each.
 // Throughout, the host's own binfmt_misc table does not change.
-import { spawn, spawnSync } from 'child_process'
+import { spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { rootfs } from '../support/fixtures'
-import { RUNNER_PATH, Ran, runAs, uidOf } from '../support/users'
+import { RUNNER_PATH, Ran, runAs, startAs, uidOf } from '../support/users'
 import { CoreFixtures, VERSION, closeFixtures, expectSuccess, freshDir, onlyError, startFixtures } from './core-helpers'
 import { whenPrinted } from './stand-ins'
 
@@ -193,16 +193,24 @@ describe('rootless Podman', () => {
     return pid && fs.existsSync(`/proc/${pid}`) ? pid : undefined
   }
 
-  test("auto starts nothing of Podman's: with no pause process running, it fails naming that, and none is started", async () => {
+  /** Ends the user's pause process, which an earlier test or run may have left. */
+  const stopPause = async (): Promise<void> => {
     const running = pausePid()
     if (running) process.kill(Number(running), 'SIGKILL')
-    for (let i = 0; i < 50 && pausePid(); i++) await new Promise(r => setTimeout(r, 100))
+    for (let i = 0; i < 300 && pausePid(); i++) await new Promise(r => setTimeout(r, 100))
+    expect(pausePid()).toBeUndefined()
+  }
+
+  test("auto starts nothing of Podman's: with no pause process running, it fails naming that, and none is started", async () => {
+    await stopPause()
     const r = await runAction(inputs(), { user: USER, env: PODMAN_ONLY })
     expect(onlyError(r)).toMatch(/userns: no rootless Docker daemon: .*no-docker\.sock is not a socket; no rootless Podman running \(no live pause process/)
     expect(pausePid()).toBeUndefined()
   }, 120000)
 
-  test('(no pause process still) no rootless daemon where DOCKER_HOST points, and a podman that fails: one error with both reasons and what would work', async () => {
+  test('no pause process, no rootless daemon where DOCKER_HOST points, and a podman that fails: one error with both reasons and what would work', async () => {
+    // A live pause process would be used instead of the failing podman.
+    await stopPause()
     const bin = freshDir('bin')
     fs.writeFileSync(path.join(bin, 'podman'), '#!/bin/sh\necho "Error: podman is broken here" >&2\nexit 125\n', { mode: 0o755 })
     const r = await runAction(inputs({ 'install-mode': 'userns' }), {
@@ -270,15 +278,8 @@ describe('rootless Podman', () => {
 describe('a named namespace ($SETUP_QEMU_BINFMT_USERNS_PID)', () => {
   test('a namespace whose mount namespace is not its own forbids the mount: one error naming the kernel and what to use instead', async () => {
     // unshare -U alone: a user namespace that still shares the host's mount namespace, where it may not mount.
-    const holder = spawn('runuser', ['-u', USER, '--', 'unshare', '--user', 'sleep', '120'], { stdio: 'ignore' })
+    const { pid, stop } = await startAs(USER, ['unshare', '--user', 'sleep', '120'], 'sleep')
     try {
-      let pid: number | undefined
-      for (let i = 0; i < 100 && !pid; i++) {
-        await new Promise(r => setTimeout(r, 50))
-        const found = spawnSync('pgrep', ['-u', USER, '-f', '^sleep 120$']).stdout.toString().trim()
-        if (found) pid = Number(found.split('\n')[0])
-      }
-      expect(pid).toBeDefined()
       const r = await runAction(inputs({ 'install-mode': 'userns' }), { user: USER, env: { ...ENGINE, SETUP_QEMU_BINFMT_USERNS_PID: String(pid) } })
       expect(onlyError(r)).toMatch(
         new RegExp(
@@ -286,7 +287,7 @@ describe('a named namespace ($SETUP_QEMU_BINFMT_USERNS_PID)', () => {
         ),
       )
     } finally {
-      holder.kill('SIGKILL')
+      stop()
     }
   }, 120000)
 

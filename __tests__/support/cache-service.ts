@@ -59,14 +59,14 @@ export class CacheService {
 
   static async start(): Promise<CacheService> {
     const workdir = fs.mkdtempSync(path.join(os.tmpdir(), 'cache-service-'))
-    const blobPort = await freePort()
+    // Port 0: Azurite binds a free port itself and says which (a port found free here could be taken before Azurite binds it).
     const azurite = spawn(
       process.execPath,
-      [AZURITE, '--blobHost', '127.0.0.1', '--blobPort', String(blobPort), '--location', workdir, '--silent', '--skipApiVersionCheck', '--disableTelemetry'],
+      [AZURITE, '--blobHost', '127.0.0.1', '--blobPort', '0', '--location', workdir, '--silent', '--skipApiVersionCheck', '--disableTelemetry'],
       { stdio: ['ignore', 'pipe', 'pipe'] },
     )
     try {
-      await waitForListening(azurite, 30000)
+      const blobPort = await waitForListening(azurite, 30000)
       // Keep draining its output: a full pipe would block it.
       azurite.stdout?.resume()
       azurite.stderr?.resume()
@@ -222,34 +222,24 @@ function twirpError(res: http.ServerResponse, status: number, code: string, msg:
   res.end(text)
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-/** Resolves once Azurite says it listens; rejects with its output if it exits or takes too long. */
-function waitForListening(child: ChildProcess, timeoutMs: number): Promise<void> {
+/** Resolves with the port Azurite says it listens on; rejects with its output if it exits or takes too long. */
+function waitForListening(child: ChildProcess, timeoutMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
     let output = ''
     const timer = setTimeout(() => done(new Error(`azurite did not start within ${timeoutMs / 1000} s: ${output}`)), timeoutMs)
     const onData = (d: Buffer): void => {
       output += d.toString()
-      if (/successfully listen/i.test(output)) done()
+      const m = /successfully listens? (?:on|at) http:\/\/127\.0\.0\.1:(\d+)\s/i.exec(output)
+      if (m) done(undefined, Number(m[1]))
     }
     const onExit = (code: number | null): void => done(new Error(`azurite exited (${code}) before listening: ${output}`))
-    function done(e?: Error): void {
+    function done(e?: Error, port?: number): void {
       clearTimeout(timer)
       child.stdout?.off('data', onData)
       child.stderr?.off('data', onData)
       child.off('exit', onExit)
-      if (e) reject(e)
-      else resolve()
+      if (e || port === undefined) reject(e)
+      else resolve(port)
     }
     child.stdout?.on('data', onData)
     child.stderr?.on('data', onData)
