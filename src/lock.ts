@@ -2,6 +2,7 @@ import * as net from 'net'
 import * as os from 'os'
 import { ActionError } from './errors'
 import { CancelledError } from './process'
+import { pause } from './timeouts'
 
 /**
  * The host-wide lock around every read-plan-change-verify of binfmt_misc, one
@@ -149,7 +150,7 @@ export class HostLock {
         opts.log(`Waiting for another setup-qemu-binfmt run to finish changing binfmt_misc: ${describeHolder(other)}`)
         told = true
       }
-      await sleep(100 + Math.random() * 150, opts.cancel)
+      await pause(100 + Math.random() * 150, opts.cancel)
     }
   }
 
@@ -161,16 +162,4 @@ export class HostLock {
       for (const s of this.bound.sockets) s.destroy()
     })
   }
-}
-
-function sleep(ms: number, cancel?: AbortSignal): Promise<void> {
-  return new Promise(resolve => {
-    const t = setTimeout(done, ms)
-    function done(): void {
-      clearTimeout(t)
-      cancel?.removeEventListener('abort', done)
-      resolve()
-    }
-    cancel?.addEventListener('abort', done, { once: true })
-  })
 }

@@ -23,3 +23,16 @@ export const CONTAINER_MS = 2 * MINUTE
 export const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE } as const
 /** The host lock where no lock-timeout input sets it: the post step and the command. */
 export const LOCK_WAIT_MS = 5 * MINUTE
+
+/** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
+export function pause(ms: number, cancel?: AbortSignal): Promise<void> {
+  return new Promise(resolve => {
+    const t = setTimeout(done, ms)
+    function done(): void {
+      clearTimeout(t)
+      cancel?.removeEventListener('abort', done)
+      resolve()
+    }
+    cancel?.addEventListener('abort', done, { once: true })
+  })
+}

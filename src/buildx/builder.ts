@@ -8,7 +8,7 @@ import * as path from 'path'
 import { Docker, commandLine } from '../docker/command'
 import { ActionError, errorMessage } from '../errors'
 import { ProcessRunner, RunResult, failureReason } from '../process'
-import { BUILDX_MS } from '../timeouts'
+import { BUILDX_MS, pause } from '../timeouts'
 import { appendArgs, bootstrapArgs, createArgs, inspectArgs, lsJsonArgs, rmArgs, useArgs, versionArgs } from './commands'
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
 import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
@@ -248,15 +248,7 @@ async function bootstrap(opts: BuilderOptions, name: string, docker: Docker, log
       const delay = opts.retryDelayMs ?? RETRY_DELAY
       log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / SECOND)} s`)
       // Cut short by cancellation: the step has seconds left, and the builder is still to be removed.
-      await new Promise<void>(resolve => {
-        const done = (): void => {
-          clearTimeout(timer)
-          opts.cancel?.removeEventListener('abort', done)
-          resolve()
-        }
-        const timer = setTimeout(done, delay)
-        opts.cancel?.addEventListener('abort', done, { once: true })
-      })
+      await pause(delay, opts.cancel)
       r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true })
     }
   }

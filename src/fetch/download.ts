@@ -6,6 +6,7 @@ import { HttpClient } from '@actions/http-client'
 import { ActionError, errorMessage } from '../errors'
 import { httpTarget, redact } from './url'
 import { diskError, throwIfAborted } from './limits'
+import { pause } from '../timeouts'
 
 export interface NetworkPolicy {
   /** until the TCP/TLS connection is up and the response headers have arrived */
@@ -65,25 +66,11 @@ export async function download(location: string, dest: string, opts: DownloadOpt
       }
       const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2)
       opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`)
-      await sleep(wait, opts.signal)
+      throwIfAborted(opts.signal)
+      await pause(wait, opts.signal)
+      throwIfAborted(opts.signal)
     }
   }
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    throwIfAborted(signal)
-    const t = setTimeout(done, ms)
-    function done(): void {
-      signal?.removeEventListener('abort', abort)
-      resolve()
-    }
-    function abort(): void {
-      clearTimeout(t)
-      reject(signal?.reason ?? new Error('aborted'))
-    }
-    signal?.addEventListener('abort', abort, { once: true })
-  })
 }
 
 async function attemptDownload(location: string, dest: string, opts: DownloadOptions): Promise<Downloaded> {
