@@ -14,7 +14,7 @@ import { detectHost, nativePlatforms } from './host'
 import { HostLock } from './lock'
 import { run as runMain } from './main'
 import { readInputs } from './inputs'
-import { ChildProcessRunner, ProcessRunner } from './process'
+import { ChildProcessRunner, ProcessRunner, cleanUpOnSignal } from './process'
 import { isQemuEntry, stagedBy } from './register'
 import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
 import { LOCK_WAIT_MS } from './timeouts'
@@ -330,25 +330,6 @@ async function entryStatuses(reader: BinfmtReader, dir: string, runner: ProcessR
   )
 }
 
-/**
- * ^C or SIGTERM while test programs run: each leads a process group of its own, out of the terminal's
- * reach, so they are killed here (and `dir` removed) before the signal takes its course.
- */
-function endOnSignal(cancel: AbortController, dir: string): () => void {
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  const off = (): void => {
-    for (const s of signals) process.off(s, handler)
-  }
-  function handler(signal: NodeJS.Signals): void {
-    cancel.abort(signal)
-    fs.rmSync(dir, { recursive: true, force: true })
-    off()
-    process.kill(process.pid, signal)
-  }
-  for (const s of signals) process.on(s, handler)
-  return off
-}
-
 async function statusOrVerify(parsed: Parsed): Promise<number> {
   const cancel = new AbortController()
   // One listener per test program, all at once.
@@ -364,7 +345,12 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     if (!parsed.quiet) process.stderr.write(`${writer.how}${own ? '' : " (no binfmt_misc of its own: the host's applies)"}\n`)
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
-  const stopWatching = endOnSignal(cancel, dir)
+  // ^C or SIGTERM while test programs run: each leads a process group of its own, out of the terminal's
+  // reach, so they are killed here (and `dir` removed) before the signal takes its course.
+  const stopWatching = cleanUpOnSignal(signal => {
+    cancel.abort(signal)
+    fs.rmSync(dir, { recursive: true, force: true })
+  })
   try {
     const entries = await entryStatuses(reader, dir, runner)
     const ok = entries.every(e => e.verified || !e.enabled)

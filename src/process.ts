@@ -154,3 +154,21 @@ export function failureReason(r: RunResult, timeoutMs?: number, program?: string
   if (r.timedOut || r.signal) return how()
   return errorLine(r.stderr) || errorLine(r.stdout) || how()
 }
+
+/**
+ * Runs `cleanup` when this process is told to end (^C, SIGTERM, SIGHUP), then lets the signal take its course.
+ * `cleanup` is synchronous: nothing else runs before the process goes. Returns the function that stops watching.
+ */
+export function cleanUpOnSignal(cleanup: (signal: NodeJS.Signals) => void): () => void {
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+  const off = (): void => {
+    for (const s of signals) process.off(s, handler)
+  }
+  function handler(signal: NodeJS.Signals): void {
+    cleanup(signal)
+    off()
+    process.kill(process.pid, signal)
+  }
+  for (const s of signals) process.on(s, handler)
+  return off
+}

@@ -1,5 +1,5 @@
 import { spawnSync } from 'child_process'
-import { RunResult, describeRun } from '../process'
+import { RunResult, cleanUpOnSignal, describeRun } from '../process'
 import { CONTAINER_MS, DOCKER_ANSWER_MS } from '../timeouts'
 import { Docker, EngineCli } from './command'
 
@@ -11,21 +11,10 @@ export const CONTAINER_LABEL = 'setup-qemu-binfmt'
  * sends SIGINT, then SIGTERM), then lets the signal take its course.
  */
 function removeOnSignal(id: string, engine: EngineCli): () => void {
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
-  const off = (): void => {
-    for (const s of signals) process.off(s, handler)
-  }
-  function handler(signal: NodeJS.Signals): void {
-    // Synchronous: nothing else runs before the process goes.
-    // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
-    // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
-    const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id]
-    spawnSync(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } })
-    off()
-    process.kill(process.pid, signal)
-  }
-  for (const s of signals) process.on(s, handler)
-  return off
+  // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
+  // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
+  const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id]
+  return cleanUpOnSignal(() => void spawnSync(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } }))
 }
 
 /**
