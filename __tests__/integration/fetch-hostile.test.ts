@@ -6,6 +6,7 @@ import * as path from 'path'
 import { RunActionResult, runAction } from '../support/action'
 import { sha256 } from '../support/fixtures'
 import { HandlerServer, serveAnyPath, startHandlerServer } from '../support/server'
+import { ustarHeader } from '../support/tar'
 import {
   CoreFixtures,
   VERSION,
@@ -116,7 +117,7 @@ describe('archives that expand beyond any emulator', () => {
   beforeAll(() => {
     dir = freshDir('bombs')
     // A gzip bomb: a 400 MiB member of zeros in well under 1 MB (the limit for one emulator is 256 MiB).
-    const header = tarHeader('qemu-aarch64', 400 * 1024 * 1024)
+    const header = ustarHeader('qemu-aarch64', { size: 400 * 1024 * 1024 })
     execFileSync('sh', ['-c', `{ cat; head -c ${400 * 1024 * 1024} /dev/zero; head -c 1024 /dev/zero; } | gzip -9 > bomb.tar.gz`], { cwd: dir, input: header })
     // A sparse tar: a 10 GiB member in a few KB (GNU format, type 'S').
     fs.writeFileSync(path.join(dir, 'qemu-aarch64'), '')
@@ -152,24 +153,6 @@ describe('archives that expand beyond any emulator', () => {
     expect(ms).toBeLessThan(20000)
   })
 })
-
-/** A ustar header block for a regular file `name` of `size` bytes. */
-function tarHeader(name: string, size: number): Buffer {
-  const b = Buffer.alloc(512)
-  b.write(name, 0, 'latin1')
-  b.write('0000755\0', 100, 'latin1')
-  b.write('0000000\0', 108, 'latin1')
-  b.write('0000000\0', 116, 'latin1')
-  b.write(size.toString(8).padStart(11, '0') + '\0', 124, 'latin1')
-  b.write('00000000000\0', 136, 'latin1')
-  b.write('        ', 148, 'latin1')
-  b.write('0', 156, 'latin1')
-  b.write('ustar\0' + '00', 257, 'latin1')
-  let sum = 0
-  for (const x of b) sum += x
-  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
-  return b
-}
 
 describe('local qemu-url that is not a file to read', () => {
   test('a FIFO is refused at once, without opening it', async () => {

@@ -3,7 +3,7 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { writeTar } from '../../src/fetch/tar'
-import { readAll } from '../support/tar-read'
+import { readAll } from '../support/tar'
 
 // Archives written by GNU tar (the system's), read by the action's tar reader;
 // archives the action's tar writer makes (for docker cp), read by GNU tar.

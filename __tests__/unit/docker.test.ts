@@ -10,7 +10,7 @@ import { ProcessRunner, RunOptions, RunResult } from '../../src/process'
 import { PROBE_EXIT_STATUS } from '../../src/probe'
 import { Registration } from '../../src/register'
 import { getTarget } from '../../src/targets'
-import { readAll } from '../support/tar-read'
+import { readAll } from '../support/tar'
 
 const ppc = getTarget('ppc64le')
 const s390x = getTarget('s390x')

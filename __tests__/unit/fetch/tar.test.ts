@@ -1,27 +1,8 @@
 import { TarFormatError, readTar, writeTar } from '../../../src/fetch/tar'
-import { chunks, readAll } from '../../support/tar-read'
+import { chunks, readAll, ustarHeader as header } from '../../support/tar'
 
 // Archives built here, byte by byte, and by the writer; GNU tar's own are read (and the writer's
 // checked by GNU tar) in __tests__/integration/tar-gnu.test.ts.
-
-function header(name: string, opts: { size?: number; type?: string; linkname?: string; prefix?: string; badSum?: boolean } = {}): Buffer {
-  const b = Buffer.alloc(512)
-  b.write(name, 0, 'utf8')
-  b.write('0000755\0', 100, 'latin1')
-  b.write('0000000\0', 108, 'latin1')
-  b.write('0000000\0', 116, 'latin1')
-  b.write((opts.size ?? 0).toString(8).padStart(11, '0') + '\0', 124, 'latin1')
-  b.write('00000000000\0', 136, 'latin1')
-  b.write('        ', 148, 'latin1')
-  b.write(opts.type ?? '0', 156, 'latin1')
-  if (opts.linkname) b.write(opts.linkname, 157, 'utf8')
-  b.write('ustar\0' + '00', 257, 'latin1')
-  if (opts.prefix) b.write(opts.prefix, 345, 'utf8')
-  let sum = 0
-  for (const x of b) sum += x
-  b.write((sum + (opts.badSum ? 1 : 0)).toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
-  return b
-}
 
 const pad = (data: Buffer): Buffer => Buffer.concat([data, Buffer.alloc((512 - (data.length % 512)) % 512)])
 const member = (name: string, data: Buffer | string, type = '0'): Buffer => {
