@@ -443,7 +443,45 @@ function throwIfAborted(signal) {
         throw signal.reason ?? new Error('aborted');
 }
 
+;// CONCATENATED MODULE: ./src/timeouts.ts
+// How long each kind of program this action runs may take before it counts as
+// stuck and is killed (with everything it started). One place, so that the
+// bounds can be read side by side.
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+/** Any program whose caller names no bound. */
+const PROGRAM_MS = 5 * MINUTE;
+/** `sudo -n true`: sudo answers at once or not at all. */
+const SUDO_CHECK_MS = 10 * SECOND;
+/** A test program runs in milliseconds. */
+const PROBE_MS = 20 * SECOND;
+/** A docker command that only asks the daemon something or changes its bookkeeping (version, image inspect, create, rm). */
+const DOCKER_ANSWER_MS = 20 * SECOND;
+/** Entering a user namespace to mount its binfmt_misc; `podman unshare true`, which may start Podman's pause process. */
+const USERNS_MS = 20 * SECOND;
+/** `docker pull` of the registering image. */
+const DOCKER_PULL_MS = 5 * MINUTE;
+/** `docker cp` into a container, and the container's whole run. */
+const CONTAINER_MS = 2 * MINUTE;
+/** docker buildx: bookkeeping or one RPC; creating (or removing) a builder; booting it, which pulls moby/buildkit. */
+const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE };
+/** The host lock where no lock-timeout input sets it: the post step and the command. */
+const LOCK_WAIT_MS = 5 * MINUTE;
+/** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
+function pause(ms, cancel) {
+    return new Promise(resolve => {
+        const t = setTimeout(done, ms);
+        function done() {
+            clearTimeout(t);
+            cancel?.removeEventListener('abort', done);
+            resolve();
+        }
+        cancel?.addEventListener('abort', done, { once: true });
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/fetch/download.ts
+
 
 
 
@@ -486,24 +524,11 @@ async function download(location, dest, opts) {
             }
             const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2);
             opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`);
-            await sleep(wait, opts.signal);
+            throwIfAborted(opts.signal);
+            await pause(wait, opts.signal);
+            throwIfAborted(opts.signal);
         }
     }
-}
-function sleep(ms, signal) {
-    return new Promise((resolve, reject) => {
-        throwIfAborted(signal);
-        const t = setTimeout(done, ms);
-        function done() {
-            signal?.removeEventListener('abort', abort);
-            resolve();
-        }
-        function abort() {
-            clearTimeout(t);
-            reject(signal?.reason ?? new Error('aborted'));
-        }
-        signal?.addEventListener('abort', abort, { once: true });
-    });
 }
 async function attemptDownload(location, dest, opts) {
     const first = httpTarget(location);
@@ -1302,31 +1327,6 @@ function writeTar(files, mtime = Math.floor(Date.now() / 1000)) {
     return Buffer.concat(parts);
 }
 
-;// CONCATENATED MODULE: ./src/timeouts.ts
-// How long each kind of program this action runs may take before it counts as
-// stuck and is killed (with everything it started). One place, so that the
-// bounds can be read side by side.
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-/** Any program whose caller names no bound. */
-const PROGRAM_MS = 5 * MINUTE;
-/** `sudo -n true`: sudo answers at once or not at all. */
-const SUDO_CHECK_MS = 10 * SECOND;
-/** A test program runs in milliseconds. */
-const PROBE_MS = 20 * SECOND;
-/** A docker command that only asks the daemon something or changes its bookkeeping (version, image inspect, create, rm). */
-const DOCKER_ANSWER_MS = 20 * SECOND;
-/** Entering a user namespace to mount its binfmt_misc; `podman unshare true`, which may start Podman's pause process. */
-const USERNS_MS = 20 * SECOND;
-/** `docker pull` of the registering image. */
-const DOCKER_PULL_MS = 5 * MINUTE;
-/** `docker cp` into a container, and the container's whole run. */
-const CONTAINER_MS = 2 * MINUTE;
-/** docker buildx: bookkeeping or one RPC; creating (or removing) a builder; booting it, which pulls moby/buildkit. */
-const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE };
-/** The host lock where no lock-timeout input sets it: the post step and the command. */
-const LOCK_WAIT_MS = 5 * MINUTE;
-
 ;// CONCATENATED MODULE: ./src/process.ts
 
 
@@ -1464,6 +1464,25 @@ function failureReason(r, timeoutMs, program) {
     if (r.timedOut || r.signal)
         return how();
     return process_errorLine(r.stderr) || process_errorLine(r.stdout) || how();
+}
+/**
+ * Runs `cleanup` when this process is told to end (^C, SIGTERM, SIGHUP), then lets the signal take its course.
+ * `cleanup` is synchronous: nothing else runs before the process goes. Returns the function that stops watching.
+ */
+function cleanUpOnSignal(cleanup) {
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+    const off = () => {
+        for (const s of signals)
+            process.off(s, handler);
+    };
+    function handler(signal) {
+        cleanup(signal);
+        off();
+        process.kill(process.pid, signal);
+    }
+    for (const s of signals)
+        process.on(s, handler);
+    return off;
 }
 
 ;// CONCATENATED MODULE: ./src/archive.ts
@@ -3167,15 +3186,7 @@ async function bootstrap(opts, name, docker, log) {
             const delay = opts.retryDelayMs ?? RETRY_DELAY;
             log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / builder_SECOND)} s`);
             // Cut short by cancellation: the step has seconds left, and the builder is still to be removed.
-            await new Promise(resolve => {
-                const done = () => {
-                    clearTimeout(timer);
-                    opts.cancel?.removeEventListener('abort', done);
-                    resolve();
-                };
-                const timer = setTimeout(done, delay);
-                opts.cancel?.addEventListener('abort', done, { once: true });
-            });
+            await pause(delay, opts.cancel);
             r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true });
         }
     }
@@ -3574,23 +3585,10 @@ const CONTAINER_LABEL = 'setup-qemu-binfmt';
  * sends SIGINT, then SIGTERM), then lets the signal take its course.
  */
 function removeOnSignal(id, engine) {
-    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-    const off = () => {
-        for (const s of signals)
-            process.off(s, handler);
-    };
-    function handler(signal) {
-        // Synchronous: nothing else runs before the process goes.
-        // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
-        // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
-        const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id];
-        (0,external_child_process_.spawnSync)(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } });
-        off();
-        process.kill(process.pid, signal);
-    }
-    for (const s of signals)
-        process.on(s, handler);
-    return off;
+    // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
+    // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
+    const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id];
+    return cleanUpOnSignal(() => void (0,external_child_process_.spawnSync)(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } }));
 }
 /**
  * One container: `docker create` (auto-removed), `docker cp -` of `archive`,
@@ -5028,6 +5026,7 @@ var external_net_ = __webpack_require__(9278);
 
 
 
+
 /**
  * The host-wide lock around every read-plan-change-verify of binfmt_misc, one
  * table for the whole host. It is an abstract unix socket: binding the name
@@ -5153,7 +5152,7 @@ class HostLock {
                 opts.log(`Waiting for another setup-qemu-binfmt run to finish changing binfmt_misc: ${describeHolder(other)}`);
                 told = true;
             }
-            await lock_sleep(100 + Math.random() * 150, opts.cancel);
+            await pause(100 + Math.random() * 150, opts.cancel);
         }
     }
     /** Frees the name at once; answers still being sent to waiting runs are cut off. */
@@ -5165,17 +5164,6 @@ class HostLock {
                 s.destroy();
         });
     }
-}
-function lock_sleep(ms, cancel) {
-    return new Promise(resolve => {
-        const t = setTimeout(done, ms);
-        function done() {
-            clearTimeout(t);
-            cancel?.removeEventListener('abort', done);
-            resolve();
-        }
-        cancel?.addEventListener('abort', done, { once: true });
-    });
 }
 
 ;// CONCATENATED MODULE: ./src/pins.ts
