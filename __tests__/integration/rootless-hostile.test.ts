@@ -8,7 +8,7 @@
 //  - run: the command gets our own stderr (a terminal stays a terminal) and stdin; a missing unshare
 //    names util-linux; SIGKILL to run sends its command SIGTERM instead of leaving it an orphan.
 // Throughout, the host's own binfmt_misc table does not change.
-import { execFileSync, spawn } from 'child_process'
+import { ChildProcess, execFileSync, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as net from 'net'
 import * as path from 'path'
@@ -147,7 +147,8 @@ describe('bad luck', () => {
 })
 
 describe('run -- COMMAND', () => {
-  const run = (stdin: string, stderrFile: string, command: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string }> => {
+  /** `setup-qemu-binfmt run ... -- command` as the victim, with stderr to `stderrFile` and stdin, stdout piped. */
+  const startRun = (stderrFile: string, command: string[], env: Record<string, string> = {}): ChildProcess => {
     const cache = freshDir('xdg')
     fs.chownSync(cache, victim, victim)
     const argv = [ACTION_NODE, CLI, 'run', '--quiet', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static', '--', ...command]
@@ -158,6 +159,10 @@ describe('run -- COMMAND', () => {
       timeout: 120000,
     })
     fs.closeSync(err)
+    return child
+  }
+  const run = (stdin: string, stderrFile: string, command: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string }> => {
+    const child = startRun(stderrFile, command, env)
     child.stdin?.end(stdin)
     let stdout = ''
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()))
@@ -214,13 +219,8 @@ describe('run -- COMMAND', () => {
 
   test('run killed outright (SIGKILL): its command is sent SIGTERM instead of running on as an orphan', async () => {
     const errFile = path.join(freshDir('stderr'), 'err')
-    const cache = freshDir('xdg')
-    fs.chownSync(cache, victim, victim)
-    const argv = [ACTION_NODE, CLI, 'run', '--quiet', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static', '--']
-    const command = ['/bin/sh', '-c', `trap 'echo TERM >&2; exit 143' TERM; echo $$ $PPID; while :; do sleep 1; done`]
-    const err = fs.openSync(errFile, 'w')
-    const child = spawn('runuser', runuserArgs(VICTIM, { HOME: '/tmp', XDG_CACHE_HOME: cache }, [...argv, ...command]), { stdio: ['ignore', 'pipe', err] })
-    fs.closeSync(err)
+    const child = startRun(errFile, ['/bin/sh', '-c', `trap 'echo TERM >&2; exit 143' TERM; echo $$ $PPID; while :; do sleep 1; done`])
+    child.stdin?.end()
     const gone = (pid: number): boolean => !fs.existsSync(`/proc/${pid}`)
     let pids: number[] = []
     try {
