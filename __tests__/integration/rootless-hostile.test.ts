@@ -200,7 +200,9 @@ describe('run -- COMMAND', () => {
       '-e',
       JSON.stringify(counter),
     ]
-    const inner = `runuser -u ${VICTIM} -- /usr/bin/env -i PATH=${RUNNER_PATH} HOME=/tmp XDG_CACHE_HOME=${cache} ${argv.map(a => (a.startsWith('"') ? a : `'${a}'`)).join(' ')}`
+    // exec: script runs this through $SHELL, or /bin/sh when SHELL is unset (as under CI); a dash left waiting
+    // would itself die of the ^C and make script report 130 whatever the command did.
+    const inner = `exec runuser -u ${VICTIM} -- /usr/bin/env -i PATH=${RUNNER_PATH} HOME=/tmp XDG_CACHE_HOME=${cache} ${argv.map(a => (a.startsWith('"') ? a : `'${a}'`)).join(' ')}`
     // script(1): the command line runs on a terminal of its own; a ^C typed there goes to its foreground process group.
     const term = spawn('script', ['-qec', inner, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120000 })
     let out = ''
