@@ -442,6 +442,21 @@ function throwIfAborted(signal) {
     if (signal?.aborted)
         throw signal.reason ?? new Error('aborted');
 }
+/**
+ * Runs jobs side by side; the first to fail aborts `stop` (so the others end early) and is what this rejects with,
+ * but only once every job has settled: a sibling still writing must not race its caller's clean-up.
+ */
+async function settleAll(jobs, stop) {
+    let first;
+    const settled = await Promise.allSettled(jobs.map(j => j.catch((e) => {
+        first ??= { error: e };
+        stop.abort(e);
+        throw e;
+    })));
+    if (first)
+        throw first.error;
+    return settled.map(s => s.value);
+}
 
 ;// CONCATENATED MODULE: ./src/timeouts.ts
 // How long each kind of program this action runs may take before it counts as
@@ -618,6 +633,9 @@ async function receive(res, url, dest, opts) {
     res.setTimeout(opts.network.idleTimeoutMs, () => res.destroy(new Transient(`no data for ${opts.network.idleTimeoutMs / 1000} s`)));
     const onAbort = () => void res.destroy(opts.signal?.reason ?? new Error('aborted'));
     opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // Cancelled while the file was being opened: the event has fired already, with nobody listening.
+    if (opts.signal?.aborted)
+        onAbort();
     let reported = Date.now();
     try {
         for await (const chunk of res) {
@@ -2068,10 +2086,7 @@ class PerTargetSource {
         const stop = new AbortController();
         const signal = outer.signal ? AbortSignal.any([outer.signal, stop.signal]) : stop.signal;
         const ctx = { ...outer, signal };
-        const all = (jobs) => Promise.all(jobs.map(j => j.catch(e => {
-            stop.abort(e);
-            throw e;
-        })));
+        const all = (jobs) => settleAll(jobs, stop);
         const t = performance.now();
         const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx)));
         ctx.timings.download += performance.now() - t;

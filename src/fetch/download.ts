@@ -159,6 +159,8 @@ async function receive(res: http.IncomingMessage, url: URL, dest: string, opts: 
   res.setTimeout(opts.network.idleTimeoutMs, () => res.destroy(new Transient(`no data for ${opts.network.idleTimeoutMs / 1000} s`)))
   const onAbort = (): void => void res.destroy(opts.signal?.reason ?? new Error('aborted'))
   opts.signal?.addEventListener('abort', onAbort, { once: true })
+  // Cancelled while the file was being opened: the event has fired already, with nobody listening.
+  if (opts.signal?.aborted) onAbort()
   let reported = Date.now()
   try {
     for await (const chunk of res as AsyncIterable<Buffer>) {

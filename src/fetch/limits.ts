@@ -37,3 +37,22 @@ export function diskError(e: unknown, file: string): Error {
 export function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw signal.reason ?? new Error('aborted')
 }
+
+/**
+ * Runs jobs side by side; the first to fail aborts `stop` (so the others end early) and is what this rejects with,
+ * but only once every job has settled: a sibling still writing must not race its caller's clean-up.
+ */
+export async function settleAll<T>(jobs: readonly Promise<T>[], stop: AbortController): Promise<T[]> {
+  let first: { error: unknown } | undefined
+  const settled = await Promise.allSettled(
+    jobs.map(j =>
+      j.catch((e: unknown) => {
+        first ??= { error: e }
+        stop.abort(e)
+        throw e
+      }),
+    ),
+  )
+  if (first) throw first.error
+  return settled.map(s => (s as PromiseFulfilledResult<T>).value)
+}

@@ -9,7 +9,7 @@ import { EmulatorWant, pickEmulators } from '../plan'
 import { EmulatorSource, scanDirectory } from '../source'
 import { NetworkPolicy, download } from './download'
 import { passFile } from './emulator-file'
-import { SizeLimits, throwIfAborted } from './limits'
+import { SizeLimits, settleAll, throwIfAborted } from './limits'
 import { StoredEmulator } from './tool-cache'
 import { fileNameOf, redact } from './url'
 
@@ -180,15 +180,7 @@ class PerTargetSource implements SourceStrategy {
     const stop = new AbortController()
     const signal = outer.signal ? AbortSignal.any([outer.signal, stop.signal]) : stop.signal
     const ctx: FetchContext = { ...outer, signal }
-    const all = <T>(jobs: Promise<T>[]): Promise<T[]> =>
-      Promise.all(
-        jobs.map(j =>
-          j.catch(e => {
-            stop.abort(e)
-            throw e
-          }),
-        ),
-      )
+    const all = <T>(jobs: Promise<T>[]): Promise<T[]> => settleAll(jobs, stop)
     const t = performance.now()
     const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx)))
     ctx.timings.download += performance.now() - t

@@ -1,5 +1,6 @@
 import { ChecksumPolicy, parseChecksums } from '../../../src/checksum'
 import { VersionScanner } from '../../../src/fetch/emulator-file'
+import { settleAll } from '../../../src/fetch/limits'
 import { EmulatorWant, pickEmulators } from '../../../src/plan'
 
 // The fetch side's pure pieces; fetching real archives is in __tests__/integration/fetch-local.test.ts.
@@ -48,5 +49,42 @@ describe('VersionScanner', () => {
     const none = new VersionScanner('arm')
     none.update(Buffer.from('qemu-aarch64 version 1'))
     expect(none.version).toBeUndefined()
+  })
+})
+
+describe('settleAll (one target per download: the first failure stops the others)', () => {
+  const after = <T>(ms: number, f: () => T): Promise<T> =>
+    new Promise((resolve, reject) =>
+      setTimeout(() => {
+        try {
+          resolve(f())
+        } catch (e) {
+          reject(e)
+        }
+      }, ms),
+    )
+
+  test('rejects with the first failure in time, after every sibling has settled, and aborts the rest', async () => {
+    const stop = new AbortController()
+    const events: string[] = []
+    const jobs = [
+      after(200, () => events.push('slow sibling finished')),
+      after(20, () => {
+        throw new Error('HTTP 404')
+      }),
+      after(60, () => {
+        events.push(`later failure (stop ${stop.signal.aborted ? 'aborted' : 'not aborted'})`)
+        throw new Error('aborted')
+      }),
+    ]
+    await expect(settleAll(jobs, stop).catch(e => (events.push(`rejected: ${e.message}`), Promise.reject(e)))).rejects.toThrow('HTTP 404')
+    expect(events).toEqual(['later failure (stop aborted)', 'slow sibling finished', 'rejected: HTTP 404'])
+    expect((stop.signal.reason as Error).message).toBe('HTTP 404')
+  })
+
+  test('all fine: the values in order, nothing aborted', async () => {
+    const stop = new AbortController()
+    await expect(settleAll([after(30, () => 'a'), after(5, () => 'b')], stop)).resolves.toEqual(['a', 'b'])
+    expect(stop.signal.aborted).toBe(false)
   })
 })
