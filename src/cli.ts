@@ -242,6 +242,9 @@ async function install(parsed: Parsed): Promise<number> {
   process.env.RUNNER_TEMP = work
   if (parsed.verbose) process.env.RUNNER_DEBUG = '1'
   const restore = plainLog(parsed)
+  // Should a cancelled run's clean-up overrun its deadline, main ends the process with process.exit: this goes too.
+  const removeWork = (): void => fs.rmSync(work, { recursive: true, force: true })
+  process.once('exit', removeWork)
   try {
     await runMain()
   } finally {
@@ -249,7 +252,8 @@ async function install(parsed: Parsed): Promise<number> {
   }
   const failed = process.exitCode === 1
   const outputs = readOutputs(fs.readFileSync(outputFile, 'utf8'))
-  fs.rmSync(work, { recursive: true, force: true })
+  process.off('exit', removeWork)
+  removeWork()
   if (parsed.json) {
     process.stdout.write(
       `${JSON.stringify({

@@ -145,6 +145,29 @@ test('verify interrupted (^C) while a test program hangs: the program and its ch
   })
 })
 
+test('install cancelled while a docker command hangs past the 3 s deadline: exit 1, and no work directory left in TMPDIR', async () => {
+  // A stand-in docker that never answers and shrugs off SIGINT and SIGTERM: the preflight runs it through the runner
+  // that cancellation does not stop (kernel access must finish), so only main's deadline ends the run.
+  const dir = freshDir('hanging-docker')
+  fs.writeFileSync(path.join(dir, 'docker'), `#!/bin/sh\ntrap '' INT TERM\nwhile :; do sleep 1; done\n`, { mode: 0o755 })
+  const tmp = freshDir('tmp')
+  const env = { PATH: `${dir}:${RUNNER_PATH}`, HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', XDG_CACHE_HOME: freshDir('xdg'), TMPDIR: tmp }
+  const args = ['install', '--install-mode', 'docker', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static']
+  const child = spawn(ACTION_NODE, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 })
+  const done = collect(child)
+  try {
+    for (let i = 0; i < 100 && !processesUnder(dir).length; i++) await new Promise(r => setTimeout(r, 100))
+    expect(processesUnder(dir).length).toBeGreaterThan(0)
+    expect(fs.readdirSync(tmp)).toHaveLength(1)
+    child.kill('SIGINT')
+    const r = await done
+    expect({ code: r.code, left: fs.readdirSync(tmp) }).toEqual({ code: 1, left: [] })
+    expect(r.stderr + r.stdout).toMatch(/cancelled \(SIGINT\) and the clean-up did not finish in time/)
+  } finally {
+    killUnder(dir)
+  }
+})
+
 test('usage errors exit 2 with one line naming what is wrong, before anything is touched', async () => {
   await withKernel(async () => {
     const before = myRaw()
