@@ -26,6 +26,8 @@ export const LOCK_WAIT_MS = 5 * MINUTE
 
 /** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
 export function pause(ms: number, cancel?: AbortSignal): Promise<void> {
+  // Aborted already: its abort event has fired and will not again.
+  if (cancel?.aborted) return Promise.resolve()
   return new Promise(resolve => {
     const t = setTimeout(done, ms)
     function done(): void {

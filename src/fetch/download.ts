@@ -66,7 +66,6 @@ export async function download(location: string, dest: string, opts: DownloadOpt
       }
       const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2)
       opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`)
-      throwIfAborted(opts.signal)
       await pause(wait, opts.signal)
       throwIfAborted(opts.signal)
     }
