@@ -26,7 +26,7 @@ export function clip(text: string, max: number): string {
 }
 
 /** What `read` gives, or `fallback` when it throws: for files the kernel may not offer (a /proc entry, an unmounted table). */
-export function readOr<T>(read: () => string, fallback: T): string | T {
+export function readOr<R, T>(read: () => R, fallback: T): R | T {
   try {
     return read()
   } catch {

@@ -155,20 +155,22 @@ export function failureReason(r: RunResult, timeoutMs?: number, program?: string
   return errorLine(r.stderr) || errorLine(r.stdout) || how()
 }
 
+/** What tells a command-line process to end: ^C, kill's default, a closed terminal. */
+export const END_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
+
 /**
  * Runs `cleanup` when this process is told to end (^C, SIGTERM, SIGHUP), then lets the signal take its course.
  * `cleanup` is synchronous: nothing else runs before the process goes. Returns the function that stops watching.
  */
 export function cleanUpOnSignal(cleanup: (signal: NodeJS.Signals) => void): () => void {
-  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
   const off = (): void => {
-    for (const s of signals) process.off(s, handler)
+    for (const s of END_SIGNALS) process.off(s, handler)
   }
   function handler(signal: NodeJS.Signals): void {
     cleanup(signal)
     off()
     process.kill(process.pid, signal)
   }
-  for (const s of signals) process.on(s, handler)
+  for (const s of END_SIGNALS) process.on(s, handler)
   return off
 }

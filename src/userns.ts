@@ -12,7 +12,7 @@ import { BINFMT_ROOT, BinfmtReader } from './binfmt'
 import { ActionError, errorMessage, readOr } from './errors'
 import { EngineCli } from './docker/command'
 import { DirectWriter } from './kernel'
-import { ProcessRunner, RunOptions, RunResult, errorLine, failureReason } from './process'
+import { END_SIGNALS, ProcessRunner, RunOptions, RunResult, errorLine, failureReason } from './process'
 import { USERNS_MS } from './timeouts'
 
 /** Names a namespace to register in instead of rootless Docker's: the user namespace of this process (e.g. Podman's pause process, or `setup-qemu-binfmt run`'s). */
@@ -35,21 +35,8 @@ function binfmtRootOf(ns: UserNamespace): string {
 /** A /proc file's text, or undefined when the kernel does not offer it (the process is gone). */
 const procText = (file: string): string | undefined => readOr(() => fs.readFileSync(file, 'utf8'), undefined)
 
-function statOr(file: string): fs.Stats | undefined {
-  try {
-    return fs.statSync(file)
-  } catch {
-    return undefined
-  }
-}
-
-function lstatOr(file: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(file)
-  } catch {
-    return undefined
-  }
-}
+const statOr = (file: string): fs.Stats | undefined => readOr(() => fs.statSync(file), undefined)
+const lstatOr = (file: string): fs.Stats | undefined => readOr(() => fs.lstatSync(file), undefined)
 
 /**
  * A pid file's text, or undefined when there is none. Opened without following
@@ -465,16 +452,15 @@ export class NewNamespace {
 
   /** Lets the command run; resolves with its exit status. Signals sent to us meanwhile are passed on. */
   async go(): Promise<number> {
-    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP']
     // A terminal's ^C reaches the command itself (same process group): passing it on too would make it a
     // second ^C, which many programs take as "force quit". A signal sent to us alone is passed on.
     const pass = (s: NodeJS.Signals): void => void (s === 'SIGINT' && inTerminalForeground() ? undefined : this.child.kill(s))
-    for (const s of signals) process.on(s, pass)
+    for (const s of END_SIGNALS) process.on(s, pass)
     try {
       ;(this.child.stdio[3] as Duplex).end('go\n')
       return await this.exited
     } finally {
-      for (const s of signals) process.off(s, pass)
+      for (const s of END_SIGNALS) process.off(s, pass)
     }
   }
 
