@@ -37,14 +37,14 @@ afterAll(() => closeFixtures(fx))
 
 type CliResult = Ran
 
+/** The command's environment as a job's step would have it, with a cache of its own unless `extra` names one. */
+function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  return { PATH: RUNNER_PATH, HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', ...extra, XDG_CACHE_HOME: extra.XDG_CACHE_HOME ?? freshDir('xdg') }
+}
+
 /** Runs the command (asynchronously: the download server answers from this process). */
 function cli(args: string[], opts: { user?: string; cache?: string } = {}): Promise<CliResult> {
-  const env: Record<string, string> = {
-    PATH: RUNNER_PATH,
-    HOME: opts.user ? '/tmp' : (process.env.HOME ?? '/root'),
-    LANG: 'C.UTF-8',
-    XDG_CACHE_HOME: opts.cache ?? freshDir('xdg'),
-  }
+  const env = cliEnv({ ...(opts.user ? { HOME: '/tmp' } : {}), ...(opts.cache ? { XDG_CACHE_HOME: opts.cache } : {}) })
   const [command, argv] = opts.user ? ['runuser', runuserArgs(opts.user, env, [ACTION_NODE, CLI, ...args])] : [ACTION_NODE, [CLI, ...args]]
   return collect(spawn(command, argv, { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240000 }))
 }
@@ -130,7 +130,7 @@ test('verify interrupted (^C) while a test program hangs: the program and its ch
     const tmp = freshDir('tmp')
     try {
       registerMine(debianLine('arm', 'F', path.join(dir, 'qemu-arm-static')))
-      const env = { PATH: RUNNER_PATH, HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', XDG_CACHE_HOME: freshDir('xdg'), TMPDIR: tmp }
+      const env = cliEnv({ TMPDIR: tmp })
       const child = spawn(ACTION_NODE, [CLI, 'verify'], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 })
       const done = collect(child)
       for (let i = 0; i < 100 && processesUnder(dir).length < 2; i++) await new Promise(r => setTimeout(r, 100))
@@ -151,7 +151,7 @@ test('install cancelled while a docker command hangs past the 3 s deadline: exit
   const dir = freshDir('hanging-docker')
   fs.writeFileSync(path.join(dir, 'docker'), `#!/bin/sh\ntrap '' INT TERM\nwhile :; do sleep 1; done\n`, { mode: 0o755 })
   const tmp = freshDir('tmp')
-  const env = { PATH: `${dir}:${RUNNER_PATH}`, HOME: process.env.HOME ?? '/root', LANG: 'C.UTF-8', XDG_CACHE_HOME: freshDir('xdg'), TMPDIR: tmp }
+  const env = cliEnv({ PATH: `${dir}:${RUNNER_PATH}`, TMPDIR: tmp })
   const args = ['install', '--install-mode', 'docker', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static']
   const child = spawn(ACTION_NODE, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 60000 })
   const done = collect(child)

@@ -12,10 +12,11 @@ import { ChildProcess, execFileSync, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as net from 'net'
 import * as path from 'path'
+import { commandLine } from '../../src/docker/command'
 import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { serveAnyPath, startHandlerServer } from '../support/server'
-import { RUNNER_PATH, runuserArgs, startAs, uidOf } from '../support/users'
+import { runuserArgs, startAs, uidOf } from '../support/users'
 import { VERSION, cleanupDirs, freshDir, onlyError } from './core-helpers'
 
 const VICTIM = 'qemurootless'
@@ -62,6 +63,10 @@ function sharedDir(label: string): string {
   return dir
 }
 
+/** The step as the victim, with DOCKER_HOST a socket in `dir`. */
+const withDockerHostIn = (dir: string): ReturnType<typeof runAction> =>
+  runAction(inputs(), { user: VICTIM, env: { DOCKER_HOST: `unix://${dir}/docker.sock`, XDG_RUNTIME_DIR: RUNTIME }, timeoutMs: 60000 })
+
 describe('files planted beside DOCKER_HOST in a shared directory', () => {
   const plant = {
     'a FIFO as docker.pid (reading it would wait forever)': (dir: string) => {
@@ -84,7 +89,7 @@ describe('files planted beside DOCKER_HOST in a shared directory', () => {
       const dir = sharedDir('planted')
       await socketAt(path.join(dir, 'docker.sock'), victim)
       plant[what as keyof typeof plant](dir)
-      const r = await runAction(inputs(), { user: VICTIM, env: { DOCKER_HOST: `unix://${dir}/docker.sock`, XDG_RUNTIME_DIR: RUNTIME }, timeoutMs: 60000 })
+      const r = await withDockerHostIn(dir)
       expect(onlyError(r)).toMatch(
         new RegExp(
           `^cannot register emulators \\(install-mode: userns\\): userns: ${dir}/docker\\.pid (is not a regular file owned by this user|cannot name the rootless Docker daemon \\(.*\\); it must be a regular file of this user)`,
@@ -99,7 +104,7 @@ describe('files planted beside DOCKER_HOST in a shared directory', () => {
     await socketAt(path.join(dir, 'docker.sock'), attacker)
     fs.symlinkSync(`${RUNTIME}/docker.pid`, path.join(dir, 'docker.pid'))
     fs.lchownSync(path.join(dir, 'docker.pid'), attacker, attacker)
-    const r = await runAction(inputs(), { user: VICTIM, env: { DOCKER_HOST: `unix://${dir}/docker.sock`, XDG_RUNTIME_DIR: RUNTIME }, timeoutMs: 60000 })
+    const r = await withDockerHostIn(dir)
     expect(onlyError(r)).toMatch(
       new RegExp(
         `userns: ${dir}/docker\\.sock is not owned by this user, so it is not this user's rootless Docker daemon; set DOCKER_HOST to your own daemon's socket`,
@@ -113,7 +118,7 @@ describe('files planted beside DOCKER_HOST in a shared directory', () => {
     fs.mkdirSync(path.join(dir, 'dockerd-rootless'))
     fs.writeFileSync(path.join(dir, 'dockerd-rootless', 'child_pid'), '1\n')
     execFileSync('chown', ['-R', `${attacker}:${attacker}`, path.join(dir, 'dockerd-rootless')])
-    const r = await runAction(inputs(), { user: VICTIM, env: { DOCKER_HOST: `unix://${dir}/docker.sock`, XDG_RUNTIME_DIR: RUNTIME }, timeoutMs: 60000 })
+    const r = await withDockerHostIn(dir)
     expect(onlyError(r)).toMatch(new RegExp(`userns: no rootless Docker daemon's pid file beside ${dir}/docker\\.sock`))
   }, 90000)
 })
@@ -147,13 +152,29 @@ describe('bad luck', () => {
 })
 
 describe('run -- COMMAND', () => {
-  /** `setup-qemu-binfmt run ... -- command` as the victim, with stderr to `stderrFile` and stdin, stdout piped. */
-  const startRun = (stderrFile: string, command: string[], env: Record<string, string> = {}): ChildProcess => {
+  /** A cache directory of the victim's own. */
+  const victimCache = (): string => {
     const cache = freshDir('xdg')
     fs.chownSync(cache, victim, victim)
-    const argv = [ACTION_NODE, CLI, 'run', '--quiet', '--platforms', 'linux/arm64', '--qemu-url', '/usr/bin/qemu-{target}-static', '--', ...command]
+    return cache
+  }
+  /** `setup-qemu-binfmt run` with the emulators from Debian's package, then `command`. */
+  const runArgv = (command: readonly string[]): string[] => [
+    ACTION_NODE,
+    CLI,
+    'run',
+    '--quiet',
+    '--platforms',
+    'linux/arm64',
+    '--qemu-url',
+    '/usr/bin/qemu-{target}-static',
+    '--',
+    ...command,
+  ]
+  /** `setup-qemu-binfmt run ... -- command` as the victim, with stderr to `stderrFile` and stdin, stdout piped. */
+  const startRun = (stderrFile: string, command: string[], env: Record<string, string> = {}): ChildProcess => {
     const err = fs.openSync(stderrFile, 'w')
-    const child = spawn('runuser', runuserArgs(VICTIM, { HOME: '/tmp', XDG_CACHE_HOME: cache, ...env }, argv), {
+    const child = spawn('runuser', runuserArgs(VICTIM, { HOME: '/tmp', XDG_CACHE_HOME: victimCache(), ...env }, runArgv(command)), {
       cwd: '/tmp',
       stdio: ['pipe', 'pipe', err],
       timeout: 120000,
@@ -177,8 +198,6 @@ describe('run -- COMMAND', () => {
   }, 150000)
 
   test('^C in a terminal reaches the command once, not a second time through us (a second ^C means "force quit" to many programs)', async () => {
-    const cache = freshDir('xdg')
-    fs.chownSync(cache, victim, victim)
     // It counts for 3 s from the first SIGINT (a second one through us would follow at once), not from 'ready':
     // on a loaded machine the typed ^C may take longer than that to arrive. Without any ^C it gives up after a minute.
     const counter = [
@@ -186,23 +205,10 @@ describe('run -- COMMAND', () => {
       `process.on('SIGINT', () => { console.log('INT', ++n); if (n === 1) { clearTimeout(end); end = setTimeout(total, 3000) } })`,
       `console.log('ready')`,
     ].join('; ')
-    const argv = [
-      ACTION_NODE,
-      CLI,
-      'run',
-      '--quiet',
-      '--platforms',
-      'linux/arm64',
-      '--qemu-url',
-      '/usr/bin/qemu-{target}-static',
-      '--',
-      ACTION_NODE,
-      '-e',
-      JSON.stringify(counter),
-    ]
+    const argv = runuserArgs(VICTIM, { HOME: '/tmp', XDG_CACHE_HOME: victimCache() }, runArgv([ACTION_NODE, '-e', counter]))
     // exec: script runs this through $SHELL, or /bin/sh when SHELL is unset (as under CI); a dash left waiting
     // would itself die of the ^C and make script report 130 whatever the command did.
-    const inner = `exec runuser -u ${VICTIM} -- /usr/bin/env -i PATH=${RUNNER_PATH} HOME=/tmp XDG_CACHE_HOME=${cache} ${argv.map(a => (a.startsWith('"') ? a : `'${a}'`)).join(' ')}`
+    const inner = `exec ${commandLine(argv, 'runuser')}`
     // script(1): the command line runs on a terminal of its own; a ^C typed there goes to its foreground process group.
     const term = spawn('script', ['-qec', inner, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 120000 })
     let out = ''
