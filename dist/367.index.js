@@ -484,6 +484,9 @@ const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE };
 const LOCK_WAIT_MS = 5 * MINUTE;
 /** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
 function pause(ms, cancel) {
+    // Aborted already: its abort event has fired and will not again.
+    if (cancel?.aborted)
+        return Promise.resolve();
     return new Promise(resolve => {
         const t = setTimeout(done, ms);
         function done() {
@@ -539,7 +542,6 @@ async function download(location, dest, opts) {
             }
             const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2);
             opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`);
-            throwIfAborted(opts.signal);
             await pause(wait, opts.signal);
             throwIfAborted(opts.signal);
         }
@@ -1483,14 +1485,15 @@ function failureReason(r, timeoutMs, program) {
         return how();
     return process_errorLine(r.stderr) || process_errorLine(r.stdout) || how();
 }
+/** What tells a command-line process to end: ^C, kill's default, a closed terminal. */
+const process_END_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 /**
  * Runs `cleanup` when this process is told to end (^C, SIGTERM, SIGHUP), then lets the signal take its course.
  * `cleanup` is synchronous: nothing else runs before the process goes. Returns the function that stops watching.
  */
 function cleanUpOnSignal(cleanup) {
-    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
     const off = () => {
-        for (const s of signals)
+        for (const s of process_END_SIGNALS)
             process.off(s, handler);
     };
     function handler(signal) {
@@ -1498,7 +1501,7 @@ function cleanUpOnSignal(cleanup) {
         off();
         process.kill(process.pid, signal);
     }
-    for (const s of signals)
+    for (const s of process_END_SIGNALS)
         process.on(s, handler);
     return off;
 }
@@ -4470,22 +4473,8 @@ function binfmtRootOf(ns) {
 }
 /** A /proc file's text, or undefined when the kernel does not offer it (the process is gone). */
 const procText = (file) => readOr(() => external_fs_.readFileSync(file, 'utf8'), undefined);
-function statOr(file) {
-    try {
-        return external_fs_.statSync(file);
-    }
-    catch {
-        return undefined;
-    }
-}
-function lstatOr(file) {
-    try {
-        return external_fs_.lstatSync(file);
-    }
-    catch {
-        return undefined;
-    }
-}
+const statOr = (file) => readOr(() => external_fs_.statSync(file), undefined);
+const lstatOr = (file) => readOr(() => external_fs_.lstatSync(file), undefined);
 /**
  * A pid file's text, or undefined when there is none. Opened without following
  * a symlink or waiting on a FIFO, and checked on the open file: only a small
@@ -4904,11 +4893,10 @@ class NewNamespace {
     }
     /** Lets the command run; resolves with its exit status. Signals sent to us meanwhile are passed on. */
     async go() {
-        const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'];
         // A terminal's ^C reaches the command itself (same process group): passing it on too would make it a
         // second ^C, which many programs take as "force quit". A signal sent to us alone is passed on.
         const pass = (s) => void (s === 'SIGINT' && inTerminalForeground() ? undefined : this.child.kill(s));
-        for (const s of signals)
+        for (const s of END_SIGNALS)
             process.on(s, pass);
         try {
             ;
@@ -4916,7 +4904,7 @@ class NewNamespace {
             return await this.exited;
         }
         finally {
-            for (const s of signals)
+            for (const s of END_SIGNALS)
                 process.off(s, pass);
         }
     }
