@@ -20,7 +20,7 @@ import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
 import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
-import { detectNative, runProbe } from './verify'
+import { probeNative, runProbe } from './verify'
 import { NewNamespace, USERNS_PID_ENV, usernsView } from './userns'
 
 const VERSION = '1.0.0'
@@ -366,7 +366,8 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
       return ok ? 0 : 1
     }
     const host = detectHost()
-    const native = nativePlatforms(host, await detectNative(host, reader, dir, runner, () => undefined))
+    const found = await probeNative(host, reader, dir, runner, () => undefined)
+    const native = nativePlatforms(host, found.native, found.amd64Level)
     if (parsed.json) {
       process.stdout.write(`${JSON.stringify({ mounted: reader.mounted(), enabled: reader.enabled(), native, entries })}\n`)
     } else {

@@ -1,6 +1,5 @@
-import * as fs from 'fs'
 import { HostArch } from './elf'
-import { ActionError, readOr } from './errors'
+import { ActionError } from './errors'
 import { Target, dockerPlatforms, getTarget } from './targets'
 
 export interface Host {
@@ -23,31 +22,17 @@ export function detectHost(nodeArch: string = process.arch): Host {
   }
 }
 
-// x86-64 micro-architecture levels (psABI), by the /proc/cpuinfo flags each needs.
-const AMD64_LEVELS: readonly (readonly [string, readonly string[]])[] = [
-  ['v2', ['cx16', 'lahf_lm', 'popcnt', 'pni', 'sse4_1', 'sse4_2', 'ssse3']],
-  ['v3', ['avx', 'avx2', 'bmi1', 'bmi2', 'f16c', 'fma', 'abm', 'movbe', 'xsave']],
-  ['v4', ['avx512f', 'avx512bw', 'avx512cd', 'avx512dq', 'avx512vl']],
-]
-
-/** linux/amd64/v2.. the CPU supports, each level requiring the ones below it. */
-export function amd64Levels(cpuinfo: string): string[] {
-  const line = cpuinfo.split('\n').find(l => l.startsWith('flags'))
-  const flags = new Set((line?.split(':')[1] ?? '').trim().split(/\s+/))
+/** linux/amd64/v2.. up to the x86-64 `level` (1..4) the CPU runs; none when the level is unknown. */
+export function amd64Levels(level: number | undefined): string[] {
   const levels: string[] = []
-  for (const [level, needs] of AMD64_LEVELS) {
-    if (!needs.every(f => flags.has(f))) break
-    levels.push(`linux/amd64/${level}`)
-  }
+  for (let v = 2; v <= (level ?? 1); v++) levels.push(`linux/amd64/v${v}`)
   return levels
 }
 
-/** Docker platforms the host runs without QEMU, given which candidate targets ran natively. */
-export function nativePlatforms(host: Host, native: readonly Target[], cpuinfo?: string): string[] {
+/** Docker platforms the host runs without QEMU, given which candidate targets ran natively and the x86-64 level the CPU reported. */
+export function nativePlatforms(host: Host, native: readonly Target[], amd64Level?: number): string[] {
   const platforms = [...dockerPlatforms(host.target)]
-  if (host.arch === 'amd64') {
-    platforms.push(...amd64Levels(cpuinfo ?? readOr(() => fs.readFileSync('/proc/cpuinfo', 'utf8'), '')))
-  }
+  if (host.arch === 'amd64') platforms.push(...amd64Levels(amd64Level))
   for (const t of native) for (const p of dockerPlatforms(t)) if (!platforms.includes(p)) platforms.push(p)
   return platforms
 }

@@ -67,10 +67,12 @@ export async function run(): Promise<void> {
 
     // In a user namespace, natively means there, where its engine's containers run.
     const nativeRunner = probeRunnerFor(writer, runner)
-    const { native, tried } = await time('native', () => core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core.info)))
+    const { native, amd64Level, tried } = await time('native', () =>
+      core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core.info)),
+    )
     await checkTempExecutable(host, temp, runner, tried)
     const plan = new Plan(host, inputs.platforms, native)
-    const nativeP = nativePlatforms(host, native)
+    const nativeP = nativePlatforms(host, native, amd64Level)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
     for (const t of plan.requestedNative()) core.info(`${label(t)} runs natively on this runner; not registering an emulator`)
 

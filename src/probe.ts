@@ -159,16 +159,58 @@ export function buildProbe(target: Target): Buffer {
   const probe = Object.hasOwn(PROBES, target.name) ? PROBES[target.name] : undefined
   if (!probe) throw new Error(`no probe for QEMU target '${target.name}'`)
   const magic = hexToBytes(target.magic)
-  const is64 = magic[4] === 2
   const le = magic[5] === 1
   // e_machine is the one header field the magic fixes that we cannot derive
   // from class and byte order.
   const machine = le ? magic[18] | (magic[19] << 8) : (magic[18] << 8) | magic[19]
+  return elfExecutable({ is64: magic[4] === 2, le, machine, ...probe })
+}
 
+// The x86-64 psABI level the CPU supports, decided as glibc does (CPUID, with
+// XGETBV for the AVX and AVX-512 register state the OS enables), not from
+// /proc/cpuinfo, whose flags some hypervisors trim. Exits with
+// AMD64_LEVEL_BASE + level (1..4):
+//   ebp=1; leaf 0 -> r8d (max leaf); leaf 0x80000000 < 0x80000001 -> done;
+//   leaf 0x80000001 ecx -> r9d; leaf 1 ecx -> r10d
+//   v2: leaf 1 ecx has SSE3, SSSE3, CX16, SSE4.1, SSE4.2, POPCNT (0x00982201), r9d has LAHF (bit 0): ebp=2
+//   v3: leaf 1 ecx has FMA, MOVBE, OSXSAVE, AVX, F16C (0x38401000), r9d has LZCNT (bit 5), max leaf >= 7,
+//       XCR0 has SSE+AVX state (6), leaf 7 ebx has BMI1, AVX2, BMI2 (0x128): ebp=3
+//   v4: leaf 7 ebx has AVX512F, DQ, CD, BW, VL (0xd0030000), XCR0 has opmask+ZMM state (0xe6): ebp=4
+//   done: lea AMD64_LEVEL_BASE(%rbp),%edi; mov $60 (exit),%eax; syscall
+const AMD64_LEVEL_CODE = bytes(
+  'bd0100000031c00fa24189c0b8000000800fa23d010000800f8298000000b8010000800fa24189c9b8010000000fa24189ca' +
+    '4489d025012298003d01229800757541f6c101746fbd020000004489d025001040383d00104038755b41f6c12074554183f8' +
+    '07724f31c90f01d04189c383e00683f806753fb80700000031c90fa289d825280100003d280100007528bd0300000081e300' +
+    '0003d081fb000003d075154181e3e60000004181fbe60000007505bd040000008d7d50b83c0000000f05',
+)
+/** What the level probe adds to the level in its exit status, so that no other failure reads as a level. */
+export const AMD64_LEVEL_BASE = 80
+const EM_X86_64 = 62
+
+/** A static x86-64 program whose exit status is AMD64_LEVEL_BASE + the x86-64 level (1..4) this CPU runs. */
+export function buildAmd64LevelProbe(): Buffer {
+  return elfExecutable({ is64: true, le: true, machine: EM_X86_64, flags: 0, code: AMD64_LEVEL_CODE })
+}
+
+/** The x86-64 level an exit status of the level probe reports; undefined for any other status. */
+export function amd64LevelOf(status: number | null): number | undefined {
+  if (status === null) return undefined
+  const level = status - AMD64_LEVEL_BASE
+  return level >= 1 && level <= 4 ? level : undefined
+}
+
+interface ElfLayout extends ProbeCode {
+  readonly is64: boolean
+  readonly le: boolean
+  readonly machine: number
+}
+
+/** An ELF executable that maps itself whole at LOAD_ADDR and starts at its code. */
+function elfExecutable({ is64, le, machine, flags, code }: ElfLayout): Buffer {
   const ehsize = is64 ? 64 : 52
   const phentsize = is64 ? 56 : 32
   const codeOff = ehsize + phentsize
-  const size = codeOff + probe.code.length
+  const size = codeOff + code.length
   const entry = LOAD_ADDR + codeOff
   const buf = Buffer.alloc(size)
 
@@ -193,7 +235,7 @@ export function buildProbe(target: Target): Buffer {
   word(entry)
   word(ehsize) // e_phoff
   word(0) // e_shoff
-  u32(probe.flags)
+  u32(flags)
   u16(ehsize)
   u16(phentsize)
   u16(1) // e_phnum
@@ -212,6 +254,6 @@ export function buildProbe(target: Target): Buffer {
   if (!is64) u32(PF_R | PF_X)
   word(0x10000) // p_align: the largest page size any target uses
 
-  Buffer.from(probe.code).copy(buf, codeOff)
+  Buffer.from(code).copy(buf, codeOff)
   return buf
 }

@@ -1,10 +1,11 @@
 import * as fs from 'fs'
 import * as path from 'path'
 import { BinfmtReader, effectiveFlags } from './binfmt'
-import { PROBE_ARGS, argumentsProblem, buildProbe } from './probe'
+import { PROBE_ARGS, amd64LevelOf, argumentsProblem, buildAmd64LevelProbe, buildProbe } from './probe'
 import { ProcessRunner } from './process'
 import { Registration } from './register'
 import { Host } from './host'
+import { BinfmtEntry } from './binfmt'
 import { Target, matchesHeader } from './targets'
 import { PROBE_MS } from './timeouts'
 
@@ -67,28 +68,25 @@ export async function verifyRegistrations(
   )
 }
 
-/**
- * Which of the host's related targets run without QEMU: tried, not assumed. A
- * target that an existing binfmt entry would take over cannot be tried, and is
- * treated as foreign.
- */
-export async function detectNative(host: Host, reader: BinfmtReader, dir: string, runner: ProcessRunner, log: (m: string) => void): Promise<Target[]> {
-  return (await probeNative(host, reader, dir, runner, log)).native
-}
-
 /** What native detection found, and the probes it ran (they also tell whether programs may run from `dir`). */
 export interface NativeDetection {
   readonly native: Target[]
+  /** the x86-64 level (1..4) the CPU runs, on an amd64 host; undefined where unknown or not amd64 */
+  readonly amd64Level?: number
   readonly tried: ProbeResult[]
 }
 
-/** detectNative, with the probes it ran. */
+/**
+ * Which of the host's related targets run without QEMU, and the x86-64 level
+ * of an amd64 CPU: tried, not assumed. A target that an existing binfmt entry
+ * would take over cannot be tried, and is treated as foreign.
+ */
 export async function probeNative(host: Host, reader: BinfmtReader, dir: string, runner: ProcessRunner, log: (m: string) => void): Promise<NativeDetection> {
   const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : []
-  const results = await Promise.all(
-    host.nativeCandidates.map(async target => {
-      const header = buildProbe(target)
-      const taker = entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset))
+  const [amd64Level, ...results] = await Promise.all([
+    host.arch === 'amd64' ? probeAmd64Level(entries, dir, runner, log) : undefined,
+    ...host.nativeCandidates.map(async target => {
+      const taker = takerOf(entries, buildProbe(target))
       if (taker) {
         log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`)
         return undefined
@@ -97,7 +95,35 @@ export async function probeNative(host: Host, reader: BinfmtReader, dir: string,
       log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`)
       return r
     }),
-  )
+  ])
   const tried = results.filter((r): r is ProbeResult => r !== undefined)
-  return { native: tried.filter(r => r.ok).map(r => r.target), tried }
+  return { native: tried.filter(r => r.ok).map(r => r.target), amd64Level, tried }
+}
+
+const takerOf = (entries: readonly BinfmtEntry[], header: Buffer): BinfmtEntry | undefined =>
+  entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset))
+
+/** The x86-64 level the CPU runs, as the level probe reports it (CPUID, as glibc decides); undefined when it cannot tell. */
+async function probeAmd64Level(entries: readonly BinfmtEntry[], dir: string, runner: ProcessRunner, log: (m: string) => void): Promise<number | undefined> {
+  const program = buildAmd64LevelProbe()
+  const taker = takerOf(entries, program)
+  if (taker) {
+    log(`x86-64 level: not tried, binfmt entry ${taker.name} would run the level probe; listing no linux/amd64/v2..v4`)
+    return undefined
+  }
+  const file = path.join(dir, 'probe-amd64-level')
+  fs.writeFileSync(file, program, { mode: 0o755 })
+  try {
+    const r = await runner.run(file, [], { timeoutMs: PROBE_MS })
+    const level = amd64LevelOf(r.code)
+    log(
+      level !== undefined
+        ? `x86-64 level: v${level} (CPUID)`
+        : `x86-64 level unknown: the level probe ${r.signal ? `was killed by ${r.signal}` : `exited with status ${r.code}`}; listing no linux/amd64/v2..v4`,
+    )
+    return level
+  } catch (e) {
+    log(`x86-64 level unknown: the level probe could not be started (${(e as NodeJS.ErrnoException).code ?? String(e)}); listing no linux/amd64/v2..v4`)
+    return undefined
+  }
 }

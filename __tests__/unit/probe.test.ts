@@ -1,4 +1,4 @@
-import { argumentsProblem, buildProbe, PROBE_ARGS, PROBE_EXIT_STATUS } from '../../src/probe'
+import { AMD64_LEVEL_BASE, amd64LevelOf, argumentsProblem, buildAmd64LevelProbe, buildProbe, PROBE_ARGS, PROBE_EXIT_STATUS } from '../../src/probe'
 import { allTargets, matchesHeader } from '../../src/targets'
 
 // Running the probes (under qemu-user-static and natively) is in __tests__/integration/probe-qemu.test.ts.
@@ -49,5 +49,21 @@ describe('argumentsProblem', () => {
   test('any other status says what was expected', () => {
     expect(argumentsProblem(42)).toMatch(/^the test program exited with status 42 instead of 68 \(argc \+ first byte of argv\[1\] for the arguments 'A' 'Q'\)/)
     expect(argumentsProblem(0)).toMatch(/exited with status 0 instead of 68/)
+  })
+})
+
+describe('the x86-64 level probe', () => {
+  test('is an x86-64 program only the x86_64 entry matches', () => {
+    const probe = buildAmd64LevelProbe()
+    const matched = allTargets()
+      .filter(o => matchesHeader(o.magic, o.mask, probe))
+      .map(o => o.name)
+    expect(matched).toEqual(['x86_64'])
+  })
+
+  test('its status names a level only from AMD64_LEVEL_BASE + 1 to + 4', () => {
+    expect(amd64LevelOf(AMD64_LEVEL_BASE + 1)).toBe(1)
+    expect(amd64LevelOf(AMD64_LEVEL_BASE + 4)).toBe(4)
+    for (const other of [null, 0, 1, 127, 126, AMD64_LEVEL_BASE, AMD64_LEVEL_BASE + 5, PROBE_EXIT_STATUS]) expect(amd64LevelOf(other)).toBeUndefined()
   })
 })
