@@ -17,9 +17,12 @@ import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { serveAnyPath, startHandlerServer } from '../support/server'
 import { runuserArgs, startAs, uidOf } from '../support/users'
+import { describeUnless, usernsBinfmtRefused } from '../support/host'
 import { VERSION, cleanupDirs, freshDir, onlyError } from './core-helpers'
 
 const VICTIM = 'qemurootless'
+/** The tests that enter a namespace need a kernel that gives it a binfmt_misc of its own; elsewhere they are skipped, with the reason. */
+const describeHere = describeUnless(usernsBinfmtRefused(VICTIM))
 const ATTACKER = 'qemutest'
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 const EMULATOR = '/usr/bin/qemu-aarch64-static'
@@ -123,7 +126,7 @@ describe('files planted beside DOCKER_HOST in a shared directory', () => {
   }, 90000)
 })
 
-describe('bad luck', () => {
+describeHere('bad luck', () => {
   test('the namespace dies during the step: the error says it went away, not that the kernel refused', async () => {
     // The user's own namespace with a mount namespace of its own (the step mounts its binfmt_misc at once).
     const holder = await startAs(VICTIM, ['unshare', '--user', '--map-root-user', '--mount', 'sleep', '300'], 'sleep')
@@ -151,7 +154,7 @@ describe('bad luck', () => {
   }, 150000)
 })
 
-describe('run -- COMMAND', () => {
+describeHere('run -- COMMAND', () => {
   /** A cache directory of the victim's own. */
   const victimCache = (): string => {
     const cache = freshDir('xdg')

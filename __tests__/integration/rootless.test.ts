@@ -15,8 +15,11 @@ import { rootfs } from '../support/fixtures'
 import { RUNNER_PATH, Ran, runAs, startAs, uidOf } from '../support/users'
 import { CoreFixtures, VERSION, closeFixtures, expectSuccess, freshDir, onlyError, startFixtures } from './core-helpers'
 import { whenPrinted } from './stand-ins'
+import { describeUnless, usernsBinfmtRefused } from '../support/host'
 
 const USER = 'qemurootless'
+/** Where the kernel gives no user namespace a binfmt_misc of its own, every test here is skipped, with the reason. */
+const describeHere = describeUnless(usernsBinfmtRefused(USER))
 const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 const NATIVE_IMAGE = 'local/busybox:test'
 const ARM64_IMAGE = 'local/busybox-arm64:test'
@@ -90,7 +93,7 @@ const inputs = (extra: Record<string, string> = {}): Record<string, string> => (
   ...extra,
 })
 
-describe('rootless Docker: install-mode userns', () => {
+describeHere('rootless Docker: install-mode userns', () => {
   test('auto picks userns for a user with no sudo and only rootless Docker; an arm64 container runs and docker build --platform linux/arm64 runs a RUN', async () => {
     const r = await runAction(inputs(), { user: USER, env: ENGINE })
     expectSuccess(r)
@@ -149,7 +152,7 @@ describe('rootless Docker: install-mode userns', () => {
   }, 300000)
 })
 
-describe('the command on a rootless namespace (--userns)', () => {
+describeHere('the command on a rootless namespace (--userns)', () => {
   test("status --userns and verify --userns show and prove the namespace's entries (the host's status does not list them); uninstall --userns removes one", async () => {
     const cli = (args: string[]): Promise<Ran> => asUser(USER, [ACTION_NODE, CLI, ...args], { ...ENGINE, XDG_CACHE_HOME: userDir('xdg') })
     const installed = await cli([
@@ -187,7 +190,7 @@ describe('the command on a rootless namespace (--userns)', () => {
   }, 300000)
 })
 
-describe('rootless Podman', () => {
+describeHere('rootless Podman', () => {
   const pausePid = (): string | undefined => {
     const pid = fs.existsSync(PODMAN_PID) ? fs.readFileSync(PODMAN_PID, 'utf8').trim() : ''
     return pid && fs.existsSync(`/proc/${pid}`) ? pid : undefined
@@ -275,7 +278,7 @@ describe('rootless Podman', () => {
   }, 300000)
 })
 
-describe('a named namespace ($SETUP_QEMU_BINFMT_USERNS_PID)', () => {
+describeHere('a named namespace ($SETUP_QEMU_BINFMT_USERNS_PID)', () => {
   test('a namespace whose mount namespace is not its own forbids the mount: one error naming the kernel and what to use instead', async () => {
     // unshare -U alone: a user namespace that still shares the host's mount namespace, where it may not mount.
     const { pid, stop } = await startAs(USER, ['unshare', '--user', 'sleep', '120'], 'sleep')
@@ -302,7 +305,7 @@ describe('a named namespace ($SETUP_QEMU_BINFMT_USERNS_PID)', () => {
   }, 120000)
 })
 
-describe('setup-qemu-binfmt run -- COMMAND (no privilege at all)', () => {
+describeHere('setup-qemu-binfmt run -- COMMAND (no privilege at all)', () => {
   const runArgs = (): string[] => ['run', '--platforms', 'linux/arm64', '--qemu-version', VERSION, '--qemu-url', fx.tarGzUrl]
 
   test("a foreign chroot runs in a new namespace; stdout is the command's alone, the log goes to stderr, the exit status is the command's", async () => {

@@ -54,6 +54,24 @@ function entryTakes(header: Buffer): string | undefined {
   return undefined
 }
 
+/**
+ * Runs the tiny i386 program: its exit status, 42 wherever it runs. (Where the
+ * kernel refuses it, execvp hands the file to /bin/sh, which fails otherwise.)
+ */
+export function runI386Program(): number | null {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-fact-'))
+  try {
+    const file = path.join(dir, 'exit42-i386')
+    fs.writeFileSync(file, I386_EXIT_42, { mode: 0o755 })
+    return spawnSync(file, [], { timeout: 10_000 }).status
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** The binfmt_misc entry that would take an i386 program, if any. */
+export const i386Taker = (): string | undefined => entryTakes(I386_EXIT_42)
+
 let i386: boolean | undefined
 /**
  * Whether this kernel runs 32-bit x86 programs itself, as the action would find
@@ -62,15 +80,7 @@ let i386: boolean | undefined
  */
 export function runsI386Natively(): boolean {
   if (i386 !== undefined) return i386
-  if (process.arch !== 'x64' || entryTakes(I386_EXIT_42)) return (i386 = false)
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'host-fact-'))
-  try {
-    const file = path.join(dir, 'exit42-i386')
-    fs.writeFileSync(file, I386_EXIT_42, { mode: 0o755 })
-    return (i386 = spawnSync(file, [], { timeout: 10_000 }).status === 42)
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true })
-  }
+  return (i386 = process.arch === 'x64' && !i386Taker() && runI386Program() === 42)
 }
 
 /** The Docker platforms this host runs without QEMU besides its own (linux/386 on an x86_64 kernel that runs it). */
@@ -97,4 +107,29 @@ export function ldsoAmd64Levels(prefix: readonly string[] = []): string[] | unde
 export function skippedHere(name: string, why: string): void {
   // eslint-disable-next-line jest/no-disabled-tests, jest/expect-expect
   test.skip(`${name}: skipped, ${why}`, () => undefined)
+}
+
+/**
+ * Why `user` cannot give a user namespace a binfmt_misc of its own here (what
+ * install-mode userns and rootless engines need: unprivileged user namespaces,
+ * Linux 6.7+), tried as that user; undefined when it can.
+ */
+export function usernsBinfmtRefused(user: string): string | undefined {
+  const script = 'mount -t proc proc /proc && mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc && test -e /proc/sys/fs/binfmt_misc/register'
+  const r = spawnSync('runuser', ['-u', user, '--', 'unshare', '--user', '--map-root-user', '--mount', '--pid', '--fork', 'sh', '-c', script], {
+    encoding: 'utf8',
+    timeout: 30_000,
+    cwd: '/',
+  })
+  if (r.status === 0) return undefined
+  const said = (r.stderr || r.error?.message || `exit ${r.status}`).trim().split('\n')[0]
+  return `user ${user} cannot mount a binfmt_misc in a user namespace of its own on kernel ${os.release()} (${said}; needs unprivileged user namespaces and Linux 6.7+)`
+}
+
+/** describe, or describe.skip plus one skipped test whose name says why, when `why` says this host cannot run the block. */
+export function describeUnless(why: string | undefined): jest.Describe {
+  if (!why) return describe
+  skippedHere('these tests', why)
+  // eslint-disable-next-line jest/no-disabled-tests
+  return describe.skip
 }
