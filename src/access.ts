@@ -8,7 +8,7 @@ import { KernelWriter, directAccess } from './kernel'
 import { ProcessRunner } from './process'
 import { Registration } from './register'
 import { MountRefused, UsernsWriter, usernsAccess } from './userns'
-import { ProbeResult, verifyRegistrations } from './verify'
+import { ProbeHost, ProbeResult, shellProbes, verifyRegistrations } from './verify'
 
 export interface AccessLog {
   info(m: string): void
@@ -81,9 +81,9 @@ export function hiddenDocker(writer: KernelWriter): DockerWriter | undefined {
   return writer instanceof DockerWriter && writer.hidden ? writer : undefined
 }
 
-/** Where programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
-export function probeRunnerFor(writer: KernelWriter, runner: ProcessRunner): ProcessRunner {
-  return writer instanceof UsernsWriter ? writer.probes : runner
+/** Where test programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
+export function probesFor(writer: KernelWriter, runner: ProcessRunner): ProbeHost {
+  return shellProbes(writer instanceof UsernsWriter ? writer.probes : runner)
 }
 
 /** Whose processes `writer`'s entries serve, when not this runner's (for the summary). */
@@ -101,9 +101,9 @@ export type Verifier = (registrations: readonly Registration[], dir: string) => 
 export function verifierFor(writer: KernelWriter, runner: ProcessRunner, dockerImage: string, log: AccessLog): Verifier {
   const hidden = hiddenDocker(writer)
   if (hidden) return (registrations, dir) => verifyInContainer(hidden, registrations, dir)
-  if (!(writer instanceof UsernsWriter)) return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, runner)
+  if (!(writer instanceof UsernsWriter)) return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, shellProbes(runner))
   return async (registrations, dir) => {
-    const inside = await verifyRegistrations(registrations, writer.view, dir, writer.probes)
+    const inside = await verifyRegistrations(registrations, writer.view, dir, shellProbes(writer.probes))
     const engine = writer.ns.engine
     if (!engine) return inside
     const passed = registrations.filter((_, i) => inside[i].ok)

@@ -14,13 +14,13 @@ import { detectHost, nativePlatforms } from './host'
 import { HostLock } from './lock'
 import { run as runMain } from './main'
 import { readInputs } from './inputs'
-import { ChildProcessRunner, ProcessRunner, cleanUpOnSignal } from './process'
+import { ChildProcessRunner, cleanUpOnSignal } from './process'
 import { isQemuEntry, stagedBy } from './register'
 import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
 import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
-import { probeNative, runProbe } from './verify'
+import { ProbeHost, probeNative, runProbes, shellProbes } from './verify'
 import { NewNamespace, USERNS_PID_ENV, usernsView } from './userns'
 
 const VERSION = '1.0.0'
@@ -311,14 +311,18 @@ async function emulatorVersion(file: string, target: Target): Promise<string | n
   }
 }
 
-/** The qemu-* entries and whether each runs its test program now. */
-async function entryStatuses(reader: BinfmtReader, dir: string, runner: ProcessRunner): Promise<EntryStatus[]> {
+/** The qemu-* entries and whether each runs its test program now (all programs at once). */
+async function entryStatuses(reader: BinfmtReader, dir: string, probes: ProbeHost): Promise<EntryStatus[]> {
   if (!reader.mounted()) return []
-  const entries = reader.list().filter(e => isQemuEntry(e.name) && stagedBy(e.name) === undefined)
+  const entries = reader
+    .list()
+    .filter(e => isQemuEntry(e.name) && stagedBy(e.name) === undefined)
+    .map(e => ({ e, target: findTarget(e.name.slice('qemu-'.length)) }))
+  const tried = entries.filter(x => x.target && x.e.enabled).map(x => x.target as Target)
+  const results = await runProbes(tried, dir, probes)
   return Promise.all(
-    entries.map(async e => {
-      const target: Target | undefined = findTarget(e.name.slice('qemu-'.length))
-      const probe = target && e.enabled ? await runProbe(target, dir, runner) : undefined
+    entries.map(async ({ e, target }) => {
+      const probe = target && e.enabled ? results[tried.indexOf(target)] : undefined
       return {
         name: e.name,
         target: target?.name ?? null,
@@ -340,12 +344,12 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
   setMaxListeners(0, cancel.signal)
   const processes = new ChildProcessRunner(cancel.signal)
   let reader = new BinfmtReader()
-  let runner: ProcessRunner = processes
+  let probes = shellProbes(processes)
   if (parsed.userns) {
     // The namespace's own table and programs run inside it; without a table of its own it uses the host's, as shown.
     const { writer, own } = await usernsView(processes)
     if (own) reader = writer.view
-    runner = writer.probes
+    probes = shellProbes(writer.probes)
     if (!parsed.quiet) process.stderr.write(`${writer.how}${own ? '' : " (no binfmt_misc of its own: the host's applies)"}\n`)
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
@@ -356,7 +360,7 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     fs.rmSync(dir, { recursive: true, force: true })
   })
   try {
-    const entries = await entryStatuses(reader, dir, runner)
+    const entries = await entryStatuses(reader, dir, probes)
     const ok = entries.every(e => e.verified || !e.enabled)
     if (parsed.command === 'verify') {
       if (parsed.json)
@@ -366,7 +370,7 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
       return ok ? 0 : 1
     }
     const host = detectHost()
-    const found = await probeNative(host, reader, dir, runner, () => undefined)
+    const found = await probeNative(host, reader, dir, probes, () => undefined)
     const native = nativePlatforms(host, found.native, found.amd64Level)
     if (parsed.json) {
       process.stdout.write(`${JSON.stringify({ mounted: reader.mounted(), enabled: reader.enabled(), native, entries })}\n`)

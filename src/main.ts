@@ -12,7 +12,7 @@ import { Plan } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter } from './kernel'
 import { DockerWriter } from './docker/writer'
-import { Verifier, chooseWriter, hiddenDocker, probeRunnerFor, readerFor, scopeOf, verifierFor } from './access'
+import { Verifier, chooseWriter, hiddenDocker, probesFor, readerFor, scopeOf, verifierFor } from './access'
 import { BuilderResult, requireBuildx, setupBuilder } from './buildx/builder'
 import { HostLock } from './lock'
 import { explainPinFailure, pinning } from './pins'
@@ -23,7 +23,7 @@ import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, writeSummary } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
-import { ProbeResult, probeNative, runProbe } from './verify'
+import { ProbeHost, ProbeResult, probeNative, runProbes, shellProbes } from './verify'
 
 const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
@@ -66,11 +66,11 @@ export async function run(): Promise<void> {
     if (!hidden) checkBinfmtEnabled(reader)
 
     // In a user namespace, natively means there, where its engine's containers run.
-    const nativeRunner = probeRunnerFor(writer, runner)
+    const nativeProbes = probesFor(writer, runner)
     const { native, amd64Level, tried } = await time('native', () =>
-      core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core.info)),
+      core.group('Native platforms', () => probeNative(host, reader, temp, nativeProbes, core.info)),
     )
-    await checkTempExecutable(host, temp, runner, tried)
+    await checkTempExecutable(host, temp, shellProbes(runner), tried)
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native, amd64Level)
     core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
@@ -318,10 +318,10 @@ function watchCancellation(cancel: AbortController, tempDir: () => string | unde
  * A native-detection probe the kernel got to load (it ran, or its format was refused) already shows that programs
  * may run there; only when none was tried does the host's own probe run.
  */
-async function checkTempExecutable(host: Host, temp: string, runner: ProcessRunner, tried: readonly ProbeResult[]): Promise<void> {
+async function checkTempExecutable(host: Host, temp: string, probes: ProbeHost, tried: readonly ProbeResult[]): Promise<void> {
   const refused = (p: ProbeResult): boolean => !p.ok && /EACCES|EPERM/.test(p.detail)
   if (tried.some(p => !refused(p))) return
-  const r = tried.find(refused) ?? (await runProbe(host.target, temp, runner))
+  const r = tried.find(refused) ?? (await runProbes([host.target], temp, probes))[0]
   if (r.ok) return
   if (refused(r)) {
     throw new ActionError(

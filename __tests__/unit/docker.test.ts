@@ -4,7 +4,8 @@ import * as path from 'path'
 import { EntrySpec, registerLine } from '../../src/binfmt'
 import { CONTAINER_LABEL } from '../../src/docker/container'
 import { INIT_USER_NS, RunnerNamespace, dockerAccess, hiddenFromRunner } from '../../src/docker/daemon'
-import { PROBE_SCRIPT, parseProbes, verifyInContainer } from '../../src/docker/verify'
+import { verifyInContainer } from '../../src/docker/verify'
+import { PROBE_SCRIPT, parseProbes } from '../../src/verify'
 import { CONTAINER_DIR, ContainerTable, DockerWriter, REGISTER_SCRIPT, parseTable } from '../../src/docker/writer'
 import { ProcessRunner, RunOptions, RunResult } from '../../src/process'
 import { PROBE_EXIT_STATUS } from '../../src/probe'
@@ -351,7 +352,7 @@ describe('verifyInContainer', () => {
     )
     fake.reply = a =>
       a[0] === 'start'
-        ? { stdout: `@@probe probe-ppc64le ${PROBE_EXIT_STATUS}\n@@probe probe-s390x 2\n./probe-s390x: line 1: syntax error: unexpected ")"\n` }
+        ? { stdout: `@@probe probe-s390x 2 ./probe-s390x: line 1: syntax error: unexpected ")"\n@@probe probe-ppc64le ${PROBE_EXIT_STATUS} \n` }
         : undefined
     const regs: Registration[] = [
       { target: ppc, spec: ppcSpec, action: 'added', staged: ppcSpec.name },
@@ -371,7 +372,7 @@ describe('verifyInContainer', () => {
     expect(fake.verbs).toEqual(['create', 'cp', 'start', 'rm'])
     const create = fake.created()
     expect(create).not.toContain('--privileged')
-    expect(create.slice(create.indexOf(PROBE_SCRIPT) + 1)).toEqual(['sh', 'probe-ppc64le', 'probe-s390x'])
+    expect(create.slice(create.indexOf(PROBE_SCRIPT) + 1)).toEqual(['sh', '/setup-qemu-binfmt-probes', 'probe-ppc64le', 'probe-s390x'])
     const files = await untar(fake.calls[1].input as Buffer)
     expect(files.get('setup-qemu-binfmt-probes/probe-ppc64le')?.mode).toBe(0o755)
     expect(files.get('setup-qemu-binfmt-probes/probe-s390x')?.content).toBe(fs.readFileSync(path.join(probeDir, 'probe-s390x'), 'utf8'))
@@ -401,14 +402,26 @@ describe('parsing what the containers print', () => {
   })
 
   test('parseProbes: status, signal, exec format error, stderr', () => {
-    const files = ['/t/probe-a', '/t/probe-b', '/t/probe-c', '/t/probe-d']
+    const names = ['probe-a', 'probe-b', 'probe-c', 'probe-d', 'probe-e', 'probe-f']
     const r = parseProbes(
-      '@@probe probe-a 42\n@@probe probe-b 139\n@@probe probe-c 1\nqemu: unhandled CPU exception\n@@probe probe-d 126\n/bin/sh: ./probe-d: cannot execute binary file: Exec format error\n',
-      files,
+      [
+        '@@probe probe-b 139 ',
+        '@@probe probe-a 42 ',
+        '@@probe probe-c 1 qemu: unhandled CPU exception',
+        '@@probe probe-d 126 /bin/sh: ./probe-d: cannot execute binary file: Exec format error',
+        '@@probe probe-e 126 sh: 1: /tmp/x/probe-e: Permission denied',
+        '@@probe probe-f 127 sh: 1: /tmp/x/probe-f: not found',
+        '@@probe probe-z 0 not asked for',
+        '',
+      ].join('\n'),
+      names,
     )
-    expect(r.get('/t/probe-a')).toEqual({ code: 42, signal: null, stdout: '', stderr: '' })
-    expect(r.get('/t/probe-b')).toEqual({ code: null, signal: 'SIGSEGV', stdout: '', stderr: '' })
-    expect(r.get('/t/probe-c')).toEqual({ code: 1, signal: null, stdout: '', stderr: 'qemu: unhandled CPU exception' })
-    expect((r.get('/t/probe-d') as NodeJS.ErrnoException).code).toBe('ENOEXEC')
+    expect(r.get('probe-a')).toEqual({ code: 42, signal: null, stdout: '', stderr: '' })
+    expect(r.get('probe-b')).toEqual({ code: null, signal: 'SIGSEGV', stdout: '', stderr: '' })
+    expect(r.get('probe-c')).toEqual({ code: 1, signal: null, stdout: '', stderr: 'qemu: unhandled CPU exception' })
+    expect((r.get('probe-d') as NodeJS.ErrnoException).code).toBe('ENOEXEC')
+    expect((r.get('probe-e') as NodeJS.ErrnoException).code).toBe('EACCES')
+    expect((r.get('probe-f') as NodeJS.ErrnoException).code).toBe('ENOENT')
+    expect(r.has('probe-z')).toBe(false)
   })
 })

@@ -8,25 +8,26 @@ import * as path from 'path'
 import { BinfmtReader } from '../../src/binfmt'
 import { detectHost, nativePlatforms } from '../../src/host'
 import { AMD64_LEVEL_BASE, PROBE_EXIT_STATUS } from '../../src/probe'
-import { ProcessRunner, RunResult } from '../../src/process'
-import { probeNative } from '../../src/verify'
+import { RunResult } from '../../src/process'
+import { ProbeHost, probeNative } from '../../src/verify'
 
 type Answer = RunResult | NodeJS.ErrnoException
 const exited = (code: number): RunResult => ({ code, signal: null, stdout: '', stderr: '' })
 const enoexec = (): NodeJS.ErrnoException => Object.assign(new Error('spawn ENOEXEC'), { code: 'ENOEXEC' })
 
 /** A host whose programs answer as `answers` says, by the probe's file name; records what ran. */
-function standIn(answers: Record<string, Answer>): ProcessRunner & { ran: string[] } {
+function standIn(answers: Record<string, Answer>): ProbeHost & { ran: string[] } {
   const ran: string[] = []
   return {
     ran,
-    run: async file => {
-      const name = path.basename(file)
-      ran.push(name)
-      const a = answers[name]
-      if (!a) throw new Error(`unexpected program ${name}`)
-      if (a instanceof Error) throw a
-      return a
+    runAll: async (_dir, names) => {
+      ran.push(...names)
+      const out = new Map<string, RunResult | Error>()
+      for (const name of names) {
+        if (!answers[name]) throw new Error(`unexpected program ${name}`)
+        out.set(name, answers[name])
+      }
+      return out
     },
   }
 }
@@ -54,6 +55,8 @@ test('a kernel that runs no 32-bit x86: i386 and i486 are foreign, the level sti
     ['i386', false, 'exec format error: no binfmt_misc entry took the test program'],
     ['i486', false, 'exec format error: no binfmt_misc entry took the test program'],
   ])
+  // One batch: the candidates and the level probe together.
+  expect(runner.ran).toEqual(['probe-i386', 'probe-i486', 'probe-amd64-level'])
   expect(nativePlatforms(amd64, found.native, found.amd64Level)).toEqual(['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3'])
 })
 
