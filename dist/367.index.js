@@ -4138,40 +4138,128 @@ function elfExecutable({ is64, le, machine, flags, code }) {
 
 
 
-/** Writes the target's test program and executes it: the kernel picks the interpreter (or runs it natively). */
-async function runProbe(target, dir, runner) {
-    const file = external_path_.join(dir, `probe-${target.name}`);
-    external_fs_.writeFileSync(file, buildProbe(target), { mode: 0o755 });
+
+
+/**
+ * Starts every program named after the directory ($1) in the background, and
+ * prints for each, as it ends, one line: `@@probe <name> <status> <first line
+ * of its stderr>` (one write, so lines of programs ending together do not mix).
+ */
+const PROBE_SCRIPT = `d=$1; shift
+for p in "$@"; do
+  ( "$d/$p" ${PROBE_ARGS.join(' ')} >/dev/null 2>"$d/$p.err"; s=$?; e=
+    [ -s "$d/$p.err" ] && e=$(head -c 300 "$d/$p.err" | head -n 1)
+    printf '@@probe %s %s %s\\n' "$p" "$s" "$e" ) &
+done
+wait
+`;
+/** The exit status of a program killed by a signal, as a shell reports it (128 + n), back to the signal's name. */
+function signalOf(status) {
+    if (status <= 128)
+        return undefined;
+    const found = Object.entries(external_os_.constants.signals).find(([, n]) => n === status - 128);
+    return found?.[0];
+}
+function startError(status, stderr) {
+    if (/syntax error|cannot execute binary|exec format error/i.test(stderr))
+        return { code: 'ENOEXEC', what: 'exec format error' };
+    if (status === 126 && /permission denied/i.test(stderr))
+        return { code: 'EACCES', what: 'permission denied' };
+    if (status === 127 && /not found|no such file/i.test(stderr))
+        return { code: 'ENOENT', what: 'not found' };
+    return undefined;
+}
+/** Reads what PROBE_SCRIPT printed into what running each program on its own would have given. */
+function parseProbes(stdout, names) {
+    const out = new Map();
+    for (const line of stdout.split('\n')) {
+        const m = /^@@probe (\S+) (\d+) ?(.*)$/.exec(line);
+        if (!m || !names.includes(m[1]))
+            continue;
+        const [, name, text, stderr] = m;
+        const status = Number(text);
+        // The shell's words for a program it could not start, as the errors starting it directly would give.
+        // (A shell may also run a file the kernel refused as a script, which fails on its binary content.)
+        const refused = status === 0 ? undefined : startError(status, stderr);
+        if (refused) {
+            out.set(name, Object.assign(new Error(`${refused.what} (${stderr})`), { code: refused.code }));
+            continue;
+        }
+        const signal = signalOf(status);
+        out.set(name, { code: signal ? null : status, signal: signal ?? null, stdout: '', stderr });
+    }
+    return out;
+}
+/** Test programs run by `runner` (this runner's processes, or a user namespace's), through /bin/sh. */
+function shellProbes(runner, timeoutMs = PROBE_MS) {
+    return {
+        async runAll(dir, names) {
+            const r = await runner.run('/bin/sh', ['-c', PROBE_SCRIPT, 'sh', dir, ...names], { timeoutMs });
+            const out = parseProbes(r.stdout, names);
+            // The shell and every program still running were stopped together: those are the ones that hang.
+            const stopped = { code: null, signal: r.signal ?? 'SIGKILL', stdout: '', stderr: '', ...(r.timedOut ? { timedOut: true } : {}) };
+            for (const n of names)
+                if (!out.has(n))
+                    out.set(n, r.timedOut || r.signal ? stopped : new Error(`the shell running the test programs ${describeRun(r, timeoutMs)}`));
+            return out;
+        },
+    };
+}
+const probeProgram = (target) => ({ name: `probe-${target.name}`, bytes: buildProbe(target) });
+/** Writes the programs into `dir` and runs them all at once on `host`; how each ended, and the batch's time. */
+async function runBatch(programs, dir, host) {
+    if (!programs.length)
+        return { ended: new Map(), ms: 0 };
+    for (const p of programs)
+        external_fs_.writeFileSync(external_path_.join(dir, p.name), p.bytes, { mode: 0o755 });
     const start = performance.now();
-    let ok = false;
-    let detail;
+    let ended;
     try {
-        const r = await runner.run(file, PROBE_ARGS, { timeoutMs: PROBE_MS });
-        const problem = r.code === null ? undefined : argumentsProblem(r.code);
-        ok = !r.signal && r.code !== null && !problem;
-        const said = r.stderr.trim() ? ` (${r.stderr.trim().split('\n')[0]})` : '';
-        detail = r.timedOut
-            ? `the test program did not finish within ${PROBE_MS / 1000} s (the emulator hangs) and was stopped`
-            : r.signal
-                ? `the test program was killed by ${r.signal}${said}`
-                : ok
-                    ? 'ok'
-                    : `${problem}${said}`;
+        ended = await host.runAll(dir, programs.map(p => p.name));
     }
     catch (e) {
-        const code = e.code;
-        detail =
-            code === 'ENOEXEC' ? 'exec format error: no binfmt_misc entry took the test program' : `the test program could not be started (${code ?? String(e)})`;
+        if (e instanceof CancelledError)
+            throw e;
+        // Nothing ran (a container that failed to start): each program failed with that reason.
+        const failed = e instanceof Error ? e : new Error(String(e));
+        ended = new Map(programs.map(p => [p.name, failed]));
     }
-    return { target, ok, detail, ms: performance.now() - start };
+    return { ended, ms: performance.now() - start };
+}
+/** What one test program's end says: ok when it ran and its arguments arrived intact. */
+function probeResult(target, ended, ms) {
+    if (!ended)
+        return { target, ok: false, detail: 'the test program was not run', ms };
+    if (ended instanceof Error) {
+        const code = ended.code;
+        const detail = code === 'ENOEXEC' ? 'exec format error: no binfmt_misc entry took the test program' : `the test program could not be started (${code ?? ended.message})`;
+        return { target, ok: false, detail, ms };
+    }
+    const problem = ended.code === null ? undefined : argumentsProblem(ended.code);
+    const ok = !ended.signal && ended.code !== null && !problem;
+    const said = ended.stderr.trim() ? ` (${ended.stderr.trim().split('\n')[0]})` : '';
+    const detail = ended.timedOut
+        ? `the test program did not finish within ${PROBE_MS / 1000} s (the emulator hangs) and was stopped`
+        : ended.signal
+            ? `the test program was killed by ${ended.signal}${said}`
+            : ok
+                ? 'ok'
+                : `${problem}${said}`;
+    return { target, ok, detail, ms };
+}
+/** Runs the test programs of `targets` at once: the kernel picks each one's interpreter (or runs it natively). */
+async function runProbes(targets, dir, host) {
+    const programs = targets.map(probeProgram);
+    const { ended, ms } = await runBatch(programs, dir, host);
+    return targets.map((t, i) => probeResult(t, ended.get(programs[i].name), ms));
 }
 /**
  * Proves each registration: the kernel shows the entry enabled with F, and a
  * tiny program of that architecture runs through it and reports, in its exit
  * status, that its arguments arrived intact.
  */
-async function verifyRegistrations(registrations, reader, dir, runner) {
-    return Promise.all(registrations.map(async (r) => {
+async function verifyRegistrations(registrations, reader, dir, host) {
+    const checked = registrations.map((r) => {
         const entry = reader.read(r.staged);
         if (!entry)
             return { target: r.target, ok: false, detail: `${r.staged} is not in binfmt_misc after registering it`, ms: 0 };
@@ -4180,55 +4268,58 @@ async function verifyRegistrations(registrations, reader, dir, runner) {
         if (effectiveFlags(entry.flags) !== effectiveFlags(r.spec.flags)) {
             return { target: r.target, ok: false, detail: `${r.staged} has flags ${entry.flags}, expected ${effectiveFlags(r.spec.flags)}`, ms: 0 };
         }
-        return runProbe(r.target, dir, runner);
-    }));
+        return undefined;
+    });
+    const toRun = registrations.filter((_, i) => !checked[i]).map(r => r.target);
+    const ran = await runProbes(toRun, dir, host);
+    return registrations.map((r, i) => checked[i] ?? ran[toRun.indexOf(r.target)]);
 }
 /**
  * Which of the host's related targets run without QEMU, and the x86-64 level
  * of an amd64 CPU: tried, not assumed. A target that an existing binfmt entry
  * would take over cannot be tried, and is treated as foreign.
  */
-async function probeNative(host, reader, dir, runner, log) {
+async function probeNative(host, reader, dir, probes, log) {
     const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : [];
-    const [amd64Level, ...results] = await Promise.all([
-        host.arch === 'amd64' ? probeAmd64Level(entries, dir, runner, log) : undefined,
-        ...host.nativeCandidates.map(async (target) => {
-            const taker = takerOf(entries, buildProbe(target));
-            if (taker) {
-                log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`);
-                return undefined;
-            }
-            const r = await runProbe(target, dir, runner);
-            log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`);
-            return r;
-        }),
-    ]);
-    const tried = results.filter((r) => r !== undefined);
+    const candidates = host.nativeCandidates.filter(target => {
+        const taker = takerOf(entries, buildProbe(target));
+        if (taker)
+            log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`);
+        return !taker;
+    });
+    const level = host.arch === 'amd64' ? levelProgram(entries, log) : undefined;
+    const programs = [...candidates.map(probeProgram), ...(level ? [level] : [])];
+    const { ended, ms } = await runBatch(programs, dir, probes);
+    const tried = candidates.map((t, i) => probeResult(t, ended.get(programs[i].name), ms));
+    for (const r of tried)
+        log(`${r.target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`);
+    const amd64Level = level ? levelOf(ended.get(level.name), log) : undefined;
     return { native: tried.filter(r => r.ok).map(r => r.target), amd64Level, tried };
 }
 const takerOf = (entries, header) => entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset));
-/** The x86-64 level the CPU runs, as the level probe reports it (CPUID, as glibc decides); undefined when it cannot tell. */
-async function probeAmd64Level(entries, dir, runner, log) {
-    const program = buildAmd64LevelProbe();
-    const taker = takerOf(entries, program);
-    if (taker) {
-        log(`x86-64 level: not tried, binfmt entry ${taker.name} would run the level probe; listing no linux/amd64/v2..v4`);
-        return undefined;
-    }
-    const file = external_path_.join(dir, 'probe-amd64-level');
-    external_fs_.writeFileSync(file, program, { mode: 0o755 });
-    try {
-        const r = await runner.run(file, [], { timeoutMs: PROBE_MS });
-        const level = amd64LevelOf(r.code);
-        log(level !== undefined
-            ? `x86-64 level: v${level} (CPUID)`
-            : `x86-64 level unknown: the level probe ${r.signal ? `was killed by ${r.signal}` : `exited with status ${r.code}`}; listing no linux/amd64/v2..v4`);
+/** The x86-64 level probe, unless an entry would take it (its answer would then be an emulator's). */
+function levelProgram(entries, log) {
+    const bytes = buildAmd64LevelProbe();
+    const taker = takerOf(entries, bytes);
+    if (!taker)
+        return { name: 'probe-amd64-level', bytes };
+    log(`x86-64 level: not tried, binfmt entry ${taker.name} would run the level probe; listing no linux/amd64/v2..v4`);
+    return undefined;
+}
+/** The x86-64 level the level probe reported (CPUID, as glibc decides); undefined when it cannot tell. */
+function levelOf(ended, log) {
+    const level = ended && !(ended instanceof Error) ? amd64LevelOf(ended.code) : undefined;
+    if (level !== undefined) {
+        log(`x86-64 level: v${level} (CPUID)`);
         return level;
     }
-    catch (e) {
-        log(`x86-64 level unknown: the level probe could not be started (${e.code ?? String(e)}); listing no linux/amd64/v2..v4`);
-        return undefined;
-    }
+    const how = !ended || ended instanceof Error
+        ? `could not be started (${ended?.code ?? ended?.message ?? 'not run'})`
+        : ended.signal
+            ? `was killed by ${ended.signal}`
+            : `exited with status ${ended.code}`;
+    log(`x86-64 level unknown: the level probe ${how}; listing no linux/amd64/v2..v4`);
+    return undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/docker/verify.ts
@@ -4243,98 +4334,20 @@ async function probeAmd64Level(entries, dir, runner, log) {
 
 
 
-
-
 // Verification for a runner that cannot see the table the daemon's containers
 // change: the test programs run in an ordinary container of the same daemon.
 const PROBE_DIR = '/setup-qemu-binfmt-probes';
-/** Runs each test program named by the arguments (with PROBE_ARGS) and prints `@@probe <name> <status>` and its first stderr line. */
-const PROBE_SCRIPT = `
-cd ${PROBE_DIR} || exit 1
-for p in "$@"; do
-  ./"$p" ${PROBE_ARGS.join(' ')} >/dev/null 2>"$p.err"
-  echo "@@probe $p $?"
-  head -n 1 "$p.err"
-done
-`;
-/** The exit status of a program killed by a signal, as a shell reports it (128 + n), back to the signal's name. */
-function signalOf(status) {
-    if (status <= 128)
-        return undefined;
-    const found = Object.entries(external_os_.constants.signals).find(([, n]) => n === status - 128);
-    return found?.[0];
-}
-/**
- * Collects the test programs verifyRegistrations asks to run, then runs them all
- * in one container. A program asked for after the batch left runs in a batch of its own.
- */
-class ProbeBatch {
-    exec;
-    queued = [];
-    flushed = false;
-    constructor(exec) {
-        this.exec = exec;
-    }
-    run(command) {
-        const result = new Promise((resolve, reject) => this.queued.push({ file: command, resolve, reject }));
-        if (this.flushed)
-            void this.drain();
-        return result;
-    }
-    async flush() {
-        await new Promise(resolve => setImmediate(resolve));
-        this.flushed = true;
-        await this.drain();
-    }
-    async drain() {
-        const calls = this.queued.splice(0);
-        if (!calls.length)
-            return;
-        try {
-            const results = await this.exec(calls.map(c => c.file));
-            for (const c of calls) {
-                const r = results.get(c.file) ?? new Error('the verification container did not run it');
-                if (r instanceof Error)
-                    c.reject(r);
-                else
-                    c.resolve(r);
-            }
-        }
-        catch (e) {
-            for (const c of calls)
-                c.reject(e instanceof Error ? e : new Error(String(e)));
-        }
-    }
-}
-/** Reads what PROBE_SCRIPT printed into what running each file on the runner would have given. */
-function parseProbes(stdout, files) {
-    const byName = new Map(files.map(f => [external_path_.basename(f), f]));
-    const out = new Map();
-    const lines = stdout.split('\n');
-    for (let i = 0; i < lines.length; i++) {
-        const m = /^@@probe (\S+) (\d+)$/.exec(lines[i]);
-        const file = m && byName.get(m[1]);
-        if (!m || !file)
-            continue;
-        const status = Number(m[2]);
-        const stderr = lines[i + 1] !== undefined && !lines[i + 1].startsWith('@@probe ') ? lines[++i] : '';
-        // A file the kernel cannot execute is run by the shell as a script (POSIX), which fails on its binary content.
-        if (status !== 0 && /syntax error|cannot execute binary|exec format error/i.test(stderr)) {
-            out.set(file, Object.assign(new Error(`exec format error (${stderr})`), { code: 'ENOEXEC' }));
-            continue;
-        }
-        const signal = signalOf(status);
-        out.set(file, { code: signal ? null : status, signal: signal ?? null, stdout: '', stderr });
-    }
-    return out;
-}
-/** Runs test programs in one ordinary container of the writer's daemon: what running them on the runner would give. */
-async function runProbes(writer, files) {
-    const archive = writeTar(files.map(f => ({ name: `${PROBE_DIR.slice(1)}/${external_path_.basename(f)}`, data: external_fs_.readFileSync(f), mode: 0o755 })));
-    const r = await runContainer(writer.docker, [writer.image, 'sh', '-c', PROBE_SCRIPT, 'sh', ...files.map(f => external_path_.basename(f))], archive);
-    if (r.code !== 0 || r.signal)
-        throw new errors_ActionError(`the verification container (${writer.image}) ${describeRun(r, CONTAINER_MS)}`);
-    return parseProbes(r.stdout, files);
+/** Test programs run in one ordinary container of the writer's daemon: what running them on the runner would give. */
+function containerProbes(writer) {
+    return {
+        async runAll(dir, names) {
+            const archive = writeTar(names.map(n => ({ name: `${PROBE_DIR.slice(1)}/${n}`, data: external_fs_.readFileSync(external_path_.join(dir, n)), mode: 0o755 })));
+            const r = await runContainer(writer.docker, [writer.image, 'sh', '-c', PROBE_SCRIPT, 'sh', PROBE_DIR, ...names], archive);
+            if (r.code !== 0 || r.signal)
+                throw new errors_ActionError(`the verification container (${writer.image}) ${describeRun(r, CONTAINER_MS)}`);
+            return parseProbes(r.stdout, names);
+        },
+    };
 }
 /**
  * verifyRegistrations for a runner that cannot see the table the daemon's
@@ -4344,11 +4357,8 @@ async function runProbes(writer, files) {
 function verifyInContainer(writer, registrations, dir) {
     return probeInContainer(writer, registrations, writer.view, dir);
 }
-async function probeInContainer(writer, registrations, reader, dir) {
-    const batch = new ProbeBatch(files => runProbes(writer, files));
-    const results = verifyRegistrations(registrations, reader, dir, batch);
-    await batch.flush();
-    return results;
+function probeInContainer(writer, registrations, reader, dir) {
+    return verifyRegistrations(registrations, reader, dir, containerProbes(writer));
 }
 /**
  * Runs the test programs in an ordinary container of a rootless engine, with
@@ -5025,9 +5035,9 @@ function readerFor(writer) {
 function hiddenDocker(writer) {
     return writer instanceof DockerWriter && writer.hidden ? writer : undefined;
 }
-/** Where programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
-function probeRunnerFor(writer, runner) {
-    return writer instanceof UsernsWriter ? writer.probes : runner;
+/** Where test programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
+function probesFor(writer, runner) {
+    return shellProbes(writer instanceof UsernsWriter ? writer.probes : runner);
 }
 /** Whose processes `writer`'s entries serve, when not this runner's (for the summary). */
 function scopeOf(writer) {
@@ -5043,9 +5053,9 @@ function verifierFor(writer, runner, dockerImage, log) {
     if (hidden)
         return (registrations, dir) => verifyInContainer(hidden, registrations, dir);
     if (!(writer instanceof UsernsWriter))
-        return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, runner);
+        return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, shellProbes(runner));
     return async (registrations, dir) => {
-        const inside = await verifyRegistrations(registrations, writer.view, dir, writer.probes);
+        const inside = await verifyRegistrations(registrations, writer.view, dir, shellProbes(writer.probes));
         const engine = writer.ns.engine;
         if (!engine)
             return inside;
@@ -5859,9 +5869,9 @@ async function run() {
         if (!hidden)
             checkBinfmtEnabled(reader);
         // In a user namespace, natively means there, where its engine's containers run.
-        const nativeRunner = probeRunnerFor(writer, runner);
-        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core/* info */.pq)));
-        await checkTempExecutable(host, temp, runner, tried);
+        const nativeProbes = probesFor(writer, runner);
+        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeProbes, core/* info */.pq)));
+        await checkTempExecutable(host, temp, shellProbes(runner), tried);
         const plan = new Plan(host, inputs.platforms, native);
         const nativeP = nativePlatforms(host, native, amd64Level);
         core/* info */.pq(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
@@ -6092,11 +6102,11 @@ function watchCancellation(cancel, tempDir) {
  * A native-detection probe the kernel got to load (it ran, or its format was refused) already shows that programs
  * may run there; only when none was tried does the host's own probe run.
  */
-async function checkTempExecutable(host, temp, runner, tried) {
+async function checkTempExecutable(host, temp, probes, tried) {
     const refused = (p) => !p.ok && /EACCES|EPERM/.test(p.detail);
     if (tried.some(p => !refused(p)))
         return;
-    const r = tried.find(refused) ?? (await runProbe(host.target, temp, runner));
+    const r = tried.find(refused) ?? (await runProbes([host.target], temp, probes))[0];
     if (r.ok)
         return;
     if (refused(r)) {
