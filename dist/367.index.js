@@ -5025,37 +5025,37 @@ async function chooseWriter(mode, dockerImage, runner, log, doing = 'register em
             ? `run rootless Docker (DOCKER_HOST at its socket) or rootless Podman, or name a process of a user namespace in SETUP_QEMU_BINFMT_USERNS_PID (Linux 6.7+)`
             : `run as root, allow passwordless sudo, give the runner access to a Docker daemon, or run rootless Docker or Podman on Linux 6.7+ (install-mode: userns)`));
 }
-/** The table as `writer` sees it: the runner's own, a user namespace's, or, when the runner cannot see the one the daemon's containers change, as they saw it. */
+/** The table as `writer` sees it (for steps that only change entries: the post step, the command's uninstall). */
 function readerFor(writer) {
-    if (writer instanceof UsernsWriter)
-        return writer.view;
-    return hiddenDocker(writer)?.view ?? new BinfmtReader();
+    return writer instanceof UsernsWriter || (writer instanceof DockerWriter && writer.hidden) ? writer.view : new BinfmtReader();
 }
-/** The Docker writer when this runner cannot see the table its containers change (then containers also verify). */
-function hiddenDocker(writer) {
-    return writer instanceof DockerWriter && writer.hidden ? writer : undefined;
-}
-/** Where test programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
-function probesFor(writer, runner) {
-    return shellProbes(writer instanceof UsernsWriter ? writer.probes : runner);
-}
-/** Whose processes `writer`'s entries serve, when not this runner's (for the summary). */
-function scopeOf(writer) {
-    return writer instanceof UsernsWriter ? `${writer.ns.label}; this runner's own processes are not covered` : undefined;
+/** Everything that follows from `writer`; `runner` runs this runner's programs, `dockerImage` is the image for verification containers. */
+function accessVia(writer, runner, dockerImage, log) {
+    if (writer instanceof UsernsWriter) {
+        const probes = shellProbes(writer.probes);
+        return {
+            writer,
+            reader: writer.view,
+            hidden: false,
+            probes,
+            verify: usernsVerifier(writer, probes, runner, dockerImage, log),
+            scope: `${writer.ns.label}; this runner's own processes are not covered`,
+        };
+    }
+    const probes = shellProbes(runner);
+    const reader = readerFor(writer);
+    if (writer instanceof DockerWriter && writer.hidden) {
+        return { writer, reader, hidden: true, probes, verify: (registrations, dir) => verifyInContainer(writer, registrations, dir) };
+    }
+    return { writer, reader, hidden: false, probes, verify: (registrations, dir) => verifyRegistrations(registrations, reader, dir, probes) };
 }
 /**
- * How to prove the entries where they apply: on this runner; in a container of
- * a daemon whose table the runner cannot see; or inside a user namespace and
- * then in a container of the rootless engine that runs there.
+ * Inside the user namespace, then in a container of the rootless engine that
+ * runs there (the proof that its containers get the entries).
  */
-function verifierFor(writer, runner, dockerImage, log) {
-    const hidden = hiddenDocker(writer);
-    if (hidden)
-        return (registrations, dir) => verifyInContainer(hidden, registrations, dir);
-    if (!(writer instanceof UsernsWriter))
-        return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, shellProbes(runner));
+function usernsVerifier(writer, probes, runner, dockerImage, log) {
     return async (registrations, dir) => {
-        const inside = await verifyRegistrations(registrations, writer.view, dir, shellProbes(writer.probes));
+        const inside = await verifyRegistrations(registrations, writer.view, dir, probes);
         const engine = writer.ns.engine;
         if (!engine)
             return inside;
@@ -5864,13 +5864,11 @@ async function run() {
         const temp = (tempDir = external_fs_.mkdtempSync(external_path_.join(process.env.RUNNER_TEMP, 'setup-qemu-binfmt-')));
         await time('preflight', () => requireBuildx(inputs.builder.mode, runner));
         const writer = await time('access', () => core/* group */.Os('Access to binfmt_misc', () => chooseWriter(inputs.installMode, inputs.dockerImage, kernelRunner, log)));
-        const hidden = hiddenDocker(writer);
-        const reader = readerFor(writer);
-        if (!hidden)
-            checkBinfmtEnabled(reader);
+        const access = accessVia(writer, runner, inputs.dockerImage, log);
+        if (!access.hidden)
+            checkBinfmtEnabled(access.reader);
         // In a user namespace, natively means there, where its engine's containers run.
-        const nativeProbes = probesFor(writer, runner);
-        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeProbes, core/* info */.pq)));
+        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, access.reader, temp, access.probes, core/* info */.pq)));
         await checkTempExecutable(host, temp, shellProbes(runner), tried);
         const plan = new Plan(host, inputs.platforms, native);
         const nativeP = nativePlatforms(host, native, amd64Level);
@@ -5904,14 +5902,10 @@ async function run() {
         const targets = plan.foreignTargets([...fetched.emulators.keys()]);
         core/* info */.pq(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
         const wanted = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }));
-        const verify = verifierFor(writer, runner, inputs.dockerImage, log);
         const { registrations, probes } = await registerAndVerify({
             inputs,
             pinned: pins.list.size > 0,
-            writer,
-            reader,
-            hidden,
-            verify,
+            access,
             wanted,
             temp,
             cancel: cancel.signal,
@@ -5925,7 +5919,7 @@ async function run() {
             qemuVersion: inputs.qemuVersion,
             cacheHit: fetched.cacheHit,
             method: writer.method,
-            scope: scopeOf(writer),
+            scope: access.scope,
             files: fetched.files,
             pinning: pins,
         };
@@ -5980,13 +5974,14 @@ async function run() {
  * cancellation before that removes what this run added; every entry that was
  * there before the run is untouched until the new one is proven.
  */
-async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verify, wanted, temp, cancel, time, }) {
+async function registerAndVerify({ inputs, pinned, access, wanted, temp, cancel, time, }) {
     if (!wanted.length && !inputs.reset)
         return { registrations: [], probes: [] };
+    const { writer, reader, verify } = access;
     const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core/* info */.pq });
     const journal = new Journal();
     try {
-        if (!hidden)
+        if (!access.hidden)
             await removeAbandonedStaging(writer, reader);
         const job = currentJob();
         const records = new UsageRecords(tableOf(reader.root));

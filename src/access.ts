@@ -70,40 +70,61 @@ export async function chooseWriter(
   )
 }
 
-/** The table as `writer` sees it: the runner's own, a user namespace's, or, when the runner cannot see the one the daemon's containers change, as they saw it. */
-export function readerFor(writer: KernelWriter): BinfmtReader {
-  if (writer instanceof UsernsWriter) return writer.view
-  return hiddenDocker(writer)?.view ?? new BinfmtReader()
-}
-
-/** The Docker writer when this runner cannot see the table its containers change (then containers also verify). */
-export function hiddenDocker(writer: KernelWriter): DockerWriter | undefined {
-  return writer instanceof DockerWriter && writer.hidden ? writer : undefined
-}
-
-/** Where test programs run to see what `writer`'s entries serve: inside its user namespace, else on this runner. */
-export function probesFor(writer: KernelWriter, runner: ProcessRunner): ProbeHost {
-  return shellProbes(writer instanceof UsernsWriter ? writer.probes : runner)
-}
-
-/** Whose processes `writer`'s entries serve, when not this runner's (for the summary). */
-export function scopeOf(writer: KernelWriter): string | undefined {
-  return writer instanceof UsernsWriter ? `${writer.ns.label}; this runner's own processes are not covered` : undefined
+/**
+ * One way into binfmt_misc, with everything that follows from it: the writer,
+ * the table as that way sees it, where test programs run, how entries are
+ * proven, and whose processes they serve. Made once by `accessVia`; the only
+ * place that tells the kinds of writer apart.
+ */
+export interface Access {
+  readonly writer: KernelWriter
+  /** the table as the writer sees it: the runner's own, a user namespace's, or as the daemon's containers saw it */
+  readonly reader: BinfmtReader
+  /** set when this runner cannot see the table the daemon's containers change (containers then also verify) */
+  readonly hidden: boolean
+  /** where test programs run to see what the entries serve: inside a user namespace, else on this runner */
+  readonly probes: ProbeHost
+  /** proves entries where they apply */
+  readonly verify: Verifier
+  /** whose processes the entries serve, when not this runner's (for the summary) */
+  readonly scope?: string
 }
 
 export type Verifier = (registrations: readonly Registration[], dir: string) => Promise<ProbeResult[]>
 
+/** The table as `writer` sees it (for steps that only change entries: the post step, the command's uninstall). */
+export function readerFor(writer: KernelWriter): BinfmtReader {
+  return writer instanceof UsernsWriter || (writer instanceof DockerWriter && writer.hidden) ? writer.view : new BinfmtReader()
+}
+
+/** Everything that follows from `writer`; `runner` runs this runner's programs, `dockerImage` is the image for verification containers. */
+export function accessVia(writer: KernelWriter, runner: ProcessRunner, dockerImage: string, log: AccessLog): Access {
+  if (writer instanceof UsernsWriter) {
+    const probes = shellProbes(writer.probes)
+    return {
+      writer,
+      reader: writer.view,
+      hidden: false,
+      probes,
+      verify: usernsVerifier(writer, probes, runner, dockerImage, log),
+      scope: `${writer.ns.label}; this runner's own processes are not covered`,
+    }
+  }
+  const probes = shellProbes(runner)
+  const reader = readerFor(writer)
+  if (writer instanceof DockerWriter && writer.hidden) {
+    return { writer, reader, hidden: true, probes, verify: (registrations, dir) => verifyInContainer(writer, registrations, dir) }
+  }
+  return { writer, reader, hidden: false, probes, verify: (registrations, dir) => verifyRegistrations(registrations, reader, dir, probes) }
+}
+
 /**
- * How to prove the entries where they apply: on this runner; in a container of
- * a daemon whose table the runner cannot see; or inside a user namespace and
- * then in a container of the rootless engine that runs there.
+ * Inside the user namespace, then in a container of the rootless engine that
+ * runs there (the proof that its containers get the entries).
  */
-export function verifierFor(writer: KernelWriter, runner: ProcessRunner, dockerImage: string, log: AccessLog): Verifier {
-  const hidden = hiddenDocker(writer)
-  if (hidden) return (registrations, dir) => verifyInContainer(hidden, registrations, dir)
-  if (!(writer instanceof UsernsWriter)) return (registrations, dir) => verifyRegistrations(registrations, new BinfmtReader(), dir, shellProbes(runner))
+function usernsVerifier(writer: UsernsWriter, probes: ProbeHost, runner: ProcessRunner, dockerImage: string, log: AccessLog): Verifier {
   return async (registrations, dir) => {
-    const inside = await verifyRegistrations(registrations, writer.view, dir, shellProbes(writer.probes))
+    const inside = await verifyRegistrations(registrations, writer.view, dir, probes)
     const engine = writer.ns.engine
     if (!engine) return inside
     const passed = registrations.filter((_, i) => inside[i].ok)

@@ -11,8 +11,7 @@ import { Host, detectHost, nativePlatforms } from './host'
 import { Plan } from './plan'
 import { Inputs, readInputs } from './inputs'
 import { KernelWriter } from './kernel'
-import { DockerWriter } from './docker/writer'
-import { Verifier, chooseWriter, hiddenDocker, probesFor, readerFor, scopeOf, verifierFor } from './access'
+import { Access, accessVia, chooseWriter } from './access'
 import { BuilderResult, requireBuildx, setupBuilder } from './buildx/builder'
 import { HostLock } from './lock'
 import { explainPinFailure, pinning } from './pins'
@@ -61,14 +60,12 @@ export async function run(): Promise<void> {
     const writer = await time('access', () =>
       core.group('Access to binfmt_misc', () => chooseWriter(inputs.installMode, inputs.dockerImage, kernelRunner, log)),
     )
-    const hidden = hiddenDocker(writer)
-    const reader = readerFor(writer)
-    if (!hidden) checkBinfmtEnabled(reader)
+    const access = accessVia(writer, runner, inputs.dockerImage, log)
+    if (!access.hidden) checkBinfmtEnabled(access.reader)
 
     // In a user namespace, natively means there, where its engine's containers run.
-    const nativeProbes = probesFor(writer, runner)
     const { native, amd64Level, tried } = await time('native', () =>
-      core.group('Native platforms', () => probeNative(host, reader, temp, nativeProbes, core.info)),
+      core.group('Native platforms', () => probeNative(host, access.reader, temp, access.probes, core.info)),
     )
     await checkTempExecutable(host, temp, shellProbes(runner), tried)
     const plan = new Plan(host, inputs.platforms, native)
@@ -106,14 +103,10 @@ export async function run(): Promise<void> {
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
-    const verify = verifierFor(writer, runner, inputs.dockerImage, log)
     const { registrations, probes } = await registerAndVerify({
       inputs,
       pinned: pins.list.size > 0,
-      writer,
-      reader,
-      hidden,
-      verify,
+      access,
       wanted,
       temp,
       cancel: cancel.signal,
@@ -127,7 +120,7 @@ export async function run(): Promise<void> {
       qemuVersion: inputs.qemuVersion,
       cacheHit: fetched.cacheHit,
       method: writer.method,
-      scope: scopeOf(writer),
+      scope: access.scope,
       files: fetched.files,
       pinning: pins,
     }
@@ -185,10 +178,7 @@ type Timer = <T>(phase: string, step: () => Promise<T>) => Promise<T>
 async function registerAndVerify({
   inputs,
   pinned,
-  writer,
-  reader,
-  hidden,
-  verify,
+  access,
   wanted,
   temp,
   cancel,
@@ -197,22 +187,19 @@ async function registerAndVerify({
   readonly inputs: Inputs
   /** the emulators were checked against digests: entries are registered from them, never kept by path */
   readonly pinned: boolean
-  readonly writer: KernelWriter
-  readonly reader: BinfmtReader
-  /** set when the runner cannot see the table the daemon's containers change */
-  readonly hidden: DockerWriter | undefined
-  /** proves the entries where they apply */
-  readonly verify: Verifier
+  /** the way into binfmt_misc: its writer, the table it sees, how it proves entries */
+  readonly access: Access
   readonly wanted: readonly WantedEntry[]
   readonly temp: string
   readonly cancel: AbortSignal
   readonly time: Timer
 }): Promise<{ registrations: Registration[]; probes: ProbeResult[] }> {
   if (!wanted.length && !inputs.reset) return { registrations: [], probes: [] }
+  const { writer, reader, verify } = access
   const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core.info })
   const journal = new Journal()
   try {
-    if (!hidden) await removeAbandonedStaging(writer, reader)
+    if (!access.hidden) await removeAbandonedStaging(writer, reader)
     const job = currentJob()
     const records = new UsageRecords(tableOf(reader.root))
     const inUse = (name: string): boolean => {
