@@ -121,7 +121,9 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
   const entry = ToolCacheEntry.at(req.toolCache ?? toolCacheRoot(), TOOL, toolVersion(req.version), arch)
   const key = `${TOOL}-2-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`
 
-  let stored = entry.read()
+  // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
+  let stored = entry.read(policy.active)
+  if (stored.doubt) req.log.info(`Not believing the tool cache entry ${entry.dir} while emulators are pinned: ${stored.doubt}; reading the source again`)
   const names = (): string[] | undefined => pickEmulators(req.want, strategy.offers() ?? stored.offered)
   const complete = (): boolean => names()?.every(n => stored.emulators.has(n)) ?? false
   let from: FetchResult['from'] = 'tool-cache'
@@ -129,7 +131,7 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
 
   if (!complete() && req.cache && !source.local) {
     if (await restoreEntry(entry.dir, key, req.log)) {
-      stored = entry.read()
+      stored = entry.read(policy.active)
       from = 'actions-cache'
     }
   }
