@@ -2547,8 +2547,8 @@ async function fetchEmulators(req) {
         if (!restored || failed) {
             const kept = await fill();
             from = source.local ? 'local' : 'download';
-            if (cache.available)
-                pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, req.log);
+            if (useCache)
+                pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, cache.available, req.log);
         }
     }
     else {
@@ -2569,9 +2569,14 @@ async function fetchEmulators(req) {
     const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }));
     return { emulators: verified(chosen, policy), cacheHit: from !== 'download', from, timings, pendingSave, files };
 }
-/** Copies the downloaded files where the post step saves them from; undefined (and a warning) if that fails. */
-function keepForSave(kept, dir, prefix, fresh, log) {
+/**
+ * Copies the downloaded files where the post step saves them from; undefined (and a warning) if that
+ * fails. Without the cache service nothing is copied: the post step says it is not saving.
+ */
+function keepForSave(kept, dir, prefix, fresh, service, log) {
     const files = kept.map(k => ({ slot: k.slot, sha256: k.sha256 }));
+    if (!service)
+        return { dir, key: saveKey(prefix, files, fresh), files };
     try {
         external_fs_.mkdirSync(dir, { recursive: true, mode: 0o755 });
         // Whole files only: another run of the same entry may be saving the same slot.

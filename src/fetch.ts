@@ -171,7 +171,7 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
     if (!restored || failed) {
       const kept = await fill()
       from = source.local ? 'local' : 'download'
-      if (cache.available) pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, req.log)
+      if (useCache) pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, cache.available, req.log)
     }
   } else {
     req.log.info(`Using cached emulators from ${entry.dir}`)
@@ -194,9 +194,13 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
   return { emulators: verified(chosen, policy), cacheHit: from !== 'download', from, timings, pendingSave, files }
 }
 
-/** Copies the downloaded files where the post step saves them from; undefined (and a warning) if that fails. */
-function keepForSave(kept: readonly Kept[], dir: string, prefix: string, fresh: boolean, log: FetchRequest['log']): PendingSave | undefined {
+/**
+ * Copies the downloaded files where the post step saves them from; undefined (and a warning) if that
+ * fails. Without the cache service nothing is copied: the post step says it is not saving.
+ */
+function keepForSave(kept: readonly Kept[], dir: string, prefix: string, fresh: boolean, service: boolean, log: FetchRequest['log']): PendingSave | undefined {
   const files = kept.map(k => ({ slot: k.slot, sha256: k.sha256 }))
+  if (!service) return { dir, key: saveKey(prefix, files, fresh), files }
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o755 })
     // Whole files only: another run of the same entry may be saving the same slot.
