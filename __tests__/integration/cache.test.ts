@@ -258,3 +258,28 @@ test("a poisoned cache entry is proven against the pin before use: the attacker'
     endKernel(snap)
   }
 }, 240000)
+
+test('what a later step of the job changes before the post step is not saved', async () => {
+  const snap = await beginKernel()
+  const { server, url } = await serve()
+  try {
+    const toolCache = freshDir('toolcache')
+    const main = await runAction(inputs(url), { toolCache, env: svc.env() })
+    expectSuccess(main)
+    // A later step: every file the main step left in the tool cache gets a byte more (renamed into place: the kernel holds the registered one).
+    const files = (fs.readdirSync(toolCache, { recursive: true }) as string[]).map(f => path.join(toolCache, f)).filter(f => fs.lstatSync(f).isFile())
+    expect(files.length).toBeGreaterThan(0)
+    for (const f of files) {
+      fs.writeFileSync(`${f}.new`, Buffer.concat([fs.readFileSync(f), Buffer.from('x')]))
+      fs.renameSync(`${f}.new`, f)
+    }
+    const entries = svc.entries.length
+    const post = await runAction(inputs(url), { phase: 'post', state: main.stateFile, toolCache, env: svc.env() })
+    expect(post.code).toBe(0)
+    expect(svc.entries.length).toBe(entries)
+    expect(warningsOf(post)).toEqual([expect.stringMatching(/ changed after the main step read it \(sha256 [0-9a-f]{64}, was [0-9a-f]{64}\); not saving it$/)])
+  } finally {
+    await server.close()
+    endKernel(snap)
+  }
+}, 240000)
