@@ -2289,11 +2289,12 @@ class ToolCacheEntry {
             if (!m)
                 continue;
             const bin = external_path_.join(this.dir, `qemu-${m[1]}`);
+            const json = external_path_.join(this.dir, n);
             try {
                 const st = external_fs_.lstatSync(bin);
-                if (ownOnly && ((0,compile_cache/* othersMayChangeFile */.hO)(bin, st, uid) || (0,compile_cache/* othersMayChangeFile */.hO)(n, external_fs_.lstatSync(external_path_.join(this.dir, n)), uid)))
+                if (ownOnly && ((0,compile_cache/* othersMayChangeFile */.hO)(bin, st, uid) || (0,compile_cache/* othersMayChangeFile */.hO)(json, external_fs_.lstatSync(json), uid)))
                     continue;
-                const marker = JSON.parse(external_fs_.readFileSync(external_path_.join(this.dir, n), 'utf8'));
+                const marker = JSON.parse(external_fs_.readFileSync(json, 'utf8'));
                 if (!st.isFile() || st.size !== marker.size || !/^[0-9a-f]{64}$/.test(marker.sha256))
                     continue;
                 emulators.set(m[1], {

@@ -69,10 +69,11 @@ export class ToolCacheEntry {
       const m = /^qemu-([a-z0-9_]+)\.json$/.exec(n)
       if (!m) continue
       const bin = path.join(this.dir, `qemu-${m[1]}`)
+      const json = path.join(this.dir, n)
       try {
         const st = fs.lstatSync(bin)
-        if (ownOnly && (othersMayChangeFile(bin, st, uid) || othersMayChangeFile(n, fs.lstatSync(path.join(this.dir, n)), uid))) continue
-        const marker = JSON.parse(fs.readFileSync(path.join(this.dir, n), 'utf8')) as Marker
+        if (ownOnly && (othersMayChangeFile(bin, st, uid) || othersMayChangeFile(json, fs.lstatSync(json), uid))) continue
+        const marker = JSON.parse(fs.readFileSync(json, 'utf8')) as Marker
         if (!st.isFile() || st.size !== marker.size || !/^[0-9a-f]{64}$/.test(marker.sha256)) continue
         emulators.set(m[1], {
           path: bin,
