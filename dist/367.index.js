@@ -323,30 +323,66 @@ function emulatorNames(targets) {
 ;// CONCATENATED MODULE: ./src/fetch/actions-cache.ts
 
 
+
+
 /** The name of the state main saves and post reads. */
 const CACHE_STATE = 'emulator-cache';
-/** Restores the tool-cache entry `dir` from the Actions cache; false when there is no service or no hit. */
-async function restoreEntry(dir, key, log) {
+/**
+ * The key to save `files` under: `<prefix>-` and their digests' hash, so that what an entry holds
+ * decides its name; `fresh` (a restored entry was broken or failed its check) adds the time, so that the good
+ * entry is saved even when a bad one took its name, and is the newest the next restore finds.
+ */
+function saveKey(prefix, files, fresh) {
+    const sums = [...files]
+        .sort((a, b) => a.slot.localeCompare(b.slot))
+        .map(f => `${f.slot}=${f.sha256}`)
+        .join(',');
+    const key = `${prefix}-${(0,external_crypto_.createHash)('sha256').update(sums).digest('hex').slice(0, 16)}`;
+    return fresh ? `${key}-${Date.now().toString(36)}` : key;
+}
+/**
+ * Restores the newest entry saved under `prefix` into `dir`. What it restores is as untrusted as a
+ * download: the caller checks it.
+ */
+async function restoreEntry(dir, prefix, log) {
     // Loaded only when needed: it is large, and a warm run never needs it.
     const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
     if (!cache.isFeatureAvailable()) {
         log.debug('The Actions cache service is not available here (local run?); using the runner tool cache only');
-        return false;
+        return { available: false };
     }
+    // Nothing left from an earlier run may pass for what was restored.
+    external_fs_.rmSync(dir, { recursive: true, force: true });
     try {
-        const hit = await cache.restoreCache([dir], key);
+        // No entry is saved under the prefix itself: the newest whose key starts with it wins. Looked up
+        // first, because a restore that breaks (the client warns) returns what a miss returns.
+        const found = await cache.restoreCache([dir], prefix, [`${prefix}-`], { lookupOnly: true });
+        if (!found)
+            return { available: true };
+        const hit = await cache.restoreCache([dir], found);
         if (!hit)
-            return false;
-        log.info(`Restored emulators from the Actions cache (${key})`);
-        return true;
+            return { available: true, failed: true };
+        log.info(`Restored emulators from the Actions cache (${hit})`);
+        return { available: true, hit };
     }
     catch (e) {
         log.warning(`Actions cache restore failed, downloading instead: ${errors_errorMessage(e)}`);
-        return false;
+        return { available: true, failed: true };
     }
 }
-/** Saves a tool-cache entry the main step filled from a download; never fails the job. */
+/**
+ * Saves the files the main step downloaded, if they are still what main read; never fails the job.
+ * Removes them afterwards: the tool cache keeps the emulators, not the archives.
+ */
 async function saveEntry(pending, log) {
+    try {
+        await save(pending, log);
+    }
+    finally {
+        external_fs_.rmSync(pending.dir, { recursive: true, force: true });
+    }
+}
+async function save(pending, log) {
     const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
     if (!cache.isFeatureAvailable()) {
         log.debug('The Actions cache service is not available here (local run?); not saving');
@@ -355,6 +391,13 @@ async function saveEntry(pending, log) {
     if (!external_fs_.existsSync(pending.dir)) {
         log.warning(`Actions cache: ${pending.dir} is gone; nothing to save`);
         return;
+    }
+    for (const f of pending.files) {
+        const now = await sha256File(`${pending.dir}/${f.slot}`).catch(() => 'unreadable');
+        if (now !== f.sha256) {
+            log.warning(`Actions cache: ${pending.dir}/${f.slot} changed after the main step read it (sha256 ${now}, was ${f.sha256}); not saving it`);
+            return;
+        }
     }
     try {
         // -1: the service kept nothing (the key exists already, or it refused); @actions/cache says why at info level.
@@ -374,7 +417,8 @@ function parsePending(state) {
         return undefined;
     try {
         const p = JSON.parse(state);
-        return typeof p.dir === 'string' && typeof p.key === 'string' ? p : undefined;
+        const files = Array.isArray(p.files) && p.files.every(f => typeof f?.slot === 'string' && /^[a-z0-9_]+$/.test(f.slot) && typeof f.sha256 === 'string');
+        return typeof p.dir === 'string' && typeof p.key === 'string' && files ? p : undefined;
     }
     catch {
         return undefined;
@@ -2008,10 +2052,16 @@ function localKind(p) {
                     : 'not a regular file';
     throw new errors_ActionError(`qemu-url: ${p} is ${what}; point it at an archive, an emulator binary or a directory of emulators`);
 }
-async function obtain(location, local, ctx) {
+async function obtain(location, local, ctx, slot) {
     const label = redact(location);
+    // The name is always this run's own (it picks the qemu-sha256 line), whatever the file came from.
     const name = fileNameOf(location);
     throwIfAborted(ctx.signal);
+    if (ctx.restored && !local) {
+        const dest = external_path_.join(await external_fs_.promises.mkdtemp(external_path_.join(ctx.tempDir, 'restored-')), 'download');
+        const sha256 = await copyHashed(external_path_.join(ctx.restored, slot), dest, ctx.limits.download, ctx.signal);
+        return { file: dest, label: `${label} (from the Actions cache)`, name, sha256, slot };
+    }
     if (local) {
         if (localKind(location) !== 'file')
             throw new errors_ActionError(`qemu-url: ${location} is a directory; with {target} in qemu-url each target names a file`);
@@ -2019,14 +2069,52 @@ async function obtain(location, local, ctx) {
         if (size > ctx.limits.download) {
             throw new errors_ActionError(`qemu-url: ${location} is ${size} bytes, more than the ${ctx.limits.download} an emulator archive may be; check qemu-url`);
         }
-        return { file: location, label, name, sha256: await hashFile(location, ctx.signal) };
+        return { file: location, label, name, sha256: await hashFile(location, ctx.signal), slot };
     }
     const dir = await external_fs_.promises.mkdtemp(external_path_.join(ctx.tempDir, 'download-'));
     // The name is ours: the URL's last segment is only a label (it may decode to '../../etc/...').
     const dest = external_path_.join(dir, 'download');
     ctx.log.info(`Downloading ${label}`);
     const got = await download(location, dest, { maxBytes: ctx.limits.download, network: ctx.network, signal: ctx.signal, log: ctx.log });
-    return { file: dest, label, name, sha256: got.sha256 };
+    return { file: dest, label, name, sha256: got.sha256, slot };
+}
+/**
+ * Copies `src` to `dest` in one read, hashing what it copies: what is checked is what is used, even if
+ * `src` changes meanwhile. Only a regular file no larger than `max` (the entry is untrusted: no links).
+ */
+async function copyHashed(src, dest, max, signal) {
+    let fh;
+    try {
+        fh = await external_fs_.promises.open(src, external_fs_.constants.O_RDONLY | external_fs_.constants.O_NOFOLLOW);
+    }
+    catch (e) {
+        throw new errors_ActionError(`${external_path_.basename(src)} is missing from the entry (${e.code})`);
+    }
+    try {
+        const st = await fh.stat();
+        if (!st.isFile())
+            throw new errors_ActionError(`${external_path_.basename(src)} in the entry is not a regular file`);
+        if (st.size > max)
+            throw new errors_ActionError(`${external_path_.basename(src)} in the entry is ${st.size} bytes, more than ${max}`);
+        const h = (0,external_crypto_.createHash)('sha256');
+        const out = await external_fs_.promises.open(dest, 'wx', 0o600);
+        try {
+            let size = 0;
+            for await (const chunk of fh.createReadStream({ highWaterMark: 1024 * 1024, signal, autoClose: false })) {
+                if ((size += chunk.length) > max)
+                    throw new errors_ActionError(`${external_path_.basename(src)} in the entry grew past ${max} bytes`);
+                h.update(chunk);
+                await out.write(chunk);
+            }
+        }
+        finally {
+            await out.close();
+        }
+        return h.digest('hex');
+    }
+    finally {
+        await fh.close();
+    }
 }
 function hashFile(file, signal) {
     return new Promise((resolve, reject) => {
@@ -2060,13 +2148,13 @@ class BundleSource {
     }
     async materialise(want, into, ctx) {
         let t = performance.now();
-        const got = await obtain(this.source.locate(), this.local, ctx);
+        const got = await obtain(this.source.locate(), this.local, ctx, 'archive');
         ctx.timings.download += performance.now() - t;
         ctx.policy.checkFile(got, false);
         t = performance.now();
         const x = await extractEmulators(got.file, got.label, want, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal });
         ctx.timings.extract += performance.now() - t;
-        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered };
+        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered, kept: [got] };
     }
 }
 /** One file per emulator (`{target}` in qemu-url): an emulator binary, or an archive holding it. */
@@ -2091,7 +2179,7 @@ class PerTargetSource {
         const ctx = { ...outer, signal };
         const all = (jobs) => settleAll(jobs, stop);
         const t = performance.now();
-        const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx)));
+        const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx, n)));
         ctx.timings.download += performance.now() - t;
         for (const f of files)
             ctx.policy.checkFile(f, mayBeEmulator(f.name));
@@ -2106,7 +2194,7 @@ class PerTargetSource {
             return [n, stored(x.emulators.get(n), got)];
         }));
         ctx.timings.extract += performance.now() - t2;
-        return { emulators: new Map(out), offered: PER_TARGET_ALL };
+        return { emulators: new Map(out), offered: PER_TARGET_ALL, kept: files };
     }
 }
 /** A local directory of emulators (e.g. /usr/bin with Debian's qemu-user-static): checked and used in place. */
@@ -2140,7 +2228,10 @@ class DirectorySource {
     }
 }
 
+// EXTERNAL MODULE: ./src/compile-cache.ts + 1 modules
+var compile_cache = __webpack_require__(6232);
 ;// CONCATENATED MODULE: ./src/fetch/tool-cache.ts
+
 
 
 
@@ -2166,8 +2257,13 @@ class ToolCacheEntry {
     static at(toolCache, tool, version, arch) {
         return new ToolCacheEntry(external_path_.join(toolCache, tool, version, arch));
     }
-    /** The emulators stored and intact (by marker and size), and what the source offers when known. */
-    read() {
+    /**
+     * The emulators stored and intact (by marker and size), and what the source offers when known.
+     * `ownOnly`: a marker is believed only where nobody but this user or root could have written it
+     * (it says which file an emulator came from, and a pin on that file rests on it); otherwise the
+     * entry counts as empty and `doubt` says why.
+     */
+    read(ownOnly = false) {
         const emulators = new Map();
         let names;
         try {
@@ -2176,14 +2272,29 @@ class ToolCacheEntry {
         catch {
             return { emulators };
         }
+        const uid = process.geteuid?.() ?? -1;
+        if (ownOnly) {
+            let doubt;
+            try {
+                doubt = (0,compile_cache/* othersMayChange */.RT)(external_fs_.realpathSync(this.dir), uid);
+            }
+            catch (e) {
+                doubt = `${this.dir} cannot be checked (${e.code})`;
+            }
+            if (doubt)
+                return { emulators, doubt };
+        }
         for (const n of names) {
             const m = /^qemu-([a-z0-9_]+)\.json$/.exec(n);
             if (!m)
                 continue;
             const bin = external_path_.join(this.dir, `qemu-${m[1]}`);
+            const json = external_path_.join(this.dir, n);
             try {
-                const marker = JSON.parse(external_fs_.readFileSync(external_path_.join(this.dir, n), 'utf8'));
                 const st = external_fs_.lstatSync(bin);
+                if (ownOnly && ((0,compile_cache/* othersMayChangeFile */.hO)(bin, st, uid) || (0,compile_cache/* othersMayChangeFile */.hO)(json, external_fs_.lstatSync(json), uid)))
+                    continue;
+                const marker = JSON.parse(external_fs_.readFileSync(json, 'utf8'));
                 if (!st.isFile() || st.size !== marker.size || !/^[0-9a-f]{64}$/.test(marker.sha256))
                     continue;
                 emulators.set(m[1], {
@@ -2380,41 +2491,66 @@ async function fetchEmulators(req) {
     }
     const arch = `${req.host}-${hash(id).slice(0, 12)}`;
     const entry = ToolCacheEntry.at(req.toolCache ?? toolCacheRoot(), TOOL, toolVersion(req.version), arch);
-    const key = `${TOOL}-2-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`;
-    let stored = entry.read();
+    // Entries hold the downloaded files (see actions-cache.ts); a key is this prefix and what the entry holds.
+    const keyPrefix = `${TOOL}-3-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`;
+    // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
+    let stored = entry.read(policy.active);
+    if (stored.doubt)
+        req.log.info(`Not believing the tool cache entry ${entry.dir} while emulators are pinned: ${stored.doubt}; reading the source again`);
     const names = () => pickEmulators(req.want, strategy.offers() ?? stored.offered);
     const complete = () => names()?.every(n => stored.emulators.has(n)) ?? false;
     let from = 'tool-cache';
     let pendingSave;
-    if (!complete() && req.cache && !source.local) {
-        if (await restoreEntry(entry.dir, key, req.log)) {
-            stored = entry.read();
-            from = 'actions-cache';
-        }
-    }
     const fresh = new Set();
     if (!complete()) {
         const wanted = names();
         // Only what is missing; `all` with an unknown offer reads the whole source.
         const want = wanted ? { names: wanted.filter(n => !stored.emulators.has(n)), required: true } : req.want;
-        const staging = entry.stage();
-        try {
-            const m = await strategy.materialise(want, staging, ctx);
-            // Nothing unchecked enters the tool cache.
-            for (const [n, e] of m.emulators)
-                policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 });
-            const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered);
-            for (const n of placed.keys())
-                fresh.add(n);
-            stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered };
+        const fill = async (restored) => {
+            const staging = entry.stage();
+            try {
+                const m = await strategy.materialise(want, staging, { ...ctx, restored });
+                // Nothing unchecked enters the tool cache.
+                for (const [n, e] of m.emulators)
+                    policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 });
+                const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered);
+                for (const n of placed.keys())
+                    fresh.add(n);
+                stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered };
+                return m.kept ?? [];
+            }
+            catch (e) {
+                external_fs_.rmSync(staging, { recursive: true, force: true });
+                throw e;
+            }
+        };
+        const useCache = req.cache && !source.local;
+        const cacheDir = external_path_.join(entry.dir, 'source');
+        // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
+        const cache = useCache ? await restoreEntry(cacheDir, keyPrefix, req.log) : { available: false };
+        const restored = cache.hit;
+        let failed = cache.failed ?? false;
+        if (restored) {
+            try {
+                await fill(cacheDir);
+                from = 'actions-cache';
+            }
+            catch (e) {
+                if (ctx.signal?.aborted)
+                    throw e;
+                failed = true;
+                req.log.warning(`Not using the Actions cache entry ${restored}: ${errors_errorMessage(e)}; downloading instead`);
+            }
+            finally {
+                external_fs_.rmSync(cacheDir, { recursive: true, force: true });
+            }
         }
-        catch (e) {
-            external_fs_.rmSync(staging, { recursive: true, force: true });
-            throw e;
+        if (!restored || failed) {
+            const kept = await fill();
+            from = source.local ? 'local' : 'download';
+            if (useCache)
+                pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, cache.available, req.log);
         }
-        from = source.local ? 'local' : 'download';
-        if (req.cache && !source.local)
-            pendingSave = { dir: entry.dir, key };
     }
     else {
         req.log.info(`Using cached emulators from ${entry.dir}`);
@@ -2433,6 +2569,29 @@ async function fetchEmulators(req) {
     // One line per file the emulators came from (an archive holds many): what the summary offers to pin.
     const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }));
     return { emulators: verified(chosen, policy), cacheHit: from !== 'download', from, timings, pendingSave, files };
+}
+/**
+ * Copies the downloaded files where the post step saves them from; undefined (and a warning) if that
+ * fails. Without the cache service nothing is copied: the post step says it is not saving.
+ */
+function keepForSave(kept, dir, prefix, fresh, service, log) {
+    const files = kept.map(k => ({ slot: k.slot, sha256: k.sha256 }));
+    if (!service)
+        return { dir, key: saveKey(prefix, files, fresh), files };
+    try {
+        external_fs_.mkdirSync(dir, { recursive: true, mode: 0o755 });
+        // Whole files only: another run of the same entry may be saving the same slot.
+        for (const k of kept) {
+            const tmp = external_path_.join(dir, `.${k.slot}-${process.pid}`);
+            external_fs_.copyFileSync(k.file, tmp);
+            external_fs_.renameSync(tmp, external_path_.join(dir, k.slot));
+        }
+    }
+    catch (e) {
+        log.warning(`Not saving to the Actions cache: cannot copy the downloads to ${dir} (${errors_errorMessage(e)})`);
+        return undefined;
+    }
+    return { dir, key: saveKey(prefix, files, fresh), files };
 }
 function toolCacheRoot() {
     return process.env.RUNNER_TOOL_CACHE || external_path_.join(external_os_.homedir(), '.cache', 'setup-qemu-binfmt', 'tool-cache');

@@ -49,10 +49,24 @@ export function compileCacheDir(toolCache: string | undefined, uid: number): str
  * them. A sticky directory (/tmp) may be writable by all: others cannot rename or remove what is ours in it.
  */
 export function onlyWritableBy(dir: string, uid: number): boolean {
+  return othersMayChange(dir, uid) === undefined
+}
+
+/** Why someone other than `uid` or root could change what lies in `dir` (as ssh's StrictModes asks), or undefined. */
+export function othersMayChange(dir: string, uid: number): string | undefined {
   for (let d = dir; ; d = path.dirname(d)) {
     const st = fs.lstatSync(d)
-    if (!st.isDirectory() || (st.uid !== uid && st.uid !== 0)) return false
-    if (st.mode & GROUP_OR_OTHER_WRITE && !(st.mode & STICKY)) return false
-    if (d === path.dirname(d)) return true
+    if (!st.isDirectory()) return `${d} is not a directory`
+    if (st.uid !== uid && st.uid !== 0) return `${d} belongs to uid ${st.uid}`
+    if (st.mode & GROUP_OR_OTHER_WRITE && !(st.mode & STICKY)) return `${d} is writable by others (mode ${(st.mode & 0o7777).toString(8)})`
+    if (d === path.dirname(d)) return undefined
   }
+}
+
+/** Why someone other than `uid` or root could change the file `st` describes, or undefined. */
+export function othersMayChangeFile(file: string, st: fs.Stats, uid: number): string | undefined {
+  if (!st.isFile()) return `${file} is not a regular file`
+  if (st.uid !== uid && st.uid !== 0) return `${file} belongs to uid ${st.uid}`
+  if (st.mode & GROUP_OR_OTHER_WRITE) return `${file} is writable by others (mode ${(st.mode & 0o7777).toString(8)})`
+  return undefined
 }

@@ -5,13 +5,13 @@ import * as os from 'os'
 import * as path from 'path'
 import { ChecksumList, ChecksumPolicy, sha256File } from './checksum'
 import { HostArch } from './elf'
-import { ActionError } from './errors'
+import { ActionError, errorMessage } from './errors'
 import { EmulatorWant, pickEmulators } from './plan'
 import { EmulatorSource } from './source'
-import { PendingSave, restoreEntry } from './fetch/actions-cache'
+import { PendingSave, restoreEntry, saveKey } from './fetch/actions-cache'
 import { DEFAULT_NETWORK, NetworkPolicy } from './fetch/download'
 import { DEFAULT_LIMITS, SizeLimits } from './fetch/limits'
-import { FetchContext, strategyFor } from './fetch/sources'
+import { FetchContext, Kept, strategyFor } from './fetch/sources'
 import { StoredEmulator, ToolCacheEntry } from './fetch/tool-cache'
 import { httpTarget } from './fetch/url'
 import { FileDigest } from './pins'
@@ -119,39 +119,60 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
   }
   const arch = `${req.host}-${hash(id).slice(0, 12)}`
   const entry = ToolCacheEntry.at(req.toolCache ?? toolCacheRoot(), TOOL, toolVersion(req.version), arch)
-  const key = `${TOOL}-2-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`
+  // Entries hold the downloaded files (see actions-cache.ts); a key is this prefix and what the entry holds.
+  const keyPrefix = `${TOOL}-3-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`
 
-  let stored = entry.read()
+  // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
+  let stored = entry.read(policy.active)
+  if (stored.doubt) req.log.info(`Not believing the tool cache entry ${entry.dir} while emulators are pinned: ${stored.doubt}; reading the source again`)
   const names = (): string[] | undefined => pickEmulators(req.want, strategy.offers() ?? stored.offered)
   const complete = (): boolean => names()?.every(n => stored.emulators.has(n)) ?? false
   let from: FetchResult['from'] = 'tool-cache'
   let pendingSave: PendingSave | undefined
 
-  if (!complete() && req.cache && !source.local) {
-    if (await restoreEntry(entry.dir, key, req.log)) {
-      stored = entry.read()
-      from = 'actions-cache'
-    }
-  }
   const fresh = new Set<string>()
   if (!complete()) {
     const wanted = names()
     // Only what is missing; `all` with an unknown offer reads the whole source.
     const want: EmulatorWant = wanted ? { names: wanted.filter(n => !stored.emulators.has(n)), required: true } : req.want
-    const staging = entry.stage()
-    try {
-      const m = await strategy.materialise(want, staging, ctx)
-      // Nothing unchecked enters the tool cache.
-      for (const [n, e] of m.emulators) policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 })
-      const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered)
-      for (const n of placed.keys()) fresh.add(n)
-      stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered }
-    } catch (e) {
-      fs.rmSync(staging, { recursive: true, force: true })
-      throw e
+    const fill = async (restored?: string): Promise<readonly Kept[]> => {
+      const staging = entry.stage()
+      try {
+        const m = await strategy.materialise(want, staging, { ...ctx, restored })
+        // Nothing unchecked enters the tool cache.
+        for (const [n, e] of m.emulators) policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 })
+        const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered)
+        for (const n of placed.keys()) fresh.add(n)
+        stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered }
+        return m.kept ?? []
+      } catch (e) {
+        fs.rmSync(staging, { recursive: true, force: true })
+        throw e
+      }
     }
-    from = source.local ? 'local' : 'download'
-    if (req.cache && !source.local) pendingSave = { dir: entry.dir, key }
+    const useCache = req.cache && !source.local
+    const cacheDir = path.join(entry.dir, 'source')
+    // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
+    const cache = useCache ? await restoreEntry(cacheDir, keyPrefix, req.log) : { available: false }
+    const restored = cache.hit
+    let failed = cache.failed ?? false
+    if (restored) {
+      try {
+        await fill(cacheDir)
+        from = 'actions-cache'
+      } catch (e) {
+        if (ctx.signal?.aborted) throw e
+        failed = true
+        req.log.warning(`Not using the Actions cache entry ${restored}: ${errorMessage(e)}; downloading instead`)
+      } finally {
+        fs.rmSync(cacheDir, { recursive: true, force: true })
+      }
+    }
+    if (!restored || failed) {
+      const kept = await fill()
+      from = source.local ? 'local' : 'download'
+      if (useCache) pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, cache.available, req.log)
+    }
   } else {
     req.log.info(`Using cached emulators from ${entry.dir}`)
   }
@@ -171,6 +192,28 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
   // One line per file the emulators came from (an archive holds many): what the summary offers to pin.
   const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }))
   return { emulators: verified(chosen, policy), cacheHit: from !== 'download', from, timings, pendingSave, files }
+}
+
+/**
+ * Copies the downloaded files where the post step saves them from; undefined (and a warning) if that
+ * fails. Without the cache service nothing is copied: the post step says it is not saving.
+ */
+function keepForSave(kept: readonly Kept[], dir: string, prefix: string, fresh: boolean, service: boolean, log: FetchRequest['log']): PendingSave | undefined {
+  const files = kept.map(k => ({ slot: k.slot, sha256: k.sha256 }))
+  if (!service) return { dir, key: saveKey(prefix, files, fresh), files }
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 })
+    // Whole files only: another run of the same entry may be saving the same slot.
+    for (const k of kept) {
+      const tmp = path.join(dir, `.${k.slot}-${process.pid}`)
+      fs.copyFileSync(k.file, tmp)
+      fs.renameSync(tmp, path.join(dir, k.slot))
+    }
+  } catch (e) {
+    log.warning(`Not saving to the Actions cache: cannot copy the downloads to ${dir} (${errorMessage(e)})`)
+    return undefined
+  }
+  return { dir, key: saveKey(prefix, files, fresh), files }
 }
 
 function toolCacheRoot(): string {

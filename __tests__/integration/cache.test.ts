@@ -3,10 +3,11 @@
 // reached by the action through the environment a runner gives it. Asserted through what
 // users see: outputs, log lines, the kernel entry and a foreign program, and the
 // requests the service received.
+import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 import { RunActionResult, runAction } from '../support/action'
-import { buildArchives } from '../support/fixtures'
+import { Archives, buildArchives, sha256 } from '../support/fixtures'
 import { CacheService } from '../support/cache-service'
 import { TestServer, startServer } from '../support/server'
 import {
@@ -20,14 +21,16 @@ import {
   freshDir,
   myEntry,
   transcript,
+  witnessEmulator,
 } from './core-helpers'
 
 let svc: CacheService
 let root: string
+let archives: Archives
 beforeAll(async () => {
   svc = await CacheService.start()
   root = freshDir('cache-fixtures')
-  buildArchives(path.join(root, 'main'), ['aarch64'], VERSION)
+  archives = buildArchives(path.join(root, 'main'), ['aarch64'], VERSION)
 }, 120000)
 afterAll(async () => {
   await svc?.stop()
@@ -48,11 +51,17 @@ const inputs = (url: string): Record<string, string> => ({
   buildx: 'false',
 })
 
-/** main then post, as a runner runs a step (saving may happen in either phase). */
-async function runStep(url: string, toolCache: string): Promise<RunActionResult> {
-  const main = await runAction(inputs(url), { toolCache, env: svc.env() })
+/** main then post, as a runner runs a step (saving may happen in either phase); `checkMain` looks at main first. */
+async function runStep(
+  url: string,
+  toolCache: string,
+  extra: Record<string, string> = {},
+  checkMain: (main: RunActionResult) => void = () => undefined,
+): Promise<RunActionResult> {
+  const main = await runAction({ ...inputs(url), ...extra }, { toolCache, env: svc.env() })
+  checkMain(main)
   expectSuccess(main)
-  const post = await runAction(inputs(url), { phase: 'post', state: main.stateFile, toolCache, env: svc.env() })
+  const post = await runAction({ ...inputs(url), ...extra }, { phase: 'post', state: main.stateFile, toolCache, env: svc.env() })
   if (post.code !== 0) throw new Error(`the post step failed:\n${transcript(post)}`)
   return { ...main, stdout: `${main.stdout}${post.stdout}`, annotations: [...main.annotations, ...post.annotations] }
 }
@@ -63,9 +72,9 @@ function emptyDir(dir: string): void {
 }
 
 /** A cold run that saves one new entry; returns that entry's key. */
-async function coldRun(url: string, toolCache: string): Promise<{ key: string; run: RunActionResult }> {
+async function coldRun(url: string, toolCache: string, extra: Record<string, string> = {}): Promise<{ key: string; run: RunActionResult }> {
   const before = svc.entries.length
-  const run = await runStep(url, toolCache)
+  const run = await runStep(url, toolCache, extra)
   expect(run.outputs['cache-hit']).toBe('false')
   const added = svc.entries.slice(before)
   expect(added.map(e => e.finalized)).toEqual([true])
@@ -104,7 +113,11 @@ test('a cold run saves to the cache service; with an empty tool cache and the do
     expect(warm.stdout).toContain(`Restored emulators from the Actions cache (${key})`)
     expect(warningsOf(warm)).toEqual([])
     const lookup = svc.calls('GetCacheEntryDownloadURL').slice(lookups)
-    expect(lookup.map(r => r.body.key)).toEqual([key])
+    // The newest entry under the key's prefix (a key ends in a digest of what the entry holds), then that entry.
+    const prefix = key.replace(/-[0-9a-f]{16}$/, '')
+    expect(prefix).not.toBe(key)
+    expect(lookup.map(r => r.body.key)).toEqual([prefix, key])
+    expect(lookup[0].body.restore_keys).toEqual([`${prefix}-`])
     // nothing new to save
     expect(svc.calls('CreateCacheEntry')).toHaveLength(creates + 1)
     expectRegistered('qemu-aarch64', `${toolCache}/`)
@@ -125,6 +138,7 @@ test('a corrupt cache entry gives a warning and a normal download; the platforms
     await svc.overwrite(key, Buffer.from('this is not a tar archive\n'.repeat(100)))
     server.reset()
 
+    const entries = svc.entries.length
     const r = await runStep(url, toolCache)
     expect(r.outputs['cache-hit']).toBe('false')
     expect(warningsOf(r)).toEqual([expect.stringMatching(/restore/i)])
@@ -132,6 +146,15 @@ test('a corrupt cache entry gives a warning and a normal download; the platforms
     expect(server.requests.length).toBeGreaterThan(0)
     expectRegistered('qemu-aarch64', `${toolCache}/`)
     await expectForeignUname('arm64')
+
+    // The corrupt entry's key stays taken: the download went under a key of its own, which the next job restores.
+    expect(svc.entries.slice(entries).map(e => e.finalized)).toEqual([true])
+    endKernel(snap)
+    emptyDir(toolCache)
+    const next = await runStep(url, toolCache)
+    expect(next.outputs['cache-hit']).toBe('true')
+    expect(warningsOf(next)).toEqual([])
+    expect(next.stdout).toContain(`Restored emulators from the Actions cache (${svc.entries.at(-1)?.key})`)
   } finally {
     await server.close()
     endKernel(snap)
@@ -152,6 +175,109 @@ test('a cache service answering 500 gives a warning and a normal download; the p
     expect(server.requests.length).toBeGreaterThan(0)
     expectRegistered('qemu-aarch64', `${toolCache}/`)
     await expectForeignUname('arm64')
+  } finally {
+    await server.close()
+    endKernel(snap)
+  }
+}, 240000)
+
+/**
+ * What a job that can write the Actions cache makes of a saved entry, whatever its layout: every
+ * qemu-aarch64 in it becomes `forged`, every marker beside one says it came from `claim`, and every
+ * gzip file (an archive) becomes a .tar.gz holding `forged` as qemu-aarch64. Packed as the client packs.
+ */
+function poisoned(blob: Buffer, forged: string, claim: { file: string; fileSha256: string }): Buffer {
+  const work = freshDir('poison')
+  const zstd = blob.readUInt32LE(0) === 0xfd2fb528
+  const unpacked = path.join(work, 'entry.tar')
+  execFileSync('sh', ['-c', `${zstd ? 'zstd -d --long=30 -q -c' : 'gzip -dc'} > ${unpacked}`], { input: blob })
+  const names = execFileSync('tar', ['-tPf', unpacked]).toString().split('\n').filter(Boolean)
+  // Member names climb out of the workspace ('../../tmp/...'): unpack deep enough that they stay in `work`.
+  const up = Math.max(...names.map(n => (/^(\.\.\/)*/.exec(n) as RegExpExecArray)[0].length / 3))
+  const cwd = path.join(work, 'x', ...Array<string>(up).fill('d'))
+  fs.mkdirSync(cwd, { recursive: true })
+  execFileSync('tar', ['-xPf', unpacked, '-C', cwd])
+  for (const n of names) {
+    const f = path.join(cwd, n)
+    if (!fs.lstatSync(f).isFile()) continue
+    if (path.basename(f) === 'qemu-aarch64') fs.copyFileSync(forged, f)
+    else if (path.basename(f) === 'qemu-aarch64.json') fs.writeFileSync(f, JSON.stringify({ sha256: sha256(forged), size: fs.statSync(forged).size, ...claim }))
+    else if (
+      fs
+        .readFileSync(f)
+        .subarray(0, 2)
+        .equals(Buffer.from([0x1f, 0x8b]))
+    ) {
+      execFileSync('tar', ['-czf', f, '-C', path.dirname(forged), 'qemu-aarch64'])
+    }
+  }
+  const repacked = path.join(work, 'poisoned.tar')
+  execFileSync('tar', ['--posix', '-cPf', repacked, '-C', cwd, '--no-recursion', ...names])
+  return execFileSync('sh', ['-c', `${zstd ? 'zstd -q -c' : 'gzip -c'} < ${repacked}`], { maxBuffer: 1 << 30 })
+}
+
+test("a poisoned cache entry is proven against the pin before use: the attacker's emulator never runs, and the next job restores a good entry", async () => {
+  const snap = await beginKernel()
+  const { server, url } = await serve()
+  try {
+    const toolCache = freshDir('toolcache')
+    const archive = { file: path.basename(archives.tarGz), fileSha256: sha256(archives.tarGz) }
+    // The archive's line only: its emulators are covered by it.
+    const pin = { 'qemu-sha256': `${archive.fileSha256}  ${archive.file}` }
+    const { key } = await coldRun(url, toolCache, pin)
+    endKernel(snap)
+    emptyDir(toolCache)
+
+    const witness = path.join(freshDir('witness'), 'ran-as-root')
+    const forged = witnessEmulator(witness)
+    await svc.overwrite(key, poisoned(await svc.read(key), forged, archive))
+    server.reset()
+    const entries = svc.entries.length
+    const r = await runStep(url, toolCache, pin, () => {
+      // Root never ran the attacker's program (verification runs the registered emulator).
+      expect({ ran: fs.existsSync(witness) }).toEqual({ ran: false })
+    })
+    expect(r.outputs['cache-hit']).toBe('false')
+    expect(warningsOf(r)).toEqual([expect.stringMatching(/^Not using the Actions cache entry \S+: .*; downloading instead$/)])
+    expect(server.requests.length).toBeGreaterThan(0)
+    const e = expectRegistered('qemu-aarch64', `${toolCache}/`)
+    expect(sha256(e.interpreter)).toBe(sha256('/usr/bin/qemu-aarch64-static'))
+    // The bad entry's key cannot be saved again: what was downloaded went under a key of its own.
+    expect(svc.entries.slice(entries).map(x => x.finalized)).toEqual([true])
+
+    endKernel(snap)
+    emptyDir(toolCache)
+    await server.close()
+    const next = await runStep(url, toolCache, pin)
+    expect(next.outputs['cache-hit']).toBe('true')
+    expect(warningsOf(next)).toEqual([])
+    expect(next.stdout).toContain(`Restored emulators from the Actions cache (${svc.entries.at(-1)?.key})`)
+    expect(sha256(expectRegistered('qemu-aarch64', `${toolCache}/`).interpreter)).toBe(sha256('/usr/bin/qemu-aarch64-static'))
+  } finally {
+    await server.close()
+    endKernel(snap)
+  }
+}, 240000)
+
+test('what a later step of the job changes before the post step is not saved', async () => {
+  const snap = await beginKernel()
+  const { server, url } = await serve()
+  try {
+    const toolCache = freshDir('toolcache')
+    const main = await runAction(inputs(url), { toolCache, env: svc.env() })
+    expectSuccess(main)
+    // A later step: every file the main step left in the tool cache gets a byte more (renamed into place: the kernel holds the registered one).
+    const files = (fs.readdirSync(toolCache, { recursive: true }) as string[]).map(f => path.join(toolCache, f)).filter(f => fs.lstatSync(f).isFile())
+    expect(files.length).toBeGreaterThan(0)
+    for (const f of files) {
+      fs.writeFileSync(`${f}.new`, Buffer.concat([fs.readFileSync(f), Buffer.from('x')]))
+      fs.renameSync(`${f}.new`, f)
+    }
+    const entries = svc.entries.length
+    const post = await runAction(inputs(url), { phase: 'post', state: main.stateFile, toolCache, env: svc.env() })
+    expect(post.code).toBe(0)
+    expect(svc.entries.length).toBe(entries)
+    expect(warningsOf(post)).toEqual([expect.stringMatching(/ changed after the main step read it \(sha256 [0-9a-f]{64}, was [0-9a-f]{64}\); not saving it$/)])
   } finally {
     await server.close()
     endKernel(snap)

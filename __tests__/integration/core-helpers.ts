@@ -5,6 +5,7 @@
 // same time on this kernel: they own qemu-ppc64le and qemu-s390x. These tests
 // only ever create, change or remove the entries named in MINE, and restore
 // only those.
+import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
@@ -104,6 +105,28 @@ export function freshDir(label: string): string {
 }
 export function cleanupDirs(): void {
   for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true })
+}
+
+/**
+ * An attacker's qemu-aarch64: a static program that leaves `witness` (proof it ran, as root) and then
+ * execs Debian's emulator with the arguments it got, so that it looks like an emulator to the run.
+ */
+export function witnessEmulator(witness: string): string {
+  const dir = freshDir('forged')
+  const src = path.join(dir, 'forged.c')
+  fs.writeFileSync(
+    src,
+    [
+      '#include <fcntl.h>',
+      '#include <unistd.h>',
+      `int main(int argc, char **argv) { (void)argc; close(open(${JSON.stringify(witness)}, O_CREAT | O_WRONLY, 0644)); execv("/usr/bin/qemu-aarch64-static", argv); return 127; }`,
+      '',
+    ].join('\n'),
+  )
+  const bin = path.join(dir, 'qemu-aarch64')
+  execFileSync('gcc', ['-static', '-O2', '-o', bin, src])
+  fs.rmSync(src)
+  return bin
 }
 
 export const errorsOf = (r: RunActionResult): string[] => r.annotations.filter(a => a.kind === 'error').map(a => a.message)

@@ -7,6 +7,7 @@ import { RunActionResult, runAction } from '../support/action'
 import { sha256 } from '../support/fixtures'
 import { HandlerServer, serveAnyPath, startHandlerServer } from '../support/server'
 import { ustarHeader } from '../support/tar'
+import { runAs, uidOf } from '../support/users'
 import {
   CoreFixtures,
   VERSION,
@@ -19,6 +20,7 @@ import {
   startFixtures,
   transcript,
   withKernel,
+  witnessEmulator,
 } from './core-helpers'
 
 let fx: CoreFixtures
@@ -252,6 +254,67 @@ describe('pins hold on warm runs', () => {
     expect(error).toMatch(
       /^qemu-sha256: \S+\/qemu-aarch64 in the tool cache changed after it was stored \(sha256 [0-9a-f]{64}, stored [0-9a-f]{64}\); nothing was registered - remove \S+ and re-run$/,
     )
+  })
+
+  test('a forged entry in a tool cache another user can write is not believed: the pinned archive is read again', async () => {
+    const attacker = 'qemutest'
+    // A RUNNER_TOOL_CACHE that a second runner user can write (it is theirs).
+    const cache = freshDir('toolcache')
+    fs.chownSync(cache, uidOf(attacker), uidOf(attacker))
+    const archive = path.basename(fx.archives.tarGz)
+    // The archive's line only: its emulators are covered by it.
+    const inputs = {
+      platforms: 'linux/arm64',
+      'qemu-version': VERSION,
+      'qemu-url': fx.tarGzUrl,
+      'qemu-sha256': `${sha256(fx.archives.tarGz)}  ${archive}`,
+      buildx: 'false',
+    }
+    await withKernel(async () => expectSuccess(await runAction(inputs, { toolCache: cache })))
+    const entry = path.dirname(path.join(cache, (fs.readdirSync(cache, { recursive: true }) as string[]).find(f => f.endsWith('/qemu-aarch64')) as string))
+
+    // The attacker moves root's tree aside and puts their own in its place: their binary, and a marker that says it came from the pinned archive.
+    const witness = path.join(freshDir('witness'), 'ran-as-root')
+    const forged = witnessEmulator(witness)
+    const marker = { sha256: sha256(forged), size: fs.statSync(forged).size, file: archive, fileSha256: sha256(fx.archives.tarGz) }
+    const script = [
+      `mv ${cache}/setup-qemu-binfmt ${cache}/moved`,
+      `mkdir -p ${entry}`,
+      `cp ${forged} ${entry}/qemu-aarch64`,
+      `chmod 755 ${entry}/qemu-aarch64`,
+      `printf '%s' '${JSON.stringify(marker)}' > ${entry}/qemu-aarch64.json`,
+    ].join(' && ')
+    const planted = await runAs(attacker, ['sh', '-c', script], {})
+    expect(planted).toMatchObject({ code: 0, stderr: '' })
+
+    await withKernel(async () => {
+      const r = await runAction(inputs, { toolCache: cache })
+      // Root never ran the attacker's program (verification runs the registered emulator).
+      expect({ ran: fs.existsSync(witness) }).toEqual({ ran: false })
+      expectSuccess(r)
+      expect(r.stdout).toContain(`Not believing the tool cache entry ${entry} while emulators are pinned: ${entry} belongs to uid ${uidOf(attacker)}`)
+      expect(r.outputs['cache-hit']).toBe('false')
+      const e = expectRegistered('qemu-aarch64', `${cache}/`)
+      expect(sha256(e.interpreter)).toBe(sha256('/usr/bin/qemu-aarch64-static'))
+    })
+  })
+
+  test('a pinned warm run in a tool cache only root can write downloads nothing', async () => {
+    const cache = freshDir('toolcache')
+    const inputs = {
+      platforms: 'linux/arm64',
+      'qemu-version': VERSION,
+      'qemu-url': fx.tarGzUrl,
+      'qemu-sha256': `${sha256(fx.archives.tarGz)}  ${path.basename(fx.archives.tarGz)}`,
+      buildx: 'false',
+    }
+    await withKernel(async () => expectSuccess(await runAction(inputs, { toolCache: cache })))
+    await withKernel(async () => {
+      const r = await runAction(inputs, { toolCache: cache })
+      expectSuccess(r)
+      expect(r.outputs['cache-hit']).toBe('true')
+      expect(r.stdout).not.toContain('Not believing')
+    })
   })
 })
 

@@ -1,5 +1,5 @@
 import { createHash } from 'crypto'
-import { Stats, createReadStream, promises as fs, statSync } from 'fs'
+import { Stats, constants, createReadStream, promises as fs, statSync } from 'fs'
 import * as path from 'path'
 import { detectFormat, extractEmulators } from '../archive'
 import { ChecksumPolicy } from '../checksum'
@@ -24,6 +24,15 @@ export interface FetchContext {
   readonly signal?: AbortSignal
   readonly log: { info(m: string): void; debug(m: string): void }
   readonly timings: { download: number; extract: number }
+  /** a restored Actions-cache entry: the files to read instead of downloading them, by slot (read as untrusted as a download) */
+  readonly restored?: string
+}
+
+/** A downloaded file, kept for the Actions cache under its slot ('archive', or the target of a per-target source). */
+export interface Kept {
+  readonly slot: string
+  readonly file: string
+  readonly sha256: string
 }
 
 interface Materialised {
@@ -31,6 +40,8 @@ interface Materialised {
   readonly emulators: ReadonlyMap<string, StoredEmulator>
   /** every emulator the source holds, when known */
   readonly offered?: readonly string[]
+  /** the files downloaded (or taken from `restored`) */
+  readonly kept?: readonly Kept[]
 }
 
 /**
@@ -95,24 +106,63 @@ interface Obtained {
   readonly sha256: string
 }
 
-async function obtain(location: string, local: boolean, ctx: FetchContext): Promise<Obtained> {
+async function obtain(location: string, local: boolean, ctx: FetchContext, slot: string): Promise<Obtained & Kept> {
   const label = redact(location)
+  // The name is always this run's own (it picks the qemu-sha256 line), whatever the file came from.
   const name = fileNameOf(location)
   throwIfAborted(ctx.signal)
+  if (ctx.restored && !local) {
+    const dest = path.join(await fs.mkdtemp(path.join(ctx.tempDir, 'restored-')), 'download')
+    const sha256 = await copyHashed(path.join(ctx.restored, slot), dest, ctx.limits.download, ctx.signal)
+    return { file: dest, label: `${label} (from the Actions cache)`, name, sha256, slot }
+  }
   if (local) {
     if (localKind(location) !== 'file') throw new ActionError(`qemu-url: ${location} is a directory; with {target} in qemu-url each target names a file`)
     const { size } = await fs.stat(location)
     if (size > ctx.limits.download) {
       throw new ActionError(`qemu-url: ${location} is ${size} bytes, more than the ${ctx.limits.download} an emulator archive may be; check qemu-url`)
     }
-    return { file: location, label, name, sha256: await hashFile(location, ctx.signal) }
+    return { file: location, label, name, sha256: await hashFile(location, ctx.signal), slot }
   }
   const dir = await fs.mkdtemp(path.join(ctx.tempDir, 'download-'))
   // The name is ours: the URL's last segment is only a label (it may decode to '../../etc/...').
   const dest = path.join(dir, 'download')
   ctx.log.info(`Downloading ${label}`)
   const got = await download(location, dest, { maxBytes: ctx.limits.download, network: ctx.network, signal: ctx.signal, log: ctx.log })
-  return { file: dest, label, name, sha256: got.sha256 }
+  return { file: dest, label, name, sha256: got.sha256, slot }
+}
+
+/**
+ * Copies `src` to `dest` in one read, hashing what it copies: what is checked is what is used, even if
+ * `src` changes meanwhile. Only a regular file no larger than `max` (the entry is untrusted: no links).
+ */
+async function copyHashed(src: string, dest: string, max: number, signal?: AbortSignal): Promise<string> {
+  let fh: fs.FileHandle
+  try {
+    fh = await fs.open(src, constants.O_RDONLY | constants.O_NOFOLLOW)
+  } catch (e) {
+    throw new ActionError(`${path.basename(src)} is missing from the entry (${(e as NodeJS.ErrnoException).code})`)
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile()) throw new ActionError(`${path.basename(src)} in the entry is not a regular file`)
+    if (st.size > max) throw new ActionError(`${path.basename(src)} in the entry is ${st.size} bytes, more than ${max}`)
+    const h = createHash('sha256')
+    const out = await fs.open(dest, 'wx', 0o600)
+    try {
+      let size = 0
+      for await (const chunk of fh.createReadStream({ highWaterMark: 1024 * 1024, signal, autoClose: false }) as AsyncIterable<Buffer>) {
+        if ((size += chunk.length) > max) throw new ActionError(`${path.basename(src)} in the entry grew past ${max} bytes`)
+        h.update(chunk)
+        await out.write(chunk)
+      }
+    } finally {
+      await out.close()
+    }
+    return h.digest('hex')
+  } finally {
+    await fh.close()
+  }
 }
 
 function hashFile(file: string, signal?: AbortSignal): Promise<string> {
@@ -150,13 +200,13 @@ class BundleSource implements SourceStrategy {
 
   async materialise(want: EmulatorWant, into: string, ctx: FetchContext): Promise<Materialised> {
     let t = performance.now()
-    const got = await obtain(this.source.locate(), this.local, ctx)
+    const got = await obtain(this.source.locate(), this.local, ctx, 'archive')
     ctx.timings.download += performance.now() - t
     ctx.policy.checkFile(got, false)
     t = performance.now()
     const x = await extractEmulators(got.file, got.label, want, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal })
     ctx.timings.extract += performance.now() - t
-    return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered }
+    return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered, kept: [got] }
   }
 }
 
@@ -182,7 +232,7 @@ class PerTargetSource implements SourceStrategy {
     const ctx: FetchContext = { ...outer, signal }
     const all = <T>(jobs: Promise<T>[]): Promise<T[]> => settleAll(jobs, stop)
     const t = performance.now()
-    const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx)))
+    const files = await all(names.map(n => obtain(this.source.locate(n), this.local, ctx, n)))
     ctx.timings.download += performance.now() - t
     for (const f of files) ctx.policy.checkFile(f, mayBeEmulator(f.name))
     const t2 = performance.now()
@@ -198,7 +248,7 @@ class PerTargetSource implements SourceStrategy {
       }),
     )
     ctx.timings.extract += performance.now() - t2
-    return { emulators: new Map(out), offered: PER_TARGET_ALL }
+    return { emulators: new Map(out), offered: PER_TARGET_ALL, kept: files }
   }
 }
 

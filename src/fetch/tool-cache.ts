@@ -1,6 +1,7 @@
 import { randomBytes } from 'crypto'
 import * as fs from 'fs'
 import * as path from 'path'
+import { othersMayChange, othersMayChangeFile } from '../compile-cache'
 import { ActionError } from '../errors'
 import { EmulatorFile } from './emulator-file'
 import { diskError } from './limits'
@@ -40,8 +41,13 @@ export class ToolCacheEntry {
     return new ToolCacheEntry(path.join(toolCache, tool, version, arch))
   }
 
-  /** The emulators stored and intact (by marker and size), and what the source offers when known. */
-  read(): { emulators: Map<string, StoredEmulator>; offered?: string[] } {
+  /**
+   * The emulators stored and intact (by marker and size), and what the source offers when known.
+   * `ownOnly`: a marker is believed only where nobody but this user or root could have written it
+   * (it says which file an emulator came from, and a pin on that file rests on it); otherwise the
+   * entry counts as empty and `doubt` says why.
+   */
+  read(ownOnly = false): { emulators: Map<string, StoredEmulator>; offered?: string[]; doubt?: string } {
     const emulators = new Map<string, StoredEmulator>()
     let names: string[]
     try {
@@ -49,13 +55,25 @@ export class ToolCacheEntry {
     } catch {
       return { emulators }
     }
+    const uid = process.geteuid?.() ?? -1
+    if (ownOnly) {
+      let doubt: string | undefined
+      try {
+        doubt = othersMayChange(fs.realpathSync(this.dir), uid)
+      } catch (e) {
+        doubt = `${this.dir} cannot be checked (${(e as NodeJS.ErrnoException).code})`
+      }
+      if (doubt) return { emulators, doubt }
+    }
     for (const n of names) {
       const m = /^qemu-([a-z0-9_]+)\.json$/.exec(n)
       if (!m) continue
       const bin = path.join(this.dir, `qemu-${m[1]}`)
+      const json = path.join(this.dir, n)
       try {
-        const marker = JSON.parse(fs.readFileSync(path.join(this.dir, n), 'utf8')) as Marker
         const st = fs.lstatSync(bin)
+        if (ownOnly && (othersMayChangeFile(bin, st, uid) || othersMayChangeFile(json, fs.lstatSync(json), uid))) continue
+        const marker = JSON.parse(fs.readFileSync(json, 'utf8')) as Marker
         if (!st.isFile() || st.size !== marker.size || !/^[0-9a-f]{64}$/.test(marker.sha256)) continue
         emulators.set(m[1], {
           path: bin,
