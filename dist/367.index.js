@@ -325,8 +325,6 @@ function emulatorNames(targets) {
 
 
 
-/** The name of the state main saves and post reads. */
-const CACHE_STATE = 'emulator-cache';
 /**
  * The key to save `files` under: `<prefix>-` and their digests' hash, so that what an entry holds
  * decides its name; `fresh` (a restored entry was broken or failed its check) adds the time, so that the good
@@ -541,6 +539,8 @@ function pause(ms, cancel) {
         cancel?.addEventListener('abort', done, { once: true });
     });
 }
+/** After SIGINT/SIGTERM, how long the clean-up may take before the process exits regardless. */
+const CANCEL_GRACE_MS = 3 * SECOND;
 
 ;// CONCATENATED MODULE: ./src/fetch/download.ts
 
@@ -5612,10 +5612,39 @@ async function rollback(writer, reader, journal, log) {
 }
 
 ;// CONCATENATED MODULE: ./src/state.ts
-/** What the main phase hands the post phase, by state name. */
-const STATE_UNINSTALL = 'uninstall';
-/** After SIGINT/SIGTERM, how long the clean-up may take before the process exits regardless. */
-const CANCEL_GRACE_MS = 3000;
+
+
+// The runner's step state is the only channel from main to post; these are its names, used nowhere else.
+const IS_POST = 'isPost';
+const BUILDER = 'builder';
+const CACHE = 'emulator-cache';
+const UNINSTALL = 'uninstall';
+/** JSON saved by this action's own main step; undefined when nothing was saved, an error when it cannot be read. */
+function readJson(name) {
+    const raw = core/* getState */.Gu(name);
+    if (!raw)
+        return undefined;
+    try {
+        return JSON.parse(raw);
+    }
+    catch {
+        throw new Error(`the state '${name}' the main step saved is not JSON`);
+    }
+}
+/** What the main step hands the post step, typed: the one place that reads or writes the step state. */
+const stepState = {
+    /** action.yml runs the same file for both phases: true in the post phase (main marked it). */
+    isPost: () => core/* getState */.Gu(IS_POST) === 'true',
+    markMainRan: () => core/* saveState */.LZ(IS_POST, 'true'),
+    saveBuilder: (state) => core/* saveState */.LZ(BUILDER, JSON.stringify(state)),
+    /** throws when the saved state cannot be read */
+    builder: () => readJson(BUILDER),
+    saveCachePending: (pending) => core/* saveState */.LZ(CACHE, JSON.stringify(pending)),
+    cachePending: () => parsePending(core/* getState */.Gu(CACHE)),
+    saveUninstall: (state) => core/* saveState */.LZ(UNINSTALL, JSON.stringify(state)),
+    /** throws when the saved state cannot be read */
+    uninstall: () => readJson(UNINSTALL),
+};
 
 ;// CONCATENATED MODULE: ./src/usage.ts
 
@@ -6057,7 +6086,7 @@ async function run() {
             core/* info */.pq(`qemu-sha256 line: ${r.line} (${r.pinned})`);
         // Saved by the post step, so this step's time is what the job needs.
         if (fetched.pendingSave)
-            core/* saveState */.LZ(CACHE_STATE, JSON.stringify(fetched.pendingSave));
+            stepState.saveCachePending(fetched.pendingSave);
         const targets = plan.foreignTargets([...fetched.emulators.keys()]);
         core/* info */.pq(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
         const wanted = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }));
@@ -6218,7 +6247,7 @@ function recordUsage(inputs, writer, registrations, job, records) {
             job,
             entries: registrations.filter(r => r.action !== 'kept').map(r => ({ spec: r.spec, previous: r.previous })),
         };
-        core/* saveState */.LZ(STATE_UNINSTALL, JSON.stringify(state));
+        stepState.saveUninstall(state);
     }
 }
 /**
@@ -6316,13 +6345,14 @@ async function runBuilder(inputs, outcome, tempDir, runner, cancel) {
     // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
     const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir, cancel }, runner, log, new ChildProcessRunner());
     if (state && cleanup)
-        core/* saveState */.LZ('builder', JSON.stringify(state));
+        stepState.saveBuilder(state);
     if (result)
         core/* info */.pq(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
     return result;
 }
 
 ;// CONCATENATED MODULE: ./src/post.ts
+
 
 
 
@@ -6346,30 +6376,39 @@ const post_log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: 
  */
 async function post() {
     // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
-    const pending = parsePending(core/* getState */.Gu(CACHE_STATE));
+    const pending = stepState.cachePending();
     if (pending)
         await saveEntry(pending, { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e });
-    const saved = core/* getState */.Gu('builder');
-    if (saved) {
-        try {
-            await cleanupBuilder(JSON.parse(saved), new ChildProcessRunner(), post_log);
-        }
-        catch (e) {
-            core/* warning */.$e(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
-        }
+    try {
+        const saved = stepState.builder();
+        if (saved)
+            await cleanupBuilder(saved, new ChildProcessRunner(), post_log);
+        else
+            core/* debug */.Yz('post: no builder to clean up');
     }
-    else {
-        core/* debug */.Yz('post: no builder to clean up');
+    catch (e) {
+        core/* warning */.$e(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
     }
-    const uninstall = core/* getState */.Gu(STATE_UNINSTALL);
     // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
-    if (uninstall && core/* getInput */.V4('uninstall').trim().toLowerCase() === 'true') {
+    if (wantsUninstall()) {
         try {
-            await uninstallEntries(JSON.parse(uninstall));
+            const uninstall = stepState.uninstall();
+            if (uninstall)
+                await uninstallEntries(uninstall);
         }
         catch (e) {
             core/* warning */.$e(`uninstall: ${errors_errorMessage(e)}; the entries stay registered`);
         }
+    }
+}
+/** The step's `uninstall` input, read as main read it; inputs main refused (it then changed nothing) ask for nothing. */
+function wantsUninstall() {
+    try {
+        return readInputs(name => core/* getInput */.V4(name)).uninstall;
+    }
+    catch (e) {
+        core/* debug */.Yz(`post: not uninstalling: ${errors_errorMessage(e)}`);
+        return false;
     }
 }
 /**
@@ -6455,11 +6494,11 @@ async function uninstallEntries(state) {
 
 /** action.yml runs the same file for both phases; the main phase leaves a state flag for the post phase. */
 function start() {
-    if (core/* getState */.Gu('isPost') === 'true') {
+    if (stepState.isPost()) {
         void post();
     }
     else {
-        core/* saveState */.LZ('isPost', 'true');
+        stepState.markMainRan();
         void run();
     }
 }

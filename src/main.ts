@@ -6,7 +6,6 @@ import * as path from 'path'
 import { BinfmtReader, EntrySpec } from './binfmt'
 import { ActionError, errorMessage } from './errors'
 import { FetchResult, fetchEmulators } from './fetch'
-import { CACHE_STATE } from './fetch/actions-cache'
 import { Host, detectHost, nativePlatforms } from './host'
 import { Plan } from './plan'
 import { Inputs, readInputs } from './inputs'
@@ -17,7 +16,8 @@ import { HostLock } from './lock'
 import { explainPinFailure, pinning } from './pins'
 import { CancelledError, ChildProcessRunner, ProcessRunner } from './process'
 import { Journal, Registration, WantedEntry, applyChanges, commit, planChanges, rollback, stagedBy } from './register'
-import { CANCEL_GRACE_MS, STATE_UNINSTALL, UninstallState } from './state'
+import { UninstallState, stepState } from './state'
+import { CANCEL_GRACE_MS } from './timeouts'
 import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, writeSummary } from './report'
 import { resolveSource } from './source'
@@ -98,7 +98,7 @@ export async function run(): Promise<void> {
     Object.assign(timings, fetched.timings)
     for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
     // Saved by the post step, so this step's time is what the job needs.
-    if (fetched.pendingSave) core.saveState(CACHE_STATE, JSON.stringify(fetched.pendingSave))
+    if (fetched.pendingSave) stepState.saveCachePending(fetched.pendingSave)
     const targets: Target[] = plan.foreignTargets([...fetched.emulators.keys()])
     core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
@@ -269,7 +269,7 @@ function recordUsage(inputs: Inputs, writer: KernelWriter, registrations: readon
       job,
       entries: registrations.filter(r => r.action !== 'kept').map(r => ({ spec: r.spec, previous: r.previous })),
     }
-    core.saveState(STATE_UNINSTALL, JSON.stringify(state))
+    stepState.saveUninstall(state)
   }
 }
 
@@ -373,7 +373,7 @@ async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, run
   const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p))
   // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
   const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir, cancel }, runner, log, new ChildProcessRunner())
-  if (state && cleanup) core.saveState('builder', JSON.stringify(state))
+  if (state && cleanup) stepState.saveBuilder(state)
   if (result) core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
   return result
 }

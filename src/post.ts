@@ -1,16 +1,17 @@
 import * as core from '@actions/core'
 import { specOf } from './binfmt'
-import { BuilderState, cleanupBuilder } from './buildx/builder'
+import { cleanupBuilder } from './buildx/builder'
 import { dockerAccess } from './docker/daemon'
 import { readerFor } from './access'
 import { usernsAccess } from './userns'
 import { errorMessage } from './errors'
-import { CACHE_STATE, parsePending, saveEntry } from './fetch/actions-cache'
+import { readInputs } from './inputs'
+import { saveEntry } from './fetch/actions-cache'
 import { KernelOp, directAccess } from './kernel'
 import { HostLock } from './lock'
 import { ChildProcessRunner } from './process'
 import { isQemuEntry, stagingName } from './register'
-import { STATE_UNINSTALL, UninstallState } from './state'
+import { UninstallState, stepState } from './state'
 import { LOCK_WAIT_MS } from './timeouts'
 import { UsageRecords, tableOf } from './usage'
 
@@ -23,26 +24,33 @@ const log = { info: core.info, debug: core.debug, warning: core.warning }
  */
 export async function post(): Promise<void> {
   // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
-  const pending = parsePending(core.getState(CACHE_STATE))
+  const pending = stepState.cachePending()
   if (pending) await saveEntry(pending, { info: core.info, debug: core.debug, warning: core.warning })
-  const saved = core.getState('builder')
-  if (saved) {
-    try {
-      await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), log)
-    } catch (e) {
-      core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
-    }
-  } else {
-    core.debug('post: no builder to clean up')
+  try {
+    const saved = stepState.builder()
+    if (saved) await cleanupBuilder(saved, new ChildProcessRunner(), log)
+    else core.debug('post: no builder to clean up')
+  } catch (e) {
+    core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
   }
-  const uninstall = core.getState(STATE_UNINSTALL)
   // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
-  if (uninstall && core.getInput('uninstall').trim().toLowerCase() === 'true') {
+  if (wantsUninstall()) {
     try {
-      await uninstallEntries(JSON.parse(uninstall) as UninstallState)
+      const uninstall = stepState.uninstall()
+      if (uninstall) await uninstallEntries(uninstall)
     } catch (e) {
       core.warning(`uninstall: ${errorMessage(e)}; the entries stay registered`)
     }
+  }
+}
+
+/** The step's `uninstall` input, read as main read it; inputs main refused (it then changed nothing) ask for nothing. */
+function wantsUninstall(): boolean {
+  try {
+    return readInputs(name => core.getInput(name)).uninstall
+  } catch (e) {
+    core.debug(`post: not uninstalling: ${errorMessage(e)}`)
+    return false
   }
 }
 

@@ -38,3 +38,6 @@ export function pause(ms: number, cancel?: AbortSignal): Promise<void> {
     cancel?.addEventListener('abort', done, { once: true })
   })
 }
+
+/** After SIGINT/SIGTERM, how long the clean-up may take before the process exits regardless. */
+export const CANCEL_GRACE_MS = 3 * SECOND

@@ -13,9 +13,6 @@ export interface PendingSave {
   readonly files: readonly { readonly slot: string; readonly sha256: string }[]
 }
 
-/** The name of the state main saves and post reads. */
-export const CACHE_STATE = 'emulator-cache'
-
 interface Log {
   info(m: string): void
   debug(m: string): void
