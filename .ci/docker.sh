@@ -40,19 +40,27 @@ RUNC=$(command -v runc || echo /usr/sbin/runc)
 want_wrapper=$(cat <<EOF
 #!/bin/sh
 # setup-qemu-binfmt tests: runc, minus the capabilities this machine's bounding set lacks.
-# Only CAP_SYS_RESOURCE (bit 24) is known to be missing on the test VMs.
+# Only CAP_SYS_RESOURCE (bit 24) is known to be missing on the test VMs. It goes from the
+# bundle's config.json (create/run: docker run --privileged) and from the process spec of
+# runc exec --process FILE (docker exec into a privileged container, as buildx's
+# docker-container driver does to reach its BuildKit with buildctl dial-stdio).
 bnd=\$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)
 if [ -n "\$bnd" ] && [ \$(( 0x\$bnd >> 24 & 1 )) = 0 ]; then
   bundle=
+  spec=
   prev=
   for a in "\$@"; do
-    case "\$prev" in --bundle|-b) bundle=\$a ;; esac
-    case "\$a" in --bundle=*) bundle=\${a#--bundle=} ;; esac
+    case "\$prev" in --bundle|-b) bundle=\$a ;; --process|-p) spec=\$a ;; esac
+    case "\$a" in --bundle=*) bundle=\${a#--bundle=} ;; --process=*) spec=\${a#--process=} ;; esac
     prev=\$a
   done
-  [ -z "\$bundle" ] && [ -f config.json ] && bundle=.
-  if [ -n "\$bundle" ] && [ -f "\$bundle/config.json" ]; then
-    sed -i -e 's/"CAP_SYS_RESOURCE",//g' -e 's/,"CAP_SYS_RESOURCE"//g' -e 's/"CAP_SYS_RESOURCE"//g' "\$bundle/config.json"
+  # runc exec: the process spec; create/run: the bundle (the working directory when not given).
+  if [ -z "\$spec" ]; then
+    [ -z "\$bundle" ] && bundle=.
+    spec=\$bundle/config.json
+  fi
+  if [ -n "\$spec" ] && [ -f "\$spec" ]; then
+    sed -i -e 's/"CAP_SYS_RESOURCE",//g' -e 's/,"CAP_SYS_RESOURCE"//g' -e 's/"CAP_SYS_RESOURCE"//g' "\$spec"
   fi
 fi
 exec $RUNC "\$@"
