@@ -7,6 +7,8 @@
 #      local/busybox:test        busybox for this machine's architecture (the tests' docker-image)
 #      local/busybox-arm64:test  linux/arm64 busybox, for the foreign `docker run`/`docker build` proofs
 #  - the real docker buildx plugin (buildx.sh)
+#  - a real BuildKit image, local/buildkit:test, compiled once per machine from Debian sources (buildkit.sh)
+#  - a local registry on 127.0.0.1:5000 serving it as 127.0.0.1:5000/buildkit:test (registry.sh)
 # Idempotent: every step checks first, so a re-run is quick and prints nothing.
 #
 # The workaround: this VM's capability bounding set lacks CAP_SYS_RESOURCE, so runc
@@ -193,3 +195,7 @@ fi
 
 # --- the real docker buildx plugin (Debian trixie's docker-buildx) ---------
 bash "$(dirname "$0")/buildx.sh"
+
+# --- a real BuildKit and a registry to pull it from ------------------------
+bash "$(dirname "$0")/buildkit.sh"
+bash "$(dirname "$0")/registry.sh"
