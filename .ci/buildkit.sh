@@ -25,6 +25,7 @@ require_root buildkit.sh
 
 [ "$(docker image inspect -f '{{.Comment}}' "$IMAGE" 2>/dev/null || true)" = "$RECIPE" ] && exit 0
 mkdir -p "$W" "$DEBS"
+[ -x "$W/out/buildkitd" ] || echo "buildkit.sh: building BuildKit $BKV from Debian sources into $W (once per machine; minutes)" >&2
 
 # apt_state SUITE: an apt configuration of its own for one suite of the machine's mirror, with an
 # empty dpkg status (the whole dependency closure is downloaded, nothing is installed); sets APT.

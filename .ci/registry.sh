@@ -19,6 +19,10 @@ PUSHED=$ADDR/buildkit:test
 source "$(dirname "$0")/lib.sh"
 require_root registry.sh
 
+if ! command -v curl >/dev/null 2>&1; then
+  quiet apt-get install -y -qq --no-install-recommends curl || { quiet apt-get update -qq || true; quiet apt-get install -y -qq --no-install-recommends curl; }
+fi
+
 up() { curl -fsS -o /dev/null "http://$ADDR/v2/" 2>/dev/null; }
 
 if ! up; then
