@@ -565,6 +565,26 @@ describe('setupBuilder', () => {
     expect(log.notice).toEqual([])
   })
 
+  test("driver remote at a unix socket is this runner's BuildKit: its platforms are held against what runs here", async () => {
+    const local = transcript('inspect-remote-appended.txt').replace('tcp://127.0.0.1:23401', 'unix:///run/buildkit/buildkitd.sock')
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx create --name qbf-rem --node qbf-rem0 --driver remote --use -- unix:///run/buildkit/buildkitd.sock', {})
+      .on('buildx create --append --name qbf-rem --node qbf-rem-b --platform linux/arm64 -- tcp://127.0.0.1:23402', {})
+      .on('buildx inspect --bootstrap --builder qbf-rem', { stdout: local })
+      .on('buildx ls --format json', { code: 1 })
+      .on('buildx inspect -- qbf-rem', NOT_FOUND, { stdout: local })
+    const out = await setupBuilder(
+      remote({ endpoint: 'unix:///run/buildkit/buildkitd.sock', platforms: ['linux/amd64'], emulated: [] }),
+      runner,
+      new Log().sink,
+    )
+    expect(out.result!.nodes.map(n => [n.name, n.remote, n.platforms])).toEqual([
+      ['qbf-rem0', false, ['linux/amd64']],
+      ['qbf-rem-b', true, ['linux/arm64', 'linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386']],
+    ])
+  })
+
   test('an appended node that is down (real transcripts): one line naming append and the node; removed; a warning under auto', async () => {
     const script = (): FakeRunner =>
       remoteRunner()
