@@ -18,23 +18,6 @@ require_root buildx.sh
 have=$("$PLUGIN" version 2>/dev/null | awk '{print $2}' || true)
 case "${have#v}" in "$WANT" | "$WANT"+*) exit 0 ;; esac
 
-# The machine's own Debian mirror: the URIs of the deb822 or one-line source that serves bookworm's main.
-debian_uri() {
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    # deb822 stanzas: URIs/Suites lines; the stanza whose suites include plain bookworm.
-    uri=$(awk 'BEGIN{RS=""} /Suites:[^\n]*bookworm([ \n]|$)/ { if (match($0, /URIs:[ \t]*[^ \t\n]+/)) { s=substr($0, RSTART, RLENGTH); sub(/URIs:[ \t]*/, "", s); print s; exit } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return 0; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [ -f "$f" ] || continue
-    uri=$(awk '$1=="deb" && $0 ~ / bookworm / { for (i=2;i<=NF;i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }' "$f")
-    [ -n "$uri" ] && { echo "$uri"; return 0; }
-  done
-  return 1
-}
-
 uri=$(debian_uri) || { echo "buildx.sh: no Debian bookworm source found under /etc/apt to derive the mirror from" >&2; exit 1; }
 mkdir -p "$APT_ROOT/etc/apt/sources.list.d" "$APT_ROOT/etc/apt/apt.conf.d" "$APT_ROOT/etc/apt/preferences.d" \
   "$APT_ROOT/state/lists/partial" "$APT_ROOT/cache/archives/partial" "$APT_ROOT/debs"

@@ -7,6 +7,8 @@
 #      local/busybox:test        busybox for this machine's architecture (the tests' docker-image)
 #      local/busybox-arm64:test  linux/arm64 busybox, for the foreign `docker run`/`docker build` proofs
 #  - the real docker buildx plugin (buildx.sh)
+#  - a real BuildKit image, local/buildkit:test, compiled once per machine from Debian sources (buildkit.sh)
+#  - a local registry on 127.0.0.1:5000 serving it as 127.0.0.1:5000/buildkit:test (registry.sh)
 # Idempotent: every step checks first, so a re-run is quick and prints nothing.
 #
 # The workaround: this VM's capability bounding set lacks CAP_SYS_RESOURCE, so runc
@@ -40,19 +42,27 @@ RUNC=$(command -v runc || echo /usr/sbin/runc)
 want_wrapper=$(cat <<EOF
 #!/bin/sh
 # setup-qemu-binfmt tests: runc, minus the capabilities this machine's bounding set lacks.
-# Only CAP_SYS_RESOURCE (bit 24) is known to be missing on the test VMs.
+# Only CAP_SYS_RESOURCE (bit 24) is known to be missing on the test VMs. It goes from the
+# bundle's config.json (create/run: docker run --privileged) and from the process spec of
+# runc exec --process FILE (docker exec into a privileged container, as buildx's
+# docker-container driver does to reach its BuildKit with buildctl dial-stdio).
 bnd=\$(sed -n 's/^CapBnd:[[:space:]]*//p' /proc/self/status)
 if [ -n "\$bnd" ] && [ \$(( 0x\$bnd >> 24 & 1 )) = 0 ]; then
   bundle=
+  spec=
   prev=
   for a in "\$@"; do
-    case "\$prev" in --bundle|-b) bundle=\$a ;; esac
-    case "\$a" in --bundle=*) bundle=\${a#--bundle=} ;; esac
+    case "\$prev" in --bundle|-b) bundle=\$a ;; --process|-p) spec=\$a ;; esac
+    case "\$a" in --bundle=*) bundle=\${a#--bundle=} ;; --process=*) spec=\${a#--process=} ;; esac
     prev=\$a
   done
-  [ -z "\$bundle" ] && [ -f config.json ] && bundle=.
-  if [ -n "\$bundle" ] && [ -f "\$bundle/config.json" ]; then
-    sed -i -e 's/"CAP_SYS_RESOURCE",//g' -e 's/,"CAP_SYS_RESOURCE"//g' -e 's/"CAP_SYS_RESOURCE"//g' "\$bundle/config.json"
+  # runc exec: the process spec; create/run: the bundle (the working directory when not given).
+  if [ -z "\$spec" ]; then
+    [ -z "\$bundle" ] && bundle=.
+    spec=\$bundle/config.json
+  fi
+  if [ -n "\$spec" ] && [ -f "\$spec" ]; then
+    sed -i -e 's/"CAP_SYS_RESOURCE",//g' -e 's/,"CAP_SYS_RESOURCE"//g' -e 's/"CAP_SYS_RESOURCE"//g' "\$spec"
   fi
 fi
 exec $RUNC "\$@"
@@ -185,3 +195,7 @@ fi
 
 # --- the real docker buildx plugin (Debian trixie's docker-buildx) ---------
 bash "$(dirname "$0")/buildx.sh"
+
+# --- a real BuildKit and a registry to pull it from ------------------------
+bash "$(dirname "$0")/buildkit.sh"
+bash "$(dirname "$0")/registry.sh"

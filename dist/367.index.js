@@ -2774,12 +2774,24 @@ function versionArgs() {
     return ['buildx', 'version'];
 }
 /**
- * `create` for the first node. No --platform: BuildKit detects the platforms the
+ * The first node's name, given to create rather than left to buildx, so that what it makes is
+ * known before it exists: the docker-container driver names its container and state volume
+ * after the node (containerName), and a cancelled step removes them by those names.
+ */
+function firstNodeName(builder) {
+    return `${builder}0`;
+}
+/** The docker-container driver's container for a node, and its state volume (`<container>_state`). */
+function containerName(node) {
+    return `buildx_buildkit_${node}`;
+}
+/**
+ * `create` for the first node, at `endpoint` when one is given (after `--`). No --platform: BuildKit detects the platforms the
  * registered emulators provide when it starts, and a fixed list would hide new ones.
  * `--config` is accepted by every release (newer ones keep it as a hidden alias of --buildkitd-config).
  */
 function createArgs(opts, configFile) {
-    const args = ['buildx', 'create', '--name', opts.name, '--driver', opts.driver];
+    const args = ['buildx', 'create', '--name', opts.name, '--node', firstNodeName(opts.name), '--driver', opts.driver];
     for (const o of opts.driverOpts)
         args.push('--driver-opt', o);
     if (opts.buildkitdFlags)
@@ -2788,7 +2800,16 @@ function createArgs(opts, configFile) {
         args.push('--config', configFile);
     if (opts.use)
         args.push('--use');
+    if (opts.endpoint)
+        args.push('--', opts.endpoint);
     return args;
+}
+/** Removes a leftover docker-container node container with its anonymous volumes. */
+function containerRmArgs(node) {
+    return ['rm', '--force', '--volumes', '--', containerName(node)];
+}
+function volumeRmArgs(node) {
+    return ['volume', 'rm', '--force', '--', `${containerName(node)}_state`];
 }
 /** `create --append` adds a node; the driver is the builder's, so it is not repeated. */
 function appendArgs(name, node) {
@@ -3298,16 +3319,30 @@ async function createBuilder(opts, docker, log, removal) {
         await external_fs_.promises.mkdir(opts.tempDir, { recursive: true });
         await external_fs_.promises.writeFile(configFile, opts.configInline);
     }
-    log.info(`Creating builder ${opts.name} (driver ${opts.driver})`);
-    const created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true });
-    // buildx copies the config into its own store at create, so the file is done with.
-    if (configFile)
-        await external_fs_.promises.rm(configFile, { force: true });
+    log.info(`Creating builder ${opts.name} (driver ${opts.driver}${opts.endpoint ? `, endpoint ${opts.endpoint}` : ''})`);
+    let created;
+    try {
+        created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true });
+    }
+    catch (e) {
+        // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
+        await removeAfterFailure(opts, removal, log);
+        throw e;
+    }
+    finally {
+        // buildx copies the config into its own store at create, so the file is done with.
+        if (configFile)
+            await external_fs_.promises.rm(configFile, { force: true });
+    }
+    if (created.code === null) {
+        // Killed (its time ran out): buildx had no chance to roll back.
+        await removeAfterFailure(opts, removal, log);
+    }
     if (created.code !== 0) {
         // buildx rolls a failed create back itself: there is nothing to remove.
         const reason = failureReason(created, BUILDX_MS.create);
         // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
-        if (opts.mode === 'auto' && DAEMON_DOWN.test(reason)) {
+        if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
             log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`);
             return {};
         }
@@ -3324,7 +3359,7 @@ async function createBuilder(opts, docker, log, removal) {
         return { result: finish(opts, parsed, opts.name, true, log), state };
     }
     catch (e) {
-        await removeAfterFailure(opts.name, removal, log);
+        await removeAfterFailure(opts, removal, log);
         throw e;
     }
 }
@@ -3355,8 +3390,33 @@ async function bootstrap(opts, name, docker, log) {
         }
     }
     if (r.code !== 0)
-        throw new BuilderFailure(bootstrapError(opts, name, r));
+        throw new BuilderFailure((await nodeDownError(opts, name, r, docker, log)) ?? bootstrapError(opts, name, r));
     return r.stdout;
+}
+/**
+ * A builder with nodes at other addresses (driver remote, or append) that does not start: buildx
+ * says only why ("context deadline exceeded"), not which node. inspect tells: the first node not
+ * running is blamed, on endpoint (the first node) or append (an appended one).
+ */
+async function nodeDownError(opts, name, r, docker, log) {
+    if (r.code === null || (opts.driver !== 'remote' && !opts.append.length))
+        return undefined;
+    const reason = failureReason(r, BUILDX_MS.bootstrap);
+    const inspect = await tryRun(docker, inspectArgs(name), log);
+    if (!inspect || inspect.code !== 0)
+        return undefined;
+    const nodes = parseInspect(inspect.stdout).nodes;
+    const down = nodes.findIndex(n => n.status !== 'running');
+    if (down < 0)
+        return undefined;
+    const node = nodes[down];
+    if (down === 0) {
+        if (opts.driver !== 'remote')
+            return undefined;
+        return `endpoint: builder ${name} could not start: no BuildKit answered at ${node.endpoint || opts.endpoint} (${reason}); start buildkitd there or fix endpoint`;
+    }
+    return (`append: node ${node.name} (${node.endpoint}) of builder ${name} did not start (${reason}); ` +
+        'start its BuildKit or fix its endpoint, or leave it out of append');
 }
 function bootstrapError(opts, name, r) {
     const reason = failureReason(r, BUILDX_MS.bootstrap);
@@ -3425,14 +3485,16 @@ function finish(opts, parsed, name, created, log) {
     return result;
 }
 /**
- * A node on this runner's daemon (the builder's first node, or another at the same or a
- * local socket endpoint) has its platforms held against what runs here: a BuildKit keeps
- * listing platforms of emulators registered when it started (dockerd's embedded one
- * does), even when they are gone or never worked. An appended node elsewhere is
- * reported as it declares itself: this runner cannot check it.
+ * A node on this runner (the builder's first node, unless it is a `remote` driver's BuildKit
+ * at a network address; or another at the same or a local socket endpoint) has its platforms
+ * held against what runs here: a BuildKit keeps listing platforms of emulators registered
+ * when it started (dockerd's embedded one does), even when they are gone or never worked. A
+ * node elsewhere (an appended one, or a remote primary at tcp://...) is reported as it
+ * declares itself: this runner cannot check it.
  */
 function placeNode(opts, node, index, all) {
-    const local = index === 0 || node.endpoint === all[0].endpoint || node.endpoint.startsWith('unix://');
+    const firstLocal = opts.driver !== 'remote' || all[0].endpoint.startsWith('unix://');
+    const local = (firstLocal && (index === 0 || node.endpoint === all[0].endpoint)) || node.endpoint.startsWith('unix://');
     if (!local)
         return { ...node, remote: true };
     if (!opts.platforms.length)
@@ -3480,6 +3542,8 @@ function normalizePlatform(p) {
 /** Inputs that only shape a new builder; reported when they cannot apply. */
 function ignoredSettings(opts) {
     const out = [];
+    if (opts.endpoint)
+        out.push('endpoint');
     if (opts.driverOpts.length)
         out.push('driver-opts');
     if (opts.buildkitdFlags)
@@ -3491,6 +3555,9 @@ function ignoredSettings(opts) {
     return out;
 }
 function createInputAtFault(reason, opts) {
+    if (opts.endpoint &&
+        /context|endpoint|docker host|cannot connect|dial|connection refused|no such host|not found|does not exist|unix:|tcp:|ssh:/i.test(reason))
+        return 'endpoint';
     if (/driver.?opt|expecting k=v/i.test(reason) && opts.driverOpts.length)
         return 'driver-opts';
     if (/buildkitd.?flags|flag/i.test(reason) && opts.buildkitdFlags)
@@ -3509,19 +3576,34 @@ function createFix(input) {
             return 'check buildkitd-flags against buildkitd --help';
         case 'buildkitd-config-inline':
             return 'buildkitd-config-inline must be a valid buildkitd.toml';
+        case 'endpoint':
+            return 'give an existing Docker context (docker context ls) or Docker host for docker-container, or the address of a running buildkitd (tcp://host:port, unix:///path) for driver remote';
         case 'builder-name':
             return 'choose another builder-name (letters, digits, . _ -; not "default")';
         default:
             return 'check the driver, driver-opts, buildkitd-flags and buildkitd-config-inline inputs';
     }
 }
-async function removeAfterFailure(name, docker, log) {
+/**
+ * Removes a builder this step was making. A step cancelled while docker was creating the
+ * node's container can leave one buildx does not know of yet (dockerd finishes a request its
+ * client dropped): on this runner's daemon it is removed by name, with its state volume.
+ */
+async function removeAfterFailure(opts, docker, log) {
+    const name = opts.name;
     try {
         const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create });
         if (r.code === 0)
             log.info(`Removed the half-made builder ${name}`);
+        else if (/no builder .* found/i.test(r.stderr))
+            log.debug(`builder ${name} was not stored yet`);
         else
             log.notice(`Could not remove builder ${name} after the failure (${failureReason(r, BUILDX_MS.create)}); remove it with docker buildx rm ${name}`);
+        if (opts.driver === 'docker-container' && !opts.endpoint) {
+            const node = firstNodeName(name);
+            await docker.run(containerRmArgs(node), { timeoutMs: BUILDX_MS.quick });
+            await docker.run(volumeRmArgs(node), { timeoutMs: BUILDX_MS.quick });
+        }
     }
     catch (e) {
         log.notice(`Could not remove builder ${name} after the failure (${errors_errorMessage(e)})`);
@@ -3605,12 +3687,14 @@ function readBuilderInputs(get) {
     if (name && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) {
         throw new errors_ActionError(`builder-name: '${name}' is not a valid builder name; use letters, digits, '.', '_' and '-'`);
     }
+    const driver = get('driver').trim() || 'docker-container';
     return {
         mode: parseChoice('buildx', get('buildx'), ['true', 'auto', 'false'], 'auto'),
         // Unique per job and per step, so parallel jobs on one self-hosted runner do not share a builder.
         name: name || `qemu-binfmt-${(0,external_crypto_.randomUUID)().slice(0, 8)}`,
         nameGiven: name !== '',
-        driver: get('driver').trim() || 'docker-container',
+        driver,
+        endpoint: parseEndpoint(get('endpoint'), driver),
         driverOpts: get('driver-opts')
             .split('\n')
             .map(l => l.trim())
@@ -3621,6 +3705,32 @@ function readBuilderInputs(get) {
         append: parseAppend(get('append')),
         cleanup: parseBoolean('cleanup', get('cleanup'), true),
     };
+}
+// A Docker context name (as `docker context create` takes it), or scheme://address.
+const CONTEXT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]*$/;
+const ADDRESS = /^[a-z][a-z0-9+.-]*:\/\/\S+$/;
+// What buildx's remote driver dials.
+const REMOTE_SCHEMES = ['tcp', 'unix', 'docker-container', 'kube-pod', 'npipe'];
+/** The first node's endpoint: a Docker context or host, or (driver remote) the address of a running buildkitd. */
+function parseEndpoint(value, driver) {
+    const v = value.trim();
+    const remoteHint = 'the address of a running buildkitd such as tcp://127.0.0.1:1234 or unix:///run/buildkit/buildkitd.sock';
+    if (!v) {
+        if (driver === 'remote')
+            throw new errors_ActionError(`endpoint: driver remote needs the address of its buildkitd; set endpoint to ${remoteHint}`);
+        return '';
+    }
+    // It ends up on a docker command line (after --): never an option, never several words.
+    if (v.startsWith('-') || /[\s\x00-\x1f\x7f]/.test(v) || v.length > 1024 || !(CONTEXT_NAME.test(v) || ADDRESS.test(v))) {
+        throw new errors_ActionError(`endpoint: '${clip(v, 60)}' is neither a Docker context name nor an address; give a context from docker context ls, a Docker host such as unix:///var/run/docker.sock, or (driver remote) ${remoteHint}`);
+    }
+    if (driver === 'remote') {
+        const scheme = /^([a-z][a-z0-9+.-]*):\/\//.exec(v)?.[1];
+        if (!scheme || !REMOTE_SCHEMES.includes(scheme)) {
+            throw new errors_ActionError(`endpoint: '${clip(v, 60)}' is not an address the remote driver dials; give ${remoteHint}`);
+        }
+    }
+    return v;
 }
 
 ;// CONCATENATED MODULE: ./src/binfmt.ts

@@ -46,6 +46,7 @@ const INSTALL_FLAGS: Readonly<Record<string, { input: string; kind: Kind }>> = {
   buildx: { input: 'buildx', kind: 'value' },
   'builder-name': { input: 'builder-name', kind: 'value' },
   driver: { input: 'driver', kind: 'value' },
+  endpoint: { input: 'endpoint', kind: 'value' },
   'driver-opt': { input: 'driver-opts', kind: 'multi' },
   'buildkitd-flags': { input: 'buildkitd-flags', kind: 'value' },
   'buildkitd-config-inline': { input: 'buildkitd-config-inline', kind: 'value' },
@@ -69,7 +70,7 @@ by running a tiny program of its architecture. Options mirror the GitHub Action'
   --install-mode auto|direct|docker|userns   --docker-image IMAGE   --reset   --lock-timeout SECONDS
   --no-preserve-argv0       --no-credential
   --buildx true|auto|false  (default false)  --builder-name N  --driver D  --driver-opt K=V (repeatable)
-  --buildkitd-flags F       --buildkitd-config-inline TOML  --no-use  --append YAML
+  --endpoint E              --buildkitd-flags F   --buildkitd-config-inline TOML  --no-use  --append YAML
 run         no privilege needed (Linux 6.7+): runs COMMAND in a new user namespace whose own binfmt_misc has
             the emulators, registered and proven there; COMMAND runs as that namespace's root (your own
             uid outside), e.g. a foreign chroot; the host's binfmt_misc is not touched. The log goes to

@@ -1,6 +1,6 @@
 import { randomUUID } from 'crypto'
 import { ChecksumList, parseChecksums } from './checksum'
-import { ActionError } from './errors'
+import { ActionError, clip } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
 import { AppendNode, parseAppend } from './buildx/builder'
 
@@ -35,6 +35,7 @@ interface BuilderInputs {
   readonly name: string
   readonly nameGiven: boolean
   readonly driver: string
+  readonly endpoint: string
   readonly driverOpts: string[]
   readonly buildkitdFlags: string
   readonly configInline: string
@@ -100,12 +101,14 @@ function readBuilderInputs(get: InputReader): BuilderInputs {
   if (name && !/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) {
     throw new ActionError(`builder-name: '${name}' is not a valid builder name; use letters, digits, '.', '_' and '-'`)
   }
+  const driver = get('driver').trim() || 'docker-container'
   return {
     mode: parseChoice('buildx', get('buildx'), ['true', 'auto', 'false'] as const, 'auto'),
     // Unique per job and per step, so parallel jobs on one self-hosted runner do not share a builder.
     name: name || `qemu-binfmt-${randomUUID().slice(0, 8)}`,
     nameGiven: name !== '',
-    driver: get('driver').trim() || 'docker-container',
+    driver,
+    endpoint: parseEndpoint(get('endpoint'), driver),
     driverOpts: get('driver-opts')
       .split('\n')
       .map(l => l.trim())
@@ -116,4 +119,33 @@ function readBuilderInputs(get: InputReader): BuilderInputs {
     append: parseAppend(get('append')),
     cleanup: parseBoolean('cleanup', get('cleanup'), true),
   }
+}
+
+// A Docker context name (as `docker context create` takes it), or scheme://address.
+const CONTEXT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+-]*$/
+const ADDRESS = /^[a-z][a-z0-9+.-]*:\/\/\S+$/
+// What buildx's remote driver dials.
+const REMOTE_SCHEMES = ['tcp', 'unix', 'docker-container', 'kube-pod', 'npipe']
+
+/** The first node's endpoint: a Docker context or host, or (driver remote) the address of a running buildkitd. */
+function parseEndpoint(value: string, driver: string): string {
+  const v = value.trim()
+  const remoteHint = 'the address of a running buildkitd such as tcp://127.0.0.1:1234 or unix:///run/buildkit/buildkitd.sock'
+  if (!v) {
+    if (driver === 'remote') throw new ActionError(`endpoint: driver remote needs the address of its buildkitd; set endpoint to ${remoteHint}`)
+    return ''
+  }
+  // It ends up on a docker command line (after --): never an option, never several words.
+  if (v.startsWith('-') || /[\s\x00-\x1f\x7f]/.test(v) || v.length > 1024 || !(CONTEXT_NAME.test(v) || ADDRESS.test(v))) {
+    throw new ActionError(
+      `endpoint: '${clip(v, 60)}' is neither a Docker context name nor an address; give a context from docker context ls, a Docker host such as unix:///var/run/docker.sock, or (driver remote) ${remoteHint}`,
+    )
+  }
+  if (driver === 'remote') {
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//.exec(v)?.[1]
+    if (!scheme || !REMOTE_SCHEMES.includes(scheme)) {
+      throw new ActionError(`endpoint: '${clip(v, 60)}' is not an address the remote driver dials; give ${remoteHint}`)
+    }
+  }
+  return v
 }

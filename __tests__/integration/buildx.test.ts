@@ -1,7 +1,8 @@
 // The builder step against the real Docker engine and the real buildx plugin (Debian
 // trixie's docker-buildx 0.13.1, installed by .ci/buildx.sh; dockerd 20.10 with its
-// embedded BuildKit v0.8). No registry is reachable here, so the docker-container
-// driver's BuildKit image cannot be pulled: that is the "builder cannot be had" case.
+// embedded BuildKit v0.8). Docker Hub is not reachable here, so the docker-container
+// driver's default image (moby/buildkit) cannot be pulled: that is the "builder cannot be had"
+// case. The same driver against a real BuildKit (built by .ci/buildkit.sh): buildkit.test.ts.
 import { spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'

@@ -92,6 +92,41 @@ describe('readInputs', () => {
     expect([...asked].filter(n => !(n in yml.inputs))).toEqual([])
   })
 
+  test('endpoint: a Docker context or host for docker-container, a buildkitd address (required) for driver remote', () => {
+    const b = (values: Record<string, string>) => readInputs(reader(values)).builder
+    expect(b({}).endpoint).toBe('')
+    expect(b({ endpoint: ' my-context ' }).endpoint).toBe('my-context')
+    expect(b({ endpoint: 'unix:///var/run/docker.sock' }).endpoint).toBe('unix:///var/run/docker.sock')
+    expect(b({ endpoint: 'ssh://ci@10.0.0.9' }).endpoint).toBe('ssh://ci@10.0.0.9')
+    expect(b({ driver: 'remote', endpoint: 'tcp://127.0.0.1:1234' })).toMatchObject({ driver: 'remote', endpoint: 'tcp://127.0.0.1:1234' })
+    expect(b({ driver: 'remote', endpoint: 'unix:///run/buildkit/buildkitd.sock' }).endpoint).toBe('unix:///run/buildkit/buildkitd.sock')
+  })
+
+  test.each([
+    [
+      { driver: 'remote' },
+      'endpoint: driver remote needs the address of its buildkitd; set endpoint to the address of a running buildkitd such as tcp://127.0.0.1:1234 or unix:///run/buildkit/buildkitd.sock',
+    ],
+    [
+      { driver: 'remote', endpoint: 'ssh://h' },
+      "endpoint: 'ssh://h' is not an address the remote driver dials; give the address of a running buildkitd such as tcp://127.0.0.1:1234 or unix:///run/buildkit/buildkitd.sock",
+    ],
+    [{ driver: 'remote', endpoint: 'my-context' }, /^endpoint: 'my-context' is not an address the remote driver dials; /],
+    [{ endpoint: '--help' }, /^endpoint: '--help' is neither a Docker context name nor an address; give a context from docker context ls, /],
+    [{ endpoint: 'two words' }, /^endpoint: 'two words' is neither a Docker context name nor an address; /],
+    [{ endpoint: 'tcp://' }, /^endpoint: 'tcp:\/\/' is neither/],
+  ])('endpoint %j fails with one line naming the input', (values, message) => {
+    let thrown: unknown
+    try {
+      readInputs(reader(values))
+    } catch (e) {
+      thrown = e
+    }
+    expect(thrown).toBeInstanceOf(ActionError)
+    expect((thrown as Error).message).toMatch(message)
+    expect((thrown as Error).message).not.toContain('\n')
+  })
+
   test('booleans accept any case', () => {
     expect(readInputs(reader({ reset: 'TRUE', cache: 'False' }))).toMatchObject({ reset: true, cache: false })
   })

@@ -9,7 +9,19 @@ import { Docker, commandLine } from '../docker/command'
 import { ActionError, errorMessage } from '../errors'
 import { ProcessRunner, RunResult, failureReason } from '../process'
 import { BUILDX_MS, pause } from '../timeouts'
-import { appendArgs, bootstrapArgs, createArgs, inspectArgs, lsJsonArgs, rmArgs, useArgs, versionArgs } from './commands'
+import {
+  appendArgs,
+  bootstrapArgs,
+  containerRmArgs,
+  createArgs,
+  firstNodeName,
+  inspectArgs,
+  lsJsonArgs,
+  rmArgs,
+  useArgs,
+  versionArgs,
+  volumeRmArgs,
+} from './commands'
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
 import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
 
@@ -194,15 +206,27 @@ async function createBuilder(
     await fs.promises.writeFile(configFile, opts.configInline)
   }
 
-  log.info(`Creating builder ${opts.name} (driver ${opts.driver})`)
-  const created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true })
-  // buildx copies the config into its own store at create, so the file is done with.
-  if (configFile) await fs.promises.rm(configFile, { force: true })
+  log.info(`Creating builder ${opts.name} (driver ${opts.driver}${opts.endpoint ? `, endpoint ${opts.endpoint}` : ''})`)
+  let created: RunResult
+  try {
+    created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true })
+  } catch (e) {
+    // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
+    await removeAfterFailure(opts, removal, log)
+    throw e
+  } finally {
+    // buildx copies the config into its own store at create, so the file is done with.
+    if (configFile) await fs.promises.rm(configFile, { force: true })
+  }
+  if (created.code === null) {
+    // Killed (its time ran out): buildx had no chance to roll back.
+    await removeAfterFailure(opts, removal, log)
+  }
   if (created.code !== 0) {
     // buildx rolls a failed create back itself: there is nothing to remove.
     const reason = failureReason(created, BUILDX_MS.create)
     // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
-    if (opts.mode === 'auto' && DAEMON_DOWN.test(reason)) {
+    if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
       log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`)
       return {}
     }
@@ -218,7 +242,7 @@ async function createBuilder(
     const state: BuilderState = { name: opts.name, created: true, driver: parsed.driver || opts.driver }
     return { result: finish(opts, parsed, opts.name, true, log), state }
   } catch (e) {
-    await removeAfterFailure(opts.name, removal, log)
+    await removeAfterFailure(opts, removal, log)
     throw e
   }
 }
@@ -252,8 +276,32 @@ async function bootstrap(opts: BuilderOptions, name: string, docker: Docker, log
       r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true })
     }
   }
-  if (r.code !== 0) throw new BuilderFailure(bootstrapError(opts, name, r))
+  if (r.code !== 0) throw new BuilderFailure((await nodeDownError(opts, name, r, docker, log)) ?? bootstrapError(opts, name, r))
   return r.stdout
+}
+
+/**
+ * A builder with nodes at other addresses (driver remote, or append) that does not start: buildx
+ * says only why ("context deadline exceeded"), not which node. inspect tells: the first node not
+ * running is blamed, on endpoint (the first node) or append (an appended one).
+ */
+async function nodeDownError(opts: BuilderOptions, name: string, r: RunResult, docker: Docker, log: BuilderLog): Promise<string | undefined> {
+  if (r.code === null || (opts.driver !== 'remote' && !opts.append.length)) return undefined
+  const reason = failureReason(r, BUILDX_MS.bootstrap)
+  const inspect = await tryRun(docker, inspectArgs(name), log)
+  if (!inspect || inspect.code !== 0) return undefined
+  const nodes = parseInspect(inspect.stdout).nodes
+  const down = nodes.findIndex(n => n.status !== 'running')
+  if (down < 0) return undefined
+  const node = nodes[down]
+  if (down === 0) {
+    if (opts.driver !== 'remote') return undefined
+    return `endpoint: builder ${name} could not start: no BuildKit answered at ${node.endpoint || opts.endpoint} (${reason}); start buildkitd there or fix endpoint`
+  }
+  return (
+    `append: node ${node.name} (${node.endpoint}) of builder ${name} did not start (${reason}); ` +
+    'start its BuildKit or fix its endpoint, or leave it out of append'
+  )
 }
 
 function bootstrapError(opts: BuilderOptions, name: string, r: RunResult): string {
@@ -329,14 +377,16 @@ function finish(opts: BuilderOptions, parsed: ParsedBuilder, name: string, creat
 }
 
 /**
- * A node on this runner's daemon (the builder's first node, or another at the same or a
- * local socket endpoint) has its platforms held against what runs here: a BuildKit keeps
- * listing platforms of emulators registered when it started (dockerd's embedded one
- * does), even when they are gone or never worked. An appended node elsewhere is
- * reported as it declares itself: this runner cannot check it.
+ * A node on this runner (the builder's first node, unless it is a `remote` driver's BuildKit
+ * at a network address; or another at the same or a local socket endpoint) has its platforms
+ * held against what runs here: a BuildKit keeps listing platforms of emulators registered
+ * when it started (dockerd's embedded one does), even when they are gone or never worked. A
+ * node elsewhere (an appended one, or a remote primary at tcp://...) is reported as it
+ * declares itself: this runner cannot check it.
  */
 function placeNode(opts: BuilderOptions, node: BuilderNode, index: number, all: readonly BuilderNode[]): BuilderNode {
-  const local = index === 0 || node.endpoint === all[0].endpoint || node.endpoint.startsWith('unix://')
+  const firstLocal = opts.driver !== 'remote' || all[0].endpoint.startsWith('unix://')
+  const local = (firstLocal && (index === 0 || node.endpoint === all[0].endpoint)) || node.endpoint.startsWith('unix://')
   if (!local) return { ...node, remote: true }
   if (!opts.platforms.length) return { ...node, remote: false }
   const here = new Set(opts.platforms.map(normalizePlatform))
@@ -378,6 +428,7 @@ function normalizePlatform(p: string): string {
 /** Inputs that only shape a new builder; reported when they cannot apply. */
 function ignoredSettings(opts: BuilderOptions): string[] {
   const out: string[] = []
+  if (opts.endpoint) out.push('endpoint')
   if (opts.driverOpts.length) out.push('driver-opts')
   if (opts.buildkitdFlags) out.push('buildkitd-flags')
   if (opts.configInline.trim()) out.push('buildkitd-config-inline')
@@ -386,6 +437,11 @@ function ignoredSettings(opts: BuilderOptions): string[] {
 }
 
 function createInputAtFault(reason: string, opts: BuilderOptions): string {
+  if (
+    opts.endpoint &&
+    /context|endpoint|docker host|cannot connect|dial|connection refused|no such host|not found|does not exist|unix:|tcp:|ssh:/i.test(reason)
+  )
+    return 'endpoint'
   if (/driver.?opt|expecting k=v/i.test(reason) && opts.driverOpts.length) return 'driver-opts'
   if (/buildkitd.?flags|flag/i.test(reason) && opts.buildkitdFlags) return 'buildkitd-flags'
   if (/config|toml/i.test(reason) && opts.configInline.trim()) return 'buildkitd-config-inline'
@@ -401,6 +457,8 @@ function createFix(input: string): string {
       return 'check buildkitd-flags against buildkitd --help'
     case 'buildkitd-config-inline':
       return 'buildkitd-config-inline must be a valid buildkitd.toml'
+    case 'endpoint':
+      return 'give an existing Docker context (docker context ls) or Docker host for docker-container, or the address of a running buildkitd (tcp://host:port, unix:///path) for driver remote'
     case 'builder-name':
       return 'choose another builder-name (letters, digits, . _ -; not "default")'
     default:
@@ -408,11 +466,23 @@ function createFix(input: string): string {
   }
 }
 
-async function removeAfterFailure(name: string, docker: Docker, log: BuilderLog): Promise<void> {
+/**
+ * Removes a builder this step was making. A step cancelled while docker was creating the
+ * node's container can leave one buildx does not know of yet (dockerd finishes a request its
+ * client dropped): on this runner's daemon it is removed by name, with its state volume.
+ */
+async function removeAfterFailure(opts: BuilderOptions, docker: Docker, log: BuilderLog): Promise<void> {
+  const name = opts.name
   try {
     const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create })
     if (r.code === 0) log.info(`Removed the half-made builder ${name}`)
+    else if (/no builder .* found/i.test(r.stderr)) log.debug(`builder ${name} was not stored yet`)
     else log.notice(`Could not remove builder ${name} after the failure (${failureReason(r, BUILDX_MS.create)}); remove it with docker buildx rm ${name}`)
+    if (opts.driver === 'docker-container' && !opts.endpoint) {
+      const node = firstNodeName(name)
+      await docker.run(containerRmArgs(node), { timeoutMs: BUILDX_MS.quick })
+      await docker.run(volumeRmArgs(node), { timeoutMs: BUILDX_MS.quick })
+    }
   } catch (e) {
     log.notice(`Could not remove builder ${name} after the failure (${errorMessage(e)})`)
   }

@@ -20,6 +20,11 @@ export interface BuilderOptions {
   nameGiven: boolean
   /** input `driver`: 'docker-container' by default; 'docker' uses the current context's builder and creates nothing */
   driver: string
+  /**
+   * input `endpoint`: the first node's endpoint, the last argument of create ('' for the current
+   * Docker context): a Docker context or host for docker-container, a BuildKit address for remote
+   */
+  endpoint: string
   /** input `driver-opts`: each becomes --driver-opt */
   driverOpts: string[]
   /** input `buildkitd-flags`: --buildkitd-flags when non-empty */

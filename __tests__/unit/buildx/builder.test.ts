@@ -2,7 +2,7 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { ActionError } from '../../../src/errors'
-import { ProcessRunner, RunOptions, RunResult, errorLine } from '../../../src/process'
+import { CancelledError, ProcessRunner, RunOptions, RunResult, errorLine } from '../../../src/process'
 import { BuilderOptions, cleanupBuilder, setupBuilder } from '../../../src/buildx/builder'
 
 const transcript = (name: string): string => fs.readFileSync(path.join(__dirname, 'transcripts', name), 'utf8')
@@ -53,12 +53,18 @@ class Log {
 
 const VERSION = { stdout: transcript('version.stdout.txt') }
 const NOT_FOUND = { code: 1, stderr: transcript('inspect-not-found.stderr.txt') }
-const BOOT_OK = { stdout: transcript('doc-inspect-container-running.txt'), stderr: transcript('doc-bootstrap-ok.stderr.txt') }
+const BOOT_OK = { stdout: transcript('doc-inspect-container-running.txt'), stderr: transcript('bootstrap-container-ok.stderr.txt') }
 const PULL_FAILED = { code: 1, stderr: transcript('bootstrap-pull-failed.stderr.txt') }
 const MISSING = { code: 1, stderr: transcript('buildx-missing.stderr.txt') }
 // what this runner runs: native x86-64 (with its CPU levels) and verified arm64/arm emulators
 const NATIVE = ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386']
 const EMULATED = ['linux/arm64', 'linux/riscv64', 'linux/arm/v7', 'linux/arm/v6']
+// a half-made builder goes, then what a cancelled docker may have left of its first node by name
+const REMOVED = [
+  'buildx rm -- qemu-builder',
+  'rm --force --volumes -- buildx_buildkit_qemu-builder0',
+  'volume rm --force -- buildx_buildkit_qemu-builder0_state',
+]
 const multi = (name: string): string => transcript('inspect-multi-node.txt').replace(/qemu-cap/g, name)
 const multiJson = (name: string): string => transcript('ls-json-multi.json').replace(/qemu-cap/g, name)
 
@@ -76,6 +82,7 @@ function options(over: Partial<BuilderOptions> = {}): BuilderOptions {
     name: 'qemu-builder',
     nameGiven: true,
     driver: 'docker-container',
+    endpoint: '',
     driverOpts: [],
     buildkitdFlags: '',
     configInline: '',
@@ -111,7 +118,7 @@ describe('setupBuilder', () => {
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on(
-        `buildx create --name qemu-builder --driver docker-container --driver-opt network=host --buildkitd-flags --allow-insecure-entitlement=network.host --config ${tempDir}/buildkitd-qemu-builder.toml --use`,
+        `buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --driver-opt network=host --buildkitd-flags --allow-insecure-entitlement=network.host --config ${tempDir}/buildkitd-qemu-builder.toml --use`,
         () => {
           config = fs.readFileSync(path.join(tempDir, 'buildkitd-qemu-builder.toml'), 'utf8')
           return { stdout: 'qemu-builder\n' }
@@ -121,7 +128,7 @@ describe('setupBuilder', () => {
         'buildx create --append --name qemu-builder --node arm64-node --platform linux/arm64,linux/arm/v7 --driver-opt env.BUILDKIT_STEP_LOG_MAX_SIZE=10485760 -- sqb-same',
         { stdout: 'qemu-builder\n' },
       )
-      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: multi('qemu-builder'), stderr: transcript('doc-bootstrap-ok.stderr.txt') })
+      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: multi('qemu-builder'), stderr: transcript('bootstrap-container-ok.stderr.txt') })
       .on('buildx ls --format json', { stdout: multiJson('qemu-builder') })
     const log = new Log()
     const out = await setupBuilder(
@@ -167,7 +174,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- gen-1234', NOT_FOUND)
-      .on('buildx create --name gen-1234 --driver docker-container', { stdout: 'gen-1234\n' })
+      .on('buildx create --name gen-1234 --node gen-12340 --driver docker-container', { stdout: 'gen-1234\n' })
       .on('buildx inspect --bootstrap --builder gen-1234', BOOT_OK)
       .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json').replace(/qemu-builder/g, 'gen-1234') })
     const log = new Log()
@@ -190,7 +197,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', { stdout: 'github.com/docker/buildx v0.11.2 9872040b6626fb7d87ef7296fd5b832e8cc2ad17\n' })
       .on('buildx inspect -- qemu-builder', NOT_FOUND, { stdout: transcript('doc-inspect-old-keys.txt') })
-      .on('buildx create --name qemu-builder --driver docker-container --use', { stdout: 'qemu-builder\n' })
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', { stdout: 'qemu-builder\n' })
       .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('doc-inspect-old-keys.txt') })
       .on('buildx ls --format json', { code: 1, stderr: transcript('doc-ls-unknown-flag.stderr.txt') })
     const log = new Log()
@@ -205,7 +212,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND, NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --use', {})
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
       .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('doc-inspect-buildkit-key.txt') })
       .on('buildx ls --format json', { stdout: transcript('ls-json-default.json') })
     const out = await setupBuilder(options({ platforms: [], emulated: [] }), runner, new Log().sink)
@@ -217,7 +224,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-cap', NOT_FOUND)
-      .on('buildx create --name qemu-cap --driver docker-container --use', {})
+      .on('buildx create --name qemu-cap --node qemu-cap0 --driver docker-container --use', {})
       .on('buildx create --append --name qemu-cap --node arm64-node -- sqb-same', {})
       .on('buildx inspect --bootstrap --builder qemu-cap', { stdout: transcript('inspect-multi-node.txt') })
       .on('buildx ls --format json', { stdout: transcript('ls-json-multi.json') })
@@ -350,17 +357,19 @@ describe('setupBuilder', () => {
     new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --use', {})
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
       .on('buildx inspect --bootstrap --builder qemu-builder', PULL_FAILED)
       .on('buildx rm -- qemu-builder', { stderr: 'qemu-builder removed\n' })
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
 
   test("mode 'true', BuildKit image cannot be pulled: tried twice, removed, then one line naming the builder, the reason and the mirror", async () => {
     const runner = pullFails()
     const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, new Log().sink))
-    expect(runner.commands().slice(-3)).toEqual([
+    expect(runner.commands().slice(-5)).toEqual([
       'buildx inspect --bootstrap --builder qemu-builder',
       'buildx inspect --bootstrap --builder qemu-builder',
-      'buildx rm -- qemu-builder',
+      ...REMOVED,
     ])
     expect(e).toBeInstanceOf(ActionError)
     expect(e.message).toBe(
@@ -375,7 +384,7 @@ describe('setupBuilder', () => {
     const runner = pullFails()
     const log = new Log()
     expect(await setupBuilder(options(), runner, log.sink)).toEqual({})
-    expect(runner.commands().at(-1)).toBe('buildx rm -- qemu-builder')
+    expect(runner.commands().slice(-3)).toEqual(REMOVED)
     expect(log.warning).toHaveLength(1)
     expect(log.warning[0]).toMatch(
       /^builder qemu-builder could not start: the BuildKit image could not be pulled \(.*no such host\); use a mirror with driver-opts: image=/,
@@ -388,7 +397,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --use', {})
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
       .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: transcript('doc-bootstrap-rate-limit.stderr.txt') }, BOOT_OK)
       .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json') })
     const log = new Log()
@@ -404,12 +413,14 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --driver-opt image=mirror.example/buildkit:v0 --use', {})
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --driver-opt image=mirror.example/buildkit:v0 --use', {})
       .on('buildx inspect --bootstrap --builder qemu-builder', {
         code: 1,
         stderr: 'ERROR: Error response from daemon: manifest for mirror.example/buildkit:v0 not found: manifest unknown\n',
       })
       .on('buildx rm -- qemu-builder', {})
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const e = await rejection(setupBuilder(options({ mode: 'true', driverOpts: ['image=mirror.example/buildkit:v0'] }), runner, new Log().sink))
     expect(runner.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
     expect(e.message).toMatch(
@@ -419,9 +430,11 @@ describe('setupBuilder', () => {
     const slow = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --use', {})
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
       .on('buildx inspect --bootstrap --builder qemu-builder', { code: null, signal: 'SIGKILL', timedOut: true })
       .on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: permission denied\n' })
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const log = new Log()
     const t = await rejection(setupBuilder(options({ mode: 'true' }), slow, log.sink))
     expect(slow.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
@@ -434,9 +447,11 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --buildkitd-flags --oci-worker-snapshotter=bogus --use', {})
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --buildkitd-flags --oci-worker-snapshotter=bogus --use', {})
       .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: 'ERROR: buildkitd: snapshotter "bogus" is not supported\n' })
       .on('buildx rm -- qemu-builder', {})
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const e = await rejection(setupBuilder(options({ mode: 'true', buildkitdFlags: '--oci-worker-snapshotter=bogus' }), runner, new Log().sink))
     expect(e.message).toBe('builder qemu-builder could not start (buildkitd: snapshotter "bogus" is not supported); check buildkitd-flags')
   })
@@ -459,12 +474,14 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --use', {})
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
       .on('buildx create --append --name qemu-builder --node remote-node --platform linux/arm64,linux/arm/v7 -- tcp://127.0.0.1:1', {
         code: 1,
         stderr: transcript('append-unreachable.stderr.txt').replace(/qemu-cap/g, 'qemu-builder'),
       })
       .on('buildx rm -- qemu-builder', {})
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const node = { name: 'remote-node', endpoint: 'tcp://127.0.0.1:1', platforms: ['linux/arm64', 'linux/arm/v7'], driverOpts: [] }
     const log = new Log()
     const e = await rejection(setupBuilder(options({ mode: 'true', append: [node] }), runner, log.sink))
@@ -472,15 +489,166 @@ describe('setupBuilder', () => {
       'append: cannot add node remote-node (tcp://127.0.0.1:1) to builder qemu-builder (failed to initialize builder qemu-builder (remote-node): ' +
         'Cannot connect to the Docker daemon at tcp://127.0.0.1:1. Is the docker daemon running?); check its endpoint, platforms and driver-opts',
     )
-    expect(runner.commands().at(-1)).toBe('buildx rm -- qemu-builder')
+    expect(runner.commands().slice(-3)).toEqual(REMOVED)
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
+  })
+
+  test('cancelled while buildx creates the builder: what it may have stored is removed by name (on the removal runner), then the cancellation goes on', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', new CancelledError())
+    const removal = new FakeRunner()
+      .on('buildx rm -- qemu-builder', {})
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+    const log = new Log()
+    const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, log.sink, removal))
+    expect(e).toBeInstanceOf(CancelledError)
+    expect(removal.commands()).toEqual(REMOVED)
+    expect(log.info).toContain('Removed the half-made builder qemu-builder')
+  })
+
+  test('a create killed when its time ran out is removed too (buildx could not roll back); a builder not stored yet is no notice', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', { code: null, signal: 'SIGKILL', timedOut: true })
+      .on('buildx rm -- qemu-builder', { code: 1, stderr: transcript('rm-not-found.stderr.txt').replace(/qemu-cap/g, 'qemu-builder') })
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+    const log = new Log()
+    const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, log.sink))
+    expect(e.message).toMatch(/^driver: cannot create builder qemu-builder \(did not finish within 300 s and was stopped\)/)
+    expect(runner.commands().slice(-3)).toEqual(REMOVED)
+    expect(log.notice).toEqual([])
+  })
+
+  test('a remote driver at an endpoint: the first node gets --node and the endpoint after --; nothing is removed by container name', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver remote --use -- tcp://127.0.0.1:1', {})
+      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: 'ERROR: connection error\n' })
+      .on('buildx rm -- qemu-builder', {})
+    const e = await rejection(setupBuilder(options({ mode: 'true', driver: 'remote', endpoint: 'tcp://127.0.0.1:1' }), runner, new Log().sink))
+    expect(e).toBeInstanceOf(ActionError)
+    expect(runner.commands().at(-1)).toBe('buildx rm -- qemu-builder')
+  })
+
+  // The next ones answer with what buildx 0.13.1 printed against a real BuildKit v0.13.2 (.ci/buildkit.sh).
+  const remoteRunner = (): FakeRunner =>
+    new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qbf-rem', NOT_FOUND)
+      .on('buildx create --name qbf-rem --node qbf-rem0 --driver remote --use -- tcp://127.0.0.1:23401', { stdout: 'qbf-rem\n' })
+      .on('buildx create --append --name qbf-rem --node qbf-rem-b --platform linux/arm64 -- tcp://127.0.0.1:23402', { stdout: 'qbf-rem\n' })
+  const appended = { name: 'qbf-rem-b', endpoint: 'tcp://127.0.0.1:23402', platforms: ['linux/arm64'], driverOpts: [] }
+  const down = { name: 'qbf-rem-down', endpoint: 'tcp://127.0.0.1:1', platforms: ['linux/s390x'], driverOpts: [] }
+  const remote = (over: Partial<BuilderOptions> = {}): BuilderOptions =>
+    options({ name: 'qbf-rem', driver: 'remote', endpoint: 'tcp://127.0.0.1:23401', append: [appended], ...over })
+
+  test('driver remote at a tcp endpoint with an appended node (real transcripts): both nodes remote, platforms as they declare them', async () => {
+    const runner = remoteRunner()
+      .on('buildx inspect --bootstrap --builder qbf-rem', { stdout: transcript('inspect-remote-appended.txt') })
+      .on('buildx ls --format json', { stdout: transcript('ls-json-remote-appended.json') })
+    const log = new Log()
+    const out = await setupBuilder(remote({ platforms: NATIVE.slice(0, 1), emulated: [] }), runner, log.sink)
+    expect(out.state).toEqual({ name: 'qbf-rem', created: true, driver: 'remote' })
+    expect(out.result!.nodes.map(n => [n.name, n.status, n.buildkit, n.remote])).toEqual([
+      ['qbf-rem0', 'running', 'v0.13.2+debian26.1.5-9+deb13u1', true],
+      ['qbf-rem-b', 'running', 'v0.13.2+debian26.1.5-9+deb13u1', true],
+    ])
+    // not held against this runner (which ran only linux/amd64 here); the user-set platform first
+    expect(out.result!.nodes[1].preferred).toEqual(['linux/arm64'])
+    expect(out.result!.platforms).toEqual(['linux/arm64', 'linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386'])
+    expect(log.notice).toEqual([])
+  })
+
+  test("driver remote at a unix socket is this runner's BuildKit: its platforms are held against what runs here", async () => {
+    const local = transcript('inspect-remote-appended.txt').replace('tcp://127.0.0.1:23401', 'unix:///run/buildkit/buildkitd.sock')
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx create --name qbf-rem --node qbf-rem0 --driver remote --use -- unix:///run/buildkit/buildkitd.sock', {})
+      .on('buildx create --append --name qbf-rem --node qbf-rem-b --platform linux/arm64 -- tcp://127.0.0.1:23402', {})
+      .on('buildx inspect --bootstrap --builder qbf-rem', { stdout: local })
+      .on('buildx ls --format json', { code: 1 })
+      .on('buildx inspect -- qbf-rem', NOT_FOUND, { stdout: local })
+    const out = await setupBuilder(
+      remote({ endpoint: 'unix:///run/buildkit/buildkitd.sock', platforms: ['linux/amd64'], emulated: [] }),
+      runner,
+      new Log().sink,
+    )
+    expect(out.result!.nodes.map(n => [n.name, n.remote, n.platforms])).toEqual([
+      ['qbf-rem0', false, ['linux/amd64']],
+      ['qbf-rem-b', true, ['linux/arm64', 'linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386']],
+    ])
+  })
+
+  test('an appended node that is down (real transcripts): one line naming append and the node; removed; a warning under auto', async () => {
+    const script = (): FakeRunner =>
+      remoteRunner()
+        .on('buildx create --append --name qbf-rem --node qbf-rem-down --platform linux/s390x -- tcp://127.0.0.1:1', { stdout: 'qbf-rem\n' })
+        .on('buildx inspect --bootstrap --builder qbf-rem', { code: 1, stderr: transcript('bootstrap-remote-node-down.stderr.txt') })
+        .on('buildx inspect -- qbf-rem', NOT_FOUND, { stdout: transcript('inspect-remote-node-down.txt') })
+        .on('buildx rm -- qbf-rem', { stdout: 'qbf-rem removed\n' })
+    const runner = script()
+    const e = await rejection(setupBuilder(remote({ mode: 'true', append: [appended, down] }), runner, new Log().sink))
+    expect(e).toBeInstanceOf(ActionError)
+    expect(e.message).toBe(
+      'append: node qbf-rem-down (tcp://127.0.0.1:1) of builder qbf-rem did not start (context deadline exceeded); start its BuildKit or fix its endpoint, or leave it out of append',
+    )
+    // a remote builder has no container of its own to remove by name
+    expect(runner.commands().at(-1)).toBe('buildx rm -- qbf-rem')
+    const log = new Log()
+    expect(await setupBuilder(remote({ append: [appended, down] }), script(), log.sink)).toEqual({})
+    expect(log.warning).toEqual([
+      expect.stringMatching(
+        /^append: node qbf-rem-down \(tcp:\/\/127\.0\.0\.1:1\) of builder qbf-rem did not start .*going on without a builder \(buildx: auto\)/,
+      ),
+    ])
+  })
+
+  test('driver remote whose endpoint does not answer (real transcripts): one line naming endpoint', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qbf-rem2', NOT_FOUND, { stdout: transcript('inspect-remote-down.txt') })
+      .on('buildx create --name qbf-rem2 --node qbf-rem20 --driver remote --use -- tcp://127.0.0.1:1', { stdout: 'qbf-rem2\n' })
+      .on('buildx inspect --bootstrap --builder qbf-rem2', { code: 1, stderr: transcript('bootstrap-remote-node-down.stderr.txt') })
+      .on('buildx rm -- qbf-rem2', {})
+    const e = await rejection(
+      setupBuilder(options({ mode: 'true', name: 'qbf-rem2', driver: 'remote', endpoint: 'tcp://127.0.0.1:1' }), runner, new Log().sink),
+    )
+    expect(e.message).toBe(
+      'endpoint: builder qbf-rem2 could not start: no BuildKit answered at tcp://127.0.0.1:1 (context deadline exceeded); start buildkitd there or fix endpoint',
+    )
+  })
+
+  test('an endpoint that is no Docker context (real transcript): create fails naming endpoint, under auto too (not "no daemon")', async () => {
+    const script = (): FakeRunner =>
+      new FakeRunner()
+        .on('buildx version', VERSION)
+        .on('buildx inspect -- qbf-ctx', NOT_FOUND)
+        .on('buildx create --name qbf-ctx --node qbf-ctx0 --driver docker-container --use -- qbf-no-such-context', {
+          code: 1,
+          stderr: transcript('create-context-missing.stderr.txt'),
+        })
+    const opts = options({ name: 'qbf-ctx', endpoint: 'qbf-no-such-context' })
+    const e = await rejection(setupBuilder({ ...opts, mode: 'true' }, script(), new Log().sink))
+    expect(e.message).toMatch(
+      /^endpoint: cannot create builder qbf-ctx \(failed to initialize builder qbf-ctx \(qbf-ctx0\): error during connect: .*no such host\); give an existing Docker context \(docker context ls\)/,
+    )
+    const log = new Log()
+    expect(await setupBuilder(opts, script(), log.sink)).toEqual({})
+    expect(log.notice).toEqual([])
+    expect(log.warning).toEqual([expect.stringMatching(/^endpoint: cannot create builder qbf-ctx /)])
   })
 
   test('create failure names the input at fault and removes nothing (buildx rolled back); auto makes it a warning', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver docker-container --driver-opt foo --use', {
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --driver-opt foo --use', {
         code: 1,
         stderr: transcript('create-bad-driver-opt.stderr.txt'),
       })
@@ -501,7 +669,7 @@ describe('setupBuilder', () => {
       new FakeRunner()
         .on('buildx version', VERSION)
         .on('buildx inspect -- qemu-builder', NOT_FOUND)
-        .on('buildx create --name qemu-builder --driver docker-container --use', down)
+        .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', down)
     const log = new Log()
     expect(await setupBuilder(options({ mode: 'auto' }), script(), log.sink)).toEqual({})
     expect(log.notice).toEqual([expect.stringMatching(/^the Docker daemon is not reachable \(Cannot connect to the Docker daemon/)])
@@ -514,7 +682,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --driver podman --use', { code: 1, stderr: 'ERROR: failed to find driver "podman"\n' })
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver podman --use', { code: 1, stderr: 'ERROR: failed to find driver "podman"\n' })
     const e = await rejection(setupBuilder(options({ mode: 'true', driver: 'podman' }), runner, new Log().sink))
     expect(e.message).toMatch(/^driver: cannot create builder qemu-builder \(failed to find driver "podman"\); check the driver/)
   })

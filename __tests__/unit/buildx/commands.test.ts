@@ -7,6 +7,7 @@ describe('createArgs', () => {
         {
           name: 'qemu-builder',
           driver: 'docker-container',
+          endpoint: '',
           driverOpts: ['image=mirror.gcr.io/moby/buildkit:buildx-stable-1', 'network=host'],
           buildkitdFlags: '--debug --allow-insecure-entitlement security.insecure',
           use: true,
@@ -18,6 +19,8 @@ describe('createArgs', () => {
       'create',
       '--name',
       'qemu-builder',
+      '--node',
+      'qemu-builder0',
       '--driver',
       'docker-container',
       '--driver-opt',
@@ -33,11 +36,13 @@ describe('createArgs', () => {
   })
 
   test('minimal: no options, no config, no --use, never --platform', () => {
-    expect(createArgs({ name: 'b', driver: 'docker-container', driverOpts: [], buildkitdFlags: '', use: false })).toEqual([
+    expect(createArgs({ name: 'b', driver: 'docker-container', endpoint: '', driverOpts: [], buildkitdFlags: '', use: false })).toEqual([
       'buildx',
       'create',
       '--name',
       'b',
+      '--node',
+      'b0',
       '--driver',
       'docker-container',
     ])

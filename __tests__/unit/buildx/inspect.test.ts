@@ -31,6 +31,67 @@ describe('parseInspect', () => {
     expect(n.error).toBeUndefined()
   })
 
+  // Captured from a real BuildKit (v0.13.2 built from Debian sources by .ci/buildkit.sh) with buildx 0.13.1.
+  const NATIVE = ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386']
+
+  test('real docker-container node, running (buildx 0.13.1, BuildKit v0.13.2): Labels and GC Policy sections skipped', () => {
+    for (const file of ['inspect-container-running.txt', 'bootstrap-container-ok.stdout.txt']) {
+      const b = parseInspect(transcript(file))
+      expect(b.name).toBe('qbf-cap')
+      expect(b.driver).toBe('docker-container')
+      expect(b.nodes).toEqual([
+        { name: 'qbf-cap0', endpoint: 'unix:///var/run/docker.sock', status: 'running', buildkit: 'v0.13.2+debian26.1.5-9+deb13u1', platforms: NATIVE },
+      ])
+    }
+  })
+
+  test('real docker-container node at a Docker context, and one made with driver-opts, not booted yet', () => {
+    expect(parseInspect(transcript('inspect-container-context.txt')).nodes).toEqual([
+      { name: 'qbf-ctx0', endpoint: 'qbf-cap-ctx', status: 'running', buildkit: 'v0.13.2+debian26.1.5-9+deb13u1', platforms: NATIVE },
+    ])
+    expect(parseInspect(transcript('inspect-container-inactive-image.txt')).nodes).toEqual([
+      { name: 'qbf-cap0', endpoint: 'unix:///var/run/docker.sock', status: 'inactive', buildkit: '', platforms: [] },
+    ])
+  })
+
+  test('real remote builder with an appended node: the platform set with --platform is marked * and kept as preferred', () => {
+    const b = parseInspect(transcript('inspect-remote-appended.txt'))
+    expect(b.driver).toBe('remote')
+    expect(b.nodes).toEqual([
+      { name: 'qbf-rem0', endpoint: 'tcp://127.0.0.1:23401', status: 'running', buildkit: 'v0.13.2+debian26.1.5-9+deb13u1', platforms: NATIVE },
+      {
+        name: 'qbf-rem-b',
+        endpoint: 'tcp://127.0.0.1:23402',
+        status: 'running',
+        buildkit: 'v0.13.2+debian26.1.5-9+deb13u1',
+        platforms: ['linux/arm64', ...NATIVE],
+        preferred: ['linux/arm64'],
+      },
+    ])
+  })
+
+  test('real remote builder whose appended node is down: inactive, only its declared platform', () => {
+    const b = parseInspect(transcript('inspect-remote-node-down.txt'))
+    expect(b.nodes.map(n => [n.name, n.status])).toEqual([
+      ['qbf-rem0', 'running'],
+      ['qbf-rem-b', 'running'],
+      ['qbf-rem-down', 'inactive'],
+    ])
+    // emulators registered after this BuildKit started are listed: inspect asks it again
+    expect(b.nodes[0].platforms).toEqual([...NATIVE, 'linux/arm64', 'linux/riscv64', 'linux/mips64le'])
+    expect(b.nodes[2]).toEqual({
+      name: 'qbf-rem-down',
+      endpoint: 'tcp://127.0.0.1:1',
+      status: 'inactive',
+      buildkit: '',
+      platforms: ['linux/s390x'],
+      preferred: ['linux/s390x'],
+    })
+    expect(parseInspect(transcript('inspect-remote-down.txt')).nodes).toEqual([
+      { name: 'qbf-rem20', endpoint: 'tcp://127.0.0.1:1', status: 'inactive', buildkit: '', platforms: [] },
+    ])
+  })
+
   test('inactive node without a Platforms line (buildx 0.13.1)', () => {
     const b = parseInspect(transcript('inspect-container-inactive.txt'))
     expect(b.name).toBe('qemu-cap')
@@ -118,6 +179,25 @@ describe('parseLsJson', () => {
     })
     expect(b.nodes[0].platforms).toHaveLength(13)
     expect(b.nodes[0].platforms[0]).toBe('linux/amd64')
+  })
+
+  test('real BuildKit (buildx 0.13.1, BuildKit v0.13.2): running docker-container and remote builders among others; no * in JSON', () => {
+    const NATIVE = ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386']
+    expect(parseLsJson(transcript('ls-json-container-running.json'), 'qbf-cap')).toEqual({
+      name: 'qbf-cap',
+      driver: 'docker-container',
+      nodes: [{ name: 'qbf-cap0', endpoint: 'unix:///var/run/docker.sock', status: 'running', buildkit: 'v0.13.2+debian26.1.5-9+deb13u1', platforms: NATIVE }],
+    })
+    const remote = parseLsJson(transcript('ls-json-remote-appended.json'), 'qbf-rem')!
+    expect(remote.driver).toBe('remote')
+    expect(remote.nodes.map(n => [n.name, n.endpoint, n.status, n.buildkit])).toEqual([
+      ['qbf-rem0', 'tcp://127.0.0.1:23401', 'running', 'v0.13.2+debian26.1.5-9+deb13u1'],
+      ['qbf-rem-b', 'tcp://127.0.0.1:23402', 'running', 'v0.13.2+debian26.1.5-9+deb13u1'],
+    ])
+    expect(remote.nodes[1].platforms).toEqual(['linux/arm64', ...NATIVE])
+    expect(remote.nodes[1].preferred).toBeUndefined()
+    const down = parseLsJson(transcript('ls-json-remote-node-down.json'), 'qbf-rem')!
+    expect(down.nodes[2]).toEqual({ name: 'qbf-rem-down', endpoint: 'tcp://127.0.0.1:1', status: 'inactive', buildkit: '', platforms: ['linux/s390x'] })
   })
 
   test('several builders, each repeated (buildx 0.13): picks the named one, keeps inactive nodes', () => {
