@@ -21,6 +21,7 @@ import { Journal, Registration, WantedEntry, applyChanges, commit, planChanges, 
 import { CANCEL_GRACE_MS, STATE_UNINSTALL, UninstallState } from './state'
 import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, writeSummary } from './report'
+import { abandonedStaging } from './staging'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeResult, probeNative, runProbe } from './verify'
@@ -256,10 +257,7 @@ async function registerAndVerify({
  */
 async function removeAbandonedStaging(writer: KernelWriter, reader: BinfmtReader): Promise<void> {
   if (!reader.mounted()) return
-  const abandoned = reader.names().filter(n => {
-    const pid = stagedBy(n)
-    return pid !== undefined && (pid === process.pid || !fs.existsSync(`/proc/${pid}`))
-  })
+  const abandoned = [...new Set([...abandonedStaging(reader), ...reader.names().filter(n => stagedBy(n) === process.pid)])].sort()
   if (!abandoned.length) return
   core.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)
   await writer.apply(abandoned.map(name => ({ kind: 'remove', name })))
