@@ -6,7 +6,7 @@ import * as fs from 'fs'
 import * as http from 'http'
 import { AddressInfo } from 'net'
 import * as path from 'path'
-import { ACTION_NODE, REPO_ROOT } from '../support/action'
+import { ACTION_NODE, CLI } from '../support/action'
 import { entryExists, readEntry, registerRaw, removeEntry } from '../support/binfmt'
 import { RUNNER_PATH, Ran, collect, runuserArgs } from '../support/users'
 import {
@@ -27,8 +27,6 @@ import {
   withKernel,
 } from './core-helpers'
 import { hangingDir, killUnder, processesUnder } from './stand-ins'
-
-const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 
 let fx: CoreFixtures
 beforeAll(async () => {

@@ -9,7 +9,7 @@
 import { spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
-import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
+import { ACTION_NODE, CLI, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { rootfs } from '../support/fixtures'
 import { RUNNER_PATH, Ran, runAs, startAs, uidOf } from '../support/users'
@@ -17,7 +17,6 @@ import { CoreFixtures, VERSION, closeFixtures, expectSuccess, freshDir, onlyErro
 import { whenPrinted } from './stand-ins'
 
 const USER = 'qemurootless'
-const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 const NATIVE_IMAGE = 'local/busybox:test'
 const ARM64_IMAGE = 'local/busybox-arm64:test'
 
