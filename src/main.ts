@@ -80,7 +80,7 @@ export async function run(): Promise<void> {
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
     const fetched: FetchResult = onlyNative
-      ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
+      ? { emulators: new Map(), cacheHit: false, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
       : await time('fetch', () =>
           core.group('Emulators', () =>
             fetchEmulators({
@@ -125,7 +125,7 @@ export async function run(): Promise<void> {
       registrations,
       emulators: fetched.emulators,
       probes,
-      qemuVersion: inputs.qemuVersion,
+      qemuVersion: fetched.version ?? inputs.qemuVersion,
       cacheHit: fetched.cacheHit,
       method: writer.method,
       scope: scopeOf(writer),
