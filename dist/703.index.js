@@ -1600,8 +1600,15 @@ async function detectFormat(file, label = file) {
     }
     return format;
 }
-/** Finds data.tar.* in a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
+/** Finds data.tar.* in a Debian package. */
 async function findDebData(file, label) {
+    const data = await findDebMember(file, label, 'data.tar');
+    if (!data)
+        throw new errors_ActionError(`${label} is a .deb without a data.tar member; check qemu-url`);
+    return data;
+}
+/** The first `<prefix>*` member of a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
+async function findDebMember(file, label, prefix) {
     const { size: fileSize } = await external_fs_.promises.stat(file);
     const truncated = () => new errors_ActionError(`${label} is a truncated .deb (ar archive ends early); the download may be incomplete; re-run or check qemu-url`);
     let pos = 8;
@@ -1626,7 +1633,7 @@ async function findDebData(file, label) {
             size -= n;
         }
         name = name.replace(/\/$/, '');
-        if (name.startsWith('data.tar')) {
+        if (name.startsWith(prefix)) {
             if (offset + size > fileSize)
                 throw truncated();
             const inner = formatOf(await readRange(file, offset, Math.min(size, 512)));
@@ -1639,7 +1646,41 @@ async function findDebData(file, label) {
     }
     if (pos < fileSize)
         throw truncated();
-    throw new errors_ActionError(`${label} is a .deb without a data.tar member; check qemu-url`);
+    return undefined;
+}
+/** A control file larger than this is not a package's. */
+const MAX_CONTROL = 1024 * 1024;
+/**
+ * The Version field of a Debian package's control file (what `dpkg-deb -f FILE Version` prints);
+ * undefined when the file is not a .deb or the field cannot be read: it only ever labels the emulators.
+ */
+async function debVersion(file, label, signal) {
+    let dec;
+    try {
+        if ((await detectFormat(file, label)) !== 'deb')
+            return undefined;
+        const control = await findDebMember(file, label, 'control.tar');
+        if (!control)
+            return undefined;
+        dec = decompress(file, control.format, { start: control.offset, size: control.size }, label, signal);
+        const chunks = [];
+        let found = false;
+        await readTar(dec.stream, h => {
+            if (h.name.replace(/^(\.\/)+/, '') !== 'control' || h.type !== 'file' || h.fullSize > MAX_CONTROL)
+                return 'skip';
+            return {
+                write: async (c) => void chunks.push(Buffer.from(c)),
+                end: async () => void (found = true),
+            };
+        }, () => found);
+        return /^Version:[ \t]*(\S+)[ \t]*$/m.exec(Buffer.concat(chunks).toString('utf8'))?.[1];
+    }
+    catch {
+        return undefined;
+    }
+    finally {
+        dec?.close();
+    }
 }
 const EMULATOR_NAME = /^qemu-([a-z0-9_]+?)(-static)?$/;
 const READ_CHUNK = 1024 * 1024;
@@ -1897,6 +1938,7 @@ function resolveSource(template, version, host) {
         .replace(/\{qemu\}/g, qemu)
         .replace(/\{host\}/g, host);
     const perTarget = filled.includes('{target}');
+    const versioned = /\{(version|qemu)\}/.test(template);
     const locate = (target) => (perTarget ? filled.replace(/\{target\}/g, target ?? '') : filled);
     const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(filled)?.[1].toLowerCase();
     if (scheme === 'http' || scheme === 'https') {
@@ -1906,7 +1948,7 @@ function resolveSource(template, version, host) {
         catch {
             throw new errors_ActionError(`qemu-url: '${template}' is not a valid URL; use https://..., file://... or a local path`);
         }
-        return { id: redact(filled), perTarget, local: false, locate };
+        return { id: redact(filled), perTarget, local: false, versioned, locate };
     }
     if (scheme === 'file') {
         let p;
@@ -1928,6 +1970,7 @@ function resolveSource(template, version, host) {
             id: `file:${abs}`,
             perTarget,
             local: true,
+            versioned,
             locate: (target) => (perTarget ? abs.replace(/__TARGET__/g, target ?? '') : abs),
         };
     }
@@ -2039,10 +2082,11 @@ function hashFile(file, signal) {
 }
 /** A name that may be an emulator itself (covered by its own line) rather than an archive. */
 const mayBeEmulator = (name) => /^qemu-[^/]+$/.test(name) && !/\.(tar|tgz|gz|xz|zst|deb)/.test(name);
-const stored = (e, from) => ({
+const stored = (e, from, packageVersion) => ({
     ...e,
     file: from.name,
     fileSha256: from.sha256,
+    ...(packageVersion ? { packageVersion } : {}),
 });
 /** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
 class BundleSource {
@@ -2065,8 +2109,10 @@ class BundleSource {
         ctx.policy.checkFile(got, false);
         t = performance.now();
         const x = await extractEmulators(got.file, got.label, want, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal });
+        // A .deb says which package version the emulators are: read once here, kept with them in the tool cache.
+        const pkg = await debVersion(got.file, got.label, ctx.signal);
         ctx.timings.extract += performance.now() - t;
-        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered };
+        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got, pkg)])), offered: x.offered };
     }
 }
 /** One file per emulator (`{target}` in qemu-url): an emulator binary, or an archive holding it. */
@@ -2166,6 +2212,29 @@ class ToolCacheEntry {
     static at(toolCache, tool, version, arch) {
         return new ToolCacheEntry(external_path_.join(toolCache, tool, version, arch));
     }
+    /** The entry of `arch` under any version (the version is learned from what it holds), if there is one. */
+    static find(toolCache, tool, arch) {
+        let versions;
+        try {
+            versions = external_fs_.readdirSync(external_path_.join(toolCache, tool)).filter(v => !v.startsWith('.'));
+        }
+        catch {
+            return undefined;
+        }
+        const found = versions.sort().find(v => external_fs_.existsSync(external_path_.join(toolCache, tool, v, arch)));
+        return found === undefined ? undefined : ToolCacheEntry.at(toolCache, tool, found, arch);
+    }
+    /** Removes the entry's directory, and its version's, when nothing is left in them (another run may still be using them). */
+    removeIfEmpty() {
+        for (const d of [this.dir, external_path_.dirname(this.dir)]) {
+            try {
+                external_fs_.rmdirSync(d);
+            }
+            catch {
+                return;
+            }
+        }
+    }
     /** The emulators stored and intact (by marker and size), and what the source offers when known. */
     read() {
         const emulators = new Map();
@@ -2191,6 +2260,7 @@ class ToolCacheEntry {
                     sha256: marker.sha256,
                     size: marker.size,
                     reportedVersion: marker.reportedVersion,
+                    ...(typeof marker.packageVersion === 'string' ? { packageVersion: marker.packageVersion } : {}),
                     file: marker.file,
                     fileSha256: marker.fileSha256,
                 });
@@ -2254,11 +2324,20 @@ class ToolCacheEntry {
     commit(staging, emulators, offered) {
         const placed = new Map();
         try {
+            // Staged elsewhere when the version (this entry's folder) was learned from what was staged.
+            external_fs_.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
             for (const [t, e] of emulators) {
                 const bin = external_path_.join(this.dir, `qemu-${t}`);
                 external_fs_.chmodSync(e.path, 0o755);
                 external_fs_.renameSync(e.path, bin);
-                const marker = { sha256: e.sha256, size: e.size, file: e.file, fileSha256: e.fileSha256, reportedVersion: e.reportedVersion };
+                const marker = {
+                    sha256: e.sha256,
+                    size: e.size,
+                    file: e.file,
+                    fileSha256: e.fileSha256,
+                    reportedVersion: e.reportedVersion,
+                    packageVersion: e.packageVersion,
+                };
                 this.writeAtomic(`qemu-${t}.json`, JSON.stringify(marker), staging);
                 placed.set(t, { ...e, path: bin });
             }
@@ -2370,16 +2449,23 @@ async function fetchEmulators(req) {
         // Used where they lie: the summary names the file itself.
         const inPlace = new Map([...verified(m.emulators, policy)].map(([n, e]) => [n, { ...e, origin: e.path }]));
         const files = [...m.emulators.values()].map(e => ({ name: external_path_.basename(e.path), sha256: e.sha256 }));
-        return { emulators: inPlace, cacheHit: true, from: 'local', timings, files };
+        // Used where they lie: nothing came from a cache.
+        return { emulators: inPlace, cacheHit: false, from: 'local', timings, files, version: ownVersion(source, m.emulators.values()) };
     }
+    // A local file the version input does not name is its own version: it is stored under the version its
+    // emulators report (learned when they are stored, found again by its identity alone).
+    const learnsVersion = source.local && !source.versioned;
+    let id = learnsVersion ? `${source.id}|${req.host}` : `${source.id}|${req.version}|${req.host}`;
     // A local file may change in place: its size and mtime are part of its identity.
-    let id = `${source.id}|${req.version}|${req.host}`;
     if (source.local && !source.perTarget) {
         const st = external_fs_.statSync(source.locate());
         id += `|${st.size}|${st.mtimeMs}`;
     }
     const arch = `${req.host}-${hash(id).slice(0, 12)}`;
-    const entry = ToolCacheEntry.at(req.toolCache ?? toolCacheRoot(), TOOL, toolVersion(req.version), arch);
+    const root = req.toolCache ?? toolCacheRoot();
+    let entry = learnsVersion
+        ? (ToolCacheEntry.find(root, TOOL, arch) ?? ToolCacheEntry.at(root, TOOL, PENDING, arch))
+        : ToolCacheEntry.at(root, TOOL, toolVersion(req.version), arch);
     const key = `${TOOL}-2-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`;
     let stored = entry.read();
     const names = () => pickEmulators(req.want, strategy.offers() ?? stored.offered);
@@ -2403,7 +2489,12 @@ async function fetchEmulators(req) {
             // Nothing unchecked enters the tool cache.
             for (const [n, e] of m.emulators)
                 policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 });
+            const pending = entry;
+            if (external_path_.basename(external_path_.dirname(entry.dir)) === PENDING)
+                entry = ToolCacheEntry.at(root, TOOL, toolVersion(qemuVersionOf(m.emulators.values()) ?? req.version), arch);
             const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered);
+            if (entry !== pending)
+                pending.removeIfEmpty();
             for (const n of placed.keys())
                 fresh.add(n);
             stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered };
@@ -2432,7 +2523,32 @@ async function fetchEmulators(req) {
     const chosen = new Map((names() ?? []).map(n => [n, stored.emulators.get(n)]));
     // One line per file the emulators came from (an archive holds many): what the summary offers to pin.
     const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }));
-    return { emulators: verified(chosen, policy), cacheHit: from !== 'download', from, timings, pendingSave, files };
+    return {
+        emulators: verified(chosen, policy),
+        cacheHit: from === 'tool-cache' || from === 'actions-cache',
+        from,
+        timings,
+        pendingSave,
+        files,
+        version: ownVersion(source, chosen.values()),
+    };
+}
+/** Where a local file's emulators are staged before their version is known. */
+const PENDING = '.pending';
+/** The QEMU version every one of the emulators reports (`qemu-aarch64 version 7.2.22 (...)` -> 7.2.22), if they agree. */
+function qemuVersionOf(emulators) {
+    const found = new Set([...emulators].map(e => /version (\d+\.\d+\.\d+)/.exec(e.reportedVersion ?? '')?.[1]));
+    const [only] = found;
+    return found.size === 1 ? only : undefined;
+}
+/** See FetchResult.version. */
+function ownVersion(source, emulators) {
+    const all = [...emulators];
+    const packages = new Set(all.map(e => e.packageVersion));
+    const [pkg] = packages;
+    if (packages.size === 1 && pkg)
+        return pkg;
+    return source.versioned ? undefined : qemuVersionOf(all);
 }
 function toolCacheRoot() {
     return process.env.RUNNER_TOOL_CACHE || external_path_.join(external_os_.homedir(), '.cache', 'setup-qemu-binfmt', 'tool-cache');
@@ -5923,7 +6039,7 @@ async function run() {
         // Nothing foreign asked for: nothing to download.
         const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0;
         const fetched = onlyNative
-            ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
+            ? { emulators: new Map(), cacheHit: false, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
             : await time('fetch', () => core/* group */.Os('Emulators', () => fetchEmulators({
                 source,
                 version: inputs.qemuVersion,
@@ -5965,7 +6081,7 @@ async function run() {
             registrations,
             emulators: fetched.emulators,
             probes,
-            qemuVersion: inputs.qemuVersion,
+            qemuVersion: fetched.version ?? inputs.qemuVersion,
             cacheHit: fetched.cacheHit,
             method: writer.method,
             scope: scopeOf(writer),
