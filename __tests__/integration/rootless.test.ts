@@ -181,7 +181,7 @@ describe('the command on a rootless namespace (--userns)', () => {
     expect({ code: verified.code, stdout: verified.stdout }).toEqual({ code: 0, stdout: 'qemu-aarch64: ok\nqemu-arm: ok\n' })
 
     const removed = await cli(['uninstall', '--userns', 'arm', '--json'])
-    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-arm'] })
+    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-arm'], kept: [] })
     expect(namespaceEntries()).toEqual(['qemu-aarch64'])
   }, 300000)
 })
@@ -233,7 +233,7 @@ describe('rootless Podman', () => {
     expect(namespaceEntries()).toEqual([])
 
     const removed = await asUser(USER, [ACTION_NODE, CLI, 'uninstall', 'all', '--json'], PODMAN_ONLY)
-    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'] })
+    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'], kept: [] })
     expect(namespaceEntries(PODMAN_PID)).toEqual([])
   }, 300000)
 
