@@ -14,7 +14,14 @@ const base = {
 module.exports = {
   projects: [
     { ...base, displayName: 'unit', testMatch: ['<rootDir>/__tests__/unit/**/*.test.ts'] },
-    { ...base, displayName: 'integration', testMatch: ['<rootDir>/__tests__/integration/**/*.test.ts'] },
+    {
+      ...base,
+      displayName: 'integration',
+      testMatch: ['<rootDir>/__tests__/integration/**/*.test.ts'],
+      // What other users run (dist/, action.yml), staged where they can read it: support/bundle.js.
+      globalSetup: '<rootDir>/__tests__/support/bundle-setup.js',
+      globalTeardown: '<rootDir>/__tests__/support/bundle-teardown.js',
+    },
   ],
   testTimeout: 120000,
 }

@@ -100,8 +100,15 @@ interface DataMember {
   format: TarFormat
 }
 
-/** Finds data.tar.* in a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
+/** Finds data.tar.* in a Debian package. */
 async function findDebData(file: string, label: string): Promise<DataMember> {
+  const data = await findDebMember(file, label, 'data.tar')
+  if (!data) throw new ActionError(`${label} is a .deb without a data.tar member; check qemu-url`)
+  return data
+}
+
+/** The first `<prefix>*` member of a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
+async function findDebMember(file: string, label: string, prefix: 'data.tar' | 'control.tar'): Promise<DataMember | undefined> {
   const { size: fileSize } = await fs.stat(file)
   const truncated = (): ActionError =>
     new ActionError(`${label} is a truncated .deb (ar archive ends early); the download may be incomplete; re-run or check qemu-url`)
@@ -127,7 +134,7 @@ async function findDebData(file: string, label: string): Promise<DataMember> {
       size -= n
     }
     name = name.replace(/\/$/, '')
-    if (name.startsWith('data.tar')) {
+    if (name.startsWith(prefix)) {
       if (offset + size > fileSize) throw truncated()
       const inner = formatOf(await readRange(file, offset, Math.min(size, 512)))
       if (inner === undefined || inner === 'elf' || inner === 'deb') {
@@ -140,7 +147,42 @@ async function findDebData(file: string, label: string): Promise<DataMember> {
     pos += 60 + stored + (stored % 2)
   }
   if (pos < fileSize) throw truncated()
-  throw new ActionError(`${label} is a .deb without a data.tar member; check qemu-url`)
+  return undefined
+}
+
+/** A control file larger than this is not a package's. */
+const MAX_CONTROL = 1024 * 1024
+
+/**
+ * The Version field of a Debian package's control file (what `dpkg-deb -f FILE Version` prints);
+ * undefined when the file is not a .deb or the field cannot be read: it only ever labels the emulators.
+ */
+export async function debVersion(file: string, label: string, signal?: AbortSignal): Promise<string | undefined> {
+  let dec: Decompressed | undefined
+  try {
+    if ((await detectFormat(file, label)) !== 'deb') return undefined
+    const control = await findDebMember(file, label, 'control.tar')
+    if (!control) return undefined
+    dec = decompress(file, control.format, { start: control.offset, size: control.size }, label, signal)
+    const chunks: Buffer[] = []
+    let found = false
+    await readTar(
+      dec.stream,
+      h => {
+        if (h.name.replace(/^(\.\/)+/, '') !== 'control' || h.type !== 'file' || h.fullSize > MAX_CONTROL) return 'skip'
+        return {
+          write: async (c: Buffer) => void chunks.push(Buffer.from(c)),
+          end: async () => void (found = true),
+        }
+      },
+      () => found,
+    )
+    return /^Version:[ \t]*(\S+)[ \t]*$/m.exec(Buffer.concat(chunks).toString('utf8'))?.[1]
+  } catch {
+    return undefined
+  } finally {
+    dec?.close()
+  }
 }
 
 // ---- one streaming pass: decompress, read tar, write the wanted emulators ----

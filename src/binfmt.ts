@@ -129,6 +129,11 @@ export class BinfmtReader {
     }
   }
 
+  /** When the entry was made (its file's mtime; disabling it later moves that on), or undefined when that cannot be told. */
+  madeAtMs(name: string): number | undefined {
+    return readOr(() => fs.statSync(path.join(this.root, name)).mtimeMs, undefined)
+  }
+
   list(): BinfmtEntry[] {
     return this.names()
       .map(n => this.read(n))

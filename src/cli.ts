@@ -15,7 +15,8 @@ import { HostLock } from './lock'
 import { run as runMain } from './main'
 import { readInputs } from './inputs'
 import { ChildProcessRunner, cleanUpOnSignal } from './process'
-import { isQemuEntry, stagedBy } from './register'
+import { isQemuEntry, stagedBy, unstaged } from './register'
+import { stagingOf } from './staging'
 import { Target, dockerPlatforms, emulatorName, findTarget } from './targets'
 import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
@@ -76,9 +77,11 @@ run         no privilege needed (Linux 6.7+): runs COMMAND in a new user namespa
             uid outside), e.g. a foreign chroot; the host's binfmt_misc is not touched. The log goes to
             stderr; the exit status is COMMAND's, or 125 when the namespace could not be set up
 --userns    (status, verify, uninstall) the table of rootless Docker's or Podman's user namespace instead of the host's
-status      the qemu-* entries: target, platforms, interpreter, flags, enabled, whether it runs a program now
+status      the qemu-* entries: target, platforms, interpreter, flags, enabled, whether it runs a program now;
+            a staging entry (qemu-T.staged-PID) names its run, and whether that run is gone
 verify      runs the test program of every registered qemu-* entry; exit 1 if one fails
-uninstall   removes the qemu-* entries of the given QEMU targets (or all of them); no other entry is touched
+uninstall   removes the qemu-* entries of the given QEMU targets (or all of them), with the staging entries of
+            runs that are gone; a running run's staging entries and every non-qemu entry are left
 common:     --json (one JSON document on stdout)  --quiet  --verbose  --help  --version
 Emulators are cached in $XDG_CACHE_HOME/setup-qemu-binfmt (default ~/.cache/setup-qemu-binfmt).
 Exit status: 0 success, 1 failure, 2 usage error; run: the command's status, or 125 when it could not be set up.`
@@ -299,6 +302,10 @@ interface EntryStatus {
   qemuVersion: string | null
   verified: boolean
   detail: string
+  /** for a staging entry (qemu-T.staged-<pid>): the run that staged it; else null */
+  stagedBy: number | null
+  /** a staging entry whose run is gone (killed before it could remove it): uninstall removes it */
+  abandoned: boolean
 }
 
 /** The QEMU version an emulator file carries (read from its bytes, never by running it), when the file is on this machine. */
@@ -315,14 +322,17 @@ async function emulatorVersion(file: string, target: Target): Promise<string | n
 /** The qemu-* entries and whether each runs its test program now (all programs at once). */
 async function entryStatuses(reader: BinfmtReader, dir: string, probes: ProbeHost): Promise<EntryStatus[]> {
   if (!reader.mounted()) return []
+  // Staging entries too: one a killed run left behind works (F) like any other, until something removes it.
   const entries = reader
     .list()
-    .filter(e => isQemuEntry(e.name) && stagedBy(e.name) === undefined)
-    .map(e => ({ e, target: findTarget(e.name.slice('qemu-'.length)) }))
-  const tried = entries.filter(x => x.target && x.e.enabled).map(x => x.target as Target)
+    .filter(e => isQemuEntry(e.name))
+    .map(e => ({ e, target: findTarget(unstaged(e.name).slice('qemu-'.length)) }))
+  // One test program per target, all at once: the kernel runs each through the newest entry that matches.
+  const tried = [...new Set(entries.filter(x => x.target && x.e.enabled).map(x => x.target as Target))]
   const results = await runProbes(tried, dir, probes)
   return Promise.all(
     entries.map(async ({ e, target }) => {
+      const staged = stagingOf(reader, e.name)
       const probe = target && e.enabled ? results[tried.indexOf(target)] : undefined
       return {
         name: e.name,
@@ -334,6 +344,8 @@ async function entryStatuses(reader: BinfmtReader, dir: string, probes: ProbeHos
         qemuVersion: target ? await emulatorVersion(e.interpreter, target) : null,
         verified: probe?.ok ?? false,
         detail: probe ? probe.detail : target ? 'disabled' : 'not a QEMU target this tool knows',
+        stagedBy: staged?.pid ?? null,
+        abandoned: staged?.running === false,
       }
     }),
   )
@@ -381,7 +393,7 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
       for (const e of entries) {
         process.stdout.write(
           `${e.name}: ${e.platforms.join(', ') || '-'}; ${e.interpreter}; flags ${e.flags || 'none'}; ${e.enabled ? 'enabled' : 'disabled'}; ` +
-            `QEMU ${e.qemuVersion ?? 'unknown'}; ${e.verified ? 'verified' : `not verified: ${e.detail}`}\n`,
+            `QEMU ${e.qemuVersion ?? 'unknown'}; ${e.verified ? 'verified' : `not verified: ${e.detail}`}${stagingNote(e)}\n`,
         )
       }
     }
@@ -390,6 +402,12 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     stopWatching()
     fs.rmSync(dir, { recursive: true, force: true })
   }
+}
+
+function stagingNote(e: EntryStatus): string {
+  if (e.stagedBy === null) return ''
+  if (e.abandoned) return `; left by run ${e.stagedBy}, which is no longer running (setup-qemu-binfmt uninstall removes it)`
+  return `; staged by run ${e.stagedBy}, still running (not verified by it yet)`
 }
 
 /** run: a new user namespace gets the emulators (install, with install-mode userns), then runs the command. */
@@ -435,10 +453,16 @@ async function uninstall(parsed: Parsed): Promise<number> {
   const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info })
   try {
     const present = reader.mounted() ? reader.names().filter(n => isQemuEntry(n)) : []
-    const remove = all ? present : present.filter(n => names.includes(n.slice('qemu-'.length)))
+    const matching = all ? present : present.filter(n => names.includes(unstaged(n).slice('qemu-'.length)))
+    // A live run's staging entry is its run's to remove or put in place; one whose run is gone is anybody's.
+    const kept = matching.filter(n => stagingOf(reader, n)?.running === true)
+    const remove = matching.filter(n => !kept.includes(n))
     if (remove.length) await writer.apply(remove.map(name => ({ kind: 'remove', name })))
-    if (parsed.json) process.stdout.write(`${JSON.stringify({ ok: true, removed: remove })}\n`)
-    else if (!parsed.quiet) process.stdout.write(remove.length ? `removed ${remove.join(', ')}\n` : 'no matching qemu-* entries\n')
+    if (parsed.json) process.stdout.write(`${JSON.stringify({ ok: true, removed: remove, kept })}\n`)
+    else if (!parsed.quiet) {
+      process.stdout.write(remove.length ? `removed ${remove.join(', ')}\n` : 'no matching qemu-* entries\n')
+      for (const n of kept) process.stdout.write(`kept ${n}: run ${stagedBy(n)}, which staged it, is still running\n`)
+    }
     return 0
   } finally {
     await lock.release()

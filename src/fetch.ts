@@ -54,8 +54,13 @@ export interface FetchRequest {
 export interface FetchResult {
   /** by emulator name: exactly the ones to register */
   readonly emulators: ReadonlyMap<string, Emulator>
-  /** true when nothing had to be downloaded */
+  /** true only when the emulators came from the tool cache or the Actions cache (as actions/cache and setup-* define a hit) */
   readonly cacheHit: boolean
+  /**
+   * The emulators' own version, when known and the same for all: a .deb's Version field, else (for a
+   * source the version input does not name) the QEMU version they report, read when they were stored.
+   */
+  readonly version?: string
   readonly from: 'tool-cache' | 'actions-cache' | 'download' | 'local'
   readonly timings: { download: number; extract: number }
   /** for the post step: the entry to save to the Actions cache (only ever what came from a download) */
@@ -108,17 +113,24 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
     // Used where they lie: the summary names the file itself.
     const inPlace = new Map([...verified(m.emulators, policy)].map(([n, e]) => [n, { ...e, origin: e.path }]))
     const files = [...m.emulators.values()].map(e => ({ name: path.basename(e.path), sha256: e.sha256 }))
-    return { emulators: inPlace, cacheHit: true, from: 'local', timings, files }
+    // Used where they lie: nothing came from a cache.
+    return { emulators: inPlace, cacheHit: false, from: 'local', timings, files, version: ownVersion(source, m.emulators.values()) }
   }
 
+  // A local file the version input does not name is its own version: it is stored under the version its
+  // emulators report (learned when they are stored, found again by its identity alone).
+  const learnsVersion = source.local && !source.versioned
+  let id = learnsVersion ? `${source.id}|${req.host}` : `${source.id}|${req.version}|${req.host}`
   // A local file may change in place: its size and mtime are part of its identity.
-  let id = `${source.id}|${req.version}|${req.host}`
   if (source.local && !source.perTarget) {
     const st = fs.statSync(source.locate())
     id += `|${st.size}|${st.mtimeMs}`
   }
   const arch = `${req.host}-${hash(id).slice(0, 12)}`
-  const entry = ToolCacheEntry.at(req.toolCache ?? toolCacheRoot(), TOOL, toolVersion(req.version), arch)
+  const root = req.toolCache ?? toolCacheRoot()
+  let entry = learnsVersion
+    ? (ToolCacheEntry.find(root, TOOL, arch) ?? ToolCacheEntry.at(root, TOOL, PENDING, arch))
+    : ToolCacheEntry.at(root, TOOL, toolVersion(req.version), arch)
   // Entries hold the downloaded files (see actions-cache.ts); a key is this prefix and what the entry holds.
   const keyPrefix = `${TOOL}-3-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`
 
@@ -141,7 +153,12 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
         const m = await strategy.materialise(want, staging, { ...ctx, restored })
         // Nothing unchecked enters the tool cache.
         for (const [n, e] of m.emulators) policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 })
+        // A local file that names no version is stored under the version its emulators report.
+        const pending = entry
+        if (path.basename(path.dirname(entry.dir)) === PENDING)
+          entry = ToolCacheEntry.at(root, TOOL, toolVersion(qemuVersionOf(m.emulators.values()) ?? req.version), arch)
         const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered)
+        if (entry !== pending) pending.removeIfEmpty()
         for (const n of placed.keys()) fresh.add(n)
         stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered }
         return m.kept ?? []
@@ -191,7 +208,34 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
   const chosen = new Map((names() ?? []).map(n => [n, stored.emulators.get(n) as StoredEmulator]))
   // One line per file the emulators came from (an archive holds many): what the summary offers to pin.
   const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }))
-  return { emulators: verified(chosen, policy), cacheHit: from !== 'download', from, timings, pendingSave, files }
+  return {
+    emulators: verified(chosen, policy),
+    cacheHit: from === 'tool-cache' || from === 'actions-cache',
+    from,
+    timings,
+    pendingSave,
+    files,
+    version: ownVersion(source, chosen.values()),
+  }
+}
+
+/** Where a local file's emulators are staged before their version is known. */
+const PENDING = '.pending'
+
+/** The QEMU version every one of the emulators reports (`qemu-aarch64 version 7.2.22 (...)` -> 7.2.22), if they agree. */
+function qemuVersionOf(emulators: Iterable<StoredEmulator>): string | undefined {
+  const found = new Set([...emulators].map(e => /version (\d+\.\d+\.\d+)/.exec(e.reportedVersion ?? '')?.[1]))
+  const [only] = found
+  return found.size === 1 ? only : undefined
+}
+
+/** See FetchResult.version. */
+function ownVersion(source: EmulatorSource, emulators: Iterable<StoredEmulator>): string | undefined {
+  const all = [...emulators]
+  const packages = new Set(all.map(e => e.packageVersion))
+  const [pkg] = packages
+  if (packages.size === 1 && pkg) return pkg
+  return source.versioned ? undefined : qemuVersionOf(all)
 }
 
 /**

@@ -20,6 +20,7 @@ import { UninstallState, stepState } from './state'
 import { CANCEL_GRACE_MS } from './timeouts'
 import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, writeSummary } from './report'
+import { abandonedStaging } from './staging'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeHost, ProbeResult, probeNative, runProbes, shellProbes } from './verify'
@@ -76,7 +77,7 @@ export async function run(): Promise<void> {
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
     const fetched: FetchResult = onlyNative
-      ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
+      ? { emulators: new Map(), cacheHit: false, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
       : await time('fetch', () =>
           core.group('Emulators', () =>
             fetchEmulators({
@@ -117,7 +118,7 @@ export async function run(): Promise<void> {
       registrations,
       emulators: fetched.emulators,
       probes,
-      qemuVersion: inputs.qemuVersion,
+      qemuVersion: fetched.version ?? inputs.qemuVersion,
       cacheHit: fetched.cacheHit,
       method: writer.method,
       scope: access.scope,
@@ -243,10 +244,7 @@ async function registerAndVerify({
  */
 async function removeAbandonedStaging(writer: KernelWriter, reader: BinfmtReader): Promise<void> {
   if (!reader.mounted()) return
-  const abandoned = reader.names().filter(n => {
-    const pid = stagedBy(n)
-    return pid !== undefined && (pid === process.pid || !fs.existsSync(`/proc/${pid}`))
-  })
+  const abandoned = [...new Set([...abandonedStaging(reader), ...reader.names().filter(n => stagedBy(n) === process.pid)])].sort()
   if (!abandoned.length) return
   core.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)
   await writer.apply(abandoned.map(name => ({ kind: 'remove', name })))

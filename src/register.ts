@@ -43,6 +43,11 @@ export function stagingName(name: string, pid: number = process.pid): string {
   return `${name}.staged-${pid}`
 }
 
+/** The entry a staging name stands for (`qemu-arm.staged-12` -> `qemu-arm`); any other name as it is. */
+export function unstaged(name: string): string {
+  return stagedBy(name) === undefined ? name : name.slice(0, name.lastIndexOf('.staged-'))
+}
+
 /** The process that staged this entry, when the name is a staging name. */
 export function stagedBy(name: string): number | undefined {
   const m = STAGING.exec(name)

@@ -18,6 +18,8 @@ export interface EmulatorSource {
   readonly perTarget: boolean
   /** a local directory or file (plain path or file:// URL) rather than an HTTP(S) URL */
   readonly local: boolean
+  /** the template names the version ({version} or {qemu}): else the qemu-version input says nothing of what it holds */
+  readonly versioned: boolean
   /** URL or local path of the file holding `target`'s emulator (target ignored for archive sources) */
   locate(target?: string): string
 }
@@ -34,6 +36,7 @@ export function resolveSource(template: string, version: string, host: HostArch)
     .replace(/\{qemu\}/g, qemu)
     .replace(/\{host\}/g, host)
   const perTarget = filled.includes('{target}')
+  const versioned = /\{(version|qemu)\}/.test(template)
   const locate = (target?: string): string => (perTarget ? filled.replace(/\{target\}/g, target ?? '') : filled)
 
   const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(filled)?.[1].toLowerCase()
@@ -43,7 +46,7 @@ export function resolveSource(template: string, version: string, host: HostArch)
     } catch {
       throw new ActionError(`qemu-url: '${template}' is not a valid URL; use https://..., file://... or a local path`)
     }
-    return { id: redact(filled), perTarget, local: false, locate }
+    return { id: redact(filled), perTarget, local: false, versioned, locate }
   }
   if (scheme === 'file') {
     let p: string
@@ -65,6 +68,7 @@ export function resolveSource(template: string, version: string, host: HostArch)
       id: `file:${abs}`,
       perTarget,
       local: true,
+      versioned,
       locate: (target?: string) => (perTarget ? abs.replace(/__TARGET__/g, target ?? '') : abs),
     }
   }

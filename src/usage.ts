@@ -1,6 +1,7 @@
 import { randomBytes } from 'crypto'
 import * as fs from 'fs'
 import * as path from 'path'
+import { readOr } from './errors'
 
 /**
  * Which live jobs on this host use which qemu-* entries, so that `uninstall` in
@@ -61,6 +62,17 @@ function commOf(pid: number): string {
   } catch {
     return ''
   }
+}
+
+/** USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux architecture this tool runs on. */
+const TICKS_PER_S = 100
+
+/** When the process started (ms since the epoch, to the second: boot time is whole seconds); undefined when it is gone. */
+export function startedAtMs(pid: number): number | undefined {
+  const ticks = startTime(pid)
+  const btime = /^btime (\d+)$/m.exec(readOr(() => fs.readFileSync('/proc/stat', 'utf8'), ''))?.[1]
+  if (ticks === undefined || btime === undefined) return undefined
+  return Number(btime) * 1000 + (Number(ticks) * 1000) / TICKS_PER_S
 }
 
 export function alive(job: JobId): boolean {

@@ -6,8 +6,8 @@ import * as fs from 'fs'
 import * as http from 'http'
 import { AddressInfo } from 'net'
 import * as path from 'path'
-import { ACTION_NODE, REPO_ROOT } from '../support/action'
-import { readEntry } from '../support/binfmt'
+import { ACTION_NODE, CLI } from '../support/action'
+import { entryExists, readEntry, registerRaw, removeEntry } from '../support/binfmt'
 import { RUNNER_PATH, Ran, collect, runuserArgs } from '../support/users'
 import {
   CoreFixtures,
@@ -19,6 +19,7 @@ import {
   expectForeignUname,
   expectRegistered,
   freshDir,
+  leaveAbandoned,
   myEntry,
   myRaw,
   registerMine,
@@ -26,8 +27,6 @@ import {
   withKernel,
 } from './core-helpers'
 import { hangingDir, killUnder, processesUnder } from './stand-ins'
-
-const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 
 let fx: CoreFixtures
 beforeAll(async () => {
@@ -106,6 +105,8 @@ test('status --json, verify and uninstall: one JSON document, every field; only 
       qemuVersion: expect.stringMatching(/^7\.2\./),
       verified: true,
       detail: 'ok',
+      stagedBy: null,
+      abandoned: false,
     })
     expect(doc.entries.map(e => e.name)).not.toContain(NON_QEMU)
 
@@ -116,11 +117,72 @@ test('status --json, verify and uninstall: one JSON document, every field; only 
 
     const un = await cli(['uninstall', 'aarch64', '--json'])
     expectExit(un, 0)
-    expect(JSON.parse(un.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'] })
+    expect(JSON.parse(un.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'], kept: [] })
     expect(myEntry('qemu-aarch64')).toBeUndefined()
     expect(myEntry('qemu-arm')).toBeDefined()
     expect(myRaw().get(NON_QEMU)).toBe(nonQemu)
   })
+})
+
+test("a host a killed run left behind (issue 25): status shows its staging entries and that its run is gone, uninstall removes them and keeps a running run's", async () => {
+  // Two entries a SIGKILLed run staged (interpreters gone, F keeps them working), and one of a run still running:
+  // a process that started before its entry was made, as a run does (one holding the lock in another network namespace).
+  const killed = leaveAbandoned(['aarch64', 'arm'])
+  const running = spawn('sleep', ['300'], { stdio: 'ignore' })
+  const live = `qemu-riscv64.staged-${running.pid}`
+  try {
+    await withKernel(async () => {
+      registerRaw(debianLine('riscv64', 'F').replace(':qemu-riscv64:', `:${live}:`))
+      const status = await cli(['status', '--json'])
+      expectExit(status, 0)
+      const entries = (JSON.parse(status.stdout) as { entries: { name: string }[] }).entries
+      const version = expect.stringMatching(/^\d+\.\d+/) as unknown
+      const staged = (n: string, target: string, platforms: string[], pid: number, abandoned: boolean) => ({
+        name: n,
+        target,
+        platforms,
+        interpreter: readEntry(n).interpreter,
+        flags: 'F',
+        enabled: true,
+        // its file gone, nothing tells the version
+        qemuVersion: abandoned ? null : version,
+        verified: true,
+        detail: 'ok',
+        stagedBy: pid,
+        abandoned,
+      })
+      expect(entries.filter(e => /\.staged-/.test(e.name))).toEqual([
+        staged(killed.names[0], 'aarch64', ['linux/arm64'], killed.pid, true),
+        staged(killed.names[1], 'arm', ['linux/arm/v7', 'linux/arm/v6'], killed.pid, true),
+        staged(live, 'riscv64', ['linux/riscv64'], running.pid as number, false),
+      ])
+      const text = await cli(['status'])
+      expectExit(text, 0)
+      expect(text.stdout).toMatch(
+        new RegExp(
+          `^${killed.names[0].replace('.', '\\.')}: linux/arm64; .*; left by run ${killed.pid}, which is no longer running \\(setup-qemu-binfmt uninstall removes it\\)$`,
+          'm',
+        ),
+      )
+      expect(text.stdout).toMatch(new RegExp(`^${live.replace('.', '\\.')}: .*; staged by run ${running.pid}, still running`, 'm'))
+
+      const un = await cli(['uninstall', 'aarch64', 'arm', 'riscv64', '--json'])
+      expectExit(un, 0)
+      expect(JSON.parse(un.stdout)).toEqual({ ok: true, removed: killed.names, kept: [live] })
+      expect([...killed.names, live].filter(n => entryExists(n))).toEqual([live])
+
+      running.kill('SIGKILL')
+      await new Promise(r => running.once('exit', r))
+      const again = await cli(['uninstall', 'riscv64'])
+      expectExit(again, 0)
+      expect(again.stdout).toBe(`removed ${live}\n`)
+      expect(entryExists(live)).toBe(false)
+    })
+  } finally {
+    running.kill('SIGKILL')
+    killed.cleanUp()
+    if (entryExists(live)) removeEntry(live)
+  }
 })
 
 test('verify interrupted (^C) while a test program hangs: the program and its child are ended and the temporary directory removed', async () => {

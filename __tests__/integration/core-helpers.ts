@@ -10,7 +10,7 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { RunActionResult } from '../support/action'
-import { BinfmtEntry, Snapshot, binfmtMounted, entryExists, readEntry, registerRaw, restore, snapshot } from '../support/binfmt'
+import { BinfmtEntry, Snapshot, binfmtMounted, entryExists, readEntry, registerRaw, removeEntry, restore, snapshot } from '../support/binfmt'
 import { Archives, RootfsArch, UNAME_M, buildArchives, rootfs, runInChroot } from '../support/fixtures'
 import { TestServer, startServer } from '../support/server'
 
@@ -20,8 +20,15 @@ export const MY_TARGETS = ['aarch64', 'arm', 'riscv64', 'mips64el'] as const
 export const NON_QEMU = 'testnonqemu'
 export const NON_QEMU_LINE = `:${NON_QEMU}:M::QEMUTESTNONQEMU::/bin/false:`
 export const MINE: readonly string[] = [...MY_TARGETS.map(t => `qemu-${t}`), NON_QEMU]
-/** My names, and the staging names a run of the action gives them before they are verified. */
-export const mine = (name: string): boolean => MINE.includes(name) || MINE.some(m => new RegExp(`^${m}\\.staged-\\d+$`).test(name))
+const STAGING = /\.staged-\d+$/
+/**
+ * Staging entries already registered when the test began: another run's (a live one, or one a killed run
+ * left behind, which any run of the action removes). Not the test's: never compared, removed or put back.
+ */
+let othersStaged: ReadonlySet<string> = new Set()
+/** My names, and the staging names a run of the action gives them before they are verified (during the test). */
+export const mine = (name: string): boolean =>
+  MINE.includes(name) || (MINE.some(m => name.startsWith(`${m}.staged-`)) && STAGING.test(name) && !othersStaged.has(name))
 
 /** QEMU's magic/mask for the targets above (scripts/qemu-binfmt-conf.sh), as register-line escapes. */
 const MAGIC: Record<string, { magic: string; mask: string }> = {
@@ -71,7 +78,9 @@ async function waitUntilFree(timeoutMs = 60000): Promise<void> {
 /** Waits until my names are free, then snapshots the table; pair with endKernel. */
 export async function beginKernel(): Promise<Snapshot> {
   await waitUntilFree()
-  return snapshot()
+  const snap = snapshot()
+  othersStaged = new Set([...snap.keys()].filter(n => STAGING.test(n)))
+  return snap
 }
 
 /** Removes whatever of mine was added since `snap` and puts back what of mine changed. */
@@ -93,6 +102,29 @@ export function registerMine(line: string): void {
   const name = line.split(':')[1]
   if (!mine(name)) throw new Error(`${name} is not an entry these tests own`)
   registerRaw(line)
+}
+
+/**
+ * The host a run killed with SIGKILL mid-verification leaves: `qemu-<target>.staged-<pid>` entries with F,
+ * of a process that is gone, whose interpreter files are gone too (F keeps them working). Made before
+ * withKernel, as the host state a test starts from; `cleanUp` removes whichever of them is still there.
+ */
+export function leaveAbandoned(targets: readonly (typeof MY_TARGETS)[number][]): { pid: number; names: string[]; cleanUp: () => void } {
+  const pid = Number(execFileSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' }).trim())
+  const dir = freshDir('killed-run')
+  const names: string[] = []
+  try {
+    for (const t of targets) {
+      const name = `qemu-${t}.staged-${pid}`
+      const interpreter = path.join(dir, `qemu-${t}`)
+      fs.copyFileSync(`/usr/bin/qemu-${t}-static`, interpreter)
+      registerRaw(debianLine(t, 'F', interpreter).replace(`:qemu-${t}:`, `:${name}:`))
+      names.push(name)
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+  return { pid, names, cleanUp: () => names.forEach(n => removeEntry(n)) }
 }
 
 /** A world-traversable directory (the action may run as another user), removed in cleanupDirs(). */

@@ -1,6 +1,7 @@
 // The core action end to end: dist/index.js fetches emulators (from a server on
 // 127.0.0.1 or local files), registers them in the kernel with the F flag and
 // verifies them; a foreign busybox then runs in a chroot that holds no QEMU.
+import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 import { RunActionResult, runAction } from '../support/action'
@@ -178,11 +179,28 @@ describe('every source layout', () => {
       expect(myEntry('qemu-riscv64')).toBeUndefined()
       expect(r.outputs.emulators.split(',').sort()).toEqual(['aarch64', 'arm'])
       expect(platformsOf(r.outputs.platforms)).toEqual([...NATIVE, ...NATIVE_LEVELS, 'linux/arm64', 'linux/arm/v7', 'linux/arm/v6'].sort())
-      // Downloaded: a miss; a local source is used in place, which counts as a hit.
-      expect(r.outputs['cache-hit']).toBe(layout.requests().length ? 'false' : 'true')
+      // A fresh tool cache: nothing came from a cache, downloaded, extracted from a local file or used in place alike (issue 25).
+      expect(r.outputs['cache-hit']).toBe('false')
       await expectForeignUname('arm64')
       await expectForeignUname('armhf')
     })
+  })
+})
+
+test("a local .deb, qemu-version left at its default (issue 25): the output says the package's version, cache-hit is false on an empty tool cache and true once it holds them, the folder is the emulators' version", async () => {
+  await withKernel(async () => {
+    const pkg = execFileSync('dpkg-deb', ['-f', fx.archives.deb, 'Version'], { encoding: 'utf8' }).trim()
+    const cache = freshDir('toolcache')
+    const cold = await runAction({ platforms: 'linux/arm64', 'qemu-url': fx.archives.deb }, { toolCache: cache })
+    expectSuccess(cold)
+    expect({ version: cold.outputs['qemu-version'], hit: cold.outputs['cache-hit'] }).toEqual({ version: pkg, hit: 'false' })
+    const e = expectRegistered('qemu-aarch64', `${cache}/`)
+    const qemu = /version (\d+\.\d+\.\d+)/.exec(execFileSync(e.interpreter, ['--version'], { encoding: 'utf8' }))?.[1]
+    expect(path.relative(cache, e.interpreter).split(path.sep).slice(0, 2)).toEqual(['setup-qemu-binfmt', qemu])
+    const warm = await runAction({ platforms: 'linux/arm64', 'qemu-url': fx.archives.deb }, { toolCache: cache })
+    expectSuccess(warm)
+    expect({ version: warm.outputs['qemu-version'], hit: warm.outputs['cache-hit'] }).toEqual({ version: pkg, hit: 'true' })
+    await expectForeignUname('arm64')
   })
 })
 

@@ -11,7 +11,7 @@ import { ChildProcess, execFile, spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 import { promisify } from 'util'
-import { REPO_ROOT, RunActionResult, runAction } from '../support/action'
+import { REPO_ROOT, RunActionResult, actionScript, runAction } from '../support/action'
 import { binfmtMounted, removeEntry, restore, snapshot } from '../support/binfmt'
 import { cleanupDirs, errorsOf, expectForeignUname, expectSuccess as expectActionSuccess, freshDir, myEntry, transcript } from './core-helpers'
 import { whenPrinted } from './stand-ins'
@@ -333,7 +333,7 @@ test('a runner that cannot see binfmt_misc (its own mount namespace without it):
   fs.writeFileSync(
     inner,
     `require('child_process').execFileSync('umount', ['/proc/sys/fs/binfmt_misc'])
-require(${JSON.stringify(path.join(REPO_ROOT, 'dist', 'index.js'))})
+require(${JSON.stringify(actionScript('main'))})
 `,
   )
   const wrapper = path.join(dir, 'run.js')

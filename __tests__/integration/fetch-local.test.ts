@@ -9,6 +9,7 @@ import { FetchRequest, fetchEmulators } from '../../src/fetch'
 import { ToolCacheEntry } from '../../src/fetch/tool-cache'
 import { EmulatorWant } from '../../src/plan'
 import { resolveSource } from '../../src/source'
+import { qemuDeb } from '../support/fixtures'
 
 // The fetch side without a network: local archives, per-target files and directories
 // built from Debian's /usr/bin/qemu-<T>-static, into tool caches made per test.
@@ -70,6 +71,39 @@ describe('fetchEmulators', () => {
     const warm = await fetchEmulators({ ...req })
     expect(warm.from).toBe('tool-cache')
     expect([...warm.emulators.values()].map(e => e.path).sort()).toEqual([...cold.emulators.values()].map(e => e.path).sort())
+  })
+
+  test('a local .deb (issue 25): its Version field is the version, the tool-cache folder the QEMU version its emulators report, and only the warm run is a cache hit', async () => {
+    const deb = path.join(work, 'qemu-user-static.deb')
+    fs.copyFileSync(qemuDeb(), deb)
+    const pkg = execFileSync('dpkg-deb', ['-f', deb, 'Version'], { encoding: 'utf8' }).trim()
+    // The input says another release altogether: a local file's own version wins.
+    const req = request(deb, list('aarch64', 'arm'), { source: resolveSource(deb, '10.2.3-68', host), version: '10.2.3-68' })
+    const cold = await fetchEmulators(req)
+    expect({ from: cold.from, cacheHit: cold.cacheHit, version: cold.version }).toEqual({ from: 'local', cacheHit: false, version: pkg })
+    const aarch64 = cold.emulators.get('aarch64')!.path
+    const qemu = /version (\d+\.\d+\.\d+)/.exec(execFileSync(aarch64, ['--version'], { encoding: 'utf8' }))![1]
+    expect(path.relative(req.toolCache!, aarch64).split(path.sep).slice(0, 2)).toEqual(['setup-qemu-binfmt', qemu])
+    expect(fs.readdirSync(path.join(req.toolCache!, 'setup-qemu-binfmt'))).toEqual([qemu])
+
+    // The warm run reads nothing of the file: the same size and mtime, other bytes, and it still knows the version.
+    const times = `${deb}.times`
+    execFileSync('touch', ['-r', deb, times])
+    fs.writeFileSync(deb, Buffer.alloc(fs.statSync(deb).size))
+    // touch keeps the nanoseconds (utimes would round them): the identity the tool cache knows it by
+    execFileSync('touch', ['-r', times, deb])
+    const warm = await fetchEmulators({ ...req, tempDir: fs.mkdtempSync(path.join(work, 'temp-')) })
+    expect({ from: warm.from, cacheHit: warm.cacheHit, version: warm.version }).toEqual({ from: 'tool-cache', cacheHit: true, version: pkg })
+    expect(warm.emulators.get('aarch64')!.path).toBe(aarch64)
+  })
+
+  test('a local archive or directory that names no version: the version is what the emulators report; a directory used in place is no cache hit', async () => {
+    const qemu = /version (\d+\.\d+\.\d+)/.exec(execFileSync(usrBin('arm'), ['--version'], { encoding: 'utf8' }))![1]
+    const cold = await fetchEmulators(request(tgz, list('arm')))
+    expect({ cacheHit: cold.cacheHit, version: cold.version }).toEqual({ cacheHit: false, version: qemu })
+    expect(cold.emulators.get('arm')!.path).toContain(`/setup-qemu-binfmt/${qemu}/`)
+    const dir = await fetchEmulators(request(dirOfEmulators, list('arm')))
+    expect({ from: dir.from, cacheHit: dir.cacheHit, version: dir.version }).toEqual({ from: 'local', cacheHit: false, version: qemu })
   })
 
   test('platforms: all reads the whole archive once; the next run knows what it offers', async () => {

@@ -13,7 +13,7 @@ import * as fs from 'fs'
 import * as net from 'net'
 import * as path from 'path'
 import { commandLine } from '../../src/docker/command'
-import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
+import { ACTION_NODE, CLI, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { serveAnyPath, startHandlerServer } from '../support/server'
 import { runuserArgs, startAs, uidOf } from '../support/users'
@@ -24,7 +24,6 @@ const VICTIM = 'qemurootless'
 /** The tests that enter a namespace need a kernel that gives it a binfmt_misc of its own; elsewhere they are skipped, with the reason. */
 const describeHere = describeUnless(usernsBinfmtRefused(VICTIM))
 const ATTACKER = 'qemutest'
-const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 const EMULATOR = '/usr/bin/qemu-aarch64-static'
 const victim = uidOf(VICTIM)
 const attacker = uidOf(ATTACKER)

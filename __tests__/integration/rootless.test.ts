@@ -9,7 +9,7 @@
 import { spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
-import { ACTION_NODE, REPO_ROOT, runAction } from '../support/action'
+import { ACTION_NODE, CLI, runAction } from '../support/action'
 import { snapshot } from '../support/binfmt'
 import { rootfs } from '../support/fixtures'
 import { RUNNER_PATH, Ran, runAs, startAs, uidOf } from '../support/users'
@@ -20,7 +20,6 @@ import { describeUnless, usernsBinfmtRefused } from '../support/host'
 const USER = 'qemurootless'
 /** Where the kernel gives no user namespace a binfmt_misc of its own, every test here is skipped, with the reason. */
 const describeHere = describeUnless(usernsBinfmtRefused(USER))
-const CLI = path.join(REPO_ROOT, 'dist', 'cli.js')
 const NATIVE_IMAGE = 'local/busybox:test'
 const ARM64_IMAGE = 'local/busybox-arm64:test'
 
@@ -185,7 +184,7 @@ describeHere('the command on a rootless namespace (--userns)', () => {
     expect({ code: verified.code, stdout: verified.stdout }).toEqual({ code: 0, stdout: 'qemu-aarch64: ok\nqemu-arm: ok\n' })
 
     const removed = await cli(['uninstall', '--userns', 'arm', '--json'])
-    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-arm'] })
+    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-arm'], kept: [] })
     expect(namespaceEntries()).toEqual(['qemu-aarch64'])
   }, 300000)
 })
@@ -237,7 +236,7 @@ describeHere('rootless Podman', () => {
     expect(namespaceEntries()).toEqual([])
 
     const removed = await asUser(USER, [ACTION_NODE, CLI, 'uninstall', 'all', '--json'], PODMAN_ONLY)
-    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'] })
+    expect(JSON.parse(removed.stdout)).toEqual({ ok: true, removed: ['qemu-aarch64'], kept: [] })
     expect(namespaceEntries(PODMAN_PID)).toEqual([])
   }, 300000)
 

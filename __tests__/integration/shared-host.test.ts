@@ -11,7 +11,7 @@ import * as net from 'net'
 import * as os from 'os'
 import * as path from 'path'
 import { ACTION_NODE, RunActionResult, actionScript, inputEnvName, parseKeyValueFile, runAction } from '../support/action'
-import { BinfmtEntry, parseEntry, readEntry, registerLine, registerRaw, removeEntry } from '../support/binfmt'
+import { BinfmtEntry, entryExists, parseEntry, readEntry, registerLine, registerRaw, removeEntry } from '../support/binfmt'
 import { rootfs, sha256 } from '../support/fixtures'
 import {
   CoreFixtures,
@@ -24,6 +24,7 @@ import {
   expectRegistered,
   expectSuccess,
   freshDir,
+  leaveAbandoned,
   myEntry,
   myRaw,
   registerMine,
@@ -52,21 +53,42 @@ const inputs = (platforms: string, extra: Record<string, string> = {}): Record<s
 
 const staged = (): string[] => [...myRaw().keys()].filter(n => /\.staged-\d+$/.test(n))
 
+/** An entry whose interpreter file is gone survives a failed run and still runs programs; returns the run. */
+async function expectGoneInterpreterSurvivesFailure(): Promise<RunActionResult> {
+  return withKernel(async () => {
+    const gone = freshDir('gone')
+    const interpreter = path.join(gone, 'qemu-arm-static')
+    fs.copyFileSync('/usr/bin/qemu-arm-static', interpreter)
+    registerMine(debianLine('arm', 'F', interpreter))
+    fs.rmSync(interpreter)
+    const before = myRaw()
+    const r = await runAction({ platforms: 'linux/arm/v7', 'qemu-url': fakeDir(), buildx: 'false' })
+    expectCleanFailure(r, before, /linux\/arm\/v7/, /verification failed/)
+    expect(r.stdout).not.toMatch(/rollback incomplete/)
+    expect(myEntry('qemu-arm')).toMatchObject({ enabled: true, interpreter, flags: 'F' })
+    await expectForeignUname('armhf')
+    return r
+  })
+}
+
 describe('a run that fails leaves every entry that existed before it working (issue 7.2)', () => {
   test('an entry whose interpreter file is gone from the host (made through a container, or deleted since) survives a failed run and still runs programs', async () => {
-    await withKernel(async () => {
-      const gone = freshDir('gone')
-      const interpreter = path.join(gone, 'qemu-arm-static')
-      fs.copyFileSync('/usr/bin/qemu-arm-static', interpreter)
-      registerMine(debianLine('arm', 'F', interpreter))
-      fs.rmSync(interpreter)
-      const before = myRaw()
-      const r = await runAction({ platforms: 'linux/arm/v7', 'qemu-url': fakeDir(), buildx: 'false' })
-      expectCleanFailure(r, before, /linux\/arm\/v7/, /verification failed/)
-      expect(r.stdout).not.toMatch(/rollback incomplete/)
-      expect(myEntry('qemu-arm')).toMatchObject({ enabled: true, interpreter, flags: 'F' })
-      await expectForeignUname('armhf')
-    })
+    await expectGoneInterpreterSurvivesFailure()
+  })
+
+  test('the same on a host a killed run left behind (issue 25): its staging entries, interpreters gone, are removed by the run, and the test copes', async () => {
+    const killed = leaveAbandoned(['aarch64', 'arm'])
+    try {
+      // F keeps them working with their files gone, as on the host the issue found.
+      await expectForeignUname('arm64')
+      const r = await expectGoneInterpreterSurvivesFailure()
+      expect(r.stdout).toMatch(
+        new RegExp(`^Removing entries left by runs that were killed before they finished: ${killed.names.join(', ').replace(/\./g, '\\.')}$`, 'm'),
+      )
+      expect(killed.names.filter(n => entryExists(n))).toEqual([])
+    } finally {
+      killed.cleanUp()
+    }
   })
 
   test('a replaced entry is swapped only after the new one is verified: the log says so and nothing staged is left', async () => {

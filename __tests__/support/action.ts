@@ -16,6 +16,15 @@ function repoRoot(from: string): string {
 }
 
 /**
+ * Where the bundle is run from: the world-readable copy of dist/ and action.yml a jest run stages
+ * (support/bundle.js; the tests run it as other users too, who may not enter the clone), else the clone.
+ */
+export const BUNDLE_ROOT = process.env.SETUP_QEMU_BINFMT_TEST_BUNDLE || REPO_ROOT
+
+/** The command as the tests run it. */
+export const CLI = path.join(BUNDLE_ROOT, 'dist', 'cli.js')
+
+/**
  * The Node the bundle runs under: Node 24, as action.yml's `runs.using: node24` says
  * (installed by .ci/node.sh from the npm registry's node-linux-<arch> package).
  * ACTION_NODE overrides it; jest itself may run on the machine's older Node.
@@ -132,7 +141,7 @@ export function actionScript(phase: 'main' | 'post'): string {
   } catch {
     // no action.yml yet
   }
-  return path.join(REPO_ROOT, script)
+  return path.join(BUNDLE_ROOT, script)
 }
 
 /** Every input action.yml declares, with its default ('' when it has none): what a runner passes when a step gives no value. */

@@ -7,6 +7,7 @@ import * as path from 'path'
 
 export const BINFMT_DIR = '/proc/sys/fs/binfmt_misc'
 const CONTROL = new Set(['register', 'status'])
+const STAGING = /^qemu-.+\.staged-\d+$/
 
 export interface BinfmtEntry {
   name: string
@@ -137,6 +138,9 @@ export function snapshot(): Snapshot {
  * removed, entries that changed or disappeared are registered again (with their
  * enabled state). Only names accepted by `only` are considered, so a test can
  * keep its hands off entries that other processes on the machine manage.
+ * A staging entry (`qemu-T.staged-<pid>`) that went is never put back: it is
+ * its run's to remove, and any run removes one whose run is gone (its
+ * interpreter is usually gone too, so it could not be registered again).
  * Tries every entry, then throws one error listing what failed.
  */
 export function restore(snap: Snapshot, only: (name: string) => boolean = () => true): void {
@@ -152,10 +156,17 @@ export function restore(snap: Snapshot, only: (name: string) => boolean = () => 
     }
   }
   for (const [name, raw] of snap) {
-    if (!only(name) || now.get(name) === raw) continue
+    if (!only(name) || now.get(name) === raw || (STAGING.test(name) && !now.has(name))) continue
+    const entry = parseEntry(name, raw)
+    // With F the kernel opens the interpreter when the entry is registered: a deleted one cannot come back.
+    if (entry.flags.includes('F') && !fs.existsSync(entry.interpreter)) {
+      errors.push(
+        `restore ${name}: its interpreter ${entry.interpreter} no longer exists, so it cannot be registered again with F; ${name} was left as it is now`,
+      )
+      continue
+    }
     try {
       if (now.has(name)) removeEntry(name)
-      const entry = parseEntry(name, raw)
       registerRaw(registerLine(entry))
       if (!entry.enabled) setEnabled(name, false)
     } catch (e) {

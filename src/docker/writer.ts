@@ -109,6 +109,10 @@ class ContainerView extends BinfmtReader {
   read(name: string): BinfmtEntry | undefined {
     return this.table.get(name)
   }
+
+  madeAtMs(): number | undefined {
+    return undefined
+  }
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'crypto'
 import { Stats, constants, createReadStream, promises as fs, statSync } from 'fs'
 import * as path from 'path'
-import { detectFormat, extractEmulators } from '../archive'
+import { debVersion, detectFormat, extractEmulators } from '../archive'
 import { ChecksumPolicy } from '../checksum'
 import { HostArch } from '../elf'
 import { ActionError } from '../errors'
@@ -178,10 +178,11 @@ function hashFile(file: string, signal?: AbortSignal): Promise<string> {
 /** A name that may be an emulator itself (covered by its own line) rather than an archive. */
 const mayBeEmulator = (name: string): boolean => /^qemu-[^/]+$/.test(name) && !/\.(tar|tgz|gz|xz|zst|deb)/.test(name)
 
-const stored = (e: { path: string; sha256: string; size: number; reportedVersion?: string }, from: Obtained): StoredEmulator => ({
+const stored = (e: { path: string; sha256: string; size: number; reportedVersion?: string }, from: Obtained, packageVersion?: string): StoredEmulator => ({
   ...e,
   file: from.name,
   fileSha256: from.sha256,
+  ...(packageVersion ? { packageVersion } : {}),
 })
 
 /** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
@@ -205,8 +206,10 @@ class BundleSource implements SourceStrategy {
     ctx.policy.checkFile(got, false)
     t = performance.now()
     const x = await extractEmulators(got.file, got.label, want, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal })
+    // A .deb says which package version the emulators are: read once here, kept with them in the tool cache.
+    const pkg = await debVersion(got.file, got.label, ctx.signal)
     ctx.timings.extract += performance.now() - t
-    return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered, kept: [got] }
+    return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got, pkg)])), offered: x.offered, kept: [got] }
   }
 }
 

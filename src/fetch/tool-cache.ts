@@ -11,6 +11,8 @@ export interface StoredEmulator extends EmulatorFile {
   /** the downloaded or local file it came from (a label, as a qemu-sha256 line names it) and that file's digest */
   readonly file: string
   readonly fileSha256: string
+  /** the Version field of the .deb it came from */
+  readonly packageVersion?: string
 }
 
 interface Marker {
@@ -19,6 +21,7 @@ interface Marker {
   file: string
   fileSha256: string
   reportedVersion?: string
+  packageVersion?: string
 }
 
 const OFFERS = 'offers.json'
@@ -39,6 +42,29 @@ export class ToolCacheEntry {
 
   static at(toolCache: string, tool: string, version: string, arch: string): ToolCacheEntry {
     return new ToolCacheEntry(path.join(toolCache, tool, version, arch))
+  }
+
+  /** The entry of `arch` under any version (the version is learned from what it holds), if there is one. */
+  static find(toolCache: string, tool: string, arch: string): ToolCacheEntry | undefined {
+    let versions: string[]
+    try {
+      versions = fs.readdirSync(path.join(toolCache, tool)).filter(v => !v.startsWith('.'))
+    } catch {
+      return undefined
+    }
+    const found = versions.sort().find(v => fs.existsSync(path.join(toolCache, tool, v, arch)))
+    return found === undefined ? undefined : ToolCacheEntry.at(toolCache, tool, found, arch)
+  }
+
+  /** Removes the entry's directory, and its version's, when nothing is left in them (another run may still be using them). */
+  removeIfEmpty(): void {
+    for (const d of [this.dir, path.dirname(this.dir)]) {
+      try {
+        fs.rmdirSync(d)
+      } catch {
+        return
+      }
+    }
   }
 
   /**
@@ -80,6 +106,7 @@ export class ToolCacheEntry {
           sha256: marker.sha256,
           size: marker.size,
           reportedVersion: marker.reportedVersion,
+          ...(typeof marker.packageVersion === 'string' ? { packageVersion: marker.packageVersion } : {}),
           file: marker.file,
           fileSha256: marker.fileSha256,
         })
@@ -138,11 +165,20 @@ export class ToolCacheEntry {
   commit(staging: string, emulators: ReadonlyMap<string, StoredEmulator>, offered?: readonly string[]): Map<string, StoredEmulator> {
     const placed = new Map<string, StoredEmulator>()
     try {
+      // Staged elsewhere when the version (this entry's folder) was learned from what was staged.
+      fs.mkdirSync(this.dir, { recursive: true, mode: 0o755 })
       for (const [t, e] of emulators) {
         const bin = path.join(this.dir, `qemu-${t}`)
         fs.chmodSync(e.path, 0o755)
         fs.renameSync(e.path, bin)
-        const marker: Marker = { sha256: e.sha256, size: e.size, file: e.file, fileSha256: e.fileSha256, reportedVersion: e.reportedVersion }
+        const marker: Marker = {
+          sha256: e.sha256,
+          size: e.size,
+          file: e.file,
+          fileSha256: e.fileSha256,
+          reportedVersion: e.reportedVersion,
+          packageVersion: e.packageVersion,
+        }
         this.writeAtomic(`qemu-${t}.json`, JSON.stringify(marker), staging)
         placed.set(t, { ...e, path: bin })
       }

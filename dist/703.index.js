@@ -1,9 +1,9 @@
 "use strict";
-exports.id = 367;
-exports.ids = [367];
+exports.id = 703;
+exports.ids = [703];
 exports.modules = {
 
-/***/ 367:
+/***/ 4703:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -1644,8 +1644,15 @@ async function detectFormat(file, label = file) {
     }
     return format;
 }
-/** Finds data.tar.* in a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
+/** Finds data.tar.* in a Debian package. */
 async function findDebData(file, label) {
+    const data = await findDebMember(file, label, 'data.tar');
+    if (!data)
+        throw new errors_ActionError(`${label} is a .deb without a data.tar member; check qemu-url`);
+    return data;
+}
+/** The first `<prefix>*` member of a Debian package: "!<arch>\n", then per member a 60-byte header and its data padded to even length. */
+async function findDebMember(file, label, prefix) {
     const { size: fileSize } = await external_fs_.promises.stat(file);
     const truncated = () => new errors_ActionError(`${label} is a truncated .deb (ar archive ends early); the download may be incomplete; re-run or check qemu-url`);
     let pos = 8;
@@ -1670,7 +1677,7 @@ async function findDebData(file, label) {
             size -= n;
         }
         name = name.replace(/\/$/, '');
-        if (name.startsWith('data.tar')) {
+        if (name.startsWith(prefix)) {
             if (offset + size > fileSize)
                 throw truncated();
             const inner = formatOf(await readRange(file, offset, Math.min(size, 512)));
@@ -1683,7 +1690,41 @@ async function findDebData(file, label) {
     }
     if (pos < fileSize)
         throw truncated();
-    throw new errors_ActionError(`${label} is a .deb without a data.tar member; check qemu-url`);
+    return undefined;
+}
+/** A control file larger than this is not a package's. */
+const MAX_CONTROL = 1024 * 1024;
+/**
+ * The Version field of a Debian package's control file (what `dpkg-deb -f FILE Version` prints);
+ * undefined when the file is not a .deb or the field cannot be read: it only ever labels the emulators.
+ */
+async function debVersion(file, label, signal) {
+    let dec;
+    try {
+        if ((await detectFormat(file, label)) !== 'deb')
+            return undefined;
+        const control = await findDebMember(file, label, 'control.tar');
+        if (!control)
+            return undefined;
+        dec = decompress(file, control.format, { start: control.offset, size: control.size }, label, signal);
+        const chunks = [];
+        let found = false;
+        await readTar(dec.stream, h => {
+            if (h.name.replace(/^(\.\/)+/, '') !== 'control' || h.type !== 'file' || h.fullSize > MAX_CONTROL)
+                return 'skip';
+            return {
+                write: async (c) => void chunks.push(Buffer.from(c)),
+                end: async () => void (found = true),
+            };
+        }, () => found);
+        return /^Version:[ \t]*(\S+)[ \t]*$/m.exec(Buffer.concat(chunks).toString('utf8'))?.[1];
+    }
+    catch {
+        return undefined;
+    }
+    finally {
+        dec?.close();
+    }
 }
 const EMULATOR_NAME = /^qemu-([a-z0-9_]+?)(-static)?$/;
 const READ_CHUNK = 1024 * 1024;
@@ -1941,6 +1982,7 @@ function resolveSource(template, version, host) {
         .replace(/\{qemu\}/g, qemu)
         .replace(/\{host\}/g, host);
     const perTarget = filled.includes('{target}');
+    const versioned = /\{(version|qemu)\}/.test(template);
     const locate = (target) => (perTarget ? filled.replace(/\{target\}/g, target ?? '') : filled);
     const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(filled)?.[1].toLowerCase();
     if (scheme === 'http' || scheme === 'https') {
@@ -1950,7 +1992,7 @@ function resolveSource(template, version, host) {
         catch {
             throw new errors_ActionError(`qemu-url: '${template}' is not a valid URL; use https://..., file://... or a local path`);
         }
-        return { id: redact(filled), perTarget, local: false, locate };
+        return { id: redact(filled), perTarget, local: false, versioned, locate };
     }
     if (scheme === 'file') {
         let p;
@@ -1972,6 +2014,7 @@ function resolveSource(template, version, host) {
             id: `file:${abs}`,
             perTarget,
             local: true,
+            versioned,
             locate: (target) => (perTarget ? abs.replace(/__TARGET__/g, target ?? '') : abs),
         };
     }
@@ -2127,10 +2170,11 @@ function hashFile(file, signal) {
 }
 /** A name that may be an emulator itself (covered by its own line) rather than an archive. */
 const mayBeEmulator = (name) => /^qemu-[^/]+$/.test(name) && !/\.(tar|tgz|gz|xz|zst|deb)/.test(name);
-const stored = (e, from) => ({
+const stored = (e, from, packageVersion) => ({
     ...e,
     file: from.name,
     fileSha256: from.sha256,
+    ...(packageVersion ? { packageVersion } : {}),
 });
 /** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
 class BundleSource {
@@ -2153,8 +2197,10 @@ class BundleSource {
         ctx.policy.checkFile(got, false);
         t = performance.now();
         const x = await extractEmulators(got.file, got.label, want, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal });
+        // A .deb says which package version the emulators are: read once here, kept with them in the tool cache.
+        const pkg = await debVersion(got.file, got.label, ctx.signal);
         ctx.timings.extract += performance.now() - t;
-        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got)])), offered: x.offered, kept: [got] };
+        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got, pkg)])), offered: x.offered, kept: [got] };
     }
 }
 /** One file per emulator (`{target}` in qemu-url): an emulator binary, or an archive holding it. */
@@ -2257,6 +2303,29 @@ class ToolCacheEntry {
     static at(toolCache, tool, version, arch) {
         return new ToolCacheEntry(external_path_.join(toolCache, tool, version, arch));
     }
+    /** The entry of `arch` under any version (the version is learned from what it holds), if there is one. */
+    static find(toolCache, tool, arch) {
+        let versions;
+        try {
+            versions = external_fs_.readdirSync(external_path_.join(toolCache, tool)).filter(v => !v.startsWith('.'));
+        }
+        catch {
+            return undefined;
+        }
+        const found = versions.sort().find(v => external_fs_.existsSync(external_path_.join(toolCache, tool, v, arch)));
+        return found === undefined ? undefined : ToolCacheEntry.at(toolCache, tool, found, arch);
+    }
+    /** Removes the entry's directory, and its version's, when nothing is left in them (another run may still be using them). */
+    removeIfEmpty() {
+        for (const d of [this.dir, external_path_.dirname(this.dir)]) {
+            try {
+                external_fs_.rmdirSync(d);
+            }
+            catch {
+                return;
+            }
+        }
+    }
     /**
      * The emulators stored and intact (by marker and size), and what the source offers when known.
      * `ownOnly`: a marker is believed only where nobody but this user or root could have written it
@@ -2302,6 +2371,7 @@ class ToolCacheEntry {
                     sha256: marker.sha256,
                     size: marker.size,
                     reportedVersion: marker.reportedVersion,
+                    ...(typeof marker.packageVersion === 'string' ? { packageVersion: marker.packageVersion } : {}),
                     file: marker.file,
                     fileSha256: marker.fileSha256,
                 });
@@ -2365,11 +2435,20 @@ class ToolCacheEntry {
     commit(staging, emulators, offered) {
         const placed = new Map();
         try {
+            // Staged elsewhere when the version (this entry's folder) was learned from what was staged.
+            external_fs_.mkdirSync(this.dir, { recursive: true, mode: 0o755 });
             for (const [t, e] of emulators) {
                 const bin = external_path_.join(this.dir, `qemu-${t}`);
                 external_fs_.chmodSync(e.path, 0o755);
                 external_fs_.renameSync(e.path, bin);
-                const marker = { sha256: e.sha256, size: e.size, file: e.file, fileSha256: e.fileSha256, reportedVersion: e.reportedVersion };
+                const marker = {
+                    sha256: e.sha256,
+                    size: e.size,
+                    file: e.file,
+                    fileSha256: e.fileSha256,
+                    reportedVersion: e.reportedVersion,
+                    packageVersion: e.packageVersion,
+                };
                 this.writeAtomic(`qemu-${t}.json`, JSON.stringify(marker), staging);
                 placed.set(t, { ...e, path: bin });
             }
@@ -2481,16 +2560,23 @@ async function fetchEmulators(req) {
         // Used where they lie: the summary names the file itself.
         const inPlace = new Map([...verified(m.emulators, policy)].map(([n, e]) => [n, { ...e, origin: e.path }]));
         const files = [...m.emulators.values()].map(e => ({ name: external_path_.basename(e.path), sha256: e.sha256 }));
-        return { emulators: inPlace, cacheHit: true, from: 'local', timings, files };
+        // Used where they lie: nothing came from a cache.
+        return { emulators: inPlace, cacheHit: false, from: 'local', timings, files, version: ownVersion(source, m.emulators.values()) };
     }
+    // A local file the version input does not name is its own version: it is stored under the version its
+    // emulators report (learned when they are stored, found again by its identity alone).
+    const learnsVersion = source.local && !source.versioned;
+    let id = learnsVersion ? `${source.id}|${req.host}` : `${source.id}|${req.version}|${req.host}`;
     // A local file may change in place: its size and mtime are part of its identity.
-    let id = `${source.id}|${req.version}|${req.host}`;
     if (source.local && !source.perTarget) {
         const st = external_fs_.statSync(source.locate());
         id += `|${st.size}|${st.mtimeMs}`;
     }
     const arch = `${req.host}-${hash(id).slice(0, 12)}`;
-    const entry = ToolCacheEntry.at(req.toolCache ?? toolCacheRoot(), TOOL, toolVersion(req.version), arch);
+    const root = req.toolCache ?? toolCacheRoot();
+    let entry = learnsVersion
+        ? (ToolCacheEntry.find(root, TOOL, arch) ?? ToolCacheEntry.at(root, TOOL, PENDING, arch))
+        : ToolCacheEntry.at(root, TOOL, toolVersion(req.version), arch);
     // Entries hold the downloaded files (see actions-cache.ts); a key is this prefix and what the entry holds.
     const keyPrefix = `${TOOL}-3-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`;
     // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
@@ -2513,7 +2599,13 @@ async function fetchEmulators(req) {
                 // Nothing unchecked enters the tool cache.
                 for (const [n, e] of m.emulators)
                     policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 });
+                // A local file that names no version is stored under the version its emulators report.
+                const pending = entry;
+                if (external_path_.basename(external_path_.dirname(entry.dir)) === PENDING)
+                    entry = ToolCacheEntry.at(root, TOOL, toolVersion(qemuVersionOf(m.emulators.values()) ?? req.version), arch);
                 const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered);
+                if (entry !== pending)
+                    pending.removeIfEmpty();
                 for (const n of placed.keys())
                     fresh.add(n);
                 stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered };
@@ -2568,7 +2660,32 @@ async function fetchEmulators(req) {
     const chosen = new Map((names() ?? []).map(n => [n, stored.emulators.get(n)]));
     // One line per file the emulators came from (an archive holds many): what the summary offers to pin.
     const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }));
-    return { emulators: verified(chosen, policy), cacheHit: from !== 'download', from, timings, pendingSave, files };
+    return {
+        emulators: verified(chosen, policy),
+        cacheHit: from === 'tool-cache' || from === 'actions-cache',
+        from,
+        timings,
+        pendingSave,
+        files,
+        version: ownVersion(source, chosen.values()),
+    };
+}
+/** Where a local file's emulators are staged before their version is known. */
+const PENDING = '.pending';
+/** The QEMU version every one of the emulators reports (`qemu-aarch64 version 7.2.22 (...)` -> 7.2.22), if they agree. */
+function qemuVersionOf(emulators) {
+    const found = new Set([...emulators].map(e => /version (\d+\.\d+\.\d+)/.exec(e.reportedVersion ?? '')?.[1]));
+    const [only] = found;
+    return found.size === 1 ? only : undefined;
+}
+/** See FetchResult.version. */
+function ownVersion(source, emulators) {
+    const all = [...emulators];
+    const packages = new Set(all.map(e => e.packageVersion));
+    const [pkg] = packages;
+    if (packages.size === 1 && pkg)
+        return pkg;
+    return source.versioned ? undefined : qemuVersionOf(all);
 }
 /**
  * Copies the downloaded files where the post step saves them from; undefined (and a warning) if that
@@ -3841,6 +3958,10 @@ class BinfmtReader {
             throw e;
         }
     }
+    /** When the entry was made (its file's mtime; disabling it later moves that on), or undefined when that cannot be told. */
+    madeAtMs(name) {
+        return readOr(() => external_fs_.statSync(external_path_.join(this.root, name)).mtimeMs, undefined);
+    }
     list() {
         return this.names()
             .map(n => this.read(n))
@@ -3994,6 +4115,9 @@ class ContainerView extends BinfmtReader {
     }
     read(name) {
         return this.table.get(name);
+    }
+    madeAtMs() {
+        return undefined;
     }
 }
 /**
@@ -5566,6 +5690,10 @@ const register_STAGING = /^qemu-.+\.staged-(\d+)$/;
 function stagingName(name, pid = process.pid) {
     return `${name}.staged-${pid}`;
 }
+/** The entry a staging name stands for (`qemu-arm.staged-12` -> `qemu-arm`); any other name as it is. */
+function unstaged(name) {
+    return stagedBy(name) === undefined ? name : name.slice(0, name.lastIndexOf('.staged-'));
+}
 /** The process that staged this entry, when the name is a staging name. */
 function stagedBy(name) {
     const m = register_STAGING.exec(name);
@@ -5760,6 +5888,7 @@ const stepState = {
 
 
 
+
 /**
  * Which live jobs on this host use which qemu-* entries, so that `uninstall` in
  * one job's post step never removes an entry another running job relies on.
@@ -5808,6 +5937,16 @@ function commOf(pid) {
     catch {
         return '';
     }
+}
+/** USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux architecture this tool runs on. */
+const TICKS_PER_S = 100;
+/** When the process started (ms since the epoch, to the second: boot time is whole seconds); undefined when it is gone. */
+function startedAtMs(pid) {
+    const ticks = startTime(pid);
+    const btime = /^btime (\d+)$/m.exec(readOr(() => external_fs_.readFileSync('/proc/stat', 'utf8'), ''))?.[1];
+    if (ticks === undefined || btime === undefined)
+        return undefined;
+    return Number(btime) * 1000 + (Number(ticks) * 1000) / TICKS_PER_S;
 }
 function alive(job) {
     return startTime(job.pid) === job.start;
@@ -6105,7 +6244,38 @@ async function writeSummary(o, builder) {
     await core/* summary */.z.write();
 }
 
+;// CONCATENATED MODULE: ./src/staging.ts
+
+
+/** A process that started this soon after the entry still counts as its maker: boot time is known to the second. */
+const SLACK_MS = 2000;
+/**
+ * Who staged `name`, when it is a staging name, and whether that run still
+ * runs: a process with its pid lives and started before the entry was made (a
+ * later process that got the same pid is not that run). When the entry's age
+ * cannot be read (a table seen through a container), a live pid counts as the
+ * run. A run in another pid namespace (a container job) cannot be seen from
+ * here: its entries count as abandoned.
+ */
+function stagingOf(reader, name) {
+    const pid = stagedBy(name);
+    if (pid === undefined)
+        return undefined;
+    const started = startedAtMs(pid);
+    if (started === undefined)
+        return { pid, running: false };
+    const made = reader.madeAtMs(name);
+    return { pid, running: made === undefined || started <= made + SLACK_MS };
+}
+/** The staging entries in the table whose runs are gone. */
+function abandonedStaging(reader) {
+    if (!reader.mounted())
+        return [];
+    return reader.names().filter(n => stagingOf(reader, n)?.running === false);
+}
+
 ;// CONCATENATED MODULE: ./src/main.ts
+
 
 
 
@@ -6176,7 +6346,7 @@ async function run() {
         // Nothing foreign asked for: nothing to download.
         const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0;
         const fetched = onlyNative
-            ? { emulators: new Map(), cacheHit: true, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
+            ? { emulators: new Map(), cacheHit: false, from: 'local', timings: { download: 0, extract: 0 }, files: [] }
             : await time('fetch', () => core/* group */.Os('Emulators', () => fetchEmulators({
                 source,
                 version: inputs.qemuVersion,
@@ -6214,7 +6384,7 @@ async function run() {
             registrations,
             emulators: fetched.emulators,
             probes,
-            qemuVersion: inputs.qemuVersion,
+            qemuVersion: fetched.version ?? inputs.qemuVersion,
             cacheHit: fetched.cacheHit,
             method: writer.method,
             scope: access.scope,
@@ -6330,10 +6500,7 @@ async function registerAndVerify({ inputs, pinned, access, wanted, temp, cancel,
 async function removeAbandonedStaging(writer, reader) {
     if (!reader.mounted())
         return;
-    const abandoned = reader.names().filter(n => {
-        const pid = stagedBy(n);
-        return pid !== undefined && (pid === process.pid || !external_fs_.existsSync(`/proc/${pid}`));
-    });
+    const abandoned = [...new Set([...abandonedStaging(reader), ...reader.names().filter(n => stagedBy(n) === process.pid)])].sort();
     if (!abandoned.length)
         return;
     core/* info */.pq(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`);
