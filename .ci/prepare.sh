@@ -3,13 +3,20 @@
 #  - apt packages the tests use (static QEMU, sudo, zstd, xz),
 #  - .debs kept on disk (not installed) for archive fixtures and foreign rootfs,
 #  - binfmt_misc mounted, test users qemutest (no sudo) and qemusudo (NOPASSWD),
-#  - Node 24 in /opt for running the bundle (node.sh).
+#  - Node 24 in /opt for running the bundle (node.sh),
+#  - a Debian 12 arm64 image for the arm64 kernel tests, built once per machine (arm64vm.sh).
 # Idempotent: every step checks first, so a re-run is quick and prints nothing.
 set -euo pipefail
 
 CACHE=/var/cache/setup-qemu-binfmt-test
 DEBS="$CACHE/debs"
-FOREIGN=(arm64 armhf ppc64el s390x mips64el)
+# busybox-static of each, kept as .debs: foreign root file systems for the chroot tests, and amd64 and
+# i386 programs for the arm64 kernel's tests (arm64vm.sh). dpkg must know those not native here.
+BUSYBOX_ARCHS=(arm64 armhf ppc64el s390x mips64el amd64 i386)
+FOREIGN=()
+for a in "${BUSYBOX_ARCHS[@]}"; do
+  [ "$a" = "$(dpkg --print-architecture)" ] || FOREIGN+=("$a")
+done
 
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -24,7 +31,7 @@ apt_update() {
   APT_UPDATED=1
 }
 
-# --- foreign dpkg architectures (busybox-static for each) -------------------
+# --- foreign dpkg architectures ---------------------------------------------
 have_archs=" $(dpkg --print-foreign-architectures | tr '\n' ' ') "
 need_update=0
 for a in "${FOREIGN[@]}"; do
@@ -57,9 +64,10 @@ fi
 mkdir -p "$DEBS"
 want=()
 compgen -G "$DEBS/qemu-user-static_*_amd64.deb" >/dev/null || want+=(qemu-user-static:amd64)
-# Only its binfmt.d: the x86 entries an arm64 host registers, for the target table test.
+# Its binfmt.d: the x86 entries an arm64 host registers, for the target table test; its
+# emulators: the qemu-url of the arm64 kernel tests.
 compgen -G "$DEBS/qemu-user-static_*_arm64.deb" >/dev/null || want+=(qemu-user-static:arm64)
-for a in "${FOREIGN[@]}"; do
+for a in "${BUSYBOX_ARCHS[@]}"; do
   compgen -G "$DEBS/busybox-static_*_${a}.deb" >/dev/null || want+=("busybox-static:$a")
 done
 if [ "${#want[@]}" -gt 0 ]; then
@@ -89,3 +97,9 @@ fi
 
 # --- Node 24 for running the bundle in the integration tests ----------------
 bash "$(dirname "$0")/node.sh" >/dev/null
+
+# --- an arm64 kernel for arm64-kernel.test.ts --------------------------------
+# A Debian 12 arm64 system image for qemu-system-aarch64, built once per machine
+# outside the clone (~10 min on 2 cores). When it cannot be built, the tests go
+# on without it: those tests are reported skipped with the reason in their names.
+bash "$(dirname "$0")/arm64vm.sh" build || echo "prepare.sh: no arm64 image (above); the arm64 kernel tests will be skipped" >&2

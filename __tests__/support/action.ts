@@ -179,6 +179,79 @@ function readOr(file: string, fallback = ''): string {
   }
 }
 
+/** The files a runner gives a step to write to (GITHUB_OUTPUT, GITHUB_STATE, GITHUB_STEP_SUMMARY, GITHUB_ENV, GITHUB_PATH). */
+export interface RunnerFiles {
+  output: string
+  state: string
+  summary: string
+  env: string
+  path: string
+}
+
+export interface RunnerEnvOptions {
+  /** the step's `with:` values; every other input gets action.yml's default (`buildx` gets 'false', see below) */
+  inputs: Record<string, string>
+  phase: 'main' | 'post'
+  files: RunnerFiles
+  workspace: string
+  toolCache: string
+  temp: string
+  home: string
+  /** the job's unix user (USER, LOGNAME); default none set */
+  user?: string
+  debug?: boolean
+  /** for post: main's GITHUB_STATE content, or already parsed state (given to post as STATE_<name>) */
+  state?: string | Record<string, string>
+  /** the runner's machine as Node names it (process.arch): RUNNER_ARCH; default this machine's */
+  arch?: string
+}
+
+/** RUNNER_ARCH for a machine Node calls `arch` (X64, ARM64, ...). */
+export const runnerArch = (arch: string): string => ({ x64: 'X64', arm64: 'ARM64', ia32: 'X86', arm: 'ARM' })[arch] ?? arch.toUpperCase()
+
+/**
+ * The environment a runner gives a JavaScript action's step, and nothing else: nothing of jest's
+ * (or of a CI job around it) leaks in. Paths are as the step sees them (another machine's, for a VM).
+ */
+export function runnerEnv(o: RunnerEnvOptions): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    HOME: o.home,
+    LANG: 'C.UTF-8',
+    CI: 'true',
+    GITHUB_ACTIONS: 'true',
+    GITHUB_OUTPUT: o.files.output,
+    GITHUB_STATE: o.files.state,
+    GITHUB_STEP_SUMMARY: o.files.summary,
+    GITHUB_ENV: o.files.env,
+    GITHUB_PATH: o.files.path,
+    GITHUB_WORKSPACE: o.workspace,
+    GITHUB_REPOSITORY: 'test/setup-qemu-binfmt',
+    GITHUB_SERVER_URL: 'https://github.com',
+    GITHUB_API_URL: 'https://api.github.com',
+    GITHUB_RUN_ID: '1',
+    GITHUB_JOB: 'test',
+    GITHUB_ACTION: 'setup-qemu-binfmt',
+    RUNNER_OS: 'Linux',
+    RUNNER_ARCH: runnerArch(o.arch ?? process.arch),
+    RUNNER_NAME: 'jest',
+    RUNNER_TOOL_CACHE: o.toolCache,
+    RUNNER_TEMP: o.temp,
+  }
+  if (o.user) Object.assign(env, { USER: o.user, LOGNAME: o.user })
+  if (o.debug) env.RUNNER_DEBUG = '1'
+  // Like a runner: every input action.yml declares, its default unless the test gives a value.
+  // The buildx plugin is installed on the test machines and its default driver cannot pull
+  // BuildKit here: a run that does not name `buildx` skips the builder (buildx.test.ts tests it).
+  for (const [name, value] of Object.entries({ ...actionInputDefaults(), buildx: 'false', ...o.inputs })) env[inputEnvName(name)] = value
+  if (o.phase === 'post' && o.state !== undefined) {
+    // The runner hands main's saved state to the post step as STATE_<name>.
+    const saved = typeof o.state === 'string' ? parseKeyValueFile(o.state) : o.state
+    for (const [name, value] of Object.entries(saved)) env[`STATE_${name}`] = value
+  }
+  return env
+}
+
 /** Runs the action with `inputs` (INPUT_*) over action.yml's defaults; `buildx` is 'false' unless given, see below. */
 export async function runAction(inputs: Record<string, string>, opts: RunActionOptions = {}): Promise<RunActionResult> {
   const phase = opts.phase ?? 'main'
@@ -186,7 +259,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
   if (!fs.existsSync(script)) throw new Error(`${script} not found; run 'npm run build' first`)
 
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `action-${phase}-`))
-  const files = {
+  const files: RunnerFiles = {
     output: path.join(dir, 'github_output'),
     state: path.join(dir, 'github_state'),
     summary: path.join(dir, 'step_summary'),
@@ -209,42 +282,7 @@ export async function runAction(inputs: Record<string, string>, opts: RunActionO
     if (opts.temp) chownTree(temp, u.uid, u.gid)
   }
 
-  // A clean environment: nothing of jest's (or of a CI job around it) leaks in.
-  const env: Record<string, string> = {
-    PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
-    HOME: home,
-    LANG: 'C.UTF-8',
-    CI: 'true',
-    GITHUB_ACTIONS: 'true',
-    GITHUB_OUTPUT: files.output,
-    GITHUB_STATE: files.state,
-    GITHUB_STEP_SUMMARY: files.summary,
-    GITHUB_ENV: files.env,
-    GITHUB_PATH: files.path,
-    GITHUB_WORKSPACE: workspace,
-    GITHUB_REPOSITORY: 'test/setup-qemu-binfmt',
-    GITHUB_SERVER_URL: 'https://github.com',
-    GITHUB_API_URL: 'https://api.github.com',
-    GITHUB_RUN_ID: '1',
-    GITHUB_JOB: 'test',
-    GITHUB_ACTION: 'setup-qemu-binfmt',
-    RUNNER_OS: 'Linux',
-    RUNNER_ARCH: 'X64',
-    RUNNER_NAME: 'jest',
-    RUNNER_TOOL_CACHE: toolCache,
-    RUNNER_TEMP: temp,
-  }
-  if (opts.user) Object.assign(env, { USER: opts.user, LOGNAME: opts.user })
-  if (opts.debug) env.RUNNER_DEBUG = '1'
-  // Like a runner: every input action.yml declares, its default unless the test gives a value.
-  // The buildx plugin is installed on the test machines and its default driver cannot pull
-  // BuildKit here: a run that does not name `buildx` skips the builder (buildx.test.ts tests it).
-  for (const [name, value] of Object.entries({ ...actionInputDefaults(), buildx: 'false', ...inputs })) env[inputEnvName(name)] = value
-  if (phase === 'post' && opts.state !== undefined) {
-    // The runner hands main's saved state to the post step as STATE_<name>.
-    const saved = typeof opts.state === 'string' ? parseKeyValueFile(opts.state) : opts.state
-    for (const [name, value] of Object.entries(saved)) env[`STATE_${name}`] = value
-  }
+  const env = runnerEnv({ inputs, phase, files, workspace, toolCache, temp, home, user: opts.user, debug: opts.debug, state: opts.state })
   Object.assign(env, opts.env ?? {})
 
   if (!fs.existsSync(ACTION_NODE)) throw new Error(`${ACTION_NODE} not found; run .ci/node.sh (as root) to install Node 24`)

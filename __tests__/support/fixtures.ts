@@ -163,7 +163,8 @@ export function buildArchives(dir: string, targets: string[], version = '7.2.0-1
   }
 }
 
-export type RootfsArch = 'arm64' | 'armhf' | 'ppc64el' | 's390x' | 'mips64el'
+/** Debian architectures with a busybox-static .deb from .ci/prepare.sh (amd64 and i386 for the arm64 kernel's tests). */
+export type RootfsArch = 'arm64' | 'armhf' | 'ppc64el' | 's390x' | 'mips64el' | 'amd64' | 'i386'
 
 /** What `uname -m` prints under emulation for each Debian architecture. */
 export const UNAME_M: Readonly<Record<RootfsArch, string>> = {
@@ -172,6 +173,8 @@ export const UNAME_M: Readonly<Record<RootfsArch, string>> = {
   ppc64el: 'ppc64le',
   s390x: 's390x',
   mips64el: 'mips64',
+  amd64: 'x86_64',
+  i386: 'i686',
 }
 
 /** The QEMU target that runs each Debian architecture's binaries. */
@@ -181,6 +184,8 @@ export const QEMU_TARGET: Readonly<Record<RootfsArch, string>> = {
   ppc64el: 'ppc64le',
   s390x: 's390x',
   mips64el: 'mips64el',
+  amd64: 'x86_64',
+  i386: 'i386',
 }
 
 // Applets linked next to busybox; running `busybox --list` would need emulation already.

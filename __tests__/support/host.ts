@@ -130,6 +130,5 @@ export function usernsBinfmtRefused(user: string): string | undefined {
 export function describeUnless(why: string | undefined): jest.Describe {
   if (!why) return describe
   skippedHere('these tests', why)
-  // eslint-disable-next-line jest/no-disabled-tests
   return describe.skip
 }
