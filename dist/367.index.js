@@ -2450,7 +2450,6 @@ function verified(emulators, policy) {
 ;// CONCATENATED MODULE: ./src/host.ts
 
 
-
 function detectHost(nodeArch = process.arch) {
     switch (nodeArch) {
         case 'x64':
@@ -2462,30 +2461,18 @@ function detectHost(nodeArch = process.arch) {
             throw new errors_ActionError(`this runner's architecture (${nodeArch}) is not supported; use an x86_64 (amd64) or arm64 runner`);
     }
 }
-// x86-64 micro-architecture levels (psABI), by the /proc/cpuinfo flags each needs.
-const AMD64_LEVELS = [
-    ['v2', ['cx16', 'lahf_lm', 'popcnt', 'pni', 'sse4_1', 'sse4_2', 'ssse3']],
-    ['v3', ['avx', 'avx2', 'bmi1', 'bmi2', 'f16c', 'fma', 'abm', 'movbe', 'xsave']],
-    ['v4', ['avx512f', 'avx512bw', 'avx512cd', 'avx512dq', 'avx512vl']],
-];
-/** linux/amd64/v2.. the CPU supports, each level requiring the ones below it. */
-function amd64Levels(cpuinfo) {
-    const line = cpuinfo.split('\n').find(l => l.startsWith('flags'));
-    const flags = new Set((line?.split(':')[1] ?? '').trim().split(/\s+/));
+/** linux/amd64/v2.. up to the x86-64 `level` (1..4) the CPU runs; none when the level is unknown. */
+function amd64Levels(level) {
     const levels = [];
-    for (const [level, needs] of AMD64_LEVELS) {
-        if (!needs.every(f => flags.has(f)))
-            break;
-        levels.push(`linux/amd64/${level}`);
-    }
+    for (let v = 2; v <= (level ?? 1); v++)
+        levels.push(`linux/amd64/v${v}`);
     return levels;
 }
-/** Docker platforms the host runs without QEMU, given which candidate targets ran natively. */
-function nativePlatforms(host, native, cpuinfo) {
+/** Docker platforms the host runs without QEMU, given which candidate targets ran natively and the x86-64 level the CPU reported. */
+function nativePlatforms(host, native, amd64Level) {
     const platforms = [...dockerPlatforms(host.target)];
-    if (host.arch === 'amd64') {
-        platforms.push(...amd64Levels(cpuinfo ?? readOr(() => external_fs_.readFileSync('/proc/cpuinfo', 'utf8'), '')));
-    }
+    if (host.arch === 'amd64')
+        platforms.push(...amd64Levels(amd64Level));
     for (const t of native)
         for (const p of dockerPlatforms(t))
             if (!platforms.includes(p))
@@ -4058,15 +4045,47 @@ function buildProbe(target) {
     if (!probe)
         throw new Error(`no probe for QEMU target '${target.name}'`);
     const magic = hexToBytes(target.magic);
-    const is64 = magic[4] === 2;
     const le = magic[5] === 1;
     // e_machine is the one header field the magic fixes that we cannot derive
     // from class and byte order.
     const machine = le ? magic[18] | (magic[19] << 8) : (magic[18] << 8) | magic[19];
+    return elfExecutable({ is64: magic[4] === 2, le, machine, ...probe });
+}
+// The x86-64 psABI level the CPU supports, decided as glibc does (CPUID, with
+// XGETBV for the AVX and AVX-512 register state the OS enables), not from
+// /proc/cpuinfo, whose flags some hypervisors trim. Exits with
+// AMD64_LEVEL_BASE + level (1..4):
+//   ebp=1; leaf 0 -> r8d (max leaf); leaf 0x80000000 < 0x80000001 -> done;
+//   leaf 0x80000001 ecx -> r9d; leaf 1 ecx -> r10d
+//   v2: leaf 1 ecx has SSE3, SSSE3, CX16, SSE4.1, SSE4.2, POPCNT (0x00982201), r9d has LAHF (bit 0): ebp=2
+//   v3: leaf 1 ecx has FMA, MOVBE, OSXSAVE, AVX, F16C (0x38401000), r9d has LZCNT (bit 5), max leaf >= 7,
+//       XCR0 has SSE+AVX state (6), leaf 7 ebx has BMI1, AVX2, BMI2 (0x128): ebp=3
+//   v4: leaf 7 ebx has AVX512F, DQ, CD, BW, VL (0xd0030000), XCR0 has opmask+ZMM state (0xe6): ebp=4
+//   done: lea AMD64_LEVEL_BASE(%rbp),%edi; mov $60 (exit),%eax; syscall
+const AMD64_LEVEL_CODE = bytes('bd0100000031c00fa24189c0b8000000800fa23d010000800f8298000000b8010000800fa24189c9b8010000000fa24189ca' +
+    '4489d025012298003d01229800757541f6c101746fbd020000004489d025001040383d00104038755b41f6c12074554183f8' +
+    '07724f31c90f01d04189c383e00683f806753fb80700000031c90fa289d825280100003d280100007528bd0300000081e300' +
+    '0003d081fb000003d075154181e3e60000004181fbe60000007505bd040000008d7d50b83c0000000f05');
+/** What the level probe adds to the level in its exit status, so that no other failure reads as a level. */
+const AMD64_LEVEL_BASE = 80;
+const probe_EM_X86_64 = 62;
+/** A static x86-64 program whose exit status is AMD64_LEVEL_BASE + the x86-64 level (1..4) this CPU runs. */
+function buildAmd64LevelProbe() {
+    return elfExecutable({ is64: true, le: true, machine: probe_EM_X86_64, flags: 0, code: AMD64_LEVEL_CODE });
+}
+/** The x86-64 level an exit status of the level probe reports; undefined for any other status. */
+function amd64LevelOf(status) {
+    if (status === null)
+        return undefined;
+    const level = status - AMD64_LEVEL_BASE;
+    return level >= 1 && level <= 4 ? level : undefined;
+}
+/** An ELF executable that maps itself whole at LOAD_ADDR and starts at its code. */
+function elfExecutable({ is64, le, machine, flags, code }) {
     const ehsize = is64 ? 64 : 52;
     const phentsize = is64 ? 56 : 32;
     const codeOff = ehsize + phentsize;
-    const size = codeOff + probe.code.length;
+    const size = codeOff + code.length;
     const entry = LOAD_ADDR + codeOff;
     const buf = Buffer.alloc(size);
     let pos = 0;
@@ -4089,7 +4108,7 @@ function buildProbe(target) {
     word(entry);
     word(ehsize); // e_phoff
     word(0); // e_shoff
-    u32(probe.flags);
+    u32(flags);
     u16(ehsize);
     u16(phentsize);
     u16(1); // e_phnum
@@ -4108,7 +4127,7 @@ function buildProbe(target) {
     if (!is64)
         u32(PF_R | PF_X);
     word(0x10000); // p_align: the largest page size any target uses
-    Buffer.from(probe.code).copy(buf, codeOff);
+    Buffer.from(code).copy(buf, codeOff);
     return buf;
 }
 
@@ -4165,29 +4184,51 @@ async function verifyRegistrations(registrations, reader, dir, runner) {
     }));
 }
 /**
- * Which of the host's related targets run without QEMU: tried, not assumed. A
- * target that an existing binfmt entry would take over cannot be tried, and is
- * treated as foreign.
+ * Which of the host's related targets run without QEMU, and the x86-64 level
+ * of an amd64 CPU: tried, not assumed. A target that an existing binfmt entry
+ * would take over cannot be tried, and is treated as foreign.
  */
-async function detectNative(host, reader, dir, runner, log) {
-    return (await probeNative(host, reader, dir, runner, log)).native;
-}
-/** detectNative, with the probes it ran. */
 async function probeNative(host, reader, dir, runner, log) {
     const entries = reader.mounted() ? reader.list().filter(e => e.enabled) : [];
-    const results = await Promise.all(host.nativeCandidates.map(async (target) => {
-        const header = buildProbe(target);
-        const taker = entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset));
-        if (taker) {
-            log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`);
-            return undefined;
-        }
-        const r = await runProbe(target, dir, runner);
-        log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`);
-        return r;
-    }));
+    const [amd64Level, ...results] = await Promise.all([
+        host.arch === 'amd64' ? probeAmd64Level(entries, dir, runner, log) : undefined,
+        ...host.nativeCandidates.map(async (target) => {
+            const taker = takerOf(entries, buildProbe(target));
+            if (taker) {
+                log(`${target.name}: not tried natively, binfmt entry ${taker.name} would run it`);
+                return undefined;
+            }
+            const r = await runProbe(target, dir, runner);
+            log(`${target.name}: ${r.ok ? 'runs natively' : `does not run natively (${r.detail})`}`);
+            return r;
+        }),
+    ]);
     const tried = results.filter((r) => r !== undefined);
-    return { native: tried.filter(r => r.ok).map(r => r.target), tried };
+    return { native: tried.filter(r => r.ok).map(r => r.target), amd64Level, tried };
+}
+const takerOf = (entries, header) => entries.find(e => matchesHeader(e.magic, e.mask, header, e.offset));
+/** The x86-64 level the CPU runs, as the level probe reports it (CPUID, as glibc decides); undefined when it cannot tell. */
+async function probeAmd64Level(entries, dir, runner, log) {
+    const program = buildAmd64LevelProbe();
+    const taker = takerOf(entries, program);
+    if (taker) {
+        log(`x86-64 level: not tried, binfmt entry ${taker.name} would run the level probe; listing no linux/amd64/v2..v4`);
+        return undefined;
+    }
+    const file = external_path_.join(dir, 'probe-amd64-level');
+    external_fs_.writeFileSync(file, program, { mode: 0o755 });
+    try {
+        const r = await runner.run(file, [], { timeoutMs: PROBE_MS });
+        const level = amd64LevelOf(r.code);
+        log(level !== undefined
+            ? `x86-64 level: v${level} (CPUID)`
+            : `x86-64 level unknown: the level probe ${r.signal ? `was killed by ${r.signal}` : `exited with status ${r.code}`}; listing no linux/amd64/v2..v4`);
+        return level;
+    }
+    catch (e) {
+        log(`x86-64 level unknown: the level probe could not be started (${e.code ?? String(e)}); listing no linux/amd64/v2..v4`);
+        return undefined;
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/docker/verify.ts
@@ -5819,10 +5860,10 @@ async function run() {
             checkBinfmtEnabled(reader);
         // In a user namespace, natively means there, where its engine's containers run.
         const nativeRunner = probeRunnerFor(writer, runner);
-        const { native, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core/* info */.pq)));
+        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core/* info */.pq)));
         await checkTempExecutable(host, temp, runner, tried);
         const plan = new Plan(host, inputs.platforms, native);
-        const nativeP = nativePlatforms(host, native);
+        const nativeP = nativePlatforms(host, native, amd64Level);
         core/* info */.pq(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
         for (const t of plan.requestedNative())
             core/* info */.pq(`${label(t)} runs natively on this runner; not registering an emulator`);

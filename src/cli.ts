@@ -106,7 +106,11 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
   while (args.length) {
     const arg = args.shift() as string
     if (arg === '--') {
-      parsed.positional.push(...args.splice(0))
+      const rest = args.splice(0)
+      // Only run takes a command and uninstall targets: anything else after -- would be silently dropped.
+      if (rest.length && command !== 'run' && command !== 'uninstall')
+        throw new UsageError(`unexpected argument '${rest[0]}' after --: ${command} takes none; put its options before --, or use run -- COMMAND`)
+      parsed.positional.push(...rest)
       break
     }
     if (!arg.startsWith('--')) {

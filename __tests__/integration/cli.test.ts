@@ -184,6 +184,15 @@ test('usage errors exit 2 with one line naming what is wrong, before anything is
     expect(cmd.stderr).toMatch(/unknown command 'reinstall'/)
     const target = await cli(['uninstall', 'armv9z'])
     expectExit(target, 2)
+    // What follows -- is not dropped: this used to install aarch64 only and exit 0.
+    const dashes = await cli(['--platforms', 'linux/arm64', ...from(), '--', '--reset', '--platforms', 'all'])
+    expectExit(dashes, 2)
+    expect(dashes.stderr.trim()).toMatch(/^setup-qemu-binfmt: unexpected argument '--reset' after --: install takes none; [^\n]*$/)
+    for (const command of ['status', 'verify']) {
+      const r = await cli([command, '--', '--json'])
+      expectExit(r, 2)
+      expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    }
     expect(myRaw()).toEqual(before)
     expect(fx.server.requests).toEqual([])
   })
