@@ -5452,6 +5452,7 @@ const CANCEL_GRACE_MS = 3000;
 
 
 
+
 /**
  * Which live jobs on this host use which qemu-* entries, so that `uninstall` in
  * one job's post step never removes an entry another running job relies on.
@@ -5461,6 +5462,8 @@ const CANCEL_GRACE_MS = 3000;
  * cannot be read safely, uninstall keeps everything.
  */
 const USAGE_DIR = '/tmp/setup-qemu-binfmt-jobs';
+/** root's records: where only root can write, so no other user can block, hide or redirect them. */
+const ROOT_USAGE_DIR = '/run/setup-qemu-binfmt-jobs';
 /**
  * Which binfmt_misc instance a name belongs to: the device of its mount. The
  * host has one; a user namespace may mount one of its own, with other entries.
@@ -5517,12 +5520,35 @@ function currentJob(self = process.pid) {
     const start = job ? startTime(job) : undefined;
     return job && start ? { pid: job, start } : undefined;
 }
-const myUid = () => process.getuid?.() ?? -1;
-/**
- * Why the shared top directory cannot be used, or undefined (also when it is
- * missing). Root takes over one another user made first: the records area is
- * this tool's, and its owner could otherwise rename what is in it.
- */
+// The effective uid: it owns what this process makes and decides what it may change.
+const myUid = () => process.geteuid?.() ?? -1;
+/** A directory nobody but root can change: a real directory owned by root, not writable by group or others. */
+function rootOnly(st) {
+    return st.isDirectory() && st.uid === 0 && (st.mode & 0o022) === 0;
+}
+/** A directory in which nobody but root can replace a root-owned name: root's, and not writable by others or sticky (/tmp). */
+function rootNames(st) {
+    return st.isDirectory() && st.uid === 0 && ((st.mode & 0o022) === 0 || (st.mode & 0o1000) !== 0);
+}
+/** Why root's records directory (or a directory above it) is not one only root can change, or undefined (also when missing). */
+function rootDirProblem(dir) {
+    let st;
+    try {
+        st = external_fs_.lstatSync(dir);
+    }
+    catch {
+        return undefined;
+    }
+    if (!rootOnly(st))
+        return `${dir} is not a directory only root can write (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}); remove it`;
+    for (let up = external_path_.dirname(dir);; up = external_path_.dirname(up)) {
+        if (!rootNames(external_fs_.statSync(up)))
+            return `${up} lets users other than root replace ${dir}; make it owned by root and mode 0755`;
+        if (up === external_path_.dirname(up))
+            return undefined;
+    }
+}
+/** Why the shared top directory cannot be used, or undefined (also when it is missing). */
 function topProblem(dir) {
     let st;
     try {
@@ -5531,74 +5557,121 @@ function topProblem(dir) {
     catch {
         return undefined;
     }
-    return st.isDirectory() ? undefined : `${dir} is not a directory`;
+    return st.isDirectory() ? undefined : `${dir} is not a directory; remove it`;
 }
-/** A user's own record directory is trusted only as a real directory owned by that user and writable by nobody else. */
-function trustedUserDir(dir, uid) {
+/** Why a user's record directory cannot be trusted to hold all of that user's records, or undefined. */
+function userDirProblem(dir, uid, top) {
+    const st = external_fs_.lstatSync(dir);
+    if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0)
+        return `${dir} is not a directory of uid ${uid} that only it can write (owner uid ${st.uid}); remove it (only its owner or root can)`;
+    // The top directory's owner can rename anything in it, sticky bit or not: it could hide this user's records.
+    if (top.uid !== 0 && top.uid !== uid)
+        return `${external_path_.dirname(dir)} belongs to uid ${top.uid}, who could remove uid ${uid}'s records; remove it (as root)`;
+    return undefined;
+}
+/** Opens a directory itself, never what a symlink swapped in for it points to. */
+function openDir(dir) {
+    return external_fs_.openSync(dir, external_fs_.constants.O_RDONLY | external_fs_.constants.O_DIRECTORY | external_fs_.constants.O_NOFOLLOW);
+}
+/** mkdir, then the mode umask trimmed, set on the directory made (by descriptor): false when it existed. */
+function makeDir(dir, mode) {
     try {
-        const st = external_fs_.lstatSync(dir);
-        return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
+        external_fs_.mkdirSync(dir, { mode });
     }
-    catch {
-        return false;
+    catch (e) {
+        if (e.code === 'EEXIST')
+            return false;
+        throw e;
     }
+    const fd = openDir(dir);
+    try {
+        if (external_fs_.fstatSync(fd).uid === myUid())
+            external_fs_.fchmodSync(fd, mode);
+    }
+    finally {
+        external_fs_.closeSync(fd);
+    }
+    return true;
 }
+const ENTRY_NAME = /^\d+$/;
 /**
- * Records live in one directory per user under a shared top directory
- * (`<top>/<uid>/<pid>-<start>.json`): each user writes only its own, readers
- * read every directory whose owner is the uid it is named after, and a record
- * is deleted only by its own user, never through another user's directory.
+ * Records live in one directory per user (`<dir>/<uid>/<pid>-<start>.json`):
+ * root's under /run, where only root can write; every other user's under a
+ * shared top directory in /tmp, where each writes only its own. Readers read
+ * both; a user directory that cannot be trusted makes the records unknown
+ * (uninstall then keeps everything), never silently empty. Nothing is ever
+ * chowned or chmodded by path where another user can write.
  */
 class UsageRecords {
     table;
     dir;
-    /** `table`: the binfmt_misc instance the names belong to (tableOf) */
-    constructor(table, dir = USAGE_DIR) {
+    rootDir;
+    /** `table`: the binfmt_misc instance the names belong to (tableOf); `dir`, `rootDir`: the two areas (tests use their own) */
+    constructor(table, dir = USAGE_DIR, rootDir = ROOT_USAGE_DIR) {
         this.table = table;
         this.dir = dir;
+        this.rootDir = rootDir;
     }
     key(entry) {
         return `${this.table}/${entry}`;
     }
     get own() {
-        return external_path_.join(this.dir, String(myUid()));
+        return myUid() === 0 ? this.rootDir : external_path_.join(this.dir, String(myUid()));
     }
     /** Why the records cannot be used (then uninstall and reset keep everything), or undefined. */
     problem() {
-        return topProblem(this.dir);
+        return rootDirProblem(this.rootDir) ?? topProblem(this.dir);
     }
     ensureDirs() {
+        if (myUid() === 0) {
+            this.adoptTop();
+            const problem = rootDirProblem(this.rootDir);
+            if (problem)
+                throw new Error(problem);
+            // /run is missing in some containers; only root can make it in /.
+            external_fs_.mkdirSync(external_path_.dirname(this.rootDir), { recursive: true, mode: 0o755 });
+            makeDir(this.rootDir, 0o755);
+            const again = rootDirProblem(this.rootDir);
+            if (again)
+                throw new Error(again);
+            return;
+        }
         const problem = topProblem(this.dir);
         if (problem)
             throw new Error(problem);
+        // Every runner user must be able to add its own directory.
+        makeDir(this.dir, 0o1777);
+        makeDir(this.own, 0o755);
+        const why = userDirProblem(this.own, myUid(), external_fs_.lstatSync(this.dir));
+        if (why)
+            throw new Error(why);
+    }
+    /**
+     * root takes over a shared top directory another user made first, so that its owner cannot hide other users'
+     * records; by descriptor, so a symlink swapped in for it is never followed (it fails to open and stays as it is).
+     */
+    adoptTop() {
+        let fd;
         try {
-            external_fs_.mkdirSync(this.dir, { mode: 0o1777 });
-            // umask trims the mode mkdir gets: every runner user must be able to add its own directory.
-            external_fs_.chmodSync(this.dir, 0o1777);
+            fd = openDir(this.dir);
         }
-        catch (e) {
-            if (e.code !== 'EEXIST')
-                throw e;
-        }
-        const top = external_fs_.lstatSync(this.dir);
-        if (myUid() === 0 && top.uid !== 0) {
-            external_fs_.chownSync(this.dir, 0, 0);
-            external_fs_.chmodSync(this.dir, 0o1777);
+        catch {
+            return;
         }
         try {
-            external_fs_.mkdirSync(this.own, { mode: 0o755 });
+            if (external_fs_.fstatSync(fd).uid !== 0) {
+                external_fs_.fchownSync(fd, 0, 0);
+                external_fs_.fchmodSync(fd, 0o1777);
+            }
         }
-        catch (e) {
-            if (e.code !== 'EEXIST')
-                throw e;
+        finally {
+            external_fs_.closeSync(fd);
         }
-        if (!trustedUserDir(this.own, myUid()))
-            throw new Error(`${this.own} is not a directory of this user's that only it can write`);
     }
     file(job) {
         return external_path_.join(this.own, `${job.pid}-${job.start}.json`);
     }
-    /** Adds `entries` to the job's record. Throws when the directories are not safe to write. */
+    /** Adds `entries` to the job's record. Throws, naming the directory at fault, when it cannot be written safely. */
     add(job, entries) {
         this.ensureDirs();
         const mine = this.read(this.file(job));
@@ -5606,20 +5679,40 @@ class UsageRecords {
         const record = { pid: job.pid, start: job.start, entries: all };
         // Written aside and renamed: a reader never sees half a record, and nothing at the final name is followed.
         const tmp = external_path_.join(this.own, `.${job.pid}-${(0,external_crypto_.randomBytes)(6).toString('hex')}`);
-        external_fs_.writeFileSync(tmp, JSON.stringify(record), { flag: 'wx', mode: 0o644 });
+        const fd = external_fs_.openSync(tmp, external_fs_.constants.O_WRONLY | external_fs_.constants.O_CREAT | external_fs_.constants.O_EXCL | external_fs_.constants.O_NOFOLLOW, 0o644);
+        try {
+            // Readable by every user's uninstall whatever the umask: an unreadable record would hide this job.
+            external_fs_.fchmodSync(fd, 0o644);
+            external_fs_.writeSync(fd, JSON.stringify(record));
+        }
+        finally {
+            external_fs_.closeSync(fd);
+        }
         external_fs_.renameSync(tmp, this.file(job));
     }
-    /** Forgets the job's record (its post step is done with it); only ever in this user's own directory. */
+    /** Forgets the job's record (its post step is done with it); only ever in this user's own directory, and only when it is safe. */
     remove(job) {
-        if (trustedUserDir(this.own, myUid()))
+        const own = () => topProblem(this.dir) ?? userDirProblem(this.own, myUid(), external_fs_.lstatSync(this.dir));
+        const unsafe = myUid() === 0 ? rootDirProblem(this.rootDir) : readOr(own, 'missing');
+        if (!unsafe)
             external_fs_.rmSync(this.file(job), { force: true });
     }
+    /** A record; undefined when it is gone or not one. Throws when it cannot be read (it could be a live job's). */
     read(file) {
+        let text;
         try {
             const st = external_fs_.lstatSync(file);
             if (!st.isFile() || st.size > 65536)
                 return undefined;
-            const r = JSON.parse(external_fs_.readFileSync(file, 'utf8'));
+            text = external_fs_.readFileSync(file, 'utf8');
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return undefined;
+            throw new Error(`${file} cannot be read (${errnoMessage(e)})`);
+        }
+        try {
+            const r = JSON.parse(text);
             if (typeof r.pid !== 'number' || typeof r.start !== 'string' || !Array.isArray(r.entries))
                 return undefined;
             return { pid: r.pid, start: r.start, entries: r.entries.filter(e => typeof e === 'string') };
@@ -5628,52 +5721,62 @@ class UsageRecords {
             return undefined;
         }
     }
-    /**
-     * The live jobs other than `self` that use `entry`. Dead jobs' records count
-     * for nothing; this user's own are dropped on the way. Throws when the top
-     * directory is not safe (a symlink): its records could hide a live job.
-     */
-    users(entry, self) {
-        const problem = topProblem(this.dir);
-        if (problem)
-            throw new Error(problem);
-        let users;
+    /** The records of one user's directory: live ones; this user's dead ones are dropped on the way. */
+    readDir(dir, uid) {
+        let names;
         try {
-            users = external_fs_.readdirSync(this.dir).filter(n => /^\d+$/.test(n));
+            names = external_fs_.readdirSync(dir)
+                .filter(n => n.endsWith('.json'))
+                .slice(0, 10000);
         }
-        catch {
-            return [];
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return [];
+            throw new Error(`${dir} cannot be read (${errnoMessage(e)})`);
         }
         const out = [];
-        for (const uid of users) {
-            const dir = external_path_.join(this.dir, uid);
-            if (!trustedUserDir(dir, Number(uid)))
+        for (const n of names) {
+            const r = this.read(external_path_.join(dir, n));
+            if (!r)
                 continue;
-            let names;
-            try {
-                names = external_fs_.readdirSync(dir)
-                    .filter(n => n.endsWith('.json'))
-                    .slice(0, 10000);
-            }
-            catch {
-                continue;
-            }
-            for (const n of names) {
-                const r = this.read(external_path_.join(dir, n));
-                if (!r)
-                    continue;
-                if (!alive(r)) {
-                    if (Number(uid) === myUid())
-                        external_fs_.rmSync(external_path_.join(dir, n), { force: true });
-                    continue;
-                }
-                if (self && r.pid === self.pid && r.start === self.start)
-                    continue;
-                if (r.entries.includes(this.key(entry)))
-                    out.push({ pid: r.pid, start: r.start });
-            }
+            if (alive(r))
+                out.push(r);
+            else if (uid === myUid())
+                external_fs_.rmSync(external_path_.join(dir, n), { force: true });
         }
         return out;
+    }
+    /**
+     * The live jobs other than `self` that use `entry`. Dead jobs' records count
+     * for nothing. Throws when any records could be missing: a directory that is
+     * not safe, or that another user could have emptied; the throw names it.
+     */
+    users(entry, self) {
+        const problem = this.problem();
+        if (problem)
+            throw new Error(problem);
+        const records = this.readDir(this.rootDir, 0);
+        let top;
+        let uids = [];
+        try {
+            top = external_fs_.lstatSync(this.dir);
+            uids = external_fs_.readdirSync(this.dir).filter(n => ENTRY_NAME.test(n));
+        }
+        catch (e) {
+            if (e.code !== 'ENOENT')
+                throw new Error(`${this.dir} cannot be read (${errnoMessage(e)})`);
+        }
+        for (const uid of uids) {
+            // A "0" here is an older version's root records (or another user's pretending to be).
+            const dir = external_path_.join(this.dir, uid);
+            const why = userDirProblem(dir, Number(uid), top);
+            if (why)
+                throw new Error(why);
+            records.push(...this.readDir(dir, Number(uid)));
+        }
+        return records
+            .filter(r => !(self && r.pid === self.pid && r.start === self.start) && r.entries.includes(this.key(entry)))
+            .map(r => ({ pid: r.pid, start: r.start }));
     }
 }
 
@@ -6044,7 +6147,8 @@ function recordUsage(inputs, writer, registrations, job, records) {
             records.add(job, names);
         }
         catch (e) {
-            core/* debug */.Yz(`could not record which entries this job uses: ${errors_errorMessage(e)}`);
+            // Fail safe only where other jobs see the same fault (they then keep every entry): say so loudly.
+            core/* warning */.$e(`could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errors_errorMessage(e)}`);
         }
     }
     if (inputs.uninstall) {
@@ -6228,16 +6332,19 @@ async function uninstallEntries(state) {
     const records = new UsageRecords(tableOf(reader.root));
     const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core/* info */.pq });
     try {
-        const problem = records.problem();
         for (const { spec, previous } of state.entries) {
             // Only ever qemu-* entries, and an entry is only ever put back under its own name.
             if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
                 core/* warning */.$e(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`);
                 continue;
             }
-            const users = problem ? [] : records.users(spec.name, state.job);
-            if (problem) {
-                core/* info */.pq(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`);
+            let users;
+            try {
+                users = records.users(spec.name, state.job);
+            }
+            catch (e) {
+                // Records that cannot be trusted could hide a live job (or one that could not write its record): keep.
+                core/* warning */.$e(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errors_errorMessage(e)})`);
                 continue;
             }
             if (users.length) {
@@ -6277,7 +6384,7 @@ async function uninstallEntries(state) {
             await writer.apply(ops);
             core/* info */.pq(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`);
         }
-        if (state.job && !problem)
+        if (state.job && !records.problem())
             records.remove(state.job);
     }
     finally {

@@ -272,7 +272,10 @@ function recordUsage(inputs: Inputs, writer: KernelWriter, registrations: readon
     try {
       records.add(job, names)
     } catch (e) {
-      core.debug(`could not record which entries this job uses: ${errorMessage(e)}`)
+      // Fail safe only where other jobs see the same fault (they then keep every entry): say so loudly.
+      core.warning(
+        `could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errorMessage(e)}`,
+      )
     }
   }
   if (inputs.uninstall) {

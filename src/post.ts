@@ -66,16 +66,18 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   const records = new UsageRecords(tableOf(reader.root))
   const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core.info })
   try {
-    const problem = records.problem()
     for (const { spec, previous } of state.entries) {
       // Only ever qemu-* entries, and an entry is only ever put back under its own name.
       if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
         core.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`)
         continue
       }
-      const users = problem ? [] : records.users(spec.name, state.job)
-      if (problem) {
-        core.info(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`)
+      let users
+      try {
+        users = records.users(spec.name, state.job)
+      } catch (e) {
+        // Records that cannot be trusted could hide a live job (or one that could not write its record): keep.
+        core.warning(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errorMessage(e)})`)
         continue
       }
       if (users.length) {
@@ -116,7 +118,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
         `uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`,
       )
     }
-    if (state.job && !problem) records.remove(state.job)
+    if (state.job && !records.problem()) records.remove(state.job)
   } finally {
     await lock.release()
   }
