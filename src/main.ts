@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import { log, setOutput } from './log'
 import { setMaxListeners } from 'events'
 import * as fs from 'fs'
 import * as os from 'os'
@@ -24,8 +25,6 @@ import { Outcome, checksumRows, outputs, writeSummary } from './report'
 import { resolveSource } from './source'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeResult, probeNative, runProbe } from './verify'
-
-const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
 /** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs. */
 export async function run(): Promise<void> {
@@ -68,13 +67,13 @@ export async function run(): Promise<void> {
     // In a user namespace, natively means there, where its engine's containers run.
     const nativeRunner = probeRunnerFor(writer, runner)
     const { native, amd64Level, tried } = await time('native', () =>
-      core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core.info)),
+      core.group('Native platforms', () => probeNative(host, reader, temp, nativeRunner, log.info)),
     )
     await checkTempExecutable(host, temp, runner, tried)
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native, amd64Level)
-    core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
-    for (const t of plan.requestedNative()) core.info(`${label(t)} runs natively on this runner; not registering an emulator`)
+    log.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
+    for (const t of plan.requestedNative()) log.info(`${label(t)} runs natively on this runner; not registering an emulator`)
 
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
@@ -99,11 +98,11 @@ export async function run(): Promise<void> {
           ),
         )
     Object.assign(timings, fetched.timings)
-    for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
+    for (const r of checksumRows(fetched.files, pins)) log.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
     // Saved by the post step, so this step's time is what the job needs.
     if (fetched.pendingSave) core.saveState(CACHE_STATE, JSON.stringify(fetched.pendingSave))
     const targets: Target[] = plan.foreignTargets([...fetched.emulators.keys()])
-    core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
+    log.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
     const verify = verifierFor(writer, runner, inputs.dockerImage, log)
@@ -159,15 +158,15 @@ export async function run(): Promise<void> {
         })),
       )
     }
-    for (const [k, v] of Object.entries(out)) core.setOutput(k, v)
-    core.info(`Platforms available: ${out.platforms}`)
+    for (const [k, v] of Object.entries(out)) setOutput(k, v)
+    log.info(`Platforms available: ${out.platforms}`)
     timings.total = performance.now() - started
-    core.debug(`timings ${JSON.stringify(timings)}`)
+    log.debug(`timings ${JSON.stringify(timings)}`)
     await writeSummary(outcome, builder)
   } catch (e) {
-    if (cancel.signal.aborted) core.setFailed(`the step was cancelled (${String(cancel.signal.reason)})`)
-    else core.setFailed(errorMessage(e))
-    if (!(e instanceof ActionError) && e instanceof Error && e.stack) core.debug(e.stack)
+    if (cancel.signal.aborted) log.fail(`the step was cancelled (${String(cancel.signal.reason)})`)
+    else log.fail(errorMessage(e))
+    if (!(e instanceof ActionError) && e instanceof Error && e.stack) log.debug(e.stack)
   } finally {
     if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true })
     stopWatching()
@@ -209,7 +208,7 @@ async function registerAndVerify({
   readonly time: Timer
 }): Promise<{ registrations: Registration[]; probes: ProbeResult[] }> {
   if (!wanted.length && !inputs.reset) return { registrations: [], probes: [] }
-  const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core.info })
+  const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: log.info })
   const journal = new Journal()
   try {
     if (!hidden) await removeAbandonedStaging(writer, reader)
@@ -221,10 +220,10 @@ async function registerAndVerify({
         users = records.users(name, job)
       } catch (e) {
         // Records that cannot be trusted could hide a live job: keep what it might use.
-        core.info(`reset: keeping ${name}: which jobs use it cannot be told (${errorMessage(e)})`)
+        log.info(`reset: keeping ${name}: which jobs use it cannot be told (${errorMessage(e)})`)
         return true
       }
-      if (users.length) core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
+      if (users.length) log.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
       return users.length > 0
     }
     const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned, inUse })
@@ -232,7 +231,7 @@ async function registerAndVerify({
     const probes = await time('verify', () =>
       core.group('Verify', async () => {
         const results = await verify(registrations, temp)
-        for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
+        for (const p of results) log.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
         return results
       }),
     )
@@ -261,7 +260,7 @@ async function removeAbandonedStaging(writer: KernelWriter, reader: BinfmtReader
     return pid !== undefined && (pid === process.pid || !fs.existsSync(`/proc/${pid}`))
   })
   if (!abandoned.length) return
-  core.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)
+  log.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)
   await writer.apply(abandoned.map(name => ({ kind: 'remove', name })))
 }
 
@@ -273,9 +272,7 @@ function recordUsage(inputs: Inputs, writer: KernelWriter, registrations: readon
       records.add(job, names)
     } catch (e) {
       // Fail safe only where other jobs see the same fault (they then keep every entry): say so loudly.
-      core.warning(
-        `could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errorMessage(e)}`,
-      )
+      log.warning(`could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errorMessage(e)}`)
     }
   }
   if (inputs.uninstall) {
@@ -299,12 +296,12 @@ function watchCancellation(cancel: AbortController, tempDir: () => string | unde
   let deadline: NodeJS.Timeout | undefined
   const handler = (signal: NodeJS.Signals): void => {
     if (cancel.signal.aborted) return
-    core.info(`Received ${signal}: stopping`)
+    log.info(`Received ${signal}: stopping`)
     cancel.abort(signal)
     deadline = setTimeout(() => {
       const dir = tempDir()
       if (dir) fs.rmSync(dir, { recursive: true, force: true })
-      core.setFailed(`cancelled (${signal}) and the clean-up did not finish in time`)
+      log.fail(`cancelled (${signal}) and the clean-up did not finish in time`)
       process.exit(1)
     }, CANCEL_GRACE_MS)
     deadline.unref()
@@ -331,7 +328,7 @@ async function checkTempExecutable(host: Host, temp: string, runner: ProcessRunn
       `RUNNER_TEMP (${path.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`,
     )
   }
-  core.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`)
+  log.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`)
 }
 
 function checkBinfmtEnabled(reader: BinfmtReader): void {
@@ -390,6 +387,6 @@ async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, run
   // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
   const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir, cancel }, runner, log, new ChildProcessRunner())
   if (state && cleanup) core.saveState('builder', JSON.stringify(state))
-  if (result) core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
+  if (result) log.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
   return result
 }

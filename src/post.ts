@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import { log } from './log'
 import { specOf } from './binfmt'
 import { BuilderState, cleanupBuilder } from './buildx/builder'
 import { dockerAccess } from './docker/daemon'
@@ -14,8 +15,6 @@ import { STATE_UNINSTALL, UninstallState } from './state'
 import { LOCK_WAIT_MS } from './timeouts'
 import { UsageRecords, tableOf } from './usage'
 
-const log = { info: core.info, debug: core.debug, warning: core.warning }
-
 /**
  * The post phase: removes the buildx builder the main phase created and, with
  * `uninstall: true`, the entries it registered. Nothing here fails the job;
@@ -24,16 +23,16 @@ const log = { info: core.info, debug: core.debug, warning: core.warning }
 export async function post(): Promise<void> {
   // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
   const pending = parsePending(core.getState(CACHE_STATE))
-  if (pending) await saveEntry(pending, { info: core.info, debug: core.debug, warning: core.warning })
+  if (pending) await saveEntry(pending, log)
   const saved = core.getState('builder')
   if (saved) {
     try {
       await cleanupBuilder(JSON.parse(saved) as BuilderState, new ChildProcessRunner(), log)
     } catch (e) {
-      core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
+      log.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
     }
   } else {
-    core.debug('post: no builder to clean up')
+    log.debug('post: no builder to clean up')
   }
   const uninstall = core.getState(STATE_UNINSTALL)
   // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
@@ -41,7 +40,7 @@ export async function post(): Promise<void> {
     try {
       await uninstallEntries(JSON.parse(uninstall) as UninstallState)
     } catch (e) {
-      core.warning(`uninstall: ${errorMessage(e)}; the entries stay registered`)
+      log.warning(`uninstall: ${errorMessage(e)}; the entries stay registered`)
     }
   }
 }
@@ -64,12 +63,12 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   const writer = access.writer
   const reader = readerFor(writer)
   const records = new UsageRecords(tableOf(reader.root))
-  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core.info })
+  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info })
   try {
     for (const { spec, previous } of state.entries) {
       // Only ever qemu-* entries, and an entry is only ever put back under its own name.
       if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
-        core.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`)
+        log.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`)
         continue
       }
       let users
@@ -77,25 +76,25 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
         users = records.users(spec.name, state.job)
       } catch (e) {
         // Records that cannot be trusted could hide a live job (or one that could not write its record): keep.
-        core.warning(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errorMessage(e)})`)
+        log.warning(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errorMessage(e)})`)
         continue
       }
       if (users.length) {
-        core.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`)
+        log.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`)
         continue
       }
       const now = reader.read(spec.name)
       if (!now) {
-        core.info(`uninstall: ${spec.name} is already gone`)
+        log.info(`uninstall: ${spec.name} is already gone`)
         continue
       }
       if (now.interpreter !== spec.interpreter) {
-        core.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`)
+        log.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`)
         continue
       }
       if (!previous) {
         await writer.apply([{ kind: 'remove', name: spec.name }])
-        core.info(`uninstall: removed ${spec.name}`)
+        log.info(`uninstall: removed ${spec.name}`)
         continue
       }
       // The old entry comes back beside ours first: if the kernel refuses it, ours stays.
@@ -104,7 +103,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
       try {
         await writer.apply([{ kind: 'register', spec: { ...old, name: staged } }])
       } catch (e) {
-        core.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errorMessage(e)})`)
+        log.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errorMessage(e)})`)
         continue
       }
       const ops: KernelOp[] = [
@@ -114,7 +113,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
         { kind: 'remove', name: staged },
       ]
       await writer.apply(ops)
-      core.info(
+      log.info(
         `uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`,
       )
     }

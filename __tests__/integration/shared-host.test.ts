@@ -199,6 +199,26 @@ describe('the host-wide lock (issue 8)', () => {
     })
   })
 
+  // Issue 23.3: another local user holds the lock and describes itself with commands in the runner's older syntax.
+  test('a holder describing itself with ##[...] workflow commands: no line of the log carries one', async () => {
+    await withKernel(async () => {
+      const before = myRaw()
+      const forged = { pid: 4242, user: '##[add-mask]runner', job: '##[set-output name=platforms;]pwned ##[stop-commands]tok', since: '##[error]x' }
+      const lock = await holdLock(forged)
+      try {
+        const r = await runAction(inputs('linux/arm64', { 'lock-timeout': '2' }))
+        expectCleanFailure(r, before, /^binfmt_misc is locked by another setup-qemu-binfmt run, pid 4242 \(user ## \[add-mask\]runner/)
+        expect(r.stdout).toMatch(/^Waiting for another setup-qemu-binfmt run .*pid 4242/m)
+        const lines = r.stdout.split('\n')
+        expect(lines.filter(l => l.includes('##['))).toEqual([])
+        // The runner's newer syntax: only the action's own commands start a line.
+        expect(lines.filter(l => /^\s*::/.test(l) && !/^::(group|endgroup|debug|error|warning|notice)::/.test(l))).toEqual([])
+      } finally {
+        lock.close()
+      }
+    })
+  })
+
   test('a run waits while another holds the lock, then proceeds', async () => {
     await withKernel(async () => {
       const lock = await holdLock(holder)

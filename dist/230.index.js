@@ -1,9 +1,9 @@
 "use strict";
-exports.id = 367;
-exports.ids = [367];
+exports.id = 230;
+exports.ids = [230];
 exports.modules = {
 
-/***/ 367:
+/***/ 4230:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -16,14 +16,6 @@ __webpack_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 11 modules
 var core = __webpack_require__(1852);
-// EXTERNAL MODULE: external "events"
-var external_events_ = __webpack_require__(4434);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __webpack_require__(9896);
-// EXTERNAL MODULE: external "os"
-var external_os_ = __webpack_require__(857);
-// EXTERNAL MODULE: external "path"
-var external_path_ = __webpack_require__(6928);
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * A failure the user can fix. The message is one line that names the input or
@@ -43,10 +35,27 @@ function errnoMessage(e) {
     const err = e;
     return err.code ? `${err.code}: ${err.message.replace(/^\w+: /, '').split(',')[0]}` : errors_errorMessage(e);
 }
-/** `text` as one line of at most `max` characters, for a message: control characters become spaces, the rest is cut with '...'. */
-function clip(text, max) {
-    const one = text.replace(/[\x00-\x1f\x7f]/g, ' ');
+/**
+ * The one way text the action did not write (a lock holder's answer, a server's message, a URL, a file or
+ * member name, a program's output) reaches a log line, the job summary or an output: one line (ANSI escapes
+ * go; control characters, line separators and bidi overrides become spaces), with workflow commands made inert
+ * in both of the runner's syntaxes, `::name::` at the start of a line and the older `##[name]` anywhere in it;
+ * at most `max` characters, the rest cut with '...'.
+ */
+function untrusted(text, max = Infinity) {
+    const one = text
+        .replace(/\x1b\[[0-?]*[ -/]*[@-~]/g, '')
+        .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, ' ')
+        .replace(/##\[/g, '## [')
+        .replace(/^(\s*)::/, '$1: :');
     return one.length > max ? `${one.slice(0, max - 3)}...` : one;
+}
+/** Each line of a message as untrusted() makes it, the line breaks kept: for whole log messages. */
+function untrustedLines(text) {
+    return text
+        .split('\n')
+        .map(l => untrusted(l))
+        .join('\n');
 }
 /** What `read` gives, or `fallback` when it throws: for files the kernel may not offer (a /proc entry, an unmounted table). */
 function readOr(read, fallback) {
@@ -58,6 +67,34 @@ function readOr(read, fallback) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/log.ts
+
+
+/**
+ * The action's log. Messages carry names, URLs, server messages and program output the action did not write:
+ * each passes untrustedLines on its way to the runner, so none can be read as a workflow command.
+ */
+const log = {
+    info: (m) => core/* info */.pq(untrustedLines(m)),
+    debug: (m) => core/* debug */.Yz(untrustedLines(m)),
+    warning: (m) => core/* warning */.$e(untrustedLines(m)),
+    notice: (m) => core/* notice */.lm(untrustedLines(m)),
+    /** the step's one error; the step fails */
+    fail: (m) => core/* setFailed */.C1(untrustedLines(m)),
+};
+/** An output, as safe as a log line: workflows print outputs. */
+function setOutput(name, value) {
+    core/* setOutput */.uH(name, untrustedLines(value));
+}
+
+// EXTERNAL MODULE: external "events"
+var external_events_ = __webpack_require__(4434);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __webpack_require__(9896);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __webpack_require__(857);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __webpack_require__(6928);
 // EXTERNAL MODULE: external "crypto"
 var external_crypto_ = __webpack_require__(6982);
 ;// CONCATENATED MODULE: ./src/checksum.ts
@@ -1450,17 +1487,16 @@ const NOISE = [/^(See|Run) '?docker\b.*--help/i, /^Usage:/, /^dmesg\(1\) may hav
  */
 function process_errorLine(text) {
     const lines = text
-        .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
         .split('\n')
-        .map(l => l.trim())
+        .map(l => untrusted(l).trim())
         .filter(l => l !== '' && !/^[-=_~]+$/.test(l) && !NOISE.some(n => n.test(l)));
     const errorOf = (l) => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1];
     const newestFirst = [...lines].reverse();
     const error = newestFirst.find(l => l.startsWith('ERROR:')) ?? newestFirst.find(l => errorOf(l) !== undefined);
     if (error)
-        return clip(errorOf(error) ?? error, 300);
+        return untrusted(errorOf(error) ?? error, 300);
     const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l));
-    return clip(plain.at(-1) ?? lines.at(-1) ?? '', 300);
+    return untrusted(plain.at(-1) ?? lines.at(-1) ?? '', 300);
 }
 /**
  * How a program run that did not succeed ended, in words that follow its name:
@@ -2900,21 +2936,21 @@ function parseItem(item, n) {
     if (item === null || item === undefined)
         fail(`item ${n} is empty; give it at least an endpoint`);
     if (typeof item !== 'object' || Array.isArray(item)) {
-        fail(`item ${n} must be a map of ${KEYS.join(', ')}; it is '${clip(String(item), 60)}'`);
+        fail(`item ${n} must be a map of ${KEYS.join(', ')}; it is '${untrusted(String(item), 60)}'`);
     }
     const map = item;
     for (const key of Object.keys(map)) {
         if (!KEYS.includes(key))
-            fail(`item ${n} has unknown key '${clip(key, 60)}'; use ${KEYS.join(', ')}`);
+            fail(`item ${n} has unknown key '${untrusted(key, 60)}'; use ${KEYS.join(', ')}`);
     }
     const endpoint = scalar(map.endpoint, n, 'endpoint');
     if (!endpoint)
         fail(`item ${n} has no endpoint; set endpoint to a docker context name or an address such as tcp://host:1234`);
     // Passed after `--` too; an endpoint never starts with '-', and whitespace means a mistake.
     if (endpoint.startsWith('-'))
-        fail(`item ${n}: endpoint '${clip(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`);
+        fail(`item ${n}: endpoint '${untrusted(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`);
     if (/[\s\x00-\x1f\x7f]/.test(endpoint))
-        fail(`item ${n}: endpoint '${clip(endpoint, 60)}' contains whitespace or control characters`);
+        fail(`item ${n}: endpoint '${untrusted(endpoint, 60)}' contains whitespace or control characters`);
     const node = {
         endpoint,
         platforms: platforms(map.platforms, n),
@@ -2923,7 +2959,7 @@ function parseItem(item, n) {
     const name = scalar(map.name, n, 'name');
     if (name) {
         if (!NODE_NAME.test(name))
-            fail(`item ${n}: name '${clip(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`);
+            fail(`item ${n}: name '${untrusted(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`);
         node.name = name;
     }
     return node;
@@ -2959,7 +2995,7 @@ function platforms(v, n) {
         if (!p)
             continue;
         if (!PLATFORM.test(p))
-            fail(`item ${n}: platform '${clip(p, 60)}' is not os/arch[/variant] such as linux/arm64`);
+            fail(`item ${n}: platform '${untrusted(p, 60)}' is not os/arch[/variant] such as linux/arm64`);
         if (!out.includes(p))
             out.push(p);
     }
@@ -2974,7 +3010,7 @@ function driverOpts(v, n) {
         if (!o)
             continue;
         if (!DRIVER_OPT.test(o))
-            fail(`item ${n}: driver-opts entry '${clip(o, 60)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`);
+            fail(`item ${n}: driver-opts entry '${untrusted(o, 60)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`);
         out.push(o);
     }
     return out;
@@ -5105,12 +5141,12 @@ function describeHolder(h) {
         return 'another process (it did not say who it is)';
     return `pid ${h.pid} (user ${h.user}${h.job ? `, ${h.job}` : ''}, since ${h.since})`;
 }
-/** A field of the holder's answer as one printable line: any local user can bind the name and answer anything. */
+/** A field of the holder's answer, made safe to print: any local user can bind the name and answer anything. */
 function field(v, max) {
     if (typeof v !== 'string')
         return undefined;
-    const s = v.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').trim();
-    return s ? s.slice(0, max) : undefined;
+    const s = untrusted(v, max).trim();
+    return s || undefined;
 }
 /** The holder's answer, checked; undefined when it is not one. */
 function parseHolder(text) {
@@ -5784,6 +5820,7 @@ class UsageRecords {
 
 
 
+
 function checksumRows(files, p) {
     return [...files].sort((a, b) => a.name.localeCompare(b.name)).map(f => ({ line: checksumLine(f), pinned: pinnedStatus(p, f) }));
 }
@@ -5842,13 +5879,18 @@ function reportRows(o, emulatorOf) {
 function escapeHtml(s) {
     return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
+/**
+ * A summary cell: node names, endpoints, BuildKit versions, QEMU versions and probe details come from programs
+ * and servers, so as text (escaped), and never '' (core.summary leaves an empty cell unclosed).
+ */
+const cell = (s) => escapeHtml(untrusted(s)) || '-';
 /** The job summary: the builder's nodes, the emulators, and the files they came from as paste-ready qemu-sha256 lines. */
 async function writeSummary(o, builder) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
     const rows = reportRows(o, emulatorName);
     if (builder) {
-        core/* summary */.z.addHeading(`buildx builder ${builder.name}`, 3).addTable([
+        core/* summary */.z.addHeading(`buildx builder ${escapeHtml(untrusted(builder.name))}`, 3).addTable([
             [
                 { data: 'node', header: true },
                 { data: 'endpoint', header: true },
@@ -5866,7 +5908,7 @@ async function writeSummary(o, builder) {
                 n.remote
                     ? 'as the remote node declares them'
                     : `checked on this runner${n.notRunning?.length ? ` (listed but not running here: ${n.notRunning.join(', ')})` : ''}`,
-            ].map(c => c || '-')),
+            ].map(cell)),
         ]);
     }
     core/* summary */.z
@@ -5881,10 +5923,9 @@ async function writeSummary(o, builder) {
             { data: 'verified', header: true },
             { data: 'time', header: true },
         ],
-        // core.summary leaves an empty cell unclosed: never pass ''.
-        ...rows.map(r => [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(c => c || '-')),
+        ...rows.map(r => [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(cell)),
     ])
-        .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${o.scope})` : ''}, cache hit: ${o.cacheHit}\n`);
+        .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${escapeHtml(untrusted(o.scope))})` : ''}, cache hit: ${o.cacheHit}\n`);
     const sums = checksumRows(o.files, o.pinning);
     if (sums.length) {
         // Paste-ready: each line as the qemu-sha256 input takes it.
@@ -5894,7 +5935,7 @@ async function writeSummary(o, builder) {
                 { data: 'checked', header: true },
             ],
             // The file name comes from qemu-url: escaped, so it shows as text.
-            ...sums.map(r => [`<code>${escapeHtml(r.line)}</code>`, escapeHtml(r.pinned)]),
+            ...sums.map(r => [`<code>${cell(r.line)}</code>`, cell(r.pinned)]),
         ]);
     }
     await core/* summary */.z.write();
@@ -5924,7 +5965,7 @@ async function writeSummary(o, builder) {
 
 
 
-const log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e, notice: core/* notice */.lm };
+
 /** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs. */
 async function run() {
     const started = performance.now();
@@ -5963,13 +6004,13 @@ async function run() {
             checkBinfmtEnabled(reader);
         // In a user namespace, natively means there, where its engine's containers run.
         const nativeRunner = probeRunnerFor(writer, runner);
-        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeRunner, core/* info */.pq)));
+        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, reader, temp, nativeRunner, log.info)));
         await checkTempExecutable(host, temp, runner, tried);
         const plan = new Plan(host, inputs.platforms, native);
         const nativeP = nativePlatforms(host, native, amd64Level);
-        core/* info */.pq(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
+        log.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
         for (const t of plan.requestedNative())
-            core/* info */.pq(`${label(t)} runs natively on this runner; not registering an emulator`);
+            log.info(`${label(t)} runs natively on this runner; not registering an emulator`);
         // Nothing foreign asked for: nothing to download.
         const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0;
         const fetched = onlyNative
@@ -5984,18 +6025,18 @@ async function run() {
                 selectionKey: plan.selectionKey(),
                 tempDir: temp,
                 signal: cancel.signal,
-                log,
+                log: log,
             }).catch(e => {
                 throw explainPinFailure(pins, e);
             })));
         Object.assign(timings, fetched.timings);
         for (const r of checksumRows(fetched.files, pins))
-            core/* info */.pq(`qemu-sha256 line: ${r.line} (${r.pinned})`);
+            log.info(`qemu-sha256 line: ${r.line} (${r.pinned})`);
         // Saved by the post step, so this step's time is what the job needs.
         if (fetched.pendingSave)
             core/* saveState */.LZ(CACHE_STATE, JSON.stringify(fetched.pendingSave));
         const targets = plan.foreignTargets([...fetched.emulators.keys()]);
-        core/* info */.pq(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
+        log.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
         const wanted = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }));
         const verify = verifierFor(writer, runner, inputs.dockerImage, log);
         const { registrations, probes } = await registerAndVerify({
@@ -6047,19 +6088,19 @@ async function run() {
             })));
         }
         for (const [k, v] of Object.entries(out))
-            core/* setOutput */.uH(k, v);
-        core/* info */.pq(`Platforms available: ${out.platforms}`);
+            setOutput(k, v);
+        log.info(`Platforms available: ${out.platforms}`);
         timings.total = performance.now() - started;
-        core/* debug */.Yz(`timings ${JSON.stringify(timings)}`);
+        log.debug(`timings ${JSON.stringify(timings)}`);
         await writeSummary(outcome, builder);
     }
     catch (e) {
         if (cancel.signal.aborted)
-            core/* setFailed */.C1(`the step was cancelled (${String(cancel.signal.reason)})`);
+            log.fail(`the step was cancelled (${String(cancel.signal.reason)})`);
         else
-            core/* setFailed */.C1(errors_errorMessage(e));
+            log.fail(errors_errorMessage(e));
         if (!(e instanceof errors_ActionError) && e instanceof Error && e.stack)
-            core/* debug */.Yz(e.stack);
+            log.debug(e.stack);
     }
     finally {
         if (tempDir)
@@ -6076,7 +6117,7 @@ async function run() {
 async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verify, wanted, temp, cancel, time, }) {
     if (!wanted.length && !inputs.reset)
         return { registrations: [], probes: [] };
-    const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core/* info */.pq });
+    const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: log.info });
     const journal = new Journal();
     try {
         if (!hidden)
@@ -6090,11 +6131,11 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verif
             }
             catch (e) {
                 // Records that cannot be trusted could hide a live job: keep what it might use.
-                core/* info */.pq(`reset: keeping ${name}: which jobs use it cannot be told (${errors_errorMessage(e)})`);
+                log.info(`reset: keeping ${name}: which jobs use it cannot be told (${errors_errorMessage(e)})`);
                 return true;
             }
             if (users.length)
-                core/* info */.pq(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`);
+                log.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`);
             return users.length > 0;
         };
         const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned, inUse });
@@ -6102,7 +6143,7 @@ async function registerAndVerify({ inputs, pinned, writer, reader, hidden, verif
         const probes = await time('verify', () => core/* group */.Os('Verify', async () => {
             const results = await verify(registrations, temp);
             for (const p of results)
-                core/* info */.pq(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`);
+                log.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`);
             return results;
         }));
         const failed = probes.filter(p => !p.ok);
@@ -6136,7 +6177,7 @@ async function removeAbandonedStaging(writer, reader) {
     });
     if (!abandoned.length)
         return;
-    core/* info */.pq(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`);
+    log.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`);
     await writer.apply(abandoned.map(name => ({ kind: 'remove', name })));
 }
 /** Tells other jobs' uninstall that this job uses these entries; and tells this step's post what to undo. */
@@ -6148,7 +6189,7 @@ function recordUsage(inputs, writer, registrations, job, records) {
         }
         catch (e) {
             // Fail safe only where other jobs see the same fault (they then keep every entry): say so loudly.
-            core/* warning */.$e(`could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errors_errorMessage(e)}`);
+            log.warning(`could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errors_errorMessage(e)}`);
         }
     }
     if (inputs.uninstall) {
@@ -6172,13 +6213,13 @@ function watchCancellation(cancel, tempDir) {
     const handler = (signal) => {
         if (cancel.signal.aborted)
             return;
-        core/* info */.pq(`Received ${signal}: stopping`);
+        log.info(`Received ${signal}: stopping`);
         cancel.abort(signal);
         deadline = setTimeout(() => {
             const dir = tempDir();
             if (dir)
                 external_fs_.rmSync(dir, { recursive: true, force: true });
-            core/* setFailed */.C1(`cancelled (${signal}) and the clean-up did not finish in time`);
+            log.fail(`cancelled (${signal}) and the clean-up did not finish in time`);
             process.exit(1);
         }, CANCEL_GRACE_MS);
         deadline.unref();
@@ -6206,7 +6247,7 @@ async function checkTempExecutable(host, temp, runner, tried) {
     if (refused(r)) {
         throw new errors_ActionError(`RUNNER_TEMP (${external_path_.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`);
     }
-    core/* debug */.Yz(`the native test program did not run as expected in ${temp}: ${r.detail}`);
+    log.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`);
 }
 function checkBinfmtEnabled(reader) {
     if (reader.mounted() && !reader.enabled()) {
@@ -6258,7 +6299,7 @@ async function runBuilder(inputs, outcome, tempDir, runner, cancel) {
     if (state && cleanup)
         core/* saveState */.LZ('builder', JSON.stringify(state));
     if (result)
-        core/* info */.pq(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
+        log.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
     return result;
 }
 
@@ -6278,7 +6319,7 @@ async function runBuilder(inputs, outcome, tempDir, runner, cancel) {
 
 
 
-const post_log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e };
+
 /**
  * The post phase: removes the buildx builder the main phase created and, with
  * `uninstall: true`, the entries it registered. Nothing here fails the job;
@@ -6288,18 +6329,18 @@ async function post() {
     // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
     const pending = parsePending(core/* getState */.Gu(CACHE_STATE));
     if (pending)
-        await saveEntry(pending, { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e });
+        await saveEntry(pending, log);
     const saved = core/* getState */.Gu('builder');
     if (saved) {
         try {
-            await cleanupBuilder(JSON.parse(saved), new ChildProcessRunner(), post_log);
+            await cleanupBuilder(JSON.parse(saved), new ChildProcessRunner(), log);
         }
         catch (e) {
-            core/* warning */.$e(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
+            log.warning(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
         }
     }
     else {
-        core/* debug */.Yz('post: no builder to clean up');
+        log.debug('post: no builder to clean up');
     }
     const uninstall = core/* getState */.Gu(STATE_UNINSTALL);
     // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
@@ -6308,7 +6349,7 @@ async function post() {
             await uninstallEntries(JSON.parse(uninstall));
         }
         catch (e) {
-            core/* warning */.$e(`uninstall: ${errors_errorMessage(e)}; the entries stay registered`);
+            log.warning(`uninstall: ${errors_errorMessage(e)}; the entries stay registered`);
         }
     }
 }
@@ -6321,7 +6362,7 @@ async function post() {
 async function uninstallEntries(state) {
     const runner = new ChildProcessRunner();
     const access = state.method === 'docker'
-        ? await dockerAccess(runner, state.dockerImage, post_log)
+        ? await dockerAccess(runner, state.dockerImage, log)
         : state.method === 'userns'
             ? await usernsAccess(runner, false)
             : await directAccess(runner);
@@ -6330,12 +6371,12 @@ async function uninstallEntries(state) {
     const writer = access.writer;
     const reader = readerFor(writer);
     const records = new UsageRecords(tableOf(reader.root));
-    const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core/* info */.pq });
+    const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info });
     try {
         for (const { spec, previous } of state.entries) {
             // Only ever qemu-* entries, and an entry is only ever put back under its own name.
             if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
-                core/* warning */.$e(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`);
+                log.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`);
                 continue;
             }
             let users;
@@ -6344,25 +6385,25 @@ async function uninstallEntries(state) {
             }
             catch (e) {
                 // Records that cannot be trusted could hide a live job (or one that could not write its record): keep.
-                core/* warning */.$e(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errors_errorMessage(e)})`);
+                log.warning(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errors_errorMessage(e)})`);
                 continue;
             }
             if (users.length) {
-                core/* info */.pq(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`);
+                log.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`);
                 continue;
             }
             const now = reader.read(spec.name);
             if (!now) {
-                core/* info */.pq(`uninstall: ${spec.name} is already gone`);
+                log.info(`uninstall: ${spec.name} is already gone`);
                 continue;
             }
             if (now.interpreter !== spec.interpreter) {
-                core/* info */.pq(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`);
+                log.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`);
                 continue;
             }
             if (!previous) {
                 await writer.apply([{ kind: 'remove', name: spec.name }]);
-                core/* info */.pq(`uninstall: removed ${spec.name}`);
+                log.info(`uninstall: removed ${spec.name}`);
                 continue;
             }
             // The old entry comes back beside ours first: if the kernel refuses it, ours stays.
@@ -6372,7 +6413,7 @@ async function uninstallEntries(state) {
                 await writer.apply([{ kind: 'register', spec: { ...old, name: staged } }]);
             }
             catch (e) {
-                core/* warning */.$e(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errors_errorMessage(e)})`);
+                log.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errors_errorMessage(e)})`);
                 continue;
             }
             const ops = [
@@ -6382,7 +6423,7 @@ async function uninstallEntries(state) {
                 { kind: 'remove', name: staged },
             ];
             await writer.apply(ops);
-            core/* info */.pq(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`);
+            log.info(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`);
         }
         if (state.job && !records.problem())
             records.remove(state.job);
