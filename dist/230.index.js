@@ -3176,10 +3176,23 @@ async function createBuilder(opts, docker, log, removal) {
         await external_fs_.promises.writeFile(configFile, opts.configInline);
     }
     log.info(`Creating builder ${opts.name} (driver ${opts.driver})`);
-    const created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true });
-    // buildx copies the config into its own store at create, so the file is done with.
-    if (configFile)
-        await external_fs_.promises.rm(configFile, { force: true });
+    let created;
+    try {
+        created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true });
+    }
+    catch (e) {
+        // Cancelled halfway, buildx may have stored the builder already: it is ours, by the name it was given.
+        await removeIfStored(opts.name, removal, log);
+        throw e;
+    }
+    finally {
+        // buildx copies the config into its own store at create, so the file is done with.
+        if (configFile)
+            await external_fs_.promises.rm(configFile, { force: true });
+    }
+    // A create stopped at its time limit did not roll itself back.
+    if (created.timedOut || created.signal)
+        await removeIfStored(opts.name, removal, log);
     if (created.code !== 0) {
         // buildx rolls a failed create back itself: there is nothing to remove.
         const reason = failureReason(created, BUILDX_MS.create);
@@ -3404,6 +3417,12 @@ async function removeAfterFailure(name, docker, log) {
         log.notice(`Could not remove builder ${name} after the failure (${errors_errorMessage(e)})`);
     }
 }
+/** After a create that was cut short: removes the builder if buildx stored it before it stopped; quiet when it did not. */
+async function removeIfStored(name, docker, log) {
+    const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create }).catch(() => undefined);
+    if (r?.code === 0)
+        log.info(`Removed the half-made builder ${name}`);
+}
 /** For optional reads: a failure to even start is reported as "no answer". */
 async function tryRun(docker, args, log) {
     try {
@@ -3619,6 +3638,7 @@ class BinfmtReader {
 
 
 
+
 /** Every container this action creates carries it, so that one left behind can be recognised. */
 const CONTAINER_LABEL = 'setup-qemu-binfmt';
 /**
@@ -3626,10 +3646,14 @@ const CONTAINER_LABEL = 'setup-qemu-binfmt';
  * sends SIGINT, then SIGTERM), then lets the signal take its course.
  */
 function removeOnSignal(id, engine) {
+    return cleanUpOnSignal(() => removeNow(id, engine));
+}
+/** Removes a container at once, whatever the run's cancellation: the engine's own CLI, not the cancellable runner. */
+function removeNow(id, engine) {
     // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
     // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
     const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id];
-    return cleanUpOnSignal(() => void (0,external_child_process_.spawnSync)(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } }));
+    (0,external_child_process_.spawnSync)(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } });
 }
 /**
  * One container: `docker create` (auto-removed), `docker cp -` of `archive`,
@@ -3639,11 +3663,23 @@ function removeOnSignal(id, engine) {
 async function runContainer(docker, createArgs, archive, 
 /** false for a container that changes binfmt_misc: killed halfway (say, a rollback on the runner's second signal) it would leave unverified entries */
 removeOnCancel = true) {
-    const created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', ...createArgs], {
-        timeoutMs: DOCKER_ANSWER_MS,
-    });
-    if (created.code !== 0)
+    // Named up front: a create cut short (cancelled, timed out) may still leave the container, and it has no id yet.
+    const name = `${CONTAINER_LABEL}-${process.pid}-${(0,external_crypto_.randomBytes)(6).toString('hex')}`;
+    let created;
+    try {
+        created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', '--name', name, ...createArgs], {
+            timeoutMs: DOCKER_ANSWER_MS,
+        });
+    }
+    catch (e) {
+        removeNow(name, docker.engine);
+        throw e;
+    }
+    if (created.code !== 0) {
+        if (created.timedOut || created.signal)
+            await docker.run(['rm', '-f', name], { timeoutMs: DOCKER_ANSWER_MS }).catch(() => undefined);
         throw new Error(`docker create ${describeRun(created, DOCKER_ANSWER_MS)}`);
+    }
     // docker create prints the container's id last.
     const id = created.stdout.trim().split('\n').pop() ?? '';
     const off = removeOnCancel ? removeOnSignal(id, docker.engine) : () => undefined;

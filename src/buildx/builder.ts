@@ -195,9 +195,19 @@ async function createBuilder(
   }
 
   log.info(`Creating builder ${opts.name} (driver ${opts.driver})`)
-  const created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true })
-  // buildx copies the config into its own store at create, so the file is done with.
-  if (configFile) await fs.promises.rm(configFile, { force: true })
+  let created: RunResult
+  try {
+    created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true })
+  } catch (e) {
+    // Cancelled halfway, buildx may have stored the builder already: it is ours, by the name it was given.
+    await removeIfStored(opts.name, removal, log)
+    throw e
+  } finally {
+    // buildx copies the config into its own store at create, so the file is done with.
+    if (configFile) await fs.promises.rm(configFile, { force: true })
+  }
+  // A create stopped at its time limit did not roll itself back.
+  if (created.timedOut || created.signal) await removeIfStored(opts.name, removal, log)
   if (created.code !== 0) {
     // buildx rolls a failed create back itself: there is nothing to remove.
     const reason = failureReason(created, BUILDX_MS.create)
@@ -416,6 +426,12 @@ async function removeAfterFailure(name: string, docker: Docker, log: BuilderLog)
   } catch (e) {
     log.notice(`Could not remove builder ${name} after the failure (${errorMessage(e)})`)
   }
+}
+
+/** After a create that was cut short: removes the builder if buildx stored it before it stopped; quiet when it did not. */
+async function removeIfStored(name: string, docker: Docker, log: BuilderLog): Promise<void> {
+  const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create }).catch(() => undefined)
+  if (r?.code === 0) log.info(`Removed the half-made builder ${name}`)
 }
 
 /** For optional reads: a failure to even start is reported as "no answer". */

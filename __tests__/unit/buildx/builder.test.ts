@@ -2,7 +2,7 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { ActionError } from '../../../src/errors'
-import { ProcessRunner, RunOptions, RunResult, errorLine } from '../../../src/process'
+import { CancelledError, ProcessRunner, RunOptions, RunResult, errorLine } from '../../../src/process'
 import { BuilderOptions, cleanupBuilder, setupBuilder } from '../../../src/buildx/builder'
 
 const transcript = (name: string): string => fs.readFileSync(path.join(__dirname, 'transcripts', name), 'utf8')
@@ -382,6 +382,31 @@ describe('setupBuilder', () => {
     )
     expect(log.warning[0]).toMatch(/going on without a builder \(buildx: auto\), set buildx: true to make this fail the step$/)
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
+  })
+
+  // Issue 23.7: the step cancelled while buildx create runs; buildx may have stored the builder before it was stopped.
+  test('cancelled during buildx create: the builder, named up front, is removed through the runner cancellation does not stop', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --driver docker-container --use', new CancelledError())
+    const removal = new FakeRunner().on('buildx rm -- qemu-builder', {})
+    const log = new Log()
+    await expect(setupBuilder(options(), runner, log.sink, removal)).rejects.toBeInstanceOf(CancelledError)
+    expect(removal.commands()).toEqual(['buildx rm -- qemu-builder'])
+    expect(log.info).toContain('Removed the half-made builder qemu-builder')
+  })
+
+  test('buildx create stopped at its time limit: the builder is removed; none stored: nothing said about it', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --driver docker-container --use', { code: null as unknown as number, timedOut: true, signal: 'SIGKILL' })
+    const removal = new FakeRunner().on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: no builder "qemu-builder" found' })
+    const log = new Log()
+    await expect(setupBuilder(options({ mode: 'true' }), runner, log.sink, removal)).rejects.toThrow(/cannot create builder qemu-builder/)
+    expect(removal.commands()).toEqual(['buildx rm -- qemu-builder'])
+    expect([...log.info, ...log.notice].filter(l => /half-made|Could not remove/.test(l))).toEqual([])
   })
 
   test('a transient failure that clears on the retry gives a builder', async () => {
