@@ -21,6 +21,7 @@ import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
 import { probeNative, runProbe } from './verify'
+import { securePathForRoot } from './search-path'
 import { NewNamespace, USERNS_PID_ENV, usernsView } from './userns'
 
 const VERSION = '1.0.0'
@@ -467,6 +468,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     print(process.stdout, `${VERSION}\n`)
     return 0
   }
+  // install and run check again in the action's main phase; the warning is said once.
+  securePathForRoot(m => void print(process.stderr, `setup-qemu-binfmt: warning: ${m}\n`))
   try {
     if (parsed.command === 'install') return await install(parsed)
     if (parsed.command === 'run') return await runCommand(parsed)

@@ -23,6 +23,7 @@ import { CANCEL_GRACE_MS, STATE_UNINSTALL, UninstallState } from './state'
 import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, writeSummary } from './report'
 import { resolveSource } from './source'
+import { securePathForRoot } from './search-path'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeResult, probeNative, runProbe } from './verify'
 
@@ -47,6 +48,8 @@ export async function run(): Promise<void> {
   const runner = new ChildProcessRunner(cancel.signal)
   const kernelRunner = new ChildProcessRunner()
   try {
+    // Before any program is looked up: as root, none from a directory another user could write.
+    securePathForRoot(log.warning)
     // Every bad input fails here, before anything is touched.
     const inputs = readInputs(name => core.getInput(name))
     const host = detectHost()

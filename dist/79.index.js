@@ -1,9 +1,9 @@
 "use strict";
-exports.id = 230;
-exports.ids = [230];
+exports.id = 79;
+exports.ids = [79];
 exports.modules = {
 
-/***/ 4230:
+/***/ 2079:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -5977,7 +5977,65 @@ async function writeSummary(o, builder) {
     await core/* summary */.z.write();
 }
 
+;// CONCATENATED MODULE: ./src/search-path.ts
+
+
+/**
+ * The PATH entries root may run programs from (docker, podman, nsenter, unshare, setpriv, sudo, mount): absolute
+ * directories that, with every directory above them, only root can change. Another user's directory (a user's
+ * ~/.local/bin kept by sudo -E, /tmp/bin), a group- or world-writable one, '' and relative entries (the working
+ * directory) would let another local user put a program of that name in front of the real one.
+ */
+function rootSearchPath(value) {
+    const kept = [];
+    const dropped = [];
+    for (const dir of value.split(':'))
+        (external_path_.isAbsolute(dir) && onlyRoot(dir) ? kept : dropped).push(dir);
+    return { kept, dropped };
+}
+/** Whether only root can change `dir` and the directories above it (a missing one: whether only root could make it). */
+function onlyRoot(dir) {
+    const entry = external_path_.resolve(dir);
+    // true while the directory below the one looked at is missing: then nobody else may write there at all
+    let missing = false;
+    for (let d = entry;; d = external_path_.dirname(d)) {
+        let st;
+        try {
+            st = external_fs_.statSync(d);
+        }
+        catch {
+            st = undefined;
+        }
+        if (!st)
+            missing = true;
+        else {
+            // A sticky directory above (/tmp) lets no one else replace root's own, existing directory in it.
+            const othersWrite = (st.mode & 0o022) !== 0 && (d === entry || missing || (st.mode & 0o1000) === 0);
+            if (!st.isDirectory() || st.uid !== 0 || othersWrite)
+                return false;
+            missing = false;
+        }
+        if (d === external_path_.dirname(d))
+            return true;
+    }
+}
+/**
+ * As root, narrows this process's PATH (its children inherit it) to rootSearchPath's entries; says which went.
+ * A no-op for other users: what they run is theirs to choose.
+ */
+function securePathForRoot(warn) {
+    if (process.geteuid?.() !== 0 || process.env.PATH === undefined)
+        return;
+    const { kept, dropped } = rootSearchPath(process.env.PATH);
+    if (!dropped.length)
+        return;
+    process.env.PATH = kept.join(':');
+    warn(`PATH: ignoring ${dropped.map(d => `'${d}'`).join(', ')}: running as root, programs are only taken from directories only root can change; ` +
+        'install docker, nsenter and the like in such a directory');
+}
+
 ;// CONCATENATED MODULE: ./src/main.ts
+
 
 
 
@@ -6024,6 +6082,8 @@ async function run() {
     const runner = new ChildProcessRunner(cancel.signal);
     const kernelRunner = new ChildProcessRunner();
     try {
+        // Before any program is looked up: as root, none from a directory another user could write.
+        securePathForRoot(log.warning);
         // Every bad input fails here, before anything is touched.
         const inputs = readInputs(name => core/* getInput */.V4(name));
         const host = detectHost();
