@@ -9,7 +9,7 @@ import * as os from 'os'
 import * as path from 'path'
 import { BinfmtReader } from './binfmt'
 import { chooseWriter, readerFor } from './access'
-import { errorMessage } from './errors'
+import { errorMessage, untrusted, untrustedLines } from './errors'
 import { detectHost, nativePlatforms } from './host'
 import { HostLock } from './lock'
 import { run as runMain } from './main'
@@ -22,11 +22,15 @@ import { LOCK_WAIT_MS } from './timeouts'
 import { passFile } from './fetch/emulator-file'
 import { DEFAULT_LIMITS } from './fetch/limits'
 import { ProbeHost, probeNative, runProbes, shellProbes } from './verify'
+import { securePathForRoot } from './search-path'
 import { NewNamespace, USERNS_PID_ENV, usernsView } from './userns'
 
 const VERSION = '1.0.0'
 /** run's own failure, as env(1) and docker run report theirs: distinct from the usual statuses of a command */
 const RUN_FAILED = 125
+
+/** What the command prints: as safe as the action's log (see untrusted), since a CI step's runner reads it too. */
+const print = (stream: NodeJS.WriteStream, text: string): boolean => stream.write(untrustedLines(text))
 
 /** A usage error: exit status 2. */
 class UsageError extends Error {}
@@ -110,7 +114,11 @@ export function parseArgs(argv: readonly string[]): Parsed | 'help' | 'version' 
   while (args.length) {
     const arg = args.shift() as string
     if (arg === '--') {
-      parsed.positional.push(...args.splice(0))
+      const rest = args.splice(0)
+      // Only run takes a command and uninstall targets: anything else after -- would be silently dropped.
+      if (rest.length && command !== 'run' && command !== 'uninstall')
+        throw new UsageError(`unexpected argument '${rest[0]}' after --: ${command} takes none; put its options before --, or use run -- COMMAND`)
+      parsed.positional.push(...rest)
       break
     }
     if (!arg.startsWith('--')) {
@@ -190,15 +198,17 @@ function plainLog(parsed: Parsed): () => void {
     }
     const m = /^::(\w[\w-]*)(?: [^:]*)?::(.*)$/.exec(l)
     if (!m) {
-      if (!parsed.quiet) out(`${l}\n`)
+      if (!parsed.quiet) out(`${untrusted(l)}\n`)
       return
     }
-    const [, cmd, msg] = m
-    if (cmd === 'error') err(`error: ${unescape(msg)}\n`)
-    else if (cmd === 'warning') err(`warning: ${unescape(msg)}\n`)
-    else if (cmd === 'notice' && !parsed.quiet) out(`notice: ${unescape(msg)}\n`)
-    else if (cmd === 'group' && !parsed.quiet) out(`${unescape(msg)}\n`)
-    else if (cmd === 'debug' && parsed.verbose) out(`debug: ${unescape(msg)}\n`)
+    const [, cmd, escaped] = m
+    // Unescaped, a message may have lines again: each is printed as safe as the action's log.
+    const msg = untrustedLines(unescape(escaped))
+    if (cmd === 'error') err(`error: ${msg}\n`)
+    else if (cmd === 'warning') err(`warning: ${msg}\n`)
+    else if (cmd === 'notice' && !parsed.quiet) out(`notice: ${msg}\n`)
+    else if (cmd === 'group' && !parsed.quiet) out(`${msg}\n`)
+    else if (cmd === 'debug' && parsed.verbose) out(`debug: ${msg}\n`)
   }
   process.stdout.write = ((chunk: string | Uint8Array): boolean => {
     pending += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString()
@@ -259,7 +269,8 @@ async function install(parsed: Parsed): Promise<number> {
   process.off('exit', removeWork)
   removeWork()
   if (parsed.json) {
-    process.stdout.write(
+    print(
+      process.stdout,
       `${JSON.stringify({
         ok: !failed,
         platforms: outputs.platforms ? outputs.platforms.split(',') : [],
@@ -272,7 +283,7 @@ async function install(parsed: Parsed): Promise<number> {
       })}\n`,
     )
   } else if (!failed && !parsed.quiet) {
-    ;(parsed.command === 'run' ? process.stderr : process.stdout).write(`platforms: ${outputs.platforms ?? ''}\n`)
+    print(parsed.command === 'run' ? process.stderr : process.stdout, `platforms: ${outputs.platforms ?? ''}\n`)
   }
   return failed ? 1 : 0
 }
@@ -363,7 +374,7 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     const { writer, own } = await usernsView(processes)
     if (own) reader = writer.view
     probes = shellProbes(writer.probes)
-    if (!parsed.quiet) process.stderr.write(`${writer.how}${own ? '' : " (no binfmt_misc of its own: the host's applies)"}\n`)
+    if (!parsed.quiet) print(process.stderr, `${writer.how}${own ? '' : " (no binfmt_misc of its own: the host's applies)"}\n`)
   }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
   // ^C or SIGTERM while test programs run: each leads a process group of its own, out of the terminal's
@@ -377,21 +388,22 @@ async function statusOrVerify(parsed: Parsed): Promise<number> {
     const ok = entries.every(e => e.verified || !e.enabled)
     if (parsed.command === 'verify') {
       if (parsed.json)
-        process.stdout.write(`${JSON.stringify({ ok, entries: entries.map(e => ({ name: e.name, verified: e.verified, detail: e.detail })) })}\n`)
-      else for (const e of entries) process.stdout.write(`${e.name}: ${e.verified ? 'ok' : e.detail}\n`)
-      if (!entries.length && !parsed.json) process.stdout.write('no qemu-* entries are registered\n')
+        print(process.stdout, `${JSON.stringify({ ok, entries: entries.map(e => ({ name: e.name, verified: e.verified, detail: e.detail })) })}\n`)
+      else for (const e of entries) print(process.stdout, `${e.name}: ${e.verified ? 'ok' : e.detail}\n`)
+      if (!entries.length && !parsed.json) print(process.stdout, 'no qemu-* entries are registered\n')
       return ok ? 0 : 1
     }
     const host = detectHost()
     const found = await probeNative(host, reader, dir, probes, () => undefined)
     const native = nativePlatforms(host, found.native, found.amd64Level)
     if (parsed.json) {
-      process.stdout.write(`${JSON.stringify({ mounted: reader.mounted(), enabled: reader.enabled(), native, entries })}\n`)
+      print(process.stdout, `${JSON.stringify({ mounted: reader.mounted(), enabled: reader.enabled(), native, entries })}\n`)
     } else {
-      process.stdout.write(`binfmt_misc: ${reader.mounted() ? (reader.enabled() ? 'mounted, enabled' : 'mounted, DISABLED') : 'not mounted'}\n`)
-      process.stdout.write(`native: ${native.join(', ')}\n`)
+      print(process.stdout, `binfmt_misc: ${reader.mounted() ? (reader.enabled() ? 'mounted, enabled' : 'mounted, DISABLED') : 'not mounted'}\n`)
+      print(process.stdout, `native: ${native.join(', ')}\n`)
       for (const e of entries) {
-        process.stdout.write(
+        print(
+          process.stdout,
           `${e.name}: ${e.platforms.join(', ') || '-'}; ${e.interpreter}; flags ${e.flags || 'none'}; ${e.enabled ? 'enabled' : 'disabled'}; ` +
             `QEMU ${e.qemuVersion ?? 'unknown'}; ${e.verified ? 'verified' : `not verified: ${e.detail}`}${stagingNote(e)}\n`,
         )
@@ -416,7 +428,7 @@ async function runCommand(parsed: Parsed): Promise<number> {
   try {
     space = await NewNamespace.start(parsed.positional)
   } catch (e) {
-    process.stderr.write(`setup-qemu-binfmt: ${errorMessage(e)}\n`)
+    print(process.stderr, `setup-qemu-binfmt: ${errorMessage(e)}\n`)
     return RUN_FAILED
   }
   let installed = 1
@@ -440,7 +452,7 @@ async function uninstall(parsed: Parsed): Promise<number> {
   const unknown = names.filter(n => !findTarget(n))
   if (unknown.length) throw new UsageError(`unknown QEMU target ${unknown.map(n => `'${n}'`).join(', ')}; name targets such as aarch64, arm, riscv64, or all`)
   const runner = new ChildProcessRunner()
-  const log = { info: (m: string) => void (parsed.quiet || process.stderr.write(`${m}\n`)), debug: () => undefined }
+  const log = { info: (m: string) => void (parsed.quiet || print(process.stderr, `${m}\n`)), debug: () => undefined }
   // Which way it found is the action's log line; the command says only what it removed.
   const writer = await chooseWriter(
     parsed.userns ? 'userns' : 'auto',
@@ -458,10 +470,10 @@ async function uninstall(parsed: Parsed): Promise<number> {
     const kept = matching.filter(n => stagingOf(reader, n)?.running === true)
     const remove = matching.filter(n => !kept.includes(n))
     if (remove.length) await writer.apply(remove.map(name => ({ kind: 'remove', name })))
-    if (parsed.json) process.stdout.write(`${JSON.stringify({ ok: true, removed: remove, kept })}\n`)
+    if (parsed.json) print(process.stdout, `${JSON.stringify({ ok: true, removed: remove, kept })}\n`)
     else if (!parsed.quiet) {
-      process.stdout.write(remove.length ? `removed ${remove.join(', ')}\n` : 'no matching qemu-* entries\n')
-      for (const n of kept) process.stdout.write(`kept ${n}: run ${stagedBy(n)}, which staged it, is still running\n`)
+      print(process.stdout, remove.length ? `removed ${remove.join(', ')}\n` : 'no matching qemu-* entries\n')
+      for (const n of kept) print(process.stdout, `kept ${n}: run ${stagedBy(n)}, which staged it, is still running\n`)
     }
     return 0
   } finally {
@@ -474,24 +486,26 @@ export async function main(argv: readonly string[]): Promise<number> {
   try {
     parsed = parseArgs(argv)
   } catch (e) {
-    process.stderr.write(`setup-qemu-binfmt: ${errorMessage(e)}\n`)
+    print(process.stderr, `setup-qemu-binfmt: ${errorMessage(e)}\n`)
     return 2
   }
   if (parsed === 'help') {
-    process.stdout.write(`${HELP}\n`)
+    print(process.stdout, `${HELP}\n`)
     return 0
   }
   if (parsed === 'version') {
-    process.stdout.write(`${VERSION}\n`)
+    print(process.stdout, `${VERSION}\n`)
     return 0
   }
+  // install and run check again in the action's main phase; the warning is said once.
+  securePathForRoot(m => void print(process.stderr, `setup-qemu-binfmt: warning: ${m}\n`))
   try {
     if (parsed.command === 'install') return await install(parsed)
     if (parsed.command === 'run') return await runCommand(parsed)
     if (parsed.command === 'uninstall') return await uninstall(parsed)
     return await statusOrVerify(parsed)
   } catch (e) {
-    process.stderr.write(`setup-qemu-binfmt: ${errorMessage(e)}\n`)
+    print(process.stderr, `setup-qemu-binfmt: ${errorMessage(e)}\n`)
     return e instanceof UsageError ? 2 : 1
   }
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'crypto'
 import { ChecksumList, parseChecksums } from './checksum'
-import { ActionError, clip } from './errors'
+import { ActionError, untrusted } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
 import { AppendNode, parseAppend } from './buildx/builder'
 
@@ -138,13 +138,13 @@ function parseEndpoint(value: string, driver: string): string {
   // It ends up on a docker command line (after --): never an option, never several words.
   if (v.startsWith('-') || /[\s\x00-\x1f\x7f]/.test(v) || v.length > 1024 || !(CONTEXT_NAME.test(v) || ADDRESS.test(v))) {
     throw new ActionError(
-      `endpoint: '${clip(v, 60)}' is neither a Docker context name nor an address; give a context from docker context ls, a Docker host such as unix:///var/run/docker.sock, or (driver remote) ${remoteHint}`,
+      `endpoint: '${untrusted(v, 60)}' is neither a Docker context name nor an address; give a context from docker context ls, a Docker host such as unix:///var/run/docker.sock, or (driver remote) ${remoteHint}`,
     )
   }
   if (driver === 'remote') {
     const scheme = /^([a-z][a-z0-9+.-]*):\/\//.exec(v)?.[1]
     if (!scheme || !REMOTE_SCHEMES.includes(scheme)) {
-      throw new ActionError(`endpoint: '${clip(v, 60)}' is not an address the remote driver dials; give ${remoteHint}`)
+      throw new ActionError(`endpoint: '${untrusted(v, 60)}' is not an address the remote driver dials; give ${remoteHint}`)
     }
   }
   return v

@@ -1,6 +1,6 @@
 import * as net from 'net'
 import * as os from 'os'
-import { ActionError } from './errors'
+import { ActionError, untrusted } from './errors'
 import { CancelledError } from './process'
 import { pause } from './timeouts'
 
@@ -56,11 +56,11 @@ function describeHolder(h: LockHolder | undefined): string {
   return `pid ${h.pid} (user ${h.user}${h.job ? `, ${h.job}` : ''}, since ${h.since})`
 }
 
-/** A field of the holder's answer as one printable line: any local user can bind the name and answer anything. */
+/** A field of the holder's answer, made safe to print: any local user can bind the name and answer anything. */
 function field(v: unknown, max: number): string | undefined {
   if (typeof v !== 'string') return undefined
-  const s = v.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').trim()
-  return s ? s.slice(0, max) : undefined
+  const s = untrusted(v, max).trim()
+  return s || undefined
 }
 
 /** The holder's answer, checked; undefined when it is not one. */

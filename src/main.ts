@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import { log, setOutput } from './log'
 import { setMaxListeners } from 'events'
 import * as fs from 'fs'
 import * as os from 'os'
@@ -22,10 +23,9 @@ import { JobId, UsageRecords, currentJob, tableOf } from './usage'
 import { Outcome, checksumRows, outputs, writeSummary } from './report'
 import { abandonedStaging } from './staging'
 import { resolveSource } from './source'
+import { securePathForRoot } from './search-path'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { ProbeHost, ProbeResult, probeNative, runProbes, shellProbes } from './verify'
-
-const log = { info: core.info, debug: core.debug, warning: core.warning, notice: core.notice }
 
 /** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs. */
 export async function run(): Promise<void> {
@@ -48,6 +48,8 @@ export async function run(): Promise<void> {
   const runner = new ChildProcessRunner(cancel.signal)
   const kernelRunner = new ChildProcessRunner()
   try {
+    // Before any program is looked up: as root, none from a directory another user could write.
+    securePathForRoot(log.warning)
     // Every bad input fails here, before anything is touched.
     const inputs = readInputs(name => core.getInput(name))
     const host = detectHost()
@@ -66,13 +68,13 @@ export async function run(): Promise<void> {
 
     // In a user namespace, natively means there, where its engine's containers run.
     const { native, amd64Level, tried } = await time('native', () =>
-      core.group('Native platforms', () => probeNative(host, access.reader, temp, access.probes, core.info)),
+      core.group('Native platforms', () => probeNative(host, access.reader, temp, access.probes, log.info)),
     )
     await checkTempExecutable(host, temp, shellProbes(runner), tried)
     const plan = new Plan(host, inputs.platforms, native)
     const nativeP = nativePlatforms(host, native, amd64Level)
-    core.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
-    for (const t of plan.requestedNative()) core.info(`${label(t)} runs natively on this runner; not registering an emulator`)
+    log.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`)
+    for (const t of plan.requestedNative()) log.info(`${label(t)} runs natively on this runner; not registering an emulator`)
 
     // Nothing foreign asked for: nothing to download.
     const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0
@@ -97,11 +99,11 @@ export async function run(): Promise<void> {
           ),
         )
     Object.assign(timings, fetched.timings)
-    for (const r of checksumRows(fetched.files, pins)) core.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
+    for (const r of checksumRows(fetched.files, pins)) log.info(`qemu-sha256 line: ${r.line} (${r.pinned})`)
     // Saved by the post step, so this step's time is what the job needs.
     if (fetched.pendingSave) stepState.saveCachePending(fetched.pendingSave)
     const targets: Target[] = plan.foreignTargets([...fetched.emulators.keys()])
-    core.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
+    log.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
 
     const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }))
     const { registrations, probes } = await registerAndVerify({
@@ -153,15 +155,15 @@ export async function run(): Promise<void> {
         })),
       )
     }
-    for (const [k, v] of Object.entries(out)) core.setOutput(k, v)
-    core.info(`Platforms available: ${out.platforms}`)
+    for (const [k, v] of Object.entries(out)) setOutput(k, v)
+    log.info(`Platforms available: ${out.platforms}`)
     timings.total = performance.now() - started
-    core.debug(`timings ${JSON.stringify(timings)}`)
+    log.debug(`timings ${JSON.stringify(timings)}`)
     await writeSummary(outcome, builder)
   } catch (e) {
-    if (cancel.signal.aborted) core.setFailed(`the step was cancelled (${String(cancel.signal.reason)})`)
-    else core.setFailed(errorMessage(e))
-    if (!(e instanceof ActionError) && e instanceof Error && e.stack) core.debug(e.stack)
+    if (cancel.signal.aborted) log.fail(`the step was cancelled (${String(cancel.signal.reason)})`)
+    else log.fail(errorMessage(e))
+    if (!(e instanceof ActionError) && e instanceof Error && e.stack) log.debug(e.stack)
   } finally {
     if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true })
     stopWatching()
@@ -197,7 +199,7 @@ async function registerAndVerify({
 }): Promise<{ registrations: Registration[]; probes: ProbeResult[] }> {
   if (!wanted.length && !inputs.reset) return { registrations: [], probes: [] }
   const { writer, reader, verify } = access
-  const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core.info })
+  const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: log.info })
   const journal = new Journal()
   try {
     if (!access.hidden) await removeAbandonedStaging(writer, reader)
@@ -209,10 +211,10 @@ async function registerAndVerify({
         users = records.users(name, job)
       } catch (e) {
         // Records that cannot be trusted could hide a live job: keep what it might use.
-        core.info(`reset: keeping ${name}: which jobs use it cannot be told (${errorMessage(e)})`)
+        log.info(`reset: keeping ${name}: which jobs use it cannot be told (${errorMessage(e)})`)
         return true
       }
-      if (users.length) core.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
+      if (users.length) log.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`)
       return users.length > 0
     }
     const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned, inUse })
@@ -220,7 +222,7 @@ async function registerAndVerify({
     const probes = await time('verify', () =>
       core.group('Verify', async () => {
         const results = await verify(registrations, temp)
-        for (const p of results) core.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
+        for (const p of results) log.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`)
         return results
       }),
     )
@@ -246,7 +248,7 @@ async function removeAbandonedStaging(writer: KernelWriter, reader: BinfmtReader
   if (!reader.mounted()) return
   const abandoned = [...new Set([...abandonedStaging(reader), ...reader.names().filter(n => stagedBy(n) === process.pid)])].sort()
   if (!abandoned.length) return
-  core.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)
+  log.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`)
   await writer.apply(abandoned.map(name => ({ kind: 'remove', name })))
 }
 
@@ -257,7 +259,8 @@ function recordUsage(inputs: Inputs, writer: KernelWriter, registrations: readon
     try {
       records.add(job, names)
     } catch (e) {
-      core.debug(`could not record which entries this job uses: ${errorMessage(e)}`)
+      // Fail safe only where other jobs see the same fault (they then keep every entry): say so loudly.
+      log.warning(`could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errorMessage(e)}`)
     }
   }
   if (inputs.uninstall) {
@@ -281,12 +284,12 @@ function watchCancellation(cancel: AbortController, tempDir: () => string | unde
   let deadline: NodeJS.Timeout | undefined
   const handler = (signal: NodeJS.Signals): void => {
     if (cancel.signal.aborted) return
-    core.info(`Received ${signal}: stopping`)
+    log.info(`Received ${signal}: stopping`)
     cancel.abort(signal)
     deadline = setTimeout(() => {
       const dir = tempDir()
       if (dir) fs.rmSync(dir, { recursive: true, force: true })
-      core.setFailed(`cancelled (${signal}) and the clean-up did not finish in time`)
+      log.fail(`cancelled (${signal}) and the clean-up did not finish in time`)
       process.exit(1)
     }, CANCEL_GRACE_MS)
     deadline.unref()
@@ -313,7 +316,7 @@ async function checkTempExecutable(host: Host, temp: string, probes: ProbeHost, 
       `RUNNER_TEMP (${path.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`,
     )
   }
-  core.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`)
+  log.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`)
 }
 
 function checkBinfmtEnabled(reader: BinfmtReader): void {
@@ -372,6 +375,6 @@ async function runBuilder(inputs: Inputs, outcome: Outcome, tempDir: string, run
   // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
   const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir, cancel }, runner, log, new ChildProcessRunner())
   if (state && cleanup) stepState.saveBuilder(state)
-  if (result) core.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
+  if (result) log.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
   return result
 }

@@ -1,4 +1,5 @@
 import * as core from '@actions/core'
+import { log } from './log'
 import { specOf } from './binfmt'
 import { cleanupBuilder } from './buildx/builder'
 import { dockerAccess } from './docker/daemon'
@@ -15,8 +16,6 @@ import { UninstallState, stepState } from './state'
 import { LOCK_WAIT_MS } from './timeouts'
 import { UsageRecords, tableOf } from './usage'
 
-const log = { info: core.info, debug: core.debug, warning: core.warning }
-
 /**
  * The post phase: removes the buildx builder the main phase created and, with
  * `uninstall: true`, the entries it registered. Nothing here fails the job;
@@ -25,13 +24,13 @@ const log = { info: core.info, debug: core.debug, warning: core.warning }
 export async function post(): Promise<void> {
   // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
   const pending = stepState.cachePending()
-  if (pending) await saveEntry(pending, { info: core.info, debug: core.debug, warning: core.warning })
+  if (pending) await saveEntry(pending, log)
   try {
     const saved = stepState.builder()
     if (saved) await cleanupBuilder(saved, new ChildProcessRunner(), log)
-    else core.debug('post: no builder to clean up')
+    else log.debug('post: no builder to clean up')
   } catch (e) {
-    core.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
+    log.warning(`post: builder cleanup failed: ${errorMessage(e)}`)
   }
   // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
   if (wantsUninstall()) {
@@ -39,7 +38,7 @@ export async function post(): Promise<void> {
       const uninstall = stepState.uninstall()
       if (uninstall) await uninstallEntries(uninstall)
     } catch (e) {
-      core.warning(`uninstall: ${errorMessage(e)}; the entries stay registered`)
+      log.warning(`uninstall: ${errorMessage(e)}; the entries stay registered`)
     }
   }
 }
@@ -49,7 +48,7 @@ function wantsUninstall(): boolean {
   try {
     return readInputs(name => core.getInput(name)).uninstall
   } catch (e) {
-    core.debug(`post: not uninstalling: ${errorMessage(e)}`)
+    log.debug(`post: not uninstalling: ${errorMessage(e)}`)
     return false
   }
 }
@@ -72,36 +71,38 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
   const writer = access.writer
   const reader = readerFor(writer)
   const records = new UsageRecords(tableOf(reader.root))
-  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core.info })
+  const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info })
   try {
-    const problem = records.problem()
     for (const { spec, previous } of state.entries) {
       // Only ever qemu-* entries, and an entry is only ever put back under its own name.
       if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
-        core.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`)
+        log.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`)
         continue
       }
-      const users = problem ? [] : records.users(spec.name, state.job)
-      if (problem) {
-        core.info(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`)
+      let users
+      try {
+        users = records.users(spec.name, state.job)
+      } catch (e) {
+        // Records that cannot be trusted could hide a live job (or one that could not write its record): keep.
+        log.warning(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errorMessage(e)})`)
         continue
       }
       if (users.length) {
-        core.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`)
+        log.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`)
         continue
       }
       const now = reader.read(spec.name)
       if (!now) {
-        core.info(`uninstall: ${spec.name} is already gone`)
+        log.info(`uninstall: ${spec.name} is already gone`)
         continue
       }
       if (now.interpreter !== spec.interpreter) {
-        core.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`)
+        log.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`)
         continue
       }
       if (!previous) {
         await writer.apply([{ kind: 'remove', name: spec.name }])
-        core.info(`uninstall: removed ${spec.name}`)
+        log.info(`uninstall: removed ${spec.name}`)
         continue
       }
       // The old entry comes back beside ours first: if the kernel refuses it, ours stays.
@@ -110,7 +111,7 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
       try {
         await writer.apply([{ kind: 'register', spec: { ...old, name: staged } }])
       } catch (e) {
-        core.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errorMessage(e)})`)
+        log.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errorMessage(e)})`)
         continue
       }
       const ops: KernelOp[] = [
@@ -120,11 +121,11 @@ async function uninstallEntries(state: UninstallState): Promise<void> {
         { kind: 'remove', name: staged },
       ]
       await writer.apply(ops)
-      core.info(
+      log.info(
         `uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`,
       )
     }
-    if (state.job && !problem) records.remove(state.job)
+    if (state.job && !records.problem()) records.remove(state.job)
   } finally {
     await lock.release()
   }

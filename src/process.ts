@@ -1,5 +1,5 @@
 import { spawn } from 'child_process'
-import { clip } from './errors'
+import { untrusted } from './errors'
 import { PROGRAM_MS } from './timeouts'
 
 export interface RunOptions {
@@ -121,16 +121,15 @@ const NOISE = [/^(See|Run) '?docker\b.*--help/i, /^Usage:/, /^dmesg\(1\) may hav
  */
 export function errorLine(text: string): string {
   const lines = text
-    .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
     .split('\n')
-    .map(l => l.trim())
+    .map(l => untrusted(l).trim())
     .filter(l => l !== '' && !/^[-=_~]+$/.test(l) && !NOISE.some(n => n.test(l)))
   const errorOf = (l: string): string | undefined => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1]
   const newestFirst = [...lines].reverse()
   const error = newestFirst.find(l => l.startsWith('ERROR:')) ?? newestFirst.find(l => errorOf(l) !== undefined)
-  if (error) return clip(errorOf(error) ?? error, 300)
+  if (error) return untrusted(errorOf(error) ?? error, 300)
   const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l))
-  return clip(plain.at(-1) ?? lines.at(-1) ?? '', 300)
+  return untrusted(plain.at(-1) ?? lines.at(-1) ?? '', 300)
 }
 
 /**

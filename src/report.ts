@@ -6,6 +6,7 @@ import { FileDigest, Pinning, checksumLine, pinnedStatus } from './pins'
 import { ProbeResult } from './verify'
 import { Registration } from './register'
 import { Target, dockerPlatforms, emulatorName } from './targets'
+import { untrusted } from './errors'
 
 /** One row of the job summary: a native platform or a registered emulator. */
 interface ReportRow {
@@ -99,12 +100,18 @@ function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 }
 
+/**
+ * A summary cell: node names, endpoints, BuildKit versions, QEMU versions and probe details come from programs
+ * and servers, so as text (escaped), and never '' (core.summary leaves an empty cell unclosed).
+ */
+const cell = (s: string): string => escapeHtml(untrusted(s)) || '-'
+
 /** The job summary: the builder's nodes, the emulators, and the files they came from as paste-ready qemu-sha256 lines. */
 export async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
   const rows = reportRows(o, emulatorName)
   if (builder) {
-    core.summary.addHeading(`buildx builder ${builder.name}`, 3).addTable([
+    core.summary.addHeading(`buildx builder ${escapeHtml(untrusted(builder.name))}`, 3).addTable([
       [
         { data: 'node', header: true },
         { data: 'endpoint', header: true },
@@ -123,7 +130,7 @@ export async function writeSummary(o: Outcome, builder?: BuilderResult): Promise
           n.remote
             ? 'as the remote node declares them'
             : `checked on this runner${n.notRunning?.length ? ` (listed but not running here: ${n.notRunning.join(', ')})` : ''}`,
-        ].map(c => c || '-'),
+        ].map(cell),
       ),
     ])
   }
@@ -139,14 +146,11 @@ export async function writeSummary(o: Outcome, builder?: BuilderResult): Promise
         { data: 'verified', header: true },
         { data: 'time', header: true },
       ],
-      // core.summary leaves an empty cell unclosed: never pass ''.
       ...rows.map(r =>
-        [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(
-          c => c || '-',
-        ),
+        [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(cell),
       ),
     ])
-    .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${o.scope})` : ''}, cache hit: ${o.cacheHit}\n`)
+    .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${escapeHtml(untrusted(o.scope))})` : ''}, cache hit: ${o.cacheHit}\n`)
   const sums = checksumRows(o.files, o.pinning)
   if (sums.length) {
     // Paste-ready: each line as the qemu-sha256 input takes it.
@@ -156,7 +160,7 @@ export async function writeSummary(o: Outcome, builder?: BuilderResult): Promise
         { data: 'checked', header: true },
       ],
       // The file name comes from qemu-url: escaped, so it shows as text.
-      ...sums.map(r => [`<code>${escapeHtml(r.line)}</code>`, escapeHtml(r.pinned)]),
+      ...sums.map(r => [`<code>${cell(r.line)}</code>`, cell(r.pinned)]),
     ])
   }
   await core.summary.write()

@@ -246,8 +246,35 @@ test('usage errors exit 2 with one line naming what is wrong, before anything is
     expect(cmd.stderr).toMatch(/unknown command 'reinstall'/)
     const target = await cli(['uninstall', 'armv9z'])
     expectExit(target, 2)
+    // What follows -- is not dropped: this used to install aarch64 only and exit 0.
+    const dashes = await cli(['--platforms', 'linux/arm64', ...from(), '--', '--reset', '--platforms', 'all'])
+    expectExit(dashes, 2)
+    expect(dashes.stderr.trim()).toMatch(/^setup-qemu-binfmt: unexpected argument '--reset' after --: install takes none; [^\n]*$/)
+    for (const command of ['status', 'verify']) {
+      const r = await cli([command, '--', '--json'])
+      expectExit(r, 2)
+      expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    }
     expect(myRaw()).toEqual(before)
     expect(fx.server.requests).toEqual([])
+  })
+})
+
+// Audit (issue 23): root's PATH holds a directory another local user can write, with a "docker" of theirs in it.
+test('as root, a program another user planted in a PATH directory of theirs is not run; the command says which entry it ignored', async () => {
+  await withKernel(async () => {
+    const planted = freshDir('planted-bin')
+    fs.chownSync(planted, 1001, 1001)
+    const marker = path.join(freshDir('marker'), 'ran-as-root')
+    fs.chmodSync(path.dirname(marker), 0o1777)
+    fs.writeFileSync(path.join(planted, 'docker'), `#!/bin/sh\nid -u > ${marker}\nexit 1\n`, { mode: 0o755 })
+    fs.chownSync(path.join(planted, 'docker'), 1001, 1001)
+    const env = { ...cliEnv(), PATH: `${planted}:${RUNNER_PATH}` }
+    const args = ['--install-mode', 'docker', '--docker-image', 'local/busybox:test', '--platforms', 'linux/arm64', ...from()]
+    const r = await collect(spawn(ACTION_NODE, [CLI, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'], timeout: 240000 }))
+    expect(fs.existsSync(marker)).toBe(false)
+    expect(r.stderr).toContain(`setup-qemu-binfmt: warning: PATH: ignoring '${planted}': running as root`)
+    expectExit(r, 0)
   })
 })
 

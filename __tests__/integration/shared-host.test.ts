@@ -221,6 +221,26 @@ describe('the host-wide lock (issue 8)', () => {
     })
   })
 
+  // Issue 23.3: another local user holds the lock and describes itself with commands in the runner's older syntax.
+  test('a holder describing itself with ##[...] workflow commands: no line of the log carries one', async () => {
+    await withKernel(async () => {
+      const before = myRaw()
+      const forged = { pid: 4242, user: '##[add-mask]runner', job: '##[set-output name=platforms;]pwned ##[stop-commands]tok', since: '##[error]x' }
+      const lock = await holdLock(forged)
+      try {
+        const r = await runAction(inputs('linux/arm64', { 'lock-timeout': '2' }))
+        expectCleanFailure(r, before, /^binfmt_misc is locked by another setup-qemu-binfmt run, pid 4242 \(user ## \[add-mask\]runner/)
+        expect(r.stdout).toMatch(/^Waiting for another setup-qemu-binfmt run .*pid 4242/m)
+        const lines = r.stdout.split('\n')
+        expect(lines.filter(l => l.includes('##['))).toEqual([])
+        // The runner's newer syntax: only the action's own commands start a line.
+        expect(lines.filter(l => /^\s*::/.test(l) && !/^::(group|endgroup|debug|error|warning|notice)::/.test(l))).toEqual([])
+      } finally {
+        lock.close()
+      }
+    })
+  })
+
   test('a run waits while another holds the lock, then proceeds', async () => {
     await withKernel(async () => {
       const lock = await holdLock(holder)
@@ -571,10 +591,87 @@ describe('uninstall: true (issue 8)', () => {
       expect(myRaw()).toEqual(before)
     })
   })
+
+  // Issue 23.4: another local user makes the shared records directory and its "0" before root's first run.
+  test("another user's pre-made records directories: a live job's entry is still kept by another job's uninstall", async () => {
+    await withKernel(async () => {
+      const planted = freshDir('planted')
+      // Writable by every user, as /tmp is.
+      fs.chmodSync(planted, 0o1777)
+      const jobs = path.join(planted, 'jobs')
+      execFileSync('runuser', ['-u', 'qemutest', '--', 'mkdir', '-m', '1777', jobs])
+      execFileSync('runuser', ['-u', 'qemutest', '--', 'mkdir', path.join(jobs, '0')])
+      const main = await runAction(inputs('linux/arm64', { uninstall: 'true' }), { toolCache: freshDir('toolcache'), script: seeingJobsDir(jobs, 'main') })
+      expectSuccess(main)
+      // A second root job, still running, uses qemu-aarch64 too.
+      const dir = freshDir('job2')
+      const worker = path.join(dir, 'Runner.Worker')
+      fs.writeFileSync(worker, '#!/bin/bash\n"$@"\nread -r _ || true\n', { mode: 0o755 })
+      const job2 = spawnWorkerRun(worker, inputs('linux/arm64'), dir, main.toolCache, seeingJobsDir(jobs, 'main'))
+      try {
+        await job2.done
+        expect({ status: job2.status(), log: job2.status() === 0 ? '' : job2.log() }).toEqual({ status: 0, log: '' })
+        // It recorded what it uses: nothing to warn about.
+        expect(job2.log()).not.toMatch(/^::warning::/m)
+        const post = await runAction(inputs('linux/arm64', { uninstall: 'true' }), {
+          phase: 'post',
+          state: main.stateFile,
+          script: seeingJobsDir(jobs, 'post'),
+        })
+        expectRegistered('qemu-aarch64', `${main.toolCache}/`)
+        // The planted "0" could hide a root job's records: kept, with a warning that names it and says to remove it.
+        expect(post.annotations).toContainEqual({
+          kind: 'warning',
+          message: expect.stringMatching(
+            /^uninstall: qemu-aarch64 kept: which jobs use it cannot be told \(\/tmp\/setup-qemu-binfmt-jobs\/0 is not a directory of uid 0 .*remove it/,
+          ),
+        })
+        // Removed as the warning says: the second job's record, where only root can write, keeps the entry.
+        fs.rmSync(path.join(jobs, '0'), { recursive: true })
+        const again = await runAction(inputs('linux/arm64', { uninstall: 'true' }), {
+          phase: 'post',
+          state: main.stateFile,
+          script: seeingJobsDir(jobs, 'post'),
+        })
+        expect(again.stdout).toMatch(new RegExp(`^uninstall: qemu-aarch64 kept: still used by the running job of process ${job2.pid}$`, 'm'))
+        expectRegistered('qemu-aarch64', `${main.toolCache}/`)
+      } finally {
+        job2.end()
+      }
+      await job2.exited
+    })
+  })
 })
 
+const SHARED_JOBS = '/tmp/setup-qemu-binfmt-jobs'
+
+/**
+ * A script that runs the action's `phase` in a mount namespace of its own where `jobs` stands in for the shared
+ * records directory: another user's directory there, without disturbing other runs on this host.
+ */
+function seeingJobsDir(jobs: string, phase: 'main' | 'post'): string {
+  if (!fs.existsSync(SHARED_JOBS)) {
+    fs.mkdirSync(SHARED_JOBS, { mode: 0o1777 })
+    fs.chmodSync(SHARED_JOBS, 0o1777)
+  }
+  const script = path.join(freshDir('view'), `${phase}.js`)
+  // No shell in between: sh drops the INPUT_QEMU-URL style variables from the environment.
+  fs.writeFileSync(
+    script,
+    `const { execFileSync, spawnSync } = require('child_process')
+const inside = process.argv[2] === 'inside'
+if (inside) execFileSync('mount', ['--bind', ${JSON.stringify(jobs)}, ${JSON.stringify(SHARED_JOBS)}])
+const r = inside
+  ? spawnSync(process.execPath, [${JSON.stringify(actionScript(phase))}], { stdio: 'inherit' })
+  : spawnSync('unshare', ['--mount', '--propagation', 'private', process.execPath, __filename, 'inside'], { stdio: 'inherit' })
+process.exit(r.status === null ? 1 : r.status)
+`,
+  )
+  return script
+}
+
 /** Runs the action under `worker` (a stand-in Runner.Worker that stays alive until end()). */
-function spawnWorkerRun(worker: string, runInputs: Record<string, string>, dir: string, toolCache: string) {
+function spawnWorkerRun(worker: string, runInputs: Record<string, string>, dir: string, toolCache: string, script = actionScript('main')) {
   const status = path.join(dir, 'status')
   const output = path.join(dir, 'github_output')
   const log = path.join(dir, 'log')
@@ -590,7 +687,7 @@ function spawnWorkerRun(worker: string, runInputs: Record<string, string>, dir: 
     RUNNER_TOOL_CACHE: toolCache,
   }
   for (const [k, v] of Object.entries(runInputs)) env[inputEnvName(k)] = v
-  const child = spawn(worker, ['/bin/bash', '-c', `"$0" "$1" >${log} 2>&1; echo $? > ${status}`, ACTION_NODE, actionScript('main')], {
+  const child = spawn(worker, ['/bin/bash', '-c', `"$0" "$1" >${log} 2>&1; echo $? > ${status}`, ACTION_NODE, script], {
     env,
     stdio: ['pipe', 'ignore', 'ignore'],
   })

@@ -34,6 +34,9 @@ describe('setup-qemu-binfmt command line', () => {
     expect(parseArgs(['status', '--json'])).toMatchObject({ command: 'status', json: true })
     expect(parseArgs(['verify', '--help'])).toBe('help')
     expect(parseArgs(['--version'])).toBe('version')
+    // -- ends the options: uninstall's targets may follow it; a bare -- drops nothing.
+    expect(parseArgs(['uninstall', '--', 'aarch64'])).toMatchObject({ command: 'uninstall', positional: ['aarch64'] })
+    expect(parseArgs(['install', '--platforms', 'linux/arm64', '--'])).toMatchObject({ command: 'install', positional: [] })
   })
 
   test.each([
@@ -45,6 +48,11 @@ describe('setup-qemu-binfmt command line', () => {
     [['--platforms', 'linux/foo'], /^--platforms: unknown platform 'linux\/foo'/],
     [['--install-mode', 'kernel'], /^--install-mode: 'kernel' is not one of auto, direct, docker, userns$/],
     [['install', 'extra'], /^unexpected argument 'extra'/],
+    // Options after -- used to be dropped: this installed aarch64 only and exited 0.
+    [['--platforms', 'linux/arm64', '--', '--reset', '--platforms', 'all'], /^unexpected argument '--reset' after --: install takes none/],
+    [['install', '--', 'x'], /^unexpected argument 'x' after --: install takes none/],
+    [['status', '--', '--json'], /^unexpected argument '--json' after --: status takes none/],
+    [['verify', '--', 'aarch64'], /^unexpected argument 'aarch64' after --: verify takes none/],
   ])('%j is a usage error: %s', (argv, message) => {
     expect(() => parseArgs(argv)).toThrow(message)
   })

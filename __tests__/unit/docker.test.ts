@@ -214,7 +214,17 @@ describe('dockerAccess: a usable daemon', () => {
     expect(writer.hidden).toBeUndefined()
     expect(fake.verbs).toEqual(['version', 'image inspect', 'create', 'start', 'rm'])
     const create = fake.created()
-    expect(create.slice(0, create.indexOf(IMAGE))).toEqual(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', '--privileged'])
+    expect(create.slice(0, create.indexOf(IMAGE))).toEqual([
+      'create',
+      '--rm',
+      '--label',
+      CONTAINER_LABEL,
+      '--network',
+      'none',
+      '--name',
+      expect.stringMatching(new RegExp(`^${CONTAINER_LABEL}-${process.pid}-[0-9a-f]{12}$`)),
+      '--privileged',
+    ])
     expect(create.slice(create.indexOf(IMAGE))).toEqual([IMAGE, 'sh', '-c', REGISTER_SCRIPT, 'sh'])
     expect(fake.calls.map(c => c.args.join(' '))).not.toContainEqual(expect.stringMatching(/(^| )(-v|--volume|--mount)( |=|$)/))
     expect(fake.calls[3].args).toEqual(['start', '-a', 'c1'])
@@ -286,6 +296,17 @@ describe('DockerWriter', () => {
     expect([...files.keys()].filter(k => !files.get(k)!.dir)).toHaveLength(2)
     expect(fake.calls[3].args).toEqual(['rm', '-f', id])
     expect(w.view.list().map(e => e.name)).toEqual(['qemu-ppc64le', 'qemu-s390x'])
+  })
+
+  // Issue 23.7: docker create cut short has printed no id, but the daemon may have made the container.
+  test('apply: docker create stopped at its time limit: the container, named up front, is removed by that name', async () => {
+    const fake = new FakeDocker()
+    const w = await writerFor(fake)
+    fake.reply = a => (a[0] === 'create' ? { code: null as unknown as number, timedOut: true, signal: 'SIGKILL' } : undefined)
+    await expect(w.apply([{ kind: 'remove', name: 'qemu-s390x' }])).rejects.toThrow(/docker create did not finish/)
+    const name = fake.created()[fake.created().indexOf('--name') + 1]
+    expect(name).toMatch(new RegExp(`^${CONTAINER_LABEL}-${process.pid}-[0-9a-f]{12}$`))
+    expect(fake.calls.at(-1)?.args).toEqual(['rm', '-f', name])
   })
 
   test('apply: a failing step fails with its message; the table it left is read; the container is removed', async () => {

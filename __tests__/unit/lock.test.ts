@@ -34,6 +34,33 @@ test('a holder answering with workflow commands in its fields: the log shows one
   expect(logged[0]).not.toMatch(/::save-state|::set-output/)
 })
 
+// Issue 23.3: a holder whose fields are workflow commands in the runner's older syntax, found anywhere in a line.
+test('a holder describing itself with ##[...] commands: neither the waiting line nor the error carries one', async () => {
+  const lockName = name()
+  const forged = {
+    pid: 4242,
+    user: '##[add-mask]runner',
+    job: '##[set-output name=platforms;]pwned \u001b[2K##[error]fake \u202e',
+    since: '::stop-commands::tok',
+  }
+  const holder = await fakeHolder(lockName, s => s.end(JSON.stringify(forged)))
+  const logged: string[] = []
+  let thrown = ''
+  try {
+    await HostLock.acquire({ name: lockName, timeoutMs: 500, log: m => logged.push(m) }).catch((e: Error) => (thrown = e.message))
+  } finally {
+    holder.close()
+  }
+  expect(logged).toHaveLength(1)
+  // Still says who it is.
+  expect(logged[0]).toMatch(/pid 4242 \(user ## \[add-mask\]runner, ## \[set-output name=platforms;\]pwned/)
+  expect(thrown).toMatch(/^binfmt_misc is locked by another setup-qemu-binfmt run, pid 4242/)
+  for (const line of [logged[0], thrown]) {
+    expect(line).not.toContain('##[')
+    expect(line).not.toMatch(/[\u0000-\u001f\u202e]/)
+  }
+})
+
 test('a holder that trickles its answer forever: acquire still gives up at lock-timeout', async () => {
   const lockName = name()
   const sockets: net.Socket[] = []

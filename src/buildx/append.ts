@@ -13,7 +13,7 @@
 // naming the item.
 
 import * as yaml from 'js-yaml'
-import { ActionError, clip } from '../errors'
+import { ActionError, untrusted } from '../errors'
 import { AppendNode } from './types'
 
 const KEYS = ['name', 'endpoint', 'platforms', 'driver-opts'] as const
@@ -46,19 +46,19 @@ export function parseAppend(yamlText: string): AppendNode[] {
 function parseItem(item: unknown, n: number): AppendNode {
   if (item === null || item === undefined) fail(`item ${n} is empty; give it at least an endpoint`)
   if (typeof item !== 'object' || Array.isArray(item)) {
-    fail(`item ${n} must be a map of ${KEYS.join(', ')}; it is '${clip(String(item), 60)}'`)
+    fail(`item ${n} must be a map of ${KEYS.join(', ')}; it is '${untrusted(String(item), 60)}'`)
   }
   const map = item as Record<string, unknown>
   for (const key of Object.keys(map)) {
-    if (!(KEYS as readonly string[]).includes(key)) fail(`item ${n} has unknown key '${clip(key, 60)}'; use ${KEYS.join(', ')}`)
+    if (!(KEYS as readonly string[]).includes(key)) fail(`item ${n} has unknown key '${untrusted(key, 60)}'; use ${KEYS.join(', ')}`)
   }
 
   const endpoint = scalar(map.endpoint, n, 'endpoint')
   if (!endpoint) fail(`item ${n} has no endpoint; set endpoint to a docker context name or an address such as tcp://host:1234`)
   // Passed after `--` too; an endpoint never starts with '-', and whitespace means a mistake.
   if (endpoint.startsWith('-'))
-    fail(`item ${n}: endpoint '${clip(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`)
-  if (/[\s\x00-\x1f\x7f]/.test(endpoint)) fail(`item ${n}: endpoint '${clip(endpoint, 60)}' contains whitespace or control characters`)
+    fail(`item ${n}: endpoint '${untrusted(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`)
+  if (/[\s\x00-\x1f\x7f]/.test(endpoint)) fail(`item ${n}: endpoint '${untrusted(endpoint, 60)}' contains whitespace or control characters`)
 
   const node: AppendNode = {
     endpoint,
@@ -68,7 +68,7 @@ function parseItem(item: unknown, n: number): AppendNode {
   const name = scalar(map.name, n, 'name')
   if (name) {
     if (!NODE_NAME.test(name))
-      fail(`item ${n}: name '${clip(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`)
+      fail(`item ${n}: name '${untrusted(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`)
     node.name = name
   }
   return node
@@ -99,7 +99,7 @@ function platforms(v: unknown, n: number): string[] {
     .flatMap(s => s.split(/[,\n]/))
     .map(s => s.trim())) {
     if (!p) continue
-    if (!PLATFORM.test(p)) fail(`item ${n}: platform '${clip(p, 60)}' is not os/arch[/variant] such as linux/arm64`)
+    if (!PLATFORM.test(p)) fail(`item ${n}: platform '${untrusted(p, 60)}' is not os/arch[/variant] such as linux/arm64`)
     if (!out.includes(p)) out.push(p)
   }
   return out
@@ -112,7 +112,7 @@ function driverOpts(v: unknown, n: number): string[] {
     .flatMap(s => s.split('\n'))
     .map(s => s.trim())) {
     if (!o) continue
-    if (!DRIVER_OPT.test(o)) fail(`item ${n}: driver-opts entry '${clip(o, 60)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`)
+    if (!DRIVER_OPT.test(o)) fail(`item ${n}: driver-opts entry '${untrusted(o, 60)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`)
     out.push(o)
   }
   return out

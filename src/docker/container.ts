@@ -1,4 +1,5 @@
 import { spawnSync } from 'child_process'
+import { randomBytes } from 'crypto'
 import { RunResult, cleanUpOnSignal, describeRun } from '../process'
 import { CONTAINER_MS, DOCKER_ANSWER_MS } from '../timeouts'
 import { Docker, EngineCli } from './command'
@@ -11,10 +12,15 @@ export const CONTAINER_LABEL = 'setup-qemu-binfmt'
  * sends SIGINT, then SIGTERM), then lets the signal take its course.
  */
 function removeOnSignal(id: string, engine: EngineCli): () => void {
+  return cleanUpOnSignal(() => removeNow(id, engine))
+}
+
+/** Removes a container at once, whatever the run's cancellation: the engine's own CLI, not the cancellable runner. */
+function removeNow(id: string, engine: EngineCli): void {
   // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
   // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
   const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id]
-  return cleanUpOnSignal(() => void spawnSync(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } }))
+  spawnSync(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } })
 }
 
 /**
@@ -29,10 +35,21 @@ export async function runContainer(
   /** false for a container that changes binfmt_misc: killed halfway (say, a rollback on the runner's second signal) it would leave unverified entries */
   removeOnCancel = true,
 ): Promise<RunResult> {
-  const created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', ...createArgs], {
-    timeoutMs: DOCKER_ANSWER_MS,
-  })
-  if (created.code !== 0) throw new Error(`docker create ${describeRun(created, DOCKER_ANSWER_MS)}`)
+  // Named up front: a create cut short (cancelled, timed out) may still leave the container, and it has no id yet.
+  const name = `${CONTAINER_LABEL}-${process.pid}-${randomBytes(6).toString('hex')}`
+  let created: RunResult
+  try {
+    created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', '--name', name, ...createArgs], {
+      timeoutMs: DOCKER_ANSWER_MS,
+    })
+  } catch (e) {
+    removeNow(name, docker.engine)
+    throw e
+  }
+  if (created.code !== 0) {
+    if (created.timedOut || created.signal) await docker.run(['rm', '-f', name], { timeoutMs: DOCKER_ANSWER_MS }).catch(() => undefined)
+    throw new Error(`docker create ${describeRun(created, DOCKER_ANSWER_MS)}`)
+  }
   // docker create prints the container's id last.
   const id = created.stdout.trim().split('\n').pop() ?? ''
   const off = removeOnCancel ? removeOnSignal(id, docker.engine) : () => undefined

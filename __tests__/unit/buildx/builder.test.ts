@@ -393,6 +393,49 @@ describe('setupBuilder', () => {
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
   })
 
+  // Issue 23.7: the step cancelled while buildx create runs; buildx may have stored the builder before it was stopped.
+  test('cancelled during buildx create: the builder, named up front, is removed through the runner cancellation does not stop', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', new CancelledError())
+    const removal = new FakeRunner()
+      .on('buildx rm -- qemu-builder', {})
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+    const log = new Log()
+    await expect(setupBuilder(options(), runner, log.sink, removal)).rejects.toBeInstanceOf(CancelledError)
+    expect(removal.commands()).toEqual([
+      'buildx rm -- qemu-builder',
+      'rm --force --volumes -- buildx_buildkit_qemu-builder0',
+      'volume rm --force -- buildx_buildkit_qemu-builder0_state',
+    ])
+    expect(log.info).toContain('Removed the half-made builder qemu-builder')
+  })
+
+  test('buildx create stopped at its time limit: the builder is removed; none stored: nothing said about it', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {
+        code: null as unknown as number,
+        timedOut: true,
+        signal: 'SIGKILL',
+      })
+    const removal = new FakeRunner()
+      .on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: no builder "qemu-builder" found' })
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+    const log = new Log()
+    await expect(setupBuilder(options({ mode: 'true' }), runner, log.sink, removal)).rejects.toThrow(/cannot create builder qemu-builder/)
+    expect(removal.commands()).toEqual([
+      'buildx rm -- qemu-builder',
+      'rm --force --volumes -- buildx_buildkit_qemu-builder0',
+      'volume rm --force -- buildx_buildkit_qemu-builder0_state',
+    ])
+    expect([...log.info, ...log.notice].filter(l => /half-made|Could not remove/.test(l))).toEqual([])
+  })
+
   test('a transient failure that clears on the retry gives a builder', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)

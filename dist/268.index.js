@@ -1,9 +1,9 @@
 "use strict";
-exports.id = 703;
-exports.ids = [703];
+exports.id = 268;
+exports.ids = [268];
 exports.modules = {
 
-/***/ 4703:
+/***/ 268:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -16,14 +16,6 @@ __webpack_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 11 modules
 var core = __webpack_require__(1852);
-// EXTERNAL MODULE: external "events"
-var external_events_ = __webpack_require__(4434);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __webpack_require__(9896);
-// EXTERNAL MODULE: external "os"
-var external_os_ = __webpack_require__(857);
-// EXTERNAL MODULE: external "path"
-var external_path_ = __webpack_require__(6928);
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * A failure the user can fix. The message is one line that names the input or
@@ -43,10 +35,27 @@ function errnoMessage(e) {
     const err = e;
     return err.code ? `${err.code}: ${err.message.replace(/^\w+: /, '').split(',')[0]}` : errors_errorMessage(e);
 }
-/** `text` as one line of at most `max` characters, for a message: control characters become spaces, the rest is cut with '...'. */
-function clip(text, max) {
-    const one = text.replace(/[\x00-\x1f\x7f]/g, ' ');
+/**
+ * The one way text the action did not write (a lock holder's answer, a server's message, a URL, a file or
+ * member name, a program's output) reaches a log line, the job summary or an output: one line (ANSI escapes
+ * go; control characters, line separators and bidi overrides become spaces), with workflow commands made inert
+ * in both of the runner's syntaxes, `::name::` at the start of a line and the older `##[name]` anywhere in it;
+ * at most `max` characters, the rest cut with '...'.
+ */
+function untrusted(text, max = Infinity) {
+    const one = text
+        .replace(/\x1b\[[0-?]*[ -/]*[@-~]/g, '')
+        .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g, ' ')
+        .replace(/##\[/g, '## [')
+        .replace(/^(\s*)::/, '$1: :');
     return one.length > max ? `${one.slice(0, max - 3)}...` : one;
+}
+/** Each line of a message as untrusted() makes it, the line breaks kept: for whole log messages. */
+function untrustedLines(text) {
+    return text
+        .split('\n')
+        .map(l => untrusted(l))
+        .join('\n');
 }
 /** What `read` gives, or `fallback` when it throws: for files the kernel may not offer (a /proc entry, an unmounted table). */
 function readOr(read, fallback) {
@@ -58,6 +67,34 @@ function readOr(read, fallback) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/log.ts
+
+
+/**
+ * The action's log. Messages carry names, URLs, server messages and program output the action did not write:
+ * each passes untrustedLines on its way to the runner, so none can be read as a workflow command.
+ */
+const log = {
+    info: (m) => core/* info */.pq(untrustedLines(m)),
+    debug: (m) => core/* debug */.Yz(untrustedLines(m)),
+    warning: (m) => core/* warning */.$e(untrustedLines(m)),
+    notice: (m) => core/* notice */.lm(untrustedLines(m)),
+    /** the step's one error; the step fails */
+    fail: (m) => core/* setFailed */.C1(untrustedLines(m)),
+};
+/** An output, as safe as a log line: workflows print outputs. */
+function setOutput(name, value) {
+    core/* setOutput */.uH(name, untrustedLines(value));
+}
+
+// EXTERNAL MODULE: external "events"
+var external_events_ = __webpack_require__(4434);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __webpack_require__(9896);
+// EXTERNAL MODULE: external "os"
+var external_os_ = __webpack_require__(857);
+// EXTERNAL MODULE: external "path"
+var external_path_ = __webpack_require__(6928);
 // EXTERNAL MODULE: external "crypto"
 var external_crypto_ = __webpack_require__(6982);
 ;// CONCATENATED MODULE: ./src/checksum.ts
@@ -1494,17 +1531,16 @@ const NOISE = [/^(See|Run) '?docker\b.*--help/i, /^Usage:/, /^dmesg\(1\) may hav
  */
 function process_errorLine(text) {
     const lines = text
-        .replace(/\x1b\[[0-9;]*[A-Za-z]/g, '')
         .split('\n')
-        .map(l => l.trim())
+        .map(l => untrusted(l).trim())
         .filter(l => l !== '' && !/^[-=_~]+$/.test(l) && !NOISE.some(n => n.test(l)));
     const errorOf = (l) => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1];
     const newestFirst = [...lines].reverse();
     const error = newestFirst.find(l => l.startsWith('ERROR:')) ?? newestFirst.find(l => errorOf(l) !== undefined);
     if (error)
-        return clip(errorOf(error) ?? error, 300);
+        return untrusted(errorOf(error) ?? error, 300);
     const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l));
-    return clip(plain.at(-1) ?? lines.at(-1) ?? '', 300);
+    return untrusted(plain.at(-1) ?? lines.at(-1) ?? '', 300);
 }
 /**
  * How a program run that did not succeed ended, in words that follow its name:
@@ -3197,21 +3233,21 @@ function parseItem(item, n) {
     if (item === null || item === undefined)
         fail(`item ${n} is empty; give it at least an endpoint`);
     if (typeof item !== 'object' || Array.isArray(item)) {
-        fail(`item ${n} must be a map of ${KEYS.join(', ')}; it is '${clip(String(item), 60)}'`);
+        fail(`item ${n} must be a map of ${KEYS.join(', ')}; it is '${untrusted(String(item), 60)}'`);
     }
     const map = item;
     for (const key of Object.keys(map)) {
         if (!KEYS.includes(key))
-            fail(`item ${n} has unknown key '${clip(key, 60)}'; use ${KEYS.join(', ')}`);
+            fail(`item ${n} has unknown key '${untrusted(key, 60)}'; use ${KEYS.join(', ')}`);
     }
     const endpoint = scalar(map.endpoint, n, 'endpoint');
     if (!endpoint)
         fail(`item ${n} has no endpoint; set endpoint to a docker context name or an address such as tcp://host:1234`);
     // Passed after `--` too; an endpoint never starts with '-', and whitespace means a mistake.
     if (endpoint.startsWith('-'))
-        fail(`item ${n}: endpoint '${clip(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`);
+        fail(`item ${n}: endpoint '${untrusted(endpoint, 60)}' starts with '-'; give a docker context name or an address such as tcp://host:1234`);
     if (/[\s\x00-\x1f\x7f]/.test(endpoint))
-        fail(`item ${n}: endpoint '${clip(endpoint, 60)}' contains whitespace or control characters`);
+        fail(`item ${n}: endpoint '${untrusted(endpoint, 60)}' contains whitespace or control characters`);
     const node = {
         endpoint,
         platforms: platforms(map.platforms, n),
@@ -3220,7 +3256,7 @@ function parseItem(item, n) {
     const name = scalar(map.name, n, 'name');
     if (name) {
         if (!NODE_NAME.test(name))
-            fail(`item ${n}: name '${clip(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`);
+            fail(`item ${n}: name '${untrusted(name, 60)}' is not a valid node name; use letters, digits, '.', '_' and '-', starting with a letter or digit`);
         node.name = name;
     }
     return node;
@@ -3256,7 +3292,7 @@ function platforms(v, n) {
         if (!p)
             continue;
         if (!PLATFORM.test(p))
-            fail(`item ${n}: platform '${clip(p, 60)}' is not os/arch[/variant] such as linux/arm64`);
+            fail(`item ${n}: platform '${untrusted(p, 60)}' is not os/arch[/variant] such as linux/arm64`);
         if (!out.includes(p))
             out.push(p);
     }
@@ -3271,7 +3307,7 @@ function driverOpts(v, n) {
         if (!o)
             continue;
         if (!DRIVER_OPT.test(o))
-            fail(`item ${n}: driver-opts entry '${clip(o, 60)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`);
+            fail(`item ${n}: driver-opts entry '${untrusted(o, 60)}' is not key=value (e.g. image=..., network=host, env.NAME=value)`);
         out.push(o);
     }
     return out;
@@ -3839,12 +3875,12 @@ function parseEndpoint(value, driver) {
     }
     // It ends up on a docker command line (after --): never an option, never several words.
     if (v.startsWith('-') || /[\s\x00-\x1f\x7f]/.test(v) || v.length > 1024 || !(CONTEXT_NAME.test(v) || ADDRESS.test(v))) {
-        throw new errors_ActionError(`endpoint: '${clip(v, 60)}' is neither a Docker context name nor an address; give a context from docker context ls, a Docker host such as unix:///var/run/docker.sock, or (driver remote) ${remoteHint}`);
+        throw new errors_ActionError(`endpoint: '${untrusted(v, 60)}' is neither a Docker context name nor an address; give a context from docker context ls, a Docker host such as unix:///var/run/docker.sock, or (driver remote) ${remoteHint}`);
     }
     if (driver === 'remote') {
         const scheme = /^([a-z][a-z0-9+.-]*):\/\//.exec(v)?.[1];
         if (!scheme || !REMOTE_SCHEMES.includes(scheme)) {
-            throw new errors_ActionError(`endpoint: '${clip(v, 60)}' is not an address the remote driver dials; give ${remoteHint}`);
+            throw new errors_ActionError(`endpoint: '${untrusted(v, 60)}' is not an address the remote driver dials; give ${remoteHint}`);
         }
     }
     return v;
@@ -3973,6 +4009,7 @@ class BinfmtReader {
 
 
 
+
 /** Every container this action creates carries it, so that one left behind can be recognised. */
 const CONTAINER_LABEL = 'setup-qemu-binfmt';
 /**
@@ -3980,10 +4017,14 @@ const CONTAINER_LABEL = 'setup-qemu-binfmt';
  * sends SIGINT, then SIGTERM), then lets the signal take its course.
  */
 function removeOnSignal(id, engine) {
+    return cleanUpOnSignal(() => removeNow(id, engine));
+}
+/** Removes a container at once, whatever the run's cancellation: the engine's own CLI, not the cancellable runner. */
+function removeNow(id, engine) {
     // With the engine's own CLI and environment (rootless Docker's socket; Podman, whose containers `docker` cannot see);
     // Podman's rm -f would first wait 10 s for the container to stop, docker's kills it at once.
     const args = engine.cli === 'podman' ? ['rm', '-f', '-t', '0', id] : ['rm', '-f', id];
-    return cleanUpOnSignal(() => void (0,external_child_process_.spawnSync)(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } }));
+    (0,external_child_process_.spawnSync)(engine.cli, args, { stdio: 'ignore', timeout: DOCKER_ANSWER_MS, env: { ...process.env, ...engine.env } });
 }
 /**
  * One container: `docker create` (auto-removed), `docker cp -` of `archive`,
@@ -3993,11 +4034,23 @@ function removeOnSignal(id, engine) {
 async function runContainer(docker, createArgs, archive, 
 /** false for a container that changes binfmt_misc: killed halfway (say, a rollback on the runner's second signal) it would leave unverified entries */
 removeOnCancel = true) {
-    const created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', ...createArgs], {
-        timeoutMs: DOCKER_ANSWER_MS,
-    });
-    if (created.code !== 0)
+    // Named up front: a create cut short (cancelled, timed out) may still leave the container, and it has no id yet.
+    const name = `${CONTAINER_LABEL}-${process.pid}-${(0,external_crypto_.randomBytes)(6).toString('hex')}`;
+    let created;
+    try {
+        created = await docker.run(['create', '--rm', '--label', CONTAINER_LABEL, '--network', 'none', '--name', name, ...createArgs], {
+            timeoutMs: DOCKER_ANSWER_MS,
+        });
+    }
+    catch (e) {
+        removeNow(name, docker.engine);
+        throw e;
+    }
+    if (created.code !== 0) {
+        if (created.timedOut || created.signal)
+            await docker.run(['rm', '-f', name], { timeoutMs: DOCKER_ANSWER_MS }).catch(() => undefined);
         throw new Error(`docker create ${describeRun(created, DOCKER_ANSWER_MS)}`);
+    }
     // docker create prints the container's id last.
     const id = created.stdout.trim().split('\n').pop() ?? '';
     const off = removeOnCancel ? removeOnSignal(id, docker.engine) : () => undefined;
@@ -5508,12 +5561,12 @@ function describeHolder(h) {
         return 'another process (it did not say who it is)';
     return `pid ${h.pid} (user ${h.user}${h.job ? `, ${h.job}` : ''}, since ${h.since})`;
 }
-/** A field of the holder's answer as one printable line: any local user can bind the name and answer anything. */
+/** A field of the holder's answer, made safe to print: any local user can bind the name and answer anything. */
 function field(v, max) {
     if (typeof v !== 'string')
         return undefined;
-    const s = v.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' ').trim();
-    return s ? s.slice(0, max) : undefined;
+    const s = untrusted(v, max).trim();
+    return s || undefined;
 }
 /** The holder's answer, checked; undefined when it is not one. */
 function parseHolder(text) {
@@ -5898,6 +5951,8 @@ const stepState = {
  * cannot be read safely, uninstall keeps everything.
  */
 const USAGE_DIR = '/tmp/setup-qemu-binfmt-jobs';
+/** root's records: where only root can write, so no other user can block, hide or redirect them. */
+const ROOT_USAGE_DIR = '/run/setup-qemu-binfmt-jobs';
 /**
  * Which binfmt_misc instance a name belongs to: the device of its mount. The
  * host has one; a user namespace may mount one of its own, with other entries.
@@ -5964,12 +6019,35 @@ function currentJob(self = process.pid) {
     const start = job ? startTime(job) : undefined;
     return job && start ? { pid: job, start } : undefined;
 }
-const myUid = () => process.getuid?.() ?? -1;
-/**
- * Why the shared top directory cannot be used, or undefined (also when it is
- * missing). Root takes over one another user made first: the records area is
- * this tool's, and its owner could otherwise rename what is in it.
- */
+// The effective uid: it owns what this process makes and decides what it may change.
+const myUid = () => process.geteuid?.() ?? -1;
+/** A directory nobody but root can change: a real directory owned by root, not writable by group or others. */
+function rootOnly(st) {
+    return st.isDirectory() && st.uid === 0 && (st.mode & 0o022) === 0;
+}
+/** A directory in which nobody but root can replace a root-owned name: root's, and not writable by others or sticky (/tmp). */
+function rootNames(st) {
+    return st.isDirectory() && st.uid === 0 && ((st.mode & 0o022) === 0 || (st.mode & 0o1000) !== 0);
+}
+/** Why root's records directory (or a directory above it) is not one only root can change, or undefined (also when missing). */
+function rootDirProblem(dir) {
+    let st;
+    try {
+        st = external_fs_.lstatSync(dir);
+    }
+    catch {
+        return undefined;
+    }
+    if (!rootOnly(st))
+        return `${dir} is not a directory only root can write (owner uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)}); remove it`;
+    for (let up = external_path_.dirname(dir);; up = external_path_.dirname(up)) {
+        if (!rootNames(external_fs_.statSync(up)))
+            return `${up} lets users other than root replace ${dir}; make it owned by root and mode 0755`;
+        if (up === external_path_.dirname(up))
+            return undefined;
+    }
+}
+/** Why the shared top directory cannot be used, or undefined (also when it is missing). */
 function topProblem(dir) {
     let st;
     try {
@@ -5978,74 +6056,121 @@ function topProblem(dir) {
     catch {
         return undefined;
     }
-    return st.isDirectory() ? undefined : `${dir} is not a directory`;
+    return st.isDirectory() ? undefined : `${dir} is not a directory; remove it`;
 }
-/** A user's own record directory is trusted only as a real directory owned by that user and writable by nobody else. */
-function trustedUserDir(dir, uid) {
+/** Why a user's record directory cannot be trusted to hold all of that user's records, or undefined. */
+function userDirProblem(dir, uid, top) {
+    const st = external_fs_.lstatSync(dir);
+    if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0)
+        return `${dir} is not a directory of uid ${uid} that only it can write (owner uid ${st.uid}); remove it (only its owner or root can)`;
+    // The top directory's owner can rename anything in it, sticky bit or not: it could hide this user's records.
+    if (top.uid !== 0 && top.uid !== uid)
+        return `${external_path_.dirname(dir)} belongs to uid ${top.uid}, who could remove uid ${uid}'s records; remove it (as root)`;
+    return undefined;
+}
+/** Opens a directory itself, never what a symlink swapped in for it points to. */
+function openDir(dir) {
+    return external_fs_.openSync(dir, external_fs_.constants.O_RDONLY | external_fs_.constants.O_DIRECTORY | external_fs_.constants.O_NOFOLLOW);
+}
+/** mkdir, then the mode umask trimmed, set on the directory made (by descriptor): false when it existed. */
+function makeDir(dir, mode) {
     try {
-        const st = external_fs_.lstatSync(dir);
-        return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
+        external_fs_.mkdirSync(dir, { mode });
     }
-    catch {
-        return false;
+    catch (e) {
+        if (e.code === 'EEXIST')
+            return false;
+        throw e;
     }
+    const fd = openDir(dir);
+    try {
+        if (external_fs_.fstatSync(fd).uid === myUid())
+            external_fs_.fchmodSync(fd, mode);
+    }
+    finally {
+        external_fs_.closeSync(fd);
+    }
+    return true;
 }
+const ENTRY_NAME = /^\d+$/;
 /**
- * Records live in one directory per user under a shared top directory
- * (`<top>/<uid>/<pid>-<start>.json`): each user writes only its own, readers
- * read every directory whose owner is the uid it is named after, and a record
- * is deleted only by its own user, never through another user's directory.
+ * Records live in one directory per user (`<dir>/<uid>/<pid>-<start>.json`):
+ * root's under /run, where only root can write; every other user's under a
+ * shared top directory in /tmp, where each writes only its own. Readers read
+ * both; a user directory that cannot be trusted makes the records unknown
+ * (uninstall then keeps everything), never silently empty. Nothing is ever
+ * chowned or chmodded by path where another user can write.
  */
 class UsageRecords {
     table;
     dir;
-    /** `table`: the binfmt_misc instance the names belong to (tableOf) */
-    constructor(table, dir = USAGE_DIR) {
+    rootDir;
+    /** `table`: the binfmt_misc instance the names belong to (tableOf); `dir`, `rootDir`: the two areas (tests use their own) */
+    constructor(table, dir = USAGE_DIR, rootDir = ROOT_USAGE_DIR) {
         this.table = table;
         this.dir = dir;
+        this.rootDir = rootDir;
     }
     key(entry) {
         return `${this.table}/${entry}`;
     }
     get own() {
-        return external_path_.join(this.dir, String(myUid()));
+        return myUid() === 0 ? this.rootDir : external_path_.join(this.dir, String(myUid()));
     }
     /** Why the records cannot be used (then uninstall and reset keep everything), or undefined. */
     problem() {
-        return topProblem(this.dir);
+        return rootDirProblem(this.rootDir) ?? topProblem(this.dir);
     }
     ensureDirs() {
+        if (myUid() === 0) {
+            this.adoptTop();
+            const problem = rootDirProblem(this.rootDir);
+            if (problem)
+                throw new Error(problem);
+            // /run is missing in some containers; only root can make it in /.
+            external_fs_.mkdirSync(external_path_.dirname(this.rootDir), { recursive: true, mode: 0o755 });
+            makeDir(this.rootDir, 0o755);
+            const again = rootDirProblem(this.rootDir);
+            if (again)
+                throw new Error(again);
+            return;
+        }
         const problem = topProblem(this.dir);
         if (problem)
             throw new Error(problem);
+        // Every runner user must be able to add its own directory.
+        makeDir(this.dir, 0o1777);
+        makeDir(this.own, 0o755);
+        const why = userDirProblem(this.own, myUid(), external_fs_.lstatSync(this.dir));
+        if (why)
+            throw new Error(why);
+    }
+    /**
+     * root takes over a shared top directory another user made first, so that its owner cannot hide other users'
+     * records; by descriptor, so a symlink swapped in for it is never followed (it fails to open and stays as it is).
+     */
+    adoptTop() {
+        let fd;
         try {
-            external_fs_.mkdirSync(this.dir, { mode: 0o1777 });
-            // umask trims the mode mkdir gets: every runner user must be able to add its own directory.
-            external_fs_.chmodSync(this.dir, 0o1777);
+            fd = openDir(this.dir);
         }
-        catch (e) {
-            if (e.code !== 'EEXIST')
-                throw e;
-        }
-        const top = external_fs_.lstatSync(this.dir);
-        if (myUid() === 0 && top.uid !== 0) {
-            external_fs_.chownSync(this.dir, 0, 0);
-            external_fs_.chmodSync(this.dir, 0o1777);
+        catch {
+            return;
         }
         try {
-            external_fs_.mkdirSync(this.own, { mode: 0o755 });
+            if (external_fs_.fstatSync(fd).uid !== 0) {
+                external_fs_.fchownSync(fd, 0, 0);
+                external_fs_.fchmodSync(fd, 0o1777);
+            }
         }
-        catch (e) {
-            if (e.code !== 'EEXIST')
-                throw e;
+        finally {
+            external_fs_.closeSync(fd);
         }
-        if (!trustedUserDir(this.own, myUid()))
-            throw new Error(`${this.own} is not a directory of this user's that only it can write`);
     }
     file(job) {
         return external_path_.join(this.own, `${job.pid}-${job.start}.json`);
     }
-    /** Adds `entries` to the job's record. Throws when the directories are not safe to write. */
+    /** Adds `entries` to the job's record. Throws, naming the directory at fault, when it cannot be written safely. */
     add(job, entries) {
         this.ensureDirs();
         const mine = this.read(this.file(job));
@@ -6053,20 +6178,40 @@ class UsageRecords {
         const record = { pid: job.pid, start: job.start, entries: all };
         // Written aside and renamed: a reader never sees half a record, and nothing at the final name is followed.
         const tmp = external_path_.join(this.own, `.${job.pid}-${(0,external_crypto_.randomBytes)(6).toString('hex')}`);
-        external_fs_.writeFileSync(tmp, JSON.stringify(record), { flag: 'wx', mode: 0o644 });
+        const fd = external_fs_.openSync(tmp, external_fs_.constants.O_WRONLY | external_fs_.constants.O_CREAT | external_fs_.constants.O_EXCL | external_fs_.constants.O_NOFOLLOW, 0o644);
+        try {
+            // Readable by every user's uninstall whatever the umask: an unreadable record would hide this job.
+            external_fs_.fchmodSync(fd, 0o644);
+            external_fs_.writeSync(fd, JSON.stringify(record));
+        }
+        finally {
+            external_fs_.closeSync(fd);
+        }
         external_fs_.renameSync(tmp, this.file(job));
     }
-    /** Forgets the job's record (its post step is done with it); only ever in this user's own directory. */
+    /** Forgets the job's record (its post step is done with it); only ever in this user's own directory, and only when it is safe. */
     remove(job) {
-        if (trustedUserDir(this.own, myUid()))
+        const own = () => topProblem(this.dir) ?? userDirProblem(this.own, myUid(), external_fs_.lstatSync(this.dir));
+        const unsafe = myUid() === 0 ? rootDirProblem(this.rootDir) : readOr(own, 'missing');
+        if (!unsafe)
             external_fs_.rmSync(this.file(job), { force: true });
     }
+    /** A record; undefined when it is gone or not one. Throws when it cannot be read (it could be a live job's). */
     read(file) {
+        let text;
         try {
             const st = external_fs_.lstatSync(file);
             if (!st.isFile() || st.size > 65536)
                 return undefined;
-            const r = JSON.parse(external_fs_.readFileSync(file, 'utf8'));
+            text = external_fs_.readFileSync(file, 'utf8');
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return undefined;
+            throw new Error(`${file} cannot be read (${errnoMessage(e)})`);
+        }
+        try {
+            const r = JSON.parse(text);
             if (typeof r.pid !== 'number' || typeof r.start !== 'string' || !Array.isArray(r.entries))
                 return undefined;
             return { pid: r.pid, start: r.start, entries: r.entries.filter(e => typeof e === 'string') };
@@ -6075,56 +6220,67 @@ class UsageRecords {
             return undefined;
         }
     }
-    /**
-     * The live jobs other than `self` that use `entry`. Dead jobs' records count
-     * for nothing; this user's own are dropped on the way. Throws when the top
-     * directory is not safe (a symlink): its records could hide a live job.
-     */
-    users(entry, self) {
-        const problem = topProblem(this.dir);
-        if (problem)
-            throw new Error(problem);
-        let users;
+    /** The records of one user's directory: live ones; this user's dead ones are dropped on the way. */
+    readDir(dir, uid) {
+        let names;
         try {
-            users = external_fs_.readdirSync(this.dir).filter(n => /^\d+$/.test(n));
+            names = external_fs_.readdirSync(dir)
+                .filter(n => n.endsWith('.json'))
+                .slice(0, 10000);
         }
-        catch {
-            return [];
+        catch (e) {
+            if (e.code === 'ENOENT')
+                return [];
+            throw new Error(`${dir} cannot be read (${errnoMessage(e)})`);
         }
         const out = [];
-        for (const uid of users) {
-            const dir = external_path_.join(this.dir, uid);
-            if (!trustedUserDir(dir, Number(uid)))
+        for (const n of names) {
+            const r = this.read(external_path_.join(dir, n));
+            if (!r)
                 continue;
-            let names;
-            try {
-                names = external_fs_.readdirSync(dir)
-                    .filter(n => n.endsWith('.json'))
-                    .slice(0, 10000);
-            }
-            catch {
-                continue;
-            }
-            for (const n of names) {
-                const r = this.read(external_path_.join(dir, n));
-                if (!r)
-                    continue;
-                if (!alive(r)) {
-                    if (Number(uid) === myUid())
-                        external_fs_.rmSync(external_path_.join(dir, n), { force: true });
-                    continue;
-                }
-                if (self && r.pid === self.pid && r.start === self.start)
-                    continue;
-                if (r.entries.includes(this.key(entry)))
-                    out.push({ pid: r.pid, start: r.start });
-            }
+            if (alive(r))
+                out.push(r);
+            else if (uid === myUid())
+                external_fs_.rmSync(external_path_.join(dir, n), { force: true });
         }
         return out;
+    }
+    /**
+     * The live jobs other than `self` that use `entry`. Dead jobs' records count
+     * for nothing. Throws when any records could be missing: a directory that is
+     * not safe, or that another user could have emptied; the throw names it.
+     */
+    users(entry, self) {
+        const problem = this.problem();
+        if (problem)
+            throw new Error(problem);
+        const records = this.readDir(this.rootDir, 0);
+        let top;
+        let uids = [];
+        try {
+            top = external_fs_.lstatSync(this.dir);
+            uids = external_fs_.readdirSync(this.dir).filter(n => ENTRY_NAME.test(n));
+        }
+        catch (e) {
+            if (e.code !== 'ENOENT')
+                throw new Error(`${this.dir} cannot be read (${errnoMessage(e)})`);
+        }
+        for (const uid of uids) {
+            // A "0" here is an older version's root records (or another user's pretending to be).
+            const dir = external_path_.join(this.dir, uid);
+            const why = userDirProblem(dir, Number(uid), top);
+            if (why)
+                throw new Error(why);
+            records.push(...this.readDir(dir, Number(uid)));
+        }
+        return records
+            .filter(r => !(self && r.pid === self.pid && r.start === self.start) && r.entries.includes(this.key(entry)))
+            .map(r => ({ pid: r.pid, start: r.start }));
     }
 }
 
 ;// CONCATENATED MODULE: ./src/report.ts
+
 
 
 
@@ -6186,13 +6342,18 @@ function reportRows(o, emulatorOf) {
 function escapeHtml(s) {
     return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
+/**
+ * A summary cell: node names, endpoints, BuildKit versions, QEMU versions and probe details come from programs
+ * and servers, so as text (escaped), and never '' (core.summary leaves an empty cell unclosed).
+ */
+const cell = (s) => escapeHtml(untrusted(s)) || '-';
 /** The job summary: the builder's nodes, the emulators, and the files they came from as paste-ready qemu-sha256 lines. */
 async function writeSummary(o, builder) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
     const rows = reportRows(o, emulatorName);
     if (builder) {
-        core/* summary */.z.addHeading(`buildx builder ${builder.name}`, 3).addTable([
+        core/* summary */.z.addHeading(`buildx builder ${escapeHtml(untrusted(builder.name))}`, 3).addTable([
             [
                 { data: 'node', header: true },
                 { data: 'endpoint', header: true },
@@ -6210,7 +6371,7 @@ async function writeSummary(o, builder) {
                 n.remote
                     ? 'as the remote node declares them'
                     : `checked on this runner${n.notRunning?.length ? ` (listed but not running here: ${n.notRunning.join(', ')})` : ''}`,
-            ].map(c => c || '-')),
+            ].map(cell)),
         ]);
     }
     core/* summary */.z
@@ -6225,10 +6386,9 @@ async function writeSummary(o, builder) {
             { data: 'verified', header: true },
             { data: 'time', header: true },
         ],
-        // core.summary leaves an empty cell unclosed: never pass ''.
-        ...rows.map(r => [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(c => c || '-')),
+        ...rows.map(r => [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(cell)),
     ])
-        .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${o.scope})` : ''}, cache hit: ${o.cacheHit}\n`);
+        .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${escapeHtml(untrusted(o.scope))})` : ''}, cache hit: ${o.cacheHit}\n`);
     const sums = checksumRows(o.files, o.pinning);
     if (sums.length) {
         // Paste-ready: each line as the qemu-sha256 input takes it.
@@ -6238,7 +6398,7 @@ async function writeSummary(o, builder) {
                 { data: 'checked', header: true },
             ],
             // The file name comes from qemu-url: escaped, so it shows as text.
-            ...sums.map(r => [`<code>${escapeHtml(r.line)}</code>`, escapeHtml(r.pinned)]),
+            ...sums.map(r => [`<code>${cell(r.line)}</code>`, cell(r.pinned)]),
         ]);
     }
     await core/* summary */.z.write();
@@ -6274,6 +6434,63 @@ function abandonedStaging(reader) {
     return reader.names().filter(n => stagingOf(reader, n)?.running === false);
 }
 
+;// CONCATENATED MODULE: ./src/search-path.ts
+
+
+/**
+ * The PATH entries root may run programs from (docker, podman, nsenter, unshare, setpriv, sudo, mount): absolute
+ * directories that, with every directory above them, only root can change. Another user's directory (a user's
+ * ~/.local/bin kept by sudo -E, /tmp/bin), a group- or world-writable one, '' and relative entries (the working
+ * directory) would let another local user put a program of that name in front of the real one.
+ */
+function rootSearchPath(value) {
+    const kept = [];
+    const dropped = [];
+    for (const dir of value.split(':'))
+        (external_path_.isAbsolute(dir) && onlyRoot(dir) ? kept : dropped).push(dir);
+    return { kept, dropped };
+}
+/** Whether only root can change `dir` and the directories above it (a missing one: whether only root could make it). */
+function onlyRoot(dir) {
+    const entry = external_path_.resolve(dir);
+    // true while the directory below the one looked at is missing: then nobody else may write there at all
+    let missing = false;
+    for (let d = entry;; d = external_path_.dirname(d)) {
+        let st;
+        try {
+            st = external_fs_.statSync(d);
+        }
+        catch {
+            st = undefined;
+        }
+        if (!st)
+            missing = true;
+        else {
+            // A sticky directory above (/tmp) lets no one else replace root's own, existing directory in it.
+            const othersWrite = (st.mode & 0o022) !== 0 && (d === entry || missing || (st.mode & 0o1000) === 0);
+            if (!st.isDirectory() || st.uid !== 0 || othersWrite)
+                return false;
+            missing = false;
+        }
+        if (d === external_path_.dirname(d))
+            return true;
+    }
+}
+/**
+ * As root, narrows this process's PATH (its children inherit it) to rootSearchPath's entries; says which went.
+ * A no-op for other users: what they run is theirs to choose.
+ */
+function securePathForRoot(warn) {
+    if (process.geteuid?.() !== 0 || process.env.PATH === undefined)
+        return;
+    const { kept, dropped } = rootSearchPath(process.env.PATH);
+    if (!dropped.length)
+        return;
+    process.env.PATH = kept.join(':');
+    warn(`PATH: ignoring ${dropped.map(d => `'${d}'`).join(', ')}: running as root, programs are only taken from directories only root can change; ` +
+        'install docker, nsenter and the like in such a directory');
+}
+
 ;// CONCATENATED MODULE: ./src/main.ts
 
 
@@ -6299,7 +6516,8 @@ function abandonedStaging(reader) {
 
 
 
-const log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e, notice: core/* notice */.lm };
+
+
 /** The main phase: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs. */
 async function run() {
     const started = performance.now();
@@ -6322,6 +6540,8 @@ async function run() {
     const runner = new ChildProcessRunner(cancel.signal);
     const kernelRunner = new ChildProcessRunner();
     try {
+        // Before any program is looked up: as root, none from a directory another user could write.
+        securePathForRoot(log.warning);
         // Every bad input fails here, before anything is touched.
         const inputs = readInputs(name => core/* getInput */.V4(name));
         const host = detectHost();
@@ -6336,13 +6556,13 @@ async function run() {
         if (!access.hidden)
             checkBinfmtEnabled(access.reader);
         // In a user namespace, natively means there, where its engine's containers run.
-        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, access.reader, temp, access.probes, core/* info */.pq)));
+        const { native, amd64Level, tried } = await time('native', () => core/* group */.Os('Native platforms', () => probeNative(host, access.reader, temp, access.probes, log.info)));
         await checkTempExecutable(host, temp, shellProbes(runner), tried);
         const plan = new Plan(host, inputs.platforms, native);
         const nativeP = nativePlatforms(host, native, amd64Level);
-        core/* info */.pq(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
+        log.info(`This ${host.arch} runner runs natively: ${nativeP.join(', ')}`);
         for (const t of plan.requestedNative())
-            core/* info */.pq(`${label(t)} runs natively on this runner; not registering an emulator`);
+            log.info(`${label(t)} runs natively on this runner; not registering an emulator`);
         // Nothing foreign asked for: nothing to download.
         const onlyNative = inputs.platforms.kind === 'list' && plan.foreignTargets([]).length === 0;
         const fetched = onlyNative
@@ -6357,18 +6577,18 @@ async function run() {
                 selectionKey: plan.selectionKey(),
                 tempDir: temp,
                 signal: cancel.signal,
-                log,
+                log: log,
             }).catch(e => {
                 throw explainPinFailure(pins, e);
             })));
         Object.assign(timings, fetched.timings);
         for (const r of checksumRows(fetched.files, pins))
-            core/* info */.pq(`qemu-sha256 line: ${r.line} (${r.pinned})`);
+            log.info(`qemu-sha256 line: ${r.line} (${r.pinned})`);
         // Saved by the post step, so this step's time is what the job needs.
         if (fetched.pendingSave)
             stepState.saveCachePending(fetched.pendingSave);
         const targets = plan.foreignTargets([...fetched.emulators.keys()]);
-        core/* info */.pq(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
+        log.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
         const wanted = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, writer) }));
         const { registrations, probes } = await registerAndVerify({
             inputs,
@@ -6416,19 +6636,19 @@ async function run() {
             })));
         }
         for (const [k, v] of Object.entries(out))
-            core/* setOutput */.uH(k, v);
-        core/* info */.pq(`Platforms available: ${out.platforms}`);
+            setOutput(k, v);
+        log.info(`Platforms available: ${out.platforms}`);
         timings.total = performance.now() - started;
-        core/* debug */.Yz(`timings ${JSON.stringify(timings)}`);
+        log.debug(`timings ${JSON.stringify(timings)}`);
         await writeSummary(outcome, builder);
     }
     catch (e) {
         if (cancel.signal.aborted)
-            core/* setFailed */.C1(`the step was cancelled (${String(cancel.signal.reason)})`);
+            log.fail(`the step was cancelled (${String(cancel.signal.reason)})`);
         else
-            core/* setFailed */.C1(errors_errorMessage(e));
+            log.fail(errors_errorMessage(e));
         if (!(e instanceof errors_ActionError) && e instanceof Error && e.stack)
-            core/* debug */.Yz(e.stack);
+            log.debug(e.stack);
     }
     finally {
         if (tempDir)
@@ -6446,7 +6666,7 @@ async function registerAndVerify({ inputs, pinned, access, wanted, temp, cancel,
     if (!wanted.length && !inputs.reset)
         return { registrations: [], probes: [] };
     const { writer, reader, verify } = access;
-    const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: core/* info */.pq });
+    const lock = await HostLock.acquire({ timeoutMs: inputs.lockTimeoutMs, cancel, log: log.info });
     const journal = new Journal();
     try {
         if (!access.hidden)
@@ -6460,11 +6680,11 @@ async function registerAndVerify({ inputs, pinned, access, wanted, temp, cancel,
             }
             catch (e) {
                 // Records that cannot be trusted could hide a live job: keep what it might use.
-                core/* info */.pq(`reset: keeping ${name}: which jobs use it cannot be told (${errors_errorMessage(e)})`);
+                log.info(`reset: keeping ${name}: which jobs use it cannot be told (${errors_errorMessage(e)})`);
                 return true;
             }
             if (users.length)
-                core/* info */.pq(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`);
+                log.info(`reset: keeping ${name}: the running job of process ${users.map(u => u.pid).join(', ')} uses it`);
             return users.length > 0;
         };
         const changes = planChanges(reader.mounted() ? reader.list() : [], wanted, { reset: inputs.reset, pinned, inUse });
@@ -6472,7 +6692,7 @@ async function registerAndVerify({ inputs, pinned, access, wanted, temp, cancel,
         const probes = await time('verify', () => core/* group */.Os('Verify', async () => {
             const results = await verify(registrations, temp);
             for (const p of results)
-                core/* info */.pq(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`);
+                log.info(`${p.target.name}: ${p.ok ? 'ok' : p.detail} (${p.ms.toFixed(1)} ms)`);
             return results;
         }));
         const failed = probes.filter(p => !p.ok);
@@ -6503,7 +6723,7 @@ async function removeAbandonedStaging(writer, reader) {
     const abandoned = [...new Set([...abandonedStaging(reader), ...reader.names().filter(n => stagedBy(n) === process.pid)])].sort();
     if (!abandoned.length)
         return;
-    core/* info */.pq(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`);
+    log.info(`Removing entries left by runs that were killed before they finished: ${abandoned.join(', ')}`);
     await writer.apply(abandoned.map(name => ({ kind: 'remove', name })));
 }
 /** Tells other jobs' uninstall that this job uses these entries; and tells this step's post what to undo. */
@@ -6514,7 +6734,8 @@ function recordUsage(inputs, writer, registrations, job, records) {
             records.add(job, names);
         }
         catch (e) {
-            core/* debug */.Yz(`could not record which entries this job uses: ${errors_errorMessage(e)}`);
+            // Fail safe only where other jobs see the same fault (they then keep every entry): say so loudly.
+            log.warning(`could not record that this job uses ${names.join(', ')}, so another job's uninstall may remove them while this job runs: ${errors_errorMessage(e)}`);
         }
     }
     if (inputs.uninstall) {
@@ -6538,13 +6759,13 @@ function watchCancellation(cancel, tempDir) {
     const handler = (signal) => {
         if (cancel.signal.aborted)
             return;
-        core/* info */.pq(`Received ${signal}: stopping`);
+        log.info(`Received ${signal}: stopping`);
         cancel.abort(signal);
         deadline = setTimeout(() => {
             const dir = tempDir();
             if (dir)
                 external_fs_.rmSync(dir, { recursive: true, force: true });
-            core/* setFailed */.C1(`cancelled (${signal}) and the clean-up did not finish in time`);
+            log.fail(`cancelled (${signal}) and the clean-up did not finish in time`);
             process.exit(1);
         }, CANCEL_GRACE_MS);
         deadline.unref();
@@ -6572,7 +6793,7 @@ async function checkTempExecutable(host, temp, probes, tried) {
     if (refused(r)) {
         throw new errors_ActionError(`RUNNER_TEMP (${external_path_.dirname(temp)}) does not allow running programs (${r.detail}; is it mounted noexec?); set RUNNER_TEMP to a directory on a file system that allows exec`);
     }
-    core/* debug */.Yz(`the native test program did not run as expected in ${temp}: ${r.detail}`);
+    log.debug(`the native test program did not run as expected in ${temp}: ${r.detail}`);
 }
 function checkBinfmtEnabled(reader) {
     if (reader.mounted() && !reader.enabled()) {
@@ -6624,7 +6845,7 @@ async function runBuilder(inputs, outcome, tempDir, runner, cancel) {
     if (state && cleanup)
         stepState.saveBuilder(state);
     if (result)
-        core/* info */.pq(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
+        log.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
     return result;
 }
 
@@ -6645,7 +6866,7 @@ async function runBuilder(inputs, outcome, tempDir, runner, cancel) {
 
 
 
-const post_log = { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e };
+
 /**
  * The post phase: removes the buildx builder the main phase created and, with
  * `uninstall: true`, the entries it registered. Nothing here fails the job;
@@ -6655,16 +6876,16 @@ async function post() {
     // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
     const pending = stepState.cachePending();
     if (pending)
-        await saveEntry(pending, { info: core/* info */.pq, debug: core/* debug */.Yz, warning: core/* warning */.$e });
+        await saveEntry(pending, log);
     try {
         const saved = stepState.builder();
         if (saved)
-            await cleanupBuilder(saved, new ChildProcessRunner(), post_log);
+            await cleanupBuilder(saved, new ChildProcessRunner(), log);
         else
-            core/* debug */.Yz('post: no builder to clean up');
+            log.debug('post: no builder to clean up');
     }
     catch (e) {
-        core/* warning */.$e(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
+        log.warning(`post: builder cleanup failed: ${errors_errorMessage(e)}`);
     }
     // The saved state alone never makes this step change the kernel: the step's own input must ask for it.
     if (wantsUninstall()) {
@@ -6674,7 +6895,7 @@ async function post() {
                 await uninstallEntries(uninstall);
         }
         catch (e) {
-            core/* warning */.$e(`uninstall: ${errors_errorMessage(e)}; the entries stay registered`);
+            log.warning(`uninstall: ${errors_errorMessage(e)}; the entries stay registered`);
         }
     }
 }
@@ -6684,7 +6905,7 @@ function wantsUninstall() {
         return readInputs(name => core/* getInput */.V4(name)).uninstall;
     }
     catch (e) {
-        core/* debug */.Yz(`post: not uninstalling: ${errors_errorMessage(e)}`);
+        log.debug(`post: not uninstalling: ${errors_errorMessage(e)}`);
         return false;
     }
 }
@@ -6697,7 +6918,7 @@ function wantsUninstall() {
 async function uninstallEntries(state) {
     const runner = new ChildProcessRunner();
     const access = state.method === 'docker'
-        ? await dockerAccess(runner, state.dockerImage, post_log)
+        ? await dockerAccess(runner, state.dockerImage, log)
         : state.method === 'userns'
             ? await usernsAccess(runner, false)
             : await directAccess(runner);
@@ -6706,36 +6927,39 @@ async function uninstallEntries(state) {
     const writer = access.writer;
     const reader = readerFor(writer);
     const records = new UsageRecords(tableOf(reader.root));
-    const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: core/* info */.pq });
+    const lock = await HostLock.acquire({ timeoutMs: LOCK_WAIT_MS, log: log.info });
     try {
-        const problem = records.problem();
         for (const { spec, previous } of state.entries) {
             // Only ever qemu-* entries, and an entry is only ever put back under its own name.
             if (!isQemuEntry(spec.name) || (previous && previous.name !== spec.name)) {
-                core/* warning */.$e(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`);
+                log.warning(`uninstall: ignoring a saved entry that is not a qemu-* entry of its own name (${spec.name})`);
                 continue;
             }
-            const users = problem ? [] : records.users(spec.name, state.job);
-            if (problem) {
-                core/* info */.pq(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${problem})`);
+            let users;
+            try {
+                users = records.users(spec.name, state.job);
+            }
+            catch (e) {
+                // Records that cannot be trusted could hide a live job (or one that could not write its record): keep.
+                log.warning(`uninstall: ${spec.name} kept: which jobs use it cannot be told (${errors_errorMessage(e)})`);
                 continue;
             }
             if (users.length) {
-                core/* info */.pq(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`);
+                log.info(`uninstall: ${spec.name} kept: still used by the running job of process ${users.map(u => u.pid).join(', ')}`);
                 continue;
             }
             const now = reader.read(spec.name);
             if (!now) {
-                core/* info */.pq(`uninstall: ${spec.name} is already gone`);
+                log.info(`uninstall: ${spec.name} is already gone`);
                 continue;
             }
             if (now.interpreter !== spec.interpreter) {
-                core/* info */.pq(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`);
+                log.info(`uninstall: ${spec.name} kept: it was changed since this step (interpreter ${now.interpreter})`);
                 continue;
             }
             if (!previous) {
                 await writer.apply([{ kind: 'remove', name: spec.name }]);
-                core/* info */.pq(`uninstall: removed ${spec.name}`);
+                log.info(`uninstall: removed ${spec.name}`);
                 continue;
             }
             // The old entry comes back beside ours first: if the kernel refuses it, ours stays.
@@ -6745,7 +6969,7 @@ async function uninstallEntries(state) {
                 await writer.apply([{ kind: 'register', spec: { ...old, name: staged } }]);
             }
             catch (e) {
-                core/* warning */.$e(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errors_errorMessage(e)})`);
+                log.warning(`uninstall: ${spec.name} kept: the entry it replaced cannot be put back (${errors_errorMessage(e)})`);
                 continue;
             }
             const ops = [
@@ -6755,9 +6979,9 @@ async function uninstallEntries(state) {
                 { kind: 'remove', name: staged },
             ];
             await writer.apply(ops);
-            core/* info */.pq(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`);
+            log.info(`uninstall: put back ${previous.name} (interpreter ${previous.interpreter}, flags ${previous.flags || 'none'}${previous.enabled ? '' : ', disabled'})`);
         }
-        if (state.job && !problem)
+        if (state.job && !records.problem())
             records.remove(state.job);
     }
     finally {
