@@ -482,7 +482,7 @@ function diskError(e, file) {
     }
     return e instanceof Error ? e : new Error(errors_errorMessage(e));
 }
-function throwIfAborted(signal) {
+function limits_throwIfAborted(signal) {
     if (signal?.aborted)
         throw signal.reason ?? new Error('aborted');
 }
@@ -553,6 +553,14 @@ function pause(ms, cancel) {
 
 
 const DEFAULT_NETWORK = { connectTimeoutMs: 30000, idleTimeoutMs: 30000, attempts: 3, retryDelayMs: 3000 };
+/** A download that failed for good; `why` says how without naming the URL or an input, for callers that word their own message. */
+class DownloadError extends errors_ActionError {
+    why;
+    constructor(message, why) {
+        super(message);
+        this.why = why;
+    }
+}
 /** A failure worth another attempt (network, timeout, 5xx, cut transfer), as opposed to a final answer. */
 class Transient extends Error {
 }
@@ -571,7 +579,7 @@ function progressLine(shown, size, declared) {
  * on failure `dest` is removed and the error names the URL (redacted).
  */
 async function download(location, dest, opts) {
-    const shown = redact(location);
+    const shown = opts.label ?? redact(location);
     const { attempts, retryDelayMs } = opts.network;
     for (let attempt = 1;; attempt++) {
         try {
@@ -582,12 +590,13 @@ async function download(location, dest, opts) {
             if (!(e instanceof Transient))
                 throw e;
             if (attempt >= attempts) {
-                throw new errors_ActionError(`qemu-url: download of ${shown} failed: ${e.message} (after ${attempts} attempts); check qemu-url and the network`);
+                const why = `${e.message} (after ${attempts} attempts)`;
+                throw new DownloadError(`qemu-url: download of ${shown} failed: ${why}; check qemu-url and the network`, why);
             }
             const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2);
             opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`);
             await pause(wait, opts.signal);
-            throwIfAborted(opts.signal);
+            limits_throwIfAborted(opts.signal);
         }
     }
 }
@@ -595,9 +604,9 @@ async function attemptDownload(location, dest, opts) {
     const first = httpTarget(location);
     let url = first.url;
     let authorization = first.authorization;
-    const shown = (u) => redact(u.toString());
+    const shown = (u) => opts.label ?? redact(u.toString());
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-        throwIfAborted(opts.signal);
+        limits_throwIfAborted(opts.signal);
         const res = await request(url, authorization, opts);
         const status = res.statusCode ?? 0;
         // A body we do not read is not drained either: a server could send it forever and keep the process alive.
@@ -605,7 +614,7 @@ async function attemptDownload(location, dest, opts) {
             res.destroy();
             const next = new URL(res.headers.location, url);
             if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-                throw new errors_ActionError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`);
+                throw new DownloadError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`, `it redirects to a ${next.protocol} URL, which is not followed`);
             }
             // Credentials are for the URL's own origin (as curl does): a CDN redirect must not receive them.
             if (next.origin !== url.origin)
@@ -626,11 +635,11 @@ async function attemptDownload(location, dest, opts) {
             if (status >= 500 || status === 408 || status === 429)
                 throw new Transient(why);
             const hint = status === 401 || status === 403 ? 'check the credentials in qemu-url' : 'check qemu-version and qemu-url';
-            throw new errors_ActionError(`qemu-url: download of ${redact(location)} failed: ${why}; ${hint}`);
+            throw new DownloadError(`qemu-url: download of ${opts.label ?? redact(location)} failed: ${why}; ${hint}`, why);
         }
         return receive(res, url, dest, opts);
     }
-    throw new errors_ActionError(`qemu-url: ${redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`);
+    throw new DownloadError(`qemu-url: ${opts.label ?? redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`, `it redirects more than ${MAX_REDIRECTS} times`);
 }
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
 function request(url, authorization, opts) {
@@ -663,8 +672,8 @@ function request(url, authorization, opts) {
 /** Streams the body to `dest`, hashing it; the size limit applies before a byte is written. */
 async function receive(res, url, dest, opts) {
     const declared = Number(res.headers['content-length']);
-    const shown = redact(url.toString());
-    const tooBig = () => new errors_ActionError(`qemu-url: ${shown} is larger than ${opts.maxBytes} bytes, the limit for one download; refusing it - check qemu-url`);
+    const shown = opts.label ?? redact(url.toString());
+    const tooBig = () => new DownloadError(`qemu-url: ${shown} is larger than ${opts.maxBytes} bytes, the limit for one download; refusing it - check qemu-url`, `it is larger than ${opts.maxBytes} bytes, the limit for one download`);
     if (Number.isFinite(declared) && declared > opts.maxBytes) {
         res.destroy();
         throw tooBig();
@@ -1003,7 +1012,7 @@ class EmulatorSink {
         this.checked = true;
     }
     async write(chunk) {
-        throwIfAborted(this.signal);
+        limits_throwIfAborted(this.signal);
         this.size += chunk.length;
         if (this.size > this.limit) {
             throw new errors_ActionError(`${this.label} is larger than ${this.limit} bytes, more than any emulator; refusing the archive - check qemu-url`);
@@ -1239,7 +1248,7 @@ function parsePax(data) {
  * 'stopped' (the caller asked to stop). TarFormatError for anything malformed
  * or truncated.
  */
-async function readTar(source, decide, 
+async function tar_readTar(source, decide, 
 /** asked after each taken member: true ends reading there */
 done = () => false) {
     const r = new ByteReader(source[Symbol.asyncIterator]());
@@ -1774,6 +1783,38 @@ function decompress(file, format, range, label, signal) {
     };
 }
 /**
+ * Reads the gzip- or zstd-compressed tar `file` (the format told by its first bytes) once, calling `decide`
+ * for each member, as extractEmulators does; nothing is written but what `decide` writes. ActionError
+ * naming `label` for another format, a corrupt or truncated archive, or whatever `decide` throws.
+ */
+async function readCompressedTar(file, label, decide, signal) {
+    const format = formatOf(await archive_readHead(file, label));
+    if (format !== 'tar.gz' && format !== 'tar.zst')
+        throw new ActionError(`${label} is not gzip- or zstd-compressed`);
+    const dec = decompress(file, format, undefined, label, signal);
+    try {
+        await readTar(dec.stream, async (h) => {
+            throwIfAborted(signal);
+            return decide(h);
+        });
+    }
+    catch (e) {
+        dec.close();
+        const complaint = await dec.failure();
+        if (signal?.aborted)
+            throw signal.reason ?? e;
+        if (complaint?.startsWith('!'))
+            throw new ActionError(complaint.slice(1));
+        if (e instanceof ActionError)
+            throw e;
+        throw new ActionError(`${label} is corrupt or truncated (${complaint ?? errorMessage(e).replace(/^Error: /, '')})`);
+    }
+    dec.close();
+    const complaint = await dec.failure();
+    if (complaint)
+        throw new ActionError(complaint.startsWith('!') ? complaint.slice(1) : `${label} is corrupt or truncated (${complaint})`);
+}
+/**
  * Reads the archive once and writes the wanted emulators to `destDir/qemu-<T>`
  * (destDir must exist and be private to this run). Members that are links,
  * devices, directories or sparse, names with `..` or a leading `/`, members
@@ -1800,8 +1841,8 @@ async function extractEmulators(file, label, want, destDir, opts) {
     const dec = decompress(file, tarFormat, deb ? { start: deb.offset, size: deb.size } : undefined, label, opts.signal);
     let ending;
     try {
-        ending = await readTar(dec.stream, async (h) => {
-            throwIfAborted(opts.signal);
+        ending = await tar_readTar(dec.stream, async (h) => {
+            limits_throwIfAborted(opts.signal);
             const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
             if (h.name.startsWith('/') ||
                 key.split('/').includes('..') ||
@@ -2056,7 +2097,7 @@ async function obtain(location, local, ctx, slot) {
     const label = redact(location);
     // The name is always this run's own (it picks the qemu-sha256 line), whatever the file came from.
     const name = fileNameOf(location);
-    throwIfAborted(ctx.signal);
+    limits_throwIfAborted(ctx.signal);
     if (ctx.restored && !local) {
         const dest = external_path_.join(await external_fs_.promises.mkdtemp(external_path_.join(ctx.tempDir, 'restored-')), 'download');
         const sha256 = await copyHashed(external_path_.join(ctx.restored, slot), dest, ctx.limits.download, ctx.signal);
