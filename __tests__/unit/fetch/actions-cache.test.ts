@@ -1,4 +1,6 @@
 import * as fs from 'fs'
+import * as http from 'http'
+import * as net from 'net'
 import * as os from 'os'
 import * as path from 'path'
 import * as zlib from 'zlib'
@@ -179,5 +181,88 @@ describe('restoring', () => {
     expect(log.debug).toHaveBeenLastCalledWith('The Actions cache service is not available here (local run?); using the runner tool cache only')
     expect(log.warning).not.toHaveBeenCalled()
     expect(log.info).not.toHaveBeenCalled()
+  })
+})
+
+describe('talking to the service', () => {
+  let work: string
+  let server: http.Server
+  let base: string
+  const saved = { ...process.env }
+  let answer: Record<string, unknown> = {}
+  let blob: { status: number; body: Buffer } = { status: 200, body: Buffer.alloc(0) }
+  const seen: string[] = []
+  beforeAll(async () => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'actions-cache-svc-'))
+    server = http.createServer((req, res) => {
+      seen.push(`${req.method} ${req.url} ${req.headers.authorization ?? ''}`)
+      if (req.method === 'POST') {
+        res.writeHead(200, { 'Content-Type': 'application/json' })
+        res.end(JSON.stringify(answer))
+      } else {
+        res.writeHead(blob.status)
+        res.end(blob.body)
+      }
+    })
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`
+  })
+  afterAll(async () => {
+    await new Promise(resolve => server.close(resolve))
+    fs.rmSync(work, { recursive: true, force: true })
+  })
+  afterEach(() => {
+    process.env = { ...saved }
+    seen.length = 0
+  })
+
+  async function restore(): Promise<{ r: Awaited<ReturnType<typeof restoreEntry>>; logs: string[] }> {
+    const workspace = path.join(work, 'ws')
+    fs.mkdirSync(workspace, { recursive: true })
+    Object.assign(process.env, {
+      ACTIONS_CACHE_SERVICE_V2: 'True',
+      ACTIONS_RESULTS_URL: `${base}/some/path/`,
+      ACTIONS_RUNTIME_TOKEN: 'the-token',
+      GITHUB_SERVER_URL: 'https://github.com',
+      GITHUB_WORKSPACE: workspace,
+    })
+    const logs: string[] = []
+    const log = { info: (m: string) => logs.push(m), debug: (m: string) => logs.push(m), warning: (m: string) => logs.push(`warning: ${m}`) }
+    const saveDir = path.join(work, 'tc', 'source')
+    const network = { ...DEFAULT_NETWORK, retryDelayMs: 1 }
+    const r = await restoreEntry({ saveDir, prefix: 'p', slots: ['archive'], tempDir: work, limits: DEFAULT_LIMITS, network, log })
+    return { r, logs }
+  }
+  const tgz = (): Buffer => {
+    const name = path.relative(path.join(work, 'ws'), path.join(work, 'tc', 'source', 'archive'))
+    const data = Buffer.from('the archive\n')
+    return zlib.gzipSync(Buffer.concat([ustarHeader(name, { size: data.length }), data, Buffer.alloc(512 - data.length), Buffer.alloc(1024)]))
+  }
+
+  test('one lookup from the URL origin with the runtime token; the entry read; the signed URL never in a log line', async () => {
+    answer = { ok: true, matched_key: 'p-0123456789abcdef', signed_download_url: `${base}/blob?sv=1&sig=SECRETSIG` }
+    blob = { status: 200, body: tgz() }
+    const { r, logs } = await restore()
+    expect(seen).toEqual(['POST /twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL Bearer the-token', 'GET /blob?sv=1&sig=SECRETSIG '])
+    expect(r).toEqual({ available: true, hit: 'p-0123456789abcdef', dir: expect.any(String) })
+    expect(fs.readdirSync(r.dir as string)).toEqual(['archive'])
+    expect(logs).toEqual(['Restored emulators from the Actions cache (p-0123456789abcdef)'])
+    fs.rmSync(r.dir as string, { recursive: true })
+  })
+
+  test('a refused download says why without the signed URL; an entry not under the prefix is not fetched', async () => {
+    answer = { ok: true, matched_key: 'p-1', signed_download_url: `${base}/blob?sig=SECRETSIG` }
+    blob = { status: 403, body: Buffer.from('denied') }
+    let { r, logs } = await restore()
+    expect(r).toEqual({ available: true, failed: true })
+    expect(logs).toEqual(['warning: Actions cache restore failed, downloading instead: the entry p-1 could not be downloaded (HTTP 403 Forbidden)'])
+    answer = { ok: true, matched_key: 'other-1', signed_download_url: `${base}/blob?sig=SECRETSIG` }
+    ;({ r, logs } = await restore())
+    expect(r).toEqual({ available: true, failed: true })
+    expect(logs).toEqual(['warning: Actions cache restore failed, downloading instead: the cache service matched "other-1", not a key under p-'])
+    expect(seen.filter(s => s.startsWith('GET'))).toHaveLength(1)
+    answer = { ok: false }
+    expect((await restore()).r).toEqual({ available: true })
+    expect(fs.readdirSync(work).filter(f => f.startsWith('restored-entry-'))).toEqual([])
   })
 })
