@@ -357,402 +357,14 @@ function emulatorNames(targets) {
     return [...new Set(targets.map(emulatorName))];
 }
 
-;// CONCATENATED MODULE: ./src/fetch/actions-cache.ts
-
-
-
-
-/**
- * The key to save `files` under: `<prefix>-` and their digests' hash, so that what an entry holds
- * decides its name; `fresh` (a restored entry was broken or failed its check) adds the time, so that the good
- * entry is saved even when a bad one took its name, and is the newest the next restore finds.
- */
-function saveKey(prefix, files, fresh) {
-    const sums = [...files]
-        .sort((a, b) => a.slot.localeCompare(b.slot))
-        .map(f => `${f.slot}=${f.sha256}`)
-        .join(',');
-    const key = `${prefix}-${(0,external_crypto_.createHash)('sha256').update(sums).digest('hex').slice(0, 16)}`;
-    return fresh ? `${key}-${Date.now().toString(36)}` : key;
-}
-/**
- * Restores the newest entry saved under `prefix` into `dir`. What it restores is as untrusted as a
- * download: the caller checks it.
- */
-async function restoreEntry(dir, prefix, log) {
-    // Loaded only when needed: it is large, and a warm run never needs it.
-    const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
-    if (!cache.isFeatureAvailable()) {
-        log.debug('The Actions cache service is not available here (local run?); using the runner tool cache only');
-        return { available: false };
-    }
-    // Nothing left from an earlier run may pass for what was restored.
-    external_fs_.rmSync(dir, { recursive: true, force: true });
-    try {
-        // No entry is saved under the prefix itself: the newest whose key starts with it wins. Looked up
-        // first, because a restore that breaks (the client warns) returns what a miss returns.
-        const found = await cache.restoreCache([dir], prefix, [`${prefix}-`], { lookupOnly: true });
-        if (!found)
-            return { available: true };
-        const hit = await cache.restoreCache([dir], found);
-        if (!hit)
-            return { available: true, failed: true };
-        log.info(`Restored emulators from the Actions cache (${hit})`);
-        return { available: true, hit };
-    }
-    catch (e) {
-        log.warning(`Actions cache restore failed, downloading instead: ${errors_errorMessage(e)}`);
-        return { available: true, failed: true };
-    }
-}
-/**
- * Saves the files the main step downloaded, if they are still what main read; never fails the job.
- * Removes them afterwards: the tool cache keeps the emulators, not the archives.
- */
-async function saveEntry(pending, log) {
-    try {
-        await save(pending, log);
-    }
-    finally {
-        external_fs_.rmSync(pending.dir, { recursive: true, force: true });
-    }
-}
-async function save(pending, log) {
-    const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
-    if (!cache.isFeatureAvailable()) {
-        log.debug('The Actions cache service is not available here (local run?); not saving');
-        return;
-    }
-    if (!external_fs_.existsSync(pending.dir)) {
-        log.warning(`Actions cache: ${pending.dir} is gone; nothing to save`);
-        return;
-    }
-    for (const f of pending.files) {
-        const now = await sha256File(`${pending.dir}/${f.slot}`).catch(() => 'unreadable');
-        if (now !== f.sha256) {
-            log.warning(`Actions cache: ${pending.dir}/${f.slot} changed after the main step read it (sha256 ${now}, was ${f.sha256}); not saving it`);
-            return;
-        }
-    }
-    try {
-        // -1: the service kept nothing (the key exists already, or it refused); @actions/cache says why at info level.
-        const id = await cache.saveCache([pending.dir], pending.key);
-        if (id === -1)
-            log.info(`The Actions cache did not store the emulators under ${pending.key} (see above); the next job downloads them`);
-        else
-            log.info(`Saved emulators to the Actions cache (${pending.key})`);
-    }
-    catch (e) {
-        log.warning(`Actions cache save failed (the emulators are still used): ${errors_errorMessage(e)}`);
-    }
-}
-/** For post: the state main saved, or undefined. */
-function parsePending(state) {
-    if (!state)
-        return undefined;
-    try {
-        const p = JSON.parse(state);
-        const files = Array.isArray(p.files) && p.files.every(f => typeof f?.slot === 'string' && /^[a-z0-9_]+$/.test(f.slot) && typeof f.sha256 === 'string');
-        return typeof p.dir === 'string' && typeof p.key === 'string' && files ? p : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __webpack_require__(4942);
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __webpack_require__(5317);
 // EXTERNAL MODULE: external "http"
 var external_http_ = __webpack_require__(8611);
 // EXTERNAL MODULE: external "https"
 var external_https_ = __webpack_require__(5692);
-// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
-var lib = __webpack_require__(4942);
-;// CONCATENATED MODULE: ./src/fetch/url.ts
-/**
- * Credentials in a URL (`https://user:token@host/...`): never shown, sent only
- * as HTTP Basic authentication to the URL's own origin.
- */
-const USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#@]*@)/i;
-/** The URL or path with any userinfo replaced by `***@`: safe for logs, errors, summary, manifest and cache keys. */
-function redact(location) {
-    return location.replace(USERINFO, (_m, scheme) => `${scheme}***@`);
-}
-/** Splits userinfo off a URL; the password (or token) is what a log must never show. */
-function httpTarget(location) {
-    const url = new URL(location);
-    if (!url.username && !url.password)
-        return { url, secrets: [] };
-    const user = decodeURIComponent(url.username);
-    const pass = decodeURIComponent(url.password);
-    url.username = '';
-    url.password = '';
-    const token = Buffer.from(`${user}:${pass}`).toString('base64');
-    return { url, authorization: `Basic ${token}`, secrets: [user, pass, token].filter(s => s.length >= 3) };
-}
-/** Name of the file behind a URL or path, as a qemu-sha256 line names it: a label only, never a path to write to. */
-function fileNameOf(location) {
-    try {
-        const p = new URL(location).pathname;
-        const last = p.slice(p.lastIndexOf('/') + 1);
-        return decodeURIComponent(last);
-    }
-    catch {
-        return location.slice(location.lastIndexOf('/') + 1);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/fetch/limits.ts
-
-
-const MiB = 1024 * 1024;
-const DEFAULT_LIMITS = { download: 1024 * MiB, emulator: 256 * MiB, archive: 4096 * MiB };
-/** ENOSPC and friends as a user reads them: which directory is full. */
-function diskError(e, file) {
-    const code = e.code;
-    const dir = external_path_.dirname(file);
-    if (code === 'ENOSPC' || code === 'EDQUOT') {
-        return new errors_ActionError(`the disk holding ${dir} is full (${code}); free some space or point RUNNER_TEMP / RUNNER_TOOL_CACHE elsewhere`);
-    }
-    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
-        return new errors_ActionError(`cannot write in ${dir} (${code}: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'}); make it writable for this user or point RUNNER_TOOL_CACHE / RUNNER_TEMP at a writable directory`);
-    }
-    return e instanceof Error ? e : new Error(errors_errorMessage(e));
-}
-function throwIfAborted(signal) {
-    if (signal?.aborted)
-        throw signal.reason ?? new Error('aborted');
-}
-/**
- * Runs jobs side by side; the first to fail aborts `stop` (so the others end early) and is what this rejects with,
- * but only once every job has settled: a sibling still writing must not race its caller's clean-up.
- */
-async function settleAll(jobs, stop) {
-    let first;
-    const settled = await Promise.allSettled(jobs.map(j => j.catch((e) => {
-        first ??= { error: e };
-        stop.abort(e);
-        throw e;
-    })));
-    if (first)
-        throw first.error;
-    return settled.map(s => s.value);
-}
-
-;// CONCATENATED MODULE: ./src/timeouts.ts
-// How long each kind of program this action runs may take before it counts as
-// stuck and is killed (with everything it started). One place, so that the
-// bounds can be read side by side.
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-/** Any program whose caller names no bound. */
-const PROGRAM_MS = 5 * MINUTE;
-/** `sudo -n true`: sudo answers at once or not at all. */
-const SUDO_CHECK_MS = 10 * SECOND;
-/** A test program runs in milliseconds. */
-const PROBE_MS = 20 * SECOND;
-/** A docker command that only asks the daemon something or changes its bookkeeping (version, image inspect, create, rm). */
-const DOCKER_ANSWER_MS = 20 * SECOND;
-/** Entering a user namespace to mount its binfmt_misc; `podman unshare true`, which may start Podman's pause process. */
-const USERNS_MS = 20 * SECOND;
-/** `docker pull` of the registering image. */
-const DOCKER_PULL_MS = 5 * MINUTE;
-/** `docker cp` into a container, and the container's whole run. */
-const CONTAINER_MS = 2 * MINUTE;
-/** docker buildx: bookkeeping or one RPC; creating (or removing) a builder; booting it, which pulls moby/buildkit. */
-const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE };
-/** The host lock where no lock-timeout input sets it: the post step and the command. */
-const LOCK_WAIT_MS = 5 * MINUTE;
-/** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
-function pause(ms, cancel) {
-    // Aborted already: its abort event has fired and will not again.
-    if (cancel?.aborted)
-        return Promise.resolve();
-    return new Promise(resolve => {
-        const t = setTimeout(done, ms);
-        function done() {
-            clearTimeout(t);
-            cancel?.removeEventListener('abort', done);
-            resolve();
-        }
-        cancel?.addEventListener('abort', done, { once: true });
-    });
-}
-/** After SIGINT/SIGTERM, how long the clean-up may take before the process exits regardless. */
-const CANCEL_GRACE_MS = 3 * SECOND;
-
-;// CONCATENATED MODULE: ./src/fetch/download.ts
-
-
-
-
-
-
-
-
-
-const DEFAULT_NETWORK = { connectTimeoutMs: 30000, idleTimeoutMs: 30000, attempts: 3, retryDelayMs: 3000 };
-/** A failure worth another attempt (network, timeout, 5xx, cut transfer), as opposed to a final answer. */
-class Transient extends Error {
-}
-const MAX_REDIRECTS = 10;
-/** A slow download says how far it got this often: a plain line in a log, a progress bar on a terminal (the command). */
-const PROGRESS_MS = 2000;
-const mb = (n) => (n / 1048576).toFixed(1);
-/** `Downloading <url>: 12.3 of 88.0 MB` (`?` when the server did not say the size). */
-function progressLine(shown, size, declared) {
-    return `Downloading ${shown}: ${mb(size)} of ${Number.isFinite(declared) ? mb(declared) : '?'} MB`;
-}
-/**
- * Downloads `location` (http or https, credentials in its userinfo sent as Basic
- * auth to its own origin only) to `dest`, which must not exist, hashing the
- * bytes as they arrive. Timeouts, retries, size limit and cancellation end it;
- * on failure `dest` is removed and the error names the URL (redacted).
- */
-async function download(location, dest, opts) {
-    const shown = redact(location);
-    const { attempts, retryDelayMs } = opts.network;
-    for (let attempt = 1;; attempt++) {
-        try {
-            return await attemptDownload(location, dest, opts);
-        }
-        catch (e) {
-            await external_fs_.promises.rm(dest, { force: true });
-            if (!(e instanceof Transient))
-                throw e;
-            if (attempt >= attempts) {
-                throw new errors_ActionError(`qemu-url: download of ${shown} failed: ${e.message} (after ${attempts} attempts); check qemu-url and the network`);
-            }
-            const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2);
-            opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`);
-            await pause(wait, opts.signal);
-            throwIfAborted(opts.signal);
-        }
-    }
-}
-async function attemptDownload(location, dest, opts) {
-    const first = httpTarget(location);
-    let url = first.url;
-    let authorization = first.authorization;
-    const shown = (u) => redact(u.toString());
-    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
-        throwIfAborted(opts.signal);
-        const res = await request(url, authorization, opts);
-        const status = res.statusCode ?? 0;
-        // A body we do not read is not drained either: a server could send it forever and keep the process alive.
-        if (status >= 300 && status < 400 && res.headers.location) {
-            res.destroy();
-            const next = new URL(res.headers.location, url);
-            if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-                throw new errors_ActionError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`);
-            }
-            // Credentials are for the URL's own origin (as curl does): a CDN redirect must not receive them.
-            if (next.origin !== url.origin)
-                authorization = undefined;
-            if (next.username || next.password) {
-                const t = httpTarget(next.toString());
-                authorization = t.authorization;
-                url = t.url;
-            }
-            else
-                url = next;
-            opts.log.debug(`redirected to ${shown(url)}`);
-            continue;
-        }
-        if (status !== 200) {
-            res.destroy();
-            const why = `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`;
-            if (status >= 500 || status === 408 || status === 429)
-                throw new Transient(why);
-            const hint = status === 401 || status === 403 ? 'check the credentials in qemu-url' : 'check qemu-version and qemu-url';
-            throw new errors_ActionError(`qemu-url: download of ${redact(location)} failed: ${why}; ${hint}`);
-        }
-        return receive(res, url, dest, opts);
-    }
-    throw new errors_ActionError(`qemu-url: ${redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`);
-}
-/** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
-function request(url, authorization, opts) {
-    return new Promise((resolve, reject) => {
-        // The toolkit's agent honours https_proxy/no_proxy as the runner sets them.
-        const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
-        const headers = { 'User-Agent': 'setup-qemu-binfmt', Accept: 'application/octet-stream' };
-        if (authorization)
-            headers.Authorization = authorization;
-        const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
-        const req = send(url, { method: 'GET', headers, agent });
-        const timer = setTimeout(() => req.destroy(new Transient(`no response within ${opts.network.connectTimeoutMs / 1000} s`)), opts.network.connectTimeoutMs);
-        const onAbort = () => void req.destroy(opts.signal?.reason ?? new Error('aborted'));
-        opts.signal?.addEventListener('abort', onAbort, { once: true });
-        const cleanup = () => {
-            clearTimeout(timer);
-            opts.signal?.removeEventListener('abort', onAbort);
-        };
-        req.on('response', res => {
-            cleanup();
-            resolve(res);
-        });
-        req.on('error', e => {
-            cleanup();
-            reject(e instanceof Transient || opts.signal?.aborted ? e : new Transient(errors_errorMessage(e)));
-        });
-        req.end();
-    });
-}
-/** Streams the body to `dest`, hashing it; the size limit applies before a byte is written. */
-async function receive(res, url, dest, opts) {
-    const declared = Number(res.headers['content-length']);
-    const shown = redact(url.toString());
-    const tooBig = () => new errors_ActionError(`qemu-url: ${shown} is larger than ${opts.maxBytes} bytes, the limit for one download; refusing it - check qemu-url`);
-    if (Number.isFinite(declared) && declared > opts.maxBytes) {
-        res.destroy();
-        throw tooBig();
-    }
-    const hash = (0,external_crypto_.createHash)('sha256');
-    let size = 0;
-    const file = await external_fs_.promises.open(dest, 'wx', 0o600).catch(e => {
-        res.destroy();
-        throw diskError(e, dest);
-    });
-    // A server that sends headers then nothing must not hang the run.
-    res.setTimeout(opts.network.idleTimeoutMs, () => res.destroy(new Transient(`no data for ${opts.network.idleTimeoutMs / 1000} s`)));
-    const onAbort = () => void res.destroy(opts.signal?.reason ?? new Error('aborted'));
-    opts.signal?.addEventListener('abort', onAbort, { once: true });
-    // Cancelled while the file was being opened: the event has fired already, with nobody listening.
-    if (opts.signal?.aborted)
-        onAbort();
-    let reported = Date.now();
-    try {
-        for await (const chunk of res) {
-            size += chunk.length;
-            if (size > opts.maxBytes)
-                throw tooBig();
-            if (Date.now() - reported >= PROGRESS_MS) {
-                reported = Date.now();
-                opts.log.info(progressLine(shown, size, declared));
-            }
-            hash.update(chunk);
-            await file.write(chunk).catch(e => {
-                throw diskError(e, dest);
-            });
-        }
-    }
-    catch (e) {
-        res.destroy();
-        if (e instanceof errors_ActionError || e instanceof Transient || opts.signal?.aborted)
-            throw opts.signal?.aborted ? opts.signal.reason : e;
-        throw new Transient(errors_errorMessage(e));
-    }
-    finally {
-        opts.signal?.removeEventListener('abort', onAbort);
-        await file.close();
-    }
-    if (!res.complete || (Number.isFinite(declared) && size !== declared)) {
-        throw new Transient(`the transfer ended after ${size} of ${Number.isFinite(declared) ? declared : '?'} bytes`);
-    }
-    return { sha256: hash.digest('hex'), size };
-}
-
-// EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __webpack_require__(5317);
 // EXTERNAL MODULE: external "stream"
 var external_stream_ = __webpack_require__(2203);
 // EXTERNAL MODULE: external "zlib"
@@ -945,6 +557,43 @@ function checkHostElf(info, head, host, label, base = 'qemu-<target>') {
         const example = /^qemu-[A-Za-z0-9_]+$/.test(base) ? `${base}-static` : 'qemu-<target>-static';
         throw new errors_ActionError(`${label} is dynamically linked (interpreter ${info.interpreter}); binfmt's F flag needs a static emulator such as ${example}`);
     }
+}
+
+;// CONCATENATED MODULE: ./src/fetch/limits.ts
+
+
+const MiB = 1024 * 1024;
+const DEFAULT_LIMITS = { download: 1024 * MiB, emulator: 256 * MiB, archive: 4096 * MiB };
+/** ENOSPC and friends as a user reads them: which directory is full. */
+function diskError(e, file) {
+    const code = e.code;
+    const dir = external_path_.dirname(file);
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+        return new errors_ActionError(`the disk holding ${dir} is full (${code}); free some space or point RUNNER_TEMP / RUNNER_TOOL_CACHE elsewhere`);
+    }
+    if (code === 'EROFS' || code === 'EACCES' || code === 'EPERM') {
+        return new errors_ActionError(`cannot write in ${dir} (${code}: ${code === 'EROFS' ? 'read-only file system' : 'permission denied'}); make it writable for this user or point RUNNER_TOOL_CACHE / RUNNER_TEMP at a writable directory`);
+    }
+    return e instanceof Error ? e : new Error(errors_errorMessage(e));
+}
+function throwIfAborted(signal) {
+    if (signal?.aborted)
+        throw signal.reason ?? new Error('aborted');
+}
+/**
+ * Runs jobs side by side; the first to fail aborts `stop` (so the others end early) and is what this rejects with,
+ * but only once every job has settled: a sibling still writing must not race its caller's clean-up.
+ */
+async function settleAll(jobs, stop) {
+    let first;
+    const settled = await Promise.allSettled(jobs.map(j => j.catch((e) => {
+        first ??= { error: e };
+        stop.abort(e);
+        throw e;
+    })));
+    if (first)
+        throw first.error;
+    return settled.map(s => s.value);
 }
 
 ;// CONCATENATED MODULE: ./src/fetch/emulator-file.ts
@@ -1428,6 +1077,48 @@ function writeTar(files, mtime = Math.floor(Date.now() / 1000)) {
     return Buffer.concat(parts);
 }
 
+;// CONCATENATED MODULE: ./src/timeouts.ts
+// How long each kind of program this action runs may take before it counts as
+// stuck and is killed (with everything it started). One place, so that the
+// bounds can be read side by side.
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+/** Any program whose caller names no bound. */
+const PROGRAM_MS = 5 * MINUTE;
+/** `sudo -n true`: sudo answers at once or not at all. */
+const SUDO_CHECK_MS = 10 * SECOND;
+/** A test program runs in milliseconds. */
+const PROBE_MS = 20 * SECOND;
+/** A docker command that only asks the daemon something or changes its bookkeeping (version, image inspect, create, rm). */
+const DOCKER_ANSWER_MS = 20 * SECOND;
+/** Entering a user namespace to mount its binfmt_misc; `podman unshare true`, which may start Podman's pause process. */
+const USERNS_MS = 20 * SECOND;
+/** `docker pull` of the registering image. */
+const DOCKER_PULL_MS = 5 * MINUTE;
+/** `docker cp` into a container, and the container's whole run. */
+const CONTAINER_MS = 2 * MINUTE;
+/** docker buildx: bookkeeping or one RPC; creating (or removing) a builder; booting it, which pulls moby/buildkit. */
+const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE };
+/** The host lock where no lock-timeout input sets it: the post step and the command. */
+const LOCK_WAIT_MS = 5 * MINUTE;
+/** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
+function pause(ms, cancel) {
+    // Aborted already: its abort event has fired and will not again.
+    if (cancel?.aborted)
+        return Promise.resolve();
+    return new Promise(resolve => {
+        const t = setTimeout(done, ms);
+        function done() {
+            clearTimeout(t);
+            cancel?.removeEventListener('abort', done);
+            resolve();
+        }
+        cancel?.addEventListener('abort', done, { once: true });
+    });
+}
+/** After SIGINT/SIGTERM, how long the clean-up may take before the process exits regardless. */
+const CANCEL_GRACE_MS = 3 * SECOND;
+
 ;// CONCATENATED MODULE: ./src/process.ts
 
 
@@ -1851,6 +1542,38 @@ function decompress(file, format, range, label, signal) {
     };
 }
 /**
+ * Reads the gzip- or zstd-compressed tar `file` (the format told by its first bytes) once, calling `decide`
+ * for each member, as extractEmulators does; nothing is written but what `decide` writes. ActionError
+ * naming `label` for another format, a corrupt or truncated archive, or whatever `decide` throws.
+ */
+async function readCompressedTar(file, label, decide, signal) {
+    const format = formatOf(await archive_readHead(file, label));
+    if (format !== 'tar.gz' && format !== 'tar.zst')
+        throw new errors_ActionError(`${label} is not gzip- or zstd-compressed`);
+    const dec = decompress(file, format, undefined, label, signal);
+    try {
+        await readTar(dec.stream, async (h) => {
+            throwIfAborted(signal);
+            return decide(h);
+        });
+    }
+    catch (e) {
+        dec.close();
+        const complaint = await dec.failure();
+        if (signal?.aborted)
+            throw signal.reason ?? e;
+        if (complaint?.startsWith('!'))
+            throw new errors_ActionError(complaint.slice(1));
+        if (e instanceof errors_ActionError)
+            throw e;
+        throw new errors_ActionError(`${label} is corrupt or truncated (${complaint ?? errors_errorMessage(e).replace(/^Error: /, '')})`);
+    }
+    dec.close();
+    const complaint = await dec.failure();
+    if (complaint)
+        throw new errors_ActionError(complaint.startsWith('!') ? complaint.slice(1) : `${label} is corrupt or truncated (${complaint})`);
+}
+/**
  * Reads the archive once and writes the wanted emulators to `destDir/qemu-<T>`
  * (destDir must exist and be private to this run). Members that are links,
  * devices, directories or sparse, names with `..` or a leading `/`, members
@@ -1995,6 +1718,589 @@ function compare(a, b) {
         if (a[i] !== b[i])
             return a[i] - b[i];
     return 0;
+}
+
+;// CONCATENATED MODULE: ./src/fetch/url.ts
+/**
+ * Credentials in a URL (`https://user:token@host/...`): never shown, sent only
+ * as HTTP Basic authentication to the URL's own origin.
+ */
+const USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#@]*@)/i;
+/** The URL or path with any userinfo replaced by `***@`: safe for logs, errors, summary, manifest and cache keys. */
+function redact(location) {
+    return location.replace(USERINFO, (_m, scheme) => `${scheme}***@`);
+}
+/** Splits userinfo off a URL; the password (or token) is what a log must never show. */
+function httpTarget(location) {
+    const url = new URL(location);
+    if (!url.username && !url.password)
+        return { url, secrets: [] };
+    const user = decodeURIComponent(url.username);
+    const pass = decodeURIComponent(url.password);
+    url.username = '';
+    url.password = '';
+    const token = Buffer.from(`${user}:${pass}`).toString('base64');
+    return { url, authorization: `Basic ${token}`, secrets: [user, pass, token].filter(s => s.length >= 3) };
+}
+/** Name of the file behind a URL or path, as a qemu-sha256 line names it: a label only, never a path to write to. */
+function fileNameOf(location) {
+    try {
+        const p = new URL(location).pathname;
+        const last = p.slice(p.lastIndexOf('/') + 1);
+        return decodeURIComponent(last);
+    }
+    catch {
+        return location.slice(location.lastIndexOf('/') + 1);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/fetch/download.ts
+
+
+
+
+
+
+
+
+
+const DEFAULT_NETWORK = { connectTimeoutMs: 30000, idleTimeoutMs: 30000, attempts: 3, retryDelayMs: 3000 };
+/** A download that failed for good; `why` says how without naming the URL or an input, for callers that word their own message. */
+class DownloadError extends errors_ActionError {
+    why;
+    constructor(message, why) {
+        super(message);
+        this.why = why;
+    }
+}
+/** A failure worth another attempt (network, timeout, 5xx, cut transfer), as opposed to a final answer. */
+class Transient extends Error {
+}
+const MAX_REDIRECTS = 10;
+/** A slow download says how far it got this often: a plain line in a log, a progress bar on a terminal (the command). */
+const PROGRESS_MS = 2000;
+const mb = (n) => (n / 1048576).toFixed(1);
+/** `Downloading <url>: 12.3 of 88.0 MB` (`?` when the server did not say the size). */
+function progressLine(shown, size, declared) {
+    return `Downloading ${shown}: ${mb(size)} of ${Number.isFinite(declared) ? mb(declared) : '?'} MB`;
+}
+/**
+ * Downloads `location` (http or https, credentials in its userinfo sent as Basic
+ * auth to its own origin only) to `dest`, which must not exist, hashing the
+ * bytes as they arrive. Timeouts, retries, size limit and cancellation end it;
+ * on failure `dest` is removed and the error names the URL (redacted).
+ */
+async function download(location, dest, opts) {
+    const shown = opts.label ?? redact(location);
+    const { attempts, retryDelayMs } = opts.network;
+    for (let attempt = 1;; attempt++) {
+        try {
+            return await attemptDownload(location, dest, opts);
+        }
+        catch (e) {
+            await external_fs_.promises.rm(dest, { force: true });
+            if (!(e instanceof Transient))
+                throw e;
+            if (attempt >= attempts) {
+                const why = `${e.message} (after ${attempts} attempts)`;
+                throw new DownloadError(`qemu-url: download of ${shown} failed: ${why}; check qemu-url and the network`, why);
+            }
+            const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2);
+            opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`);
+            await pause(wait, opts.signal);
+            throwIfAborted(opts.signal);
+        }
+    }
+}
+async function attemptDownload(location, dest, opts) {
+    const first = httpTarget(location);
+    let url = first.url;
+    let authorization = first.authorization;
+    const shown = (u) => opts.label ?? redact(u.toString());
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+        throwIfAborted(opts.signal);
+        const res = await request(url, authorization, opts);
+        const status = res.statusCode ?? 0;
+        // A body we do not read is not drained either: a server could send it forever and keep the process alive.
+        if (status >= 300 && status < 400 && res.headers.location) {
+            res.destroy();
+            const next = new URL(res.headers.location, url);
+            if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+                throw new DownloadError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`, `it redirects to a ${next.protocol} URL, which is not followed`);
+            }
+            // Credentials are for the URL's own origin (as curl does): a CDN redirect must not receive them.
+            if (next.origin !== url.origin)
+                authorization = undefined;
+            if (next.username || next.password) {
+                const t = httpTarget(next.toString());
+                authorization = t.authorization;
+                url = t.url;
+            }
+            else
+                url = next;
+            opts.log.debug(`redirected to ${shown(url)}`);
+            continue;
+        }
+        if (status !== 200) {
+            res.destroy();
+            const why = `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`;
+            if (status >= 500 || status === 408 || status === 429)
+                throw new Transient(why);
+            const hint = status === 401 || status === 403 ? 'check the credentials in qemu-url' : 'check qemu-version and qemu-url';
+            throw new DownloadError(`qemu-url: download of ${opts.label ?? redact(location)} failed: ${why}; ${hint}`, why);
+        }
+        return receive(res, url, dest, opts);
+    }
+    throw new DownloadError(`qemu-url: ${opts.label ?? redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`, `it redirects more than ${MAX_REDIRECTS} times`);
+}
+/** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
+function request(url, authorization, opts) {
+    return new Promise((resolve, reject) => {
+        // The toolkit's agent honours https_proxy/no_proxy as the runner sets them.
+        const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
+        const headers = { 'User-Agent': 'setup-qemu-binfmt', Accept: 'application/octet-stream' };
+        if (authorization)
+            headers.Authorization = authorization;
+        const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
+        const req = send(url, { method: 'GET', headers, agent });
+        const timer = setTimeout(() => req.destroy(new Transient(`no response within ${opts.network.connectTimeoutMs / 1000} s`)), opts.network.connectTimeoutMs);
+        const onAbort = () => void req.destroy(opts.signal?.reason ?? new Error('aborted'));
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        const cleanup = () => {
+            clearTimeout(timer);
+            opts.signal?.removeEventListener('abort', onAbort);
+        };
+        req.on('response', res => {
+            cleanup();
+            resolve(res);
+        });
+        req.on('error', e => {
+            cleanup();
+            reject(e instanceof Transient || opts.signal?.aborted ? e : new Transient(errors_errorMessage(e)));
+        });
+        req.end();
+    });
+}
+/** Streams the body to `dest`, hashing it; the size limit applies before a byte is written. */
+async function receive(res, url, dest, opts) {
+    const declared = Number(res.headers['content-length']);
+    const shown = opts.label ?? redact(url.toString());
+    const tooBig = () => new DownloadError(`qemu-url: ${shown} is larger than ${opts.maxBytes} bytes, the limit for one download; refusing it - check qemu-url`, `it is larger than ${opts.maxBytes} bytes, the limit for one download`);
+    if (Number.isFinite(declared) && declared > opts.maxBytes) {
+        res.destroy();
+        throw tooBig();
+    }
+    const hash = (0,external_crypto_.createHash)('sha256');
+    let size = 0;
+    const file = await external_fs_.promises.open(dest, 'wx', 0o600).catch(e => {
+        res.destroy();
+        throw diskError(e, dest);
+    });
+    // A server that sends headers then nothing must not hang the run.
+    res.setTimeout(opts.network.idleTimeoutMs, () => res.destroy(new Transient(`no data for ${opts.network.idleTimeoutMs / 1000} s`)));
+    const onAbort = () => void res.destroy(opts.signal?.reason ?? new Error('aborted'));
+    opts.signal?.addEventListener('abort', onAbort, { once: true });
+    // Cancelled while the file was being opened: the event has fired already, with nobody listening.
+    if (opts.signal?.aborted)
+        onAbort();
+    let reported = Date.now();
+    try {
+        for await (const chunk of res) {
+            size += chunk.length;
+            if (size > opts.maxBytes)
+                throw tooBig();
+            if (Date.now() - reported >= PROGRESS_MS) {
+                reported = Date.now();
+                opts.log.info(progressLine(shown, size, declared));
+            }
+            hash.update(chunk);
+            await file.write(chunk).catch(e => {
+                throw diskError(e, dest);
+            });
+        }
+    }
+    catch (e) {
+        res.destroy();
+        if (e instanceof errors_ActionError || e instanceof Transient || opts.signal?.aborted)
+            throw opts.signal?.aborted ? opts.signal.reason : e;
+        throw new Transient(errors_errorMessage(e));
+    }
+    finally {
+        opts.signal?.removeEventListener('abort', onAbort);
+        await file.close();
+    }
+    if (!res.complete || (Number.isFinite(declared) && size !== declared)) {
+        throw new Transient(`the transfer ended after ${size} of ${Number.isFinite(declared) ? declared : '?'} bytes`);
+    }
+    return { sha256: hash.digest('hex'), size };
+}
+
+;// CONCATENATED MODULE: ./src/fetch/actions-cache.ts
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+/**
+ * The key to save `files` under: `<prefix>-` and their digests' hash, so that what an entry holds
+ * decides its name; `fresh` (a restored entry was broken or failed its check) adds the time, so that the good
+ * entry is saved even when a bad one took its name, and is the newest the next restore finds.
+ */
+function saveKey(prefix, files, fresh) {
+    const sums = [...files]
+        .sort((a, b) => a.slot.localeCompare(b.slot))
+        .map(f => `${f.slot}=${f.sha256}`)
+        .join(',');
+    const key = `${prefix}-${(0,external_crypto_.createHash)('sha256').update(sums).digest('hex').slice(0, 16)}`;
+    return fresh ? `${key}-${Date.now().toString(36)}` : key;
+}
+const SERVICE = '/twirp/github.actions.results.api.v1.CacheService/';
+/** a file of an entry, as the post step saves it: a slot name, never a path */
+const SLOT = /^[a-z0-9_]+$/;
+/** what the restored files are called in messages (an entry and its member names are untrusted) */
+const RESTORED = 'the restored entry';
+/**
+ * The cache service v2 (Twirp; what @actions/cache speaks when the runner sets ACTIONS_CACHE_SERVICE_V2
+ * and ACTIONS_RESULTS_URL, except on GitHub Enterprise Server), or why not.
+ */
+function serviceV2() {
+    const env = process.env;
+    if (!env.ACTIONS_RESULTS_URL && !env.ACTIONS_CACHE_URL)
+        return { why: 'is not available here (local run?)', local: true };
+    const host = (() => {
+        try {
+            return new URL(env.GITHUB_SERVER_URL || 'https://github.com').hostname.toLowerCase();
+        }
+        catch {
+            return '';
+        }
+    })();
+    const ghes = host !== 'github.com' && !host.endsWith('.ghe.com') && !host.endsWith('.localhost');
+    if (!env.ACTIONS_CACHE_SERVICE_V2 || !env.ACTIONS_RESULTS_URL || ghes) {
+        return { why: 'here is not v2 (no ACTIONS_CACHE_SERVICE_V2 / ACTIONS_RESULTS_URL, or GitHub Enterprise Server)' };
+    }
+    if (!env.ACTIONS_RUNTIME_TOKEN)
+        return { why: 'has no ACTIONS_RUNTIME_TOKEN here' };
+    return { url: env.ACTIONS_RESULTS_URL, token: env.ACTIONS_RUNTIME_TOKEN };
+}
+/** The compression @actions/cache saves with here (zstd when `zstd --quiet --version` says anything, else gzip): part of the entry's version. */
+async function compressionMethod() {
+    const said = await new Promise(resolve => {
+        (0,external_child_process_.execFile)('zstd', ['--quiet', '--version'], { timeout: 10000 }, (_e, stdout, stderr) => resolve(`${stdout ?? ''}${stderr ?? ''}`.trim()));
+    });
+    return said ? 'zstd-without-long' : 'gzip';
+}
+/** The version @actions/cache gives an entry of `paths` (utils/cacheUtils getCacheVersion, on Linux): the service matches it exactly. */
+function cacheVersion(paths, compression) {
+    return (0,external_crypto_.createHash)('sha256')
+        .update([...paths, compression, '1.0'].join('|'))
+        .digest('hex');
+}
+/**
+ * Restores the newest entry saved under `prefix`, with this action's own client and tar reader: the
+ * entry is looked up, its archive downloaded, and only the files `req.slots` names (regular files where
+ * the post step saved them) are written, into a directory this run makes. An entry holding anything
+ * else is not used (a warning says so). What is restored is as untrusted as a download: the caller checks it.
+ */
+async function restoreEntry(req) {
+    const { log } = req;
+    const service = serviceV2();
+    if ('why' in service) {
+        if (service.local)
+            log.debug(`The Actions cache service ${service.why}; using the runner tool cache only`);
+        else
+            log.debug(`The Actions cache service ${service.why}; not restoring: only v2 entries are restored, by this action's own reader`);
+        return { available: false };
+    }
+    const mode = (process.env.ACTIONS_CACHE_MODE ?? '').trim().toLowerCase();
+    if (mode === 'none' || mode === 'write-only') {
+        log.info(`Not restoring from the Actions cache: the effective cache mode '${mode}' does not permit reads`);
+        return { available: true };
+    }
+    // Nothing left from an earlier run may be saved as this run's.
+    external_fs_.rmSync(req.saveDir, { recursive: true, force: true });
+    let found;
+    try {
+        found = await lookUp(service, req);
+    }
+    catch (e) {
+        if (req.signal?.aborted)
+            throw e;
+        log.warning(`Actions cache restore failed, downloading instead: ${errors_errorMessage(e)}`);
+        return { available: true, failed: true };
+    }
+    if (!found)
+        return { available: true };
+    const dir = await external_fs_.promises.mkdtemp(external_path_.join(req.tempDir, 'restored-entry-'));
+    const blob = external_path_.join(dir, '.entry');
+    let keep = false;
+    try {
+        try {
+            await download(found.url, blob, {
+                maxBytes: req.limits.archive,
+                network: req.network,
+                signal: req.signal,
+                log,
+                label: `the Actions cache entry ${found.key}`,
+            });
+        }
+        catch (e) {
+            if (req.signal?.aborted)
+                throw e;
+            log.warning(`Actions cache restore failed, downloading instead: the entry ${found.key} could not be downloaded (${e instanceof DownloadError ? e.why : errors_errorMessage(e)})`);
+            return { available: true, failed: true };
+        }
+        try {
+            await readEntry(blob, dir, req);
+        }
+        catch (e) {
+            if (req.signal?.aborted)
+                throw e;
+            log.warning(`Not using the Actions cache entry ${found.key}: ${errors_errorMessage(e)}; downloading instead`);
+            return { available: true, failed: true };
+        }
+        log.info(`Restored emulators from the Actions cache (${found.key})`);
+        keep = true;
+        return { available: true, hit: found.key, dir };
+    }
+    finally {
+        await external_fs_.promises.rm(keep ? blob : dir, { recursive: true, force: true });
+    }
+}
+const actions_cache_KIND = {
+    file: 'a file',
+    hardlink: 'a hard link',
+    symlink: 'a symlink',
+    directory: 'a directory',
+    device: 'a device',
+    fifo: 'a FIFO',
+    sparse: 'a sparse file',
+    other: 'a special member',
+};
+/** A member name made safe for a log line: one line, short, nothing a runner reads as a command. */
+const shownName = (name) => `"${untrusted(name, 120).replace(/[^A-Za-z0-9._/+=@ -]/g, '?')}"`;
+/**
+ * Reads the entry's archive `blob`, writing the files `req.slots` names to `dir/<slot>` and nothing else;
+ * anything in it that the post step does not save (another path, a link, a device, a file twice) refuses the entry.
+ * A member's name is where `tar -P` would put it, resolved against the workspace as the client packs it.
+ */
+async function readEntry(blob, dir, req) {
+    const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
+    const saveDir = external_path_.resolve(req.saveDir);
+    const wanted = new Set(req.slots);
+    const taken = new Set();
+    const max = req.limits.download;
+    let declared = 0;
+    await readCompressedTar(blob, RESTORED, async (h) => {
+        const where = external_path_.resolve(workspace, h.name);
+        if (where === saveDir && h.type === 'directory')
+            return 'skip';
+        const slot = external_path_.dirname(where) === saveDir ? external_path_.basename(where) : undefined;
+        if (slot === undefined || !SLOT.test(slot)) {
+            throw new errors_ActionError(`${RESTORED} holds ${shownName(h.name)}, which is not a file this action saves (${saveDir}/<file>)`);
+        }
+        if (h.type !== 'file')
+            throw new errors_ActionError(`${RESTORED} holds ${shownName(h.name)} as ${actions_cache_KIND[h.type]}, not as a regular file`);
+        if (h.fullSize > max)
+            throw new errors_ActionError(`${RESTORED} holds ${shownName(h.name)} of ${h.fullSize} bytes, more than ${max}`);
+        if ((declared += h.fullSize) > req.limits.archive)
+            throw new errors_ActionError(`${RESTORED} declares more than ${req.limits.archive} bytes`);
+        if (taken.has(slot))
+            throw new errors_ActionError(`${RESTORED} holds ${shownName(h.name)} twice`);
+        taken.add(slot);
+        if (!wanted.has(slot))
+            return 'skip';
+        const out = await external_fs_.promises.open(external_path_.join(dir, slot), 'wx', 0o600);
+        let size = 0;
+        return {
+            write: async (chunk) => {
+                if ((size += chunk.length) > max)
+                    throw new errors_ActionError(`${RESTORED} holds ${shownName(h.name)} larger than ${max} bytes`);
+                await out.write(chunk);
+            },
+            end: () => out.close(),
+        };
+    }, req.signal);
+    const missing = req.slots.filter(s => !taken.has(s));
+    if (missing.length)
+        throw new errors_ActionError(`${RESTORED} has no ${missing.map(s => `${saveDir}/${s}`).join(', ')}`);
+}
+/** GetCacheEntryDownloadURL for the newest entry under `req.prefix`; undefined when there is none. */
+async function lookUp(service, req) {
+    const version = cacheVersion([req.saveDir], await compressionMethod());
+    const body = JSON.stringify({ key: req.prefix, restore_keys: [`${req.prefix}-`], version });
+    // As the client resolves it: from the URL's origin.
+    const answer = await twirp(new URL(`${SERVICE}GetCacheEntryDownloadURL`, service.url), service.token, body, req);
+    if (answer.ok !== true)
+        return undefined;
+    const key = typeof answer.matched_key === 'string' ? answer.matched_key : '';
+    const url = typeof answer.signed_download_url === 'string' ? answer.signed_download_url : '';
+    // Only an entry of ours: a key under the prefix asked for.
+    if (!key.startsWith(`${req.prefix}-`) || !/^[\x21-\x7e]+$/.test(key))
+        throw new Error(`the cache service matched ${shownName(key)}, not a key under ${req.prefix}-`);
+    if (!/^https?:/.test(url))
+        throw new Error(`the cache service gave no http(s) download URL for ${key}`);
+    return { key, url };
+}
+const RETRY = new Set([429, 500, 502, 503, 504]);
+/** One Twirp JSON call, retried as @actions/cache retries (5 attempts, the wait growing by half each time). */
+async function twirp(url, token, body, req) {
+    const attempts = 5;
+    for (let attempt = 1;; attempt++) {
+        throwIfAborted(req.signal);
+        let why;
+        try {
+            const res = await post(url, token, body, req);
+            if (res.status === 200) {
+                try {
+                    const parsed = JSON.parse(res.text);
+                    if (parsed && typeof parsed === 'object')
+                        return parsed;
+                }
+                catch {
+                    // below
+                }
+                throw new Error('the cache service answered something that is not a JSON object');
+            }
+            const msg = (() => {
+                try {
+                    const m = JSON.parse(res.text).msg;
+                    return typeof m === 'string' ? ` (${untrusted(m, 200)})` : '';
+                }
+                catch {
+                    return '';
+                }
+            })();
+            why = `HTTP ${res.status}${msg}`;
+            if (!RETRY.has(res.status))
+                throw new Error(`the cache service answered ${why}`);
+        }
+        catch (e) {
+            if (!(e instanceof actions_cache_Transient))
+                throw e;
+            why = e.message;
+        }
+        if (attempt >= attempts)
+            throw new Error(`the cache service answered ${why} (after ${attempts} attempts)`);
+        const wait = req.network.retryDelayMs * 1.5 ** (attempt - 1) * (1 + Math.random() / 2);
+        req.log.info(`Looking up the Actions cache failed (${why}); retrying in ${(wait / 1000).toFixed(1)} s`);
+        await pause(wait, req.signal);
+    }
+}
+class actions_cache_Transient extends Error {
+}
+/** A POST with the runtime token; the answer's body read up to 1 MiB, within the network policy's timeouts. */
+function post(url, token, body, req) {
+    return new Promise((resolve, reject) => {
+        const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
+        const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
+        const r = send(url, {
+            method: 'POST',
+            agent,
+            headers: {
+                'User-Agent': 'setup-qemu-binfmt',
+                'Content-Type': 'application/json',
+                Accept: 'application/json',
+                Authorization: `Bearer ${token}`,
+                'Content-Length': Buffer.byteLength(body),
+            },
+        });
+        const timer = setTimeout(() => r.destroy(new actions_cache_Transient(`no answer within ${req.network.connectTimeoutMs / 1000} s`)), req.network.connectTimeoutMs);
+        const onAbort = () => void r.destroy(req.signal?.reason ?? new Error('aborted'));
+        req.signal?.addEventListener('abort', onAbort, { once: true });
+        const done = () => {
+            clearTimeout(timer);
+            req.signal?.removeEventListener('abort', onAbort);
+        };
+        r.on('response', res => {
+            const parts = [];
+            let size = 0;
+            res.on('data', (c) => {
+                if ((size += c.length) > 1 << 20)
+                    res.destroy(new Error('the cache service answered more than 1 MiB'));
+                else
+                    parts.push(c);
+            });
+            res.on('end', () => {
+                done();
+                resolve({ status: res.statusCode ?? 0, text: Buffer.concat(parts).toString('utf8') });
+            });
+            res.on('error', e => {
+                done();
+                reject(e);
+            });
+        });
+        r.on('error', e => {
+            done();
+            reject(e instanceof actions_cache_Transient || req.signal?.aborted ? e : new actions_cache_Transient(errors_errorMessage(e)));
+        });
+        r.end(body);
+    });
+}
+/**
+ * Saves the files the main step downloaded, if they are still what main read; never fails the job.
+ * Removes them afterwards: the tool cache keeps the emulators, not the archives.
+ */
+async function saveEntry(pending, log) {
+    try {
+        await save(pending, log);
+    }
+    finally {
+        external_fs_.rmSync(pending.dir, { recursive: true, force: true });
+    }
+}
+async function save(pending, log) {
+    // Only where this action restores from (the v2 service): an entry it would never read is not worth saving.
+    const service = serviceV2();
+    if ('why' in service) {
+        log.debug(`The Actions cache service ${service.why}; not saving`);
+        return;
+    }
+    const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
+    if (!external_fs_.existsSync(pending.dir)) {
+        log.warning(`Actions cache: ${pending.dir} is gone; nothing to save`);
+        return;
+    }
+    for (const f of pending.files) {
+        const now = await sha256File(`${pending.dir}/${f.slot}`).catch(() => 'unreadable');
+        if (now !== f.sha256) {
+            log.warning(`Actions cache: ${pending.dir}/${f.slot} changed after the main step read it (sha256 ${now}, was ${f.sha256}); not saving it`);
+            return;
+        }
+    }
+    try {
+        // -1: the service kept nothing (the key exists already, or it refused); @actions/cache says why at info level.
+        const id = await cache.saveCache([pending.dir], pending.key);
+        if (id === -1)
+            log.info(`The Actions cache did not store the emulators under ${pending.key} (see above); the next job downloads them`);
+        else
+            log.info(`Saved emulators to the Actions cache (${pending.key})`);
+    }
+    catch (e) {
+        log.warning(`Actions cache save failed (the emulators are still used): ${errors_errorMessage(e)}`);
+    }
+}
+/** For post: the state main saved, or undefined. */
+function parsePending(state) {
+    if (!state)
+        return undefined;
+    try {
+        const p = JSON.parse(state);
+        const files = Array.isArray(p.files) && p.files.every(f => typeof f?.slot === 'string' && /^[a-z0-9_]+$/.test(f.slot) && typeof f.sha256 === 'string');
+        return typeof p.dir === 'string' && typeof p.key === 'string' && files ? p : undefined;
+    }
+    catch {
+        return undefined;
+    }
 }
 
 // EXTERNAL MODULE: external "url"
@@ -2226,6 +2532,9 @@ class BundleSource {
     offers() {
         return undefined;
     }
+    slots() {
+        return ['archive'];
+    }
     async materialise(want, into, ctx) {
         let t = performance.now();
         const got = await obtain(this.source.locate(), this.local, ctx, 'archive');
@@ -2252,6 +2561,9 @@ class PerTargetSource {
     }
     offers() {
         return PER_TARGET_ALL;
+    }
+    slots(want) {
+        return pickEmulators(want, PER_TARGET_ALL) ?? [];
     }
     async materialise(want, into, outer) {
         const names = pickEmulators(want, PER_TARGET_ALL) ?? [];
@@ -2291,6 +2603,9 @@ class DirectorySource {
     offers() {
         this.found ??= scanDirectory(this.label);
         return [...this.found.keys()];
+    }
+    slots() {
+        return [];
     }
     async materialise(want, _into, ctx) {
         const offered = this.offers();
@@ -2653,14 +2968,26 @@ async function fetchEmulators(req) {
             }
         };
         const useCache = req.cache && !source.local;
+        // Where the post step saves from; a restore writes only into a directory of its own.
         const cacheDir = external_path_.join(entry.dir, 'source');
         // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
-        const cache = useCache ? await restoreEntry(cacheDir, keyPrefix, req.log) : { available: false };
+        const cache = useCache
+            ? await restoreEntry({
+                saveDir: cacheDir,
+                prefix: keyPrefix,
+                slots: strategy.slots(want),
+                tempDir: req.tempDir,
+                limits: ctx.limits,
+                network: ctx.network,
+                signal: ctx.signal,
+                log: req.log,
+            })
+            : { available: false };
         const restored = cache.hit;
         let failed = cache.failed ?? false;
-        if (restored) {
+        if (restored && cache.dir) {
             try {
-                await fill(cacheDir);
+                await fill(cache.dir);
                 from = 'actions-cache';
             }
             catch (e) {
@@ -2670,7 +2997,7 @@ async function fetchEmulators(req) {
                 req.log.warning(`Not using the Actions cache entry ${restored}: ${errors_errorMessage(e)}; downloading instead`);
             }
             finally {
-                external_fs_.rmSync(cacheDir, { recursive: true, force: true });
+                external_fs_.rmSync(cache.dir, { recursive: true, force: true });
             }
         }
         if (!restored || failed) {
@@ -6872,7 +7199,7 @@ async function runBuilder(inputs, outcome, tempDir, runner, cancel) {
  * `uninstall: true`, the entries it registered. Nothing here fails the job;
  * problems are warnings.
  */
-async function post() {
+async function post_post() {
     // Emulators this job downloaded go to the Actions cache here, off the main step's clock.
     const pending = stepState.cachePending();
     if (pending)
@@ -6996,7 +7323,7 @@ async function uninstallEntries(state) {
 /** action.yml runs the same file for both phases; the main phase leaves a state flag for the post phase. */
 function start() {
     if (stepState.isPost()) {
-        void post();
+        void post_post();
     }
     else {
         stepState.markMainRan();

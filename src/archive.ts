@@ -7,7 +7,7 @@ import { ActionError, errorMessage } from './errors'
 import { HostArch, describeStart } from './elf'
 import { EmulatorFile, EmulatorSink } from './fetch/emulator-file'
 import { SizeLimits, throwIfAborted } from './fetch/limits'
-import { TarFormatError, readTar } from './fetch/tar'
+import { Decision, TarFormatError, TarHeader, readTar } from './fetch/tar'
 import type { EmulatorWant } from './plan'
 import { failureReason } from './process'
 import { findTarget } from './targets'
@@ -290,6 +290,38 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
       signal?.removeEventListener('abort', onAbort)
     },
   }
+}
+
+/**
+ * Reads the gzip- or zstd-compressed tar `file` (the format told by its first bytes) once, calling `decide`
+ * for each member, as extractEmulators does; nothing is written but what `decide` writes. ActionError
+ * naming `label` for another format, a corrupt or truncated archive, or whatever `decide` throws.
+ */
+export async function readCompressedTar(
+  file: string,
+  label: string,
+  decide: (h: TarHeader) => Promise<Decision> | Decision,
+  signal?: AbortSignal,
+): Promise<void> {
+  const format = formatOf(await readHead(file, label))
+  if (format !== 'tar.gz' && format !== 'tar.zst') throw new ActionError(`${label} is not gzip- or zstd-compressed`)
+  const dec = decompress(file, format, undefined, label, signal)
+  try {
+    await readTar(dec.stream, async h => {
+      throwIfAborted(signal)
+      return decide(h)
+    })
+  } catch (e) {
+    dec.close()
+    const complaint = await dec.failure()
+    if (signal?.aborted) throw signal.reason ?? e
+    if (complaint?.startsWith('!')) throw new ActionError(complaint.slice(1))
+    if (e instanceof ActionError) throw e
+    throw new ActionError(`${label} is corrupt or truncated (${complaint ?? errorMessage(e).replace(/^Error: /, '')})`)
+  }
+  dec.close()
+  const complaint = await dec.failure()
+  if (complaint) throw new ActionError(complaint.startsWith('!') ? complaint.slice(1) : `${label} is corrupt or truncated (${complaint})`)
 }
 
 interface Candidate {

@@ -8,7 +8,7 @@ import { HostArch } from './elf'
 import { ActionError, errorMessage } from './errors'
 import { EmulatorWant, pickEmulators } from './plan'
 import { EmulatorSource } from './source'
-import { PendingSave, restoreEntry, saveKey } from './fetch/actions-cache'
+import { PendingSave, Restored, restoreEntry, saveKey } from './fetch/actions-cache'
 import { DEFAULT_NETWORK, NetworkPolicy } from './fetch/download'
 import { DEFAULT_LIMITS, SizeLimits } from './fetch/limits'
 import { FetchContext, Kept, strategyFor } from './fetch/sources'
@@ -168,21 +168,33 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
       }
     }
     const useCache = req.cache && !source.local
+    // Where the post step saves from; a restore writes only into a directory of its own.
     const cacheDir = path.join(entry.dir, 'source')
     // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
-    const cache = useCache ? await restoreEntry(cacheDir, keyPrefix, req.log) : { available: false }
+    const cache: Restored = useCache
+      ? await restoreEntry({
+          saveDir: cacheDir,
+          prefix: keyPrefix,
+          slots: strategy.slots(want),
+          tempDir: req.tempDir,
+          limits: ctx.limits,
+          network: ctx.network,
+          signal: ctx.signal,
+          log: req.log,
+        })
+      : { available: false }
     const restored = cache.hit
     let failed = cache.failed ?? false
-    if (restored) {
+    if (restored && cache.dir) {
       try {
-        await fill(cacheDir)
+        await fill(cache.dir)
         from = 'actions-cache'
       } catch (e) {
         if (ctx.signal?.aborted) throw e
         failed = true
         req.log.warning(`Not using the Actions cache entry ${restored}: ${errorMessage(e)}; downloading instead`)
       } finally {
-        fs.rmSync(cacheDir, { recursive: true, force: true })
+        fs.rmSync(cache.dir, { recursive: true, force: true })
       }
     }
     if (!restored || failed) {

@@ -10,6 +10,7 @@ import { RunActionResult, runAction } from '../support/action'
 import { Archives, buildArchives, sha256 } from '../support/fixtures'
 import { CacheService } from '../support/cache-service'
 import { TestServer, startServer } from '../support/server'
+import { ustarHeader } from '../support/tar'
 import {
   VERSION,
   beginKernel,
@@ -113,11 +114,16 @@ test('a cold run saves to the cache service; with an empty tool cache and the do
     expect(warm.stdout).toContain(`Restored emulators from the Actions cache (${key})`)
     expect(warningsOf(warm)).toEqual([])
     const lookup = svc.calls('GetCacheEntryDownloadURL').slice(lookups)
-    // The newest entry under the key's prefix (a key ends in a digest of what the entry holds), then that entry.
+    // One lookup: the newest entry under the key's prefix (a key ends in a digest of what the entry holds), with the
+    // version the client saved it under; the action reads the entry itself (no tar -P), and no signed URL reaches the log.
     const prefix = key.replace(/-[0-9a-f]{16}$/, '')
     expect(prefix).not.toBe(key)
-    expect(lookup.map(r => r.body.key)).toEqual([prefix, key])
+    expect(lookup.map(r => r.body.key)).toEqual([prefix])
     expect(lookup[0].body.restore_keys).toEqual([`${prefix}-`])
+    expect(lookup[0].body.version).toBe(svc.entries.find(e => e.key === key)?.version)
+    expect(lookup.every(r => r.authorized)).toBe(true)
+    expect(warm.stdout).not.toMatch(/[?&](sig|se|sp|sv)=/)
+    expect(warm.stdout).not.toContain(svc.token)
     // nothing new to save
     expect(svc.calls('CreateCacheEntry')).toHaveLength(creates + 1)
     expectRegistered('qemu-aarch64', `${toolCache}/`)
@@ -279,6 +285,89 @@ test('what a later step of the job changes before the post step is not saved', a
     expect(svc.entries.length).toBe(entries)
     expect(warningsOf(post)).toEqual([expect.stringMatching(/ changed after the main step read it \(sha256 [0-9a-f]{64}, was [0-9a-f]{64}\); not saving it$/)])
   } finally {
+    await server.close()
+    endKernel(snap)
+  }
+}, 240000)
+
+/** A tar member built by hand (ustar; a name over 100 bytes split into prefix and name), padded to whole blocks. */
+function member(name: string, opts: { type?: string; linkname?: string; data?: Buffer } = {}): Buffer {
+  let prefix: string | undefined
+  let base = name
+  if (Buffer.byteLength(name) > 100) {
+    const cut = name.lastIndexOf('/', name.length - 2)
+    prefix = name.slice(0, cut)
+    base = name.slice(cut + 1)
+  }
+  const data = opts.data ?? Buffer.alloc(0)
+  return Buffer.concat([
+    ustarHeader(base, { size: data.length, type: opts.type, linkname: opts.linkname, prefix }),
+    data,
+    Buffer.alloc((512 - (data.length % 512)) % 512),
+  ])
+}
+
+/**
+ * The saved entry with hostile members in front of what it held, packed as the client packs: a file
+ * climbing out of the workspace, an absolute one, and a symbolic link (in the entry's own directory)
+ * leading outside, with a file written through it. The genuine files stay: only the extras are an attack.
+ */
+function hostile(blob: Buffer, witness: { dotdot: string; absolute: string; linkedDir: string }): Buffer {
+  const work = freshDir('hostile')
+  const zstd = blob.readUInt32LE(0) === 0xfd2fb528
+  const tar = execFileSync('sh', ['-c', zstd ? 'zstd -d --long=30 -q -c' : 'gzip -dc'], { input: blob, maxBuffer: 1 << 30 })
+  const names = execFileSync('tar', ['-tPf', '-'], { input: tar }).toString().split('\n').filter(Boolean)
+  const dir = names.find(n => n.endsWith('/source/')) as string
+  expect(dir).toBeDefined()
+  const crafted = Buffer.concat([
+    member(`${'../'.repeat(16)}${witness.dotdot.slice(1)}`, { data: Buffer.from('planted\n') }),
+    member(witness.absolute, { data: Buffer.from('planted\n') }),
+    member(`${dir}out`, { type: '2', linkname: witness.linkedDir }),
+    member(`${dir}out/planted`, { data: Buffer.from('planted\n') }),
+    tar,
+  ])
+  const file = path.join(work, 'entry.tar')
+  fs.writeFileSync(file, crafted)
+  return execFileSync('sh', ['-c', `${zstd ? 'zstd -q -c' : 'gzip -c'} < ${file}`], { maxBuffer: 1 << 30 })
+}
+
+test('a cache entry holding files outside its own directory is not unpacked: nothing is written outside, one warning, and the run downloads', async () => {
+  const snap = await beginKernel()
+  const { server, url } = await serve()
+  const tag = `setup-qemu-binfmt-witness-${process.pid}-${Date.now()}`
+  const witness = { dotdot: `/tmp/${tag}-dotdot`, absolute: `/tmp/${tag}-absolute`, linkedDir: `/tmp/${tag}-dir` }
+  fs.mkdirSync(witness.linkedDir)
+  try {
+    const toolCache = freshDir('toolcache')
+    const { key } = await coldRun(url, toolCache)
+    endKernel(snap)
+    emptyDir(toolCache)
+    await svc.overwrite(key, hostile(await svc.read(key), witness))
+    server.reset()
+
+    const entries = svc.entries.length
+    const r = await runStep(url, toolCache)
+    expect({
+      dotdot: fs.existsSync(witness.dotdot),
+      absolute: fs.existsSync(witness.absolute),
+      throughLink: fs.readdirSync(witness.linkedDir),
+    }).toEqual({ dotdot: false, absolute: false, throughLink: [] })
+    expect(r.outputs['cache-hit']).toBe('false')
+    expect(warningsOf(r)).toEqual([expect.stringMatching(new RegExp(`^Not using the Actions cache entry ${key}: .*; downloading instead$`))])
+    expect(errorsOf(r)).toEqual([])
+    expect(server.requests.length).toBeGreaterThan(0)
+    expectRegistered('qemu-aarch64', `${toolCache}/`)
+    await expectForeignUname('arm64')
+    // What was downloaded went under a key of its own, and the next job restores that.
+    expect(svc.entries.slice(entries).map(e => e.finalized)).toEqual([true])
+    endKernel(snap)
+    emptyDir(toolCache)
+    const next = await runStep(url, toolCache)
+    expect(next.outputs['cache-hit']).toBe('true')
+    expect(warningsOf(next)).toEqual([])
+    expect(next.stdout).toContain(`Restored emulators from the Actions cache (${svc.entries.at(-1)?.key})`)
+  } finally {
+    for (const w of [witness.dotdot, witness.absolute, witness.linkedDir]) fs.rmSync(w, { recursive: true, force: true })
     await server.close()
     endKernel(snap)
   }

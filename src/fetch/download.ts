@@ -25,6 +25,18 @@ interface DownloadOptions {
   readonly network: NetworkPolicy
   readonly signal?: AbortSignal
   readonly log: { info(m: string): void; debug(m: string): void }
+  /** what messages call the download instead of its URL: for a URL whose query is a credential (a signed URL), which must never be shown */
+  readonly label?: string
+}
+
+/** A download that failed for good; `why` says how without naming the URL or an input, for callers that word their own message. */
+export class DownloadError extends ActionError {
+  constructor(
+    message: string,
+    readonly why: string,
+  ) {
+    super(message)
+  }
 }
 
 export interface Downloaded {
@@ -53,7 +65,7 @@ export function progressLine(shown: string, size: number, declared: number): str
  * on failure `dest` is removed and the error names the URL (redacted).
  */
 export async function download(location: string, dest: string, opts: DownloadOptions): Promise<Downloaded> {
-  const shown = redact(location)
+  const shown = opts.label ?? redact(location)
   const { attempts, retryDelayMs } = opts.network
   for (let attempt = 1; ; attempt++) {
     try {
@@ -62,7 +74,8 @@ export async function download(location: string, dest: string, opts: DownloadOpt
       await fs.rm(dest, { force: true })
       if (!(e instanceof Transient)) throw e
       if (attempt >= attempts) {
-        throw new ActionError(`qemu-url: download of ${shown} failed: ${e.message} (after ${attempts} attempts); check qemu-url and the network`)
+        const why = `${e.message} (after ${attempts} attempts)`
+        throw new DownloadError(`qemu-url: download of ${shown} failed: ${why}; check qemu-url and the network`, why)
       }
       const wait = retryDelayMs * 2 ** (attempt - 1) * (1 + Math.random() / 2)
       opts.log.info(`Download of ${shown} failed (${e.message}); retrying in ${(wait / 1000).toFixed(1)} s`)
@@ -76,7 +89,7 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
   const first = httpTarget(location)
   let url = first.url
   let authorization = first.authorization
-  const shown = (u: URL): string => redact(u.toString())
+  const shown = (u: URL): string => opts.label ?? redact(u.toString())
   for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
     throwIfAborted(opts.signal)
     const res = await request(url, authorization, opts)
@@ -86,7 +99,10 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
       res.destroy()
       const next = new URL(res.headers.location, url)
       if (next.protocol !== 'http:' && next.protocol !== 'https:') {
-        throw new ActionError(`qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`)
+        throw new DownloadError(
+          `qemu-url: ${shown(url)} redirects to a ${next.protocol} URL, which is not followed; check qemu-url`,
+          `it redirects to a ${next.protocol} URL, which is not followed`,
+        )
       }
       // Credentials are for the URL's own origin (as curl does): a CDN redirect must not receive them.
       if (next.origin !== url.origin) authorization = undefined
@@ -103,11 +119,14 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
       const why = `HTTP ${status}${res.statusMessage ? ` ${res.statusMessage}` : ''}`
       if (status >= 500 || status === 408 || status === 429) throw new Transient(why)
       const hint = status === 401 || status === 403 ? 'check the credentials in qemu-url' : 'check qemu-version and qemu-url'
-      throw new ActionError(`qemu-url: download of ${redact(location)} failed: ${why}; ${hint}`)
+      throw new DownloadError(`qemu-url: download of ${opts.label ?? redact(location)} failed: ${why}; ${hint}`, why)
     }
     return receive(res, url, dest, opts)
   }
-  throw new ActionError(`qemu-url: ${redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`)
+  throw new DownloadError(
+    `qemu-url: ${opts.label ?? redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`,
+    `it redirects more than ${MAX_REDIRECTS} times`,
+  )
 }
 
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
@@ -141,9 +160,12 @@ function request(url: URL, authorization: string | undefined, opts: DownloadOpti
 /** Streams the body to `dest`, hashing it; the size limit applies before a byte is written. */
 async function receive(res: http.IncomingMessage, url: URL, dest: string, opts: DownloadOptions): Promise<Downloaded> {
   const declared = Number(res.headers['content-length'])
-  const shown = redact(url.toString())
+  const shown = opts.label ?? redact(url.toString())
   const tooBig = (): ActionError =>
-    new ActionError(`qemu-url: ${shown} is larger than ${opts.maxBytes} bytes, the limit for one download; refusing it - check qemu-url`)
+    new DownloadError(
+      `qemu-url: ${shown} is larger than ${opts.maxBytes} bytes, the limit for one download; refusing it - check qemu-url`,
+      `it is larger than ${opts.maxBytes} bytes, the limit for one download`,
+    )
   if (Number.isFinite(declared) && declared > opts.maxBytes) {
     res.destroy()
     throw tooBig()

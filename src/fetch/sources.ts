@@ -59,6 +59,8 @@ interface SourceStrategy {
   readonly local: boolean
   /** what it offers without fetching anything; undefined when only reading it tells */
   offers(): readonly string[] | undefined
+  /** the files it downloads for `want`, by slot: what an Actions-cache entry holds in their place */
+  slots(want: EmulatorWant): readonly string[]
   materialise(want: EmulatorWant, into: string, ctx: FetchContext): Promise<Materialised>
 }
 
@@ -199,6 +201,10 @@ class BundleSource implements SourceStrategy {
     return undefined
   }
 
+  slots(): readonly string[] {
+    return ['archive']
+  }
+
   async materialise(want: EmulatorWant, into: string, ctx: FetchContext): Promise<Materialised> {
     let t = performance.now()
     const got = await obtain(this.source.locate(), this.local, ctx, 'archive')
@@ -225,6 +231,10 @@ class PerTargetSource implements SourceStrategy {
 
   offers(): readonly string[] {
     return PER_TARGET_ALL
+  }
+
+  slots(want: EmulatorWant): readonly string[] {
+    return pickEmulators(want, PER_TARGET_ALL) ?? []
   }
 
   async materialise(want: EmulatorWant, into: string, outer: FetchContext): Promise<Materialised> {
@@ -265,6 +275,10 @@ class DirectorySource implements SourceStrategy {
   offers(): string[] {
     this.found ??= scanDirectory(this.label)
     return [...this.found.keys()]
+  }
+
+  slots(): readonly string[] {
+    return []
   }
 
   async materialise(want: EmulatorWant, _into: string, ctx: FetchContext): Promise<Materialised> {

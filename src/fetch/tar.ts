@@ -31,7 +31,7 @@ export interface MemberSink {
 }
 
 /** What to do with a member: take its data, skip it, or stop reading the archive. */
-type Decision = MemberSink | 'skip' | 'stop'
+export type Decision = MemberSink | 'skip' | 'stop'
 
 export class TarFormatError extends Error {
   constructor(
