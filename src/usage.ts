@@ -133,6 +133,23 @@ function topProblem(dir: string): string | undefined {
   return st.isDirectory() ? undefined : `${dir} is not a directory; remove it`
 }
 
+/**
+ * Whether `uid` (as the directory's name gives it, a uid of the parent namespace) is mapped into this
+ * process's user namespace; always true in the initial one. Files of an unmapped user show as owned
+ * by the overflow uid here, so their ownership could not be checked.
+ */
+function mappedHere(uid: number): boolean {
+  const map = readOr(() => fs.readFileSync('/proc/self/uid_map', 'utf8'), '')
+  const ranges = map
+    .trim()
+    .split('\n')
+    .map(l => l.trim().split(/\s+/).map(Number))
+    .filter(r => r.length === 3 && r.every(Number.isFinite))
+  // Unreadable: assume mapped, so that a directory that cannot be checked keeps entries (fail safe).
+  if (!ranges.length) return true
+  return ranges.some(([, outside, count]) => uid >= outside && uid < outside + count)
+}
+
 /** Why a user's record directory cannot be trusted to hold all of that user's records, or undefined. */
 function userDirProblem(dir: string, uid: number, top: fs.Stats): string | undefined {
   const st = fs.lstatSync(dir)
@@ -328,6 +345,8 @@ export class UsageRecords {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${this.dir} cannot be read (${errnoMessage(e)})`)
     }
     for (const uid of uids) {
+      // A user this user namespace does not map runs outside it, where this namespace's binfmt_misc does not apply.
+      if (!mappedHere(Number(uid))) continue
       // A "0" here is an older version's root records (or another user's pretending to be).
       const dir = path.join(this.dir, uid)
       const why = userDirProblem(dir, Number(uid), top as fs.Stats)

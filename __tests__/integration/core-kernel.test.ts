@@ -1,5 +1,6 @@
 // What the core action does to entries already in binfmt_misc (replace, keep,
 // reset), how a failed verification rolls back, and the non-root sudo path.
+import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
 import { RunActionResult, actionScript, runAction } from '../support/action'
@@ -25,6 +26,7 @@ import {
   withKernel,
 } from './core-helpers'
 import { fakeDir } from './stand-ins'
+import { uidOf } from '../support/users'
 
 let fx: CoreFixtures
 beforeAll(async () => {
@@ -146,6 +148,12 @@ describe('reset: true, in a private binfmt_misc instance', () => {
   })
 
   test('every qemu-* entry is removed first, the requested ones registered, the non-QEMU entry left alone', async () => {
+    // Another user's shared-use records on the host, as any run of the action as that user leaves them: in this
+    // user namespace that user is not mapped (its files show as owned by nobody), and its jobs cannot use this table.
+    const shared = '/tmp/setup-qemu-binfmt-jobs'
+    if (!fs.existsSync(shared)) fs.mkdirSync(shared, { mode: 0o1777 })
+    fs.chmodSync(shared, 0o1777)
+    execFileSync('runuser', ['-u', 'qemutest', '--', 'mkdir', '-p', '-m', '0755', path.join(shared, String(uidOf('qemutest')))])
     await withKernel(async () => {
       const before = myRaw()
       const { r, entries } = await privateRun(
