@@ -11,6 +11,7 @@ import { Archives, buildArchives, sha256 } from '../support/fixtures'
 import { CacheService } from '../support/cache-service'
 import { TestServer, startServer } from '../support/server'
 import { ustarHeader } from '../support/tar'
+import { Snapshot } from '../support/binfmt'
 import {
   VERSION,
   beginKernel,
@@ -85,6 +86,27 @@ async function coldRun(url: string, toolCache: string, extra: Record<string, str
 const warningsOf = (r: RunActionResult): string[] => r.annotations.filter(a => a.kind === 'warning').map(a => a.message)
 const errorsOf = (r: RunActionResult): string[] => r.annotations.filter(a => a.kind === 'error').map(a => a.message)
 
+/**
+ * After a restored entry was refused: the step downloaded, registered and ran the emulator, no error; what it
+ * downloaded was saved under a key of its own (one new entry since `entries`), which the next job restores.
+ */
+async function expectDownloadedThenRestored(
+  r: RunActionResult,
+  { server, url, toolCache, entries, snap }: { server: TestServer; url: string; toolCache: string; entries: number; snap: Snapshot },
+): Promise<void> {
+  expect(errorsOf(r)).toEqual([])
+  expect(server.requests.length).toBeGreaterThan(0)
+  expectRegistered('qemu-aarch64', `${toolCache}/`)
+  await expectForeignUname('arm64')
+  expect(svc.entries.slice(entries).map(e => e.finalized)).toEqual([true])
+  endKernel(snap)
+  emptyDir(toolCache)
+  const next = await runStep(url, toolCache)
+  expect(next.outputs['cache-hit']).toBe('true')
+  expect(warningsOf(next)).toEqual([])
+  expect(next.stdout).toContain(`Restored emulators from the Actions cache (${svc.entries.at(-1)?.key})`)
+}
+
 test('a cold run saves to the cache service; with an empty tool cache and the download server stopped, the next run restores from it', async () => {
   const snap = await beginKernel()
   try {
@@ -148,19 +170,8 @@ test('a corrupt cache entry gives a warning and a normal download; the platforms
     const r = await runStep(url, toolCache)
     expect(r.outputs['cache-hit']).toBe('false')
     expect(warningsOf(r)).toEqual([expect.stringMatching(/restore/i)])
-    expect(errorsOf(r)).toEqual([])
-    expect(server.requests.length).toBeGreaterThan(0)
-    expectRegistered('qemu-aarch64', `${toolCache}/`)
-    await expectForeignUname('arm64')
-
-    // The corrupt entry's key stays taken: the download went under a key of its own, which the next job restores.
-    expect(svc.entries.slice(entries).map(e => e.finalized)).toEqual([true])
-    endKernel(snap)
-    emptyDir(toolCache)
-    const next = await runStep(url, toolCache)
-    expect(next.outputs['cache-hit']).toBe('true')
-    expect(warningsOf(next)).toEqual([])
-    expect(next.stdout).toContain(`Restored emulators from the Actions cache (${svc.entries.at(-1)?.key})`)
+    // The bad entry's key stays taken: the download went under a key of its own, which the next job restores.
+    await expectDownloadedThenRestored(r, { server, url, toolCache, entries, snap })
   } finally {
     await server.close()
     endKernel(snap)
@@ -354,18 +365,8 @@ test('a cache entry holding files outside its own directory is not unpacked: not
     }).toEqual({ dotdot: false, absolute: false, throughLink: [] })
     expect(r.outputs['cache-hit']).toBe('false')
     expect(warningsOf(r)).toEqual([expect.stringMatching(new RegExp(`^Not using the Actions cache entry ${key}: .*; downloading instead$`))])
-    expect(errorsOf(r)).toEqual([])
-    expect(server.requests.length).toBeGreaterThan(0)
-    expectRegistered('qemu-aarch64', `${toolCache}/`)
-    await expectForeignUname('arm64')
-    // What was downloaded went under a key of its own, and the next job restores that.
-    expect(svc.entries.slice(entries).map(e => e.finalized)).toEqual([true])
-    endKernel(snap)
-    emptyDir(toolCache)
-    const next = await runStep(url, toolCache)
-    expect(next.outputs['cache-hit']).toBe('true')
-    expect(warningsOf(next)).toEqual([])
-    expect(next.stdout).toContain(`Restored emulators from the Actions cache (${svc.entries.at(-1)?.key})`)
+    // The bad entry's key stays taken: the download went under a key of its own, which the next job restores.
+    await expectDownloadedThenRestored(r, { server, url, toolCache, entries, snap })
   } finally {
     for (const w of [witness.dotdot, witness.absolute, witness.linkedDir]) fs.rmSync(w, { recursive: true, force: true })
     await server.close()
