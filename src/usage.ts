@@ -134,11 +134,11 @@ function topProblem(dir: string): string | undefined {
 }
 
 /**
- * Whether `uid` (as the directory's name gives it, a uid of the parent namespace) is mapped into this
- * process's user namespace; always true in the initial one. Files of an unmapped user show as owned
- * by the overflow uid here, so their ownership could not be checked.
+ * Which uids (as directory names give them, uids of the parent namespace) are mapped into this
+ * process's user namespace: all in the initial one. Files of an unmapped user show as owned by
+ * the overflow uid here, so their ownership could not be checked.
  */
-function mappedHere(uid: number): boolean {
+function mappedUids(): (uid: number) => boolean {
   const map = readOr(() => fs.readFileSync('/proc/self/uid_map', 'utf8'), '')
   const ranges = map
     .trim()
@@ -146,8 +146,8 @@ function mappedHere(uid: number): boolean {
     .map(l => l.trim().split(/\s+/).map(Number))
     .filter(r => r.length === 3 && r.every(Number.isFinite))
   // Unreadable: assume mapped, so that a directory that cannot be checked keeps entries (fail safe).
-  if (!ranges.length) return true
-  return ranges.some(([, outside, count]) => uid >= outside && uid < outside + count)
+  if (!ranges.length) return () => true
+  return uid => ranges.some(([, outside, count]) => uid >= outside && uid < outside + count)
 }
 
 /** Why a user's record directory cannot be trusted to hold all of that user's records, or undefined. */
@@ -344,6 +344,7 @@ export class UsageRecords {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`${this.dir} cannot be read (${errnoMessage(e)})`)
     }
+    const mappedHere = mappedUids()
     for (const uid of uids) {
       // A user this user namespace does not map runs outside it, where this namespace's binfmt_misc does not apply.
       if (!mappedHere(Number(uid))) continue

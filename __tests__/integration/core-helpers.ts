@@ -37,7 +37,8 @@ const MAGIC: Record<string, { magic: string; mask: string }> = {
   riscv64: { magic: '7f454c460201010000000000000000000200f300', mask: 'ffffffffffffff00fffffffffffffffffeffffff' },
   mips64el: { magic: '7f454c4602010100000000000000000002000800', mask: 'ffffffffffffff00fefffffffffffffffeffffff' },
 }
-const esc = (hex: string): string => hex.replace(/(..)/g, '\\x$1')
+/** Hex as register-line escapes (`\\xNN` each byte). */
+export const esc = (hex: string): string => hex.replace(/(..)/g, '\\x$1')
 
 /** The register line for qemu-<target> with Debian's interpreter, as a distro package would have it. */
 export function debianLine(target: string, flags: string, interpreter = `/usr/bin/qemu-${target}-static`): string {

@@ -11,7 +11,7 @@ import { runAction } from '../support/action'
 import { entryExists, registerRaw, restore, snapshot } from '../support/binfmt'
 import { sha256 } from '../support/fixtures'
 import { i386Taker, ldsoAmd64Levels, runI386Program, skippedHere } from '../support/host'
-import { VERSION, cleanupDirs, expectRegistered, expectSuccess, freshDir, summaryRows } from './core-helpers'
+import { VERSION, cleanupDirs, esc, expectRegistered, expectSuccess, freshDir, summaryRows } from './core-helpers'
 
 const BLOCKERS = ['testnoia32-i386', 'testnoia32-i486']
 /** The entries this test creates: its blockers and what the action registers for linux/386. */
@@ -19,7 +19,6 @@ const ours = (name: string): boolean => BLOCKERS.includes(name) || name === 'qem
 const MASK = 'fffffffffffefe00fffffffffffffffffeffffff'
 /** An ELF32 little-endian ET_EXEC header for e_machine `machine` (EM_386 3, EM_486 6), as QEMU's i386 entry has it. */
 const magic = (machine: number): string => `7f454c46010101${'00'.repeat(9)}0200${machine.toString(16).padStart(2, '0')}00`
-const esc = (hex: string): string => hex.replace(/(..)/g, '\\x$1')
 
 afterAll(() => cleanupDirs())
 
