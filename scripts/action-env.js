@@ -1,4 +1,4 @@
-// What the local scripts share about running dist/index.js as a GitHub runner does.
+// What the local scripts and the tests' support share about running dist/index.js as a GitHub runner does.
 const { spawnSync } = require('child_process')
 const fs = require('fs')
 const path = require('path')
@@ -22,6 +22,7 @@ function parseKeyValueFile(text) {
       const value = []
       i++
       while (i < lines.length && lines[i] !== delim) value.push(lines[i++])
+      if (i >= lines.length) throw new Error(`unterminated value for '${name}' (delimiter ${delim})`)
       out[name] = value.join('\n')
     } else if (lines[i].includes('=')) {
       const eq = lines[i].indexOf('=')

@@ -1,7 +1,5 @@
-import * as core from '@actions/core'
 import { createHash } from 'crypto'
 import * as fs from 'fs'
-import * as os from 'os'
 import * as path from 'path'
 import { ChecksumList, ChecksumPolicy, sha256File } from './checksum'
 import { HostArch } from './elf'
@@ -13,8 +11,8 @@ import { DEFAULT_NETWORK, NetworkPolicy } from './fetch/download'
 import { DEFAULT_LIMITS, SizeLimits } from './fetch/limits'
 import { FetchContext, Kept, strategyFor } from './fetch/sources'
 import { StoredEmulator, ToolCacheEntry } from './fetch/tool-cache'
-import { httpTarget } from './fetch/url'
 import { FileDigest } from './pins'
+import { Log } from './log'
 
 export { PER_TARGET_ALL } from './fetch/sources'
 export { fileNameOf } from './fetch/url'
@@ -42,11 +40,11 @@ export interface FetchRequest {
   readonly selectionKey: string
   /** scratch space; removed by the caller */
   readonly tempDir: string
-  readonly log: { info(m: string): void; debug(m: string): void; warning(m: string): void }
+  readonly log: Pick<Log, 'info' | 'debug' | 'warning' | 'progress'>
   /** stops downloads and decompressors promptly, removes their files, and rejects the fetch */
   readonly signal?: AbortSignal
-  /** default: RUNNER_TOOL_CACHE */
-  readonly toolCache?: string
+  /** where emulators are kept between runs */
+  readonly toolCache: string
   readonly limits?: SizeLimits
   readonly network?: NetworkPolicy
 }
@@ -78,11 +76,8 @@ function toolVersion(version: string): string {
   return /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version) ? version : `0.0.0-v${hash(version).slice(0, 12)}`
 }
 
-/** Test hook for bounded hang tests: "connectMs,idleMs,retryDelayMs". */
 function networkPolicy(req: FetchRequest): NetworkPolicy {
-  if (req.network) return req.network
-  const t = /^(\d+),(\d+),(\d+)$/.exec(process.env.SETUP_QEMU_BINFMT_TEST_NETWORK ?? '')
-  return t ? { ...DEFAULT_NETWORK, connectTimeoutMs: +t[1], idleTimeoutMs: +t[2], retryDelayMs: +t[3] } : DEFAULT_NETWORK
+  return req.network ?? DEFAULT_NETWORK
 }
 
 /**
@@ -93,7 +88,6 @@ function networkPolicy(req: FetchRequest): NetworkPolicy {
  */
 export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
   const { source } = req
-  if (!source.local) for (const s of httpTarget(source.locate('x')).secrets) core.setSecret(s)
   const strategy = strategyFor(source)
   const policy = new ChecksumPolicy(req.sha256)
   const timings = { download: 0, extract: 0 }
@@ -127,7 +121,7 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
     id += `|${st.size}|${st.mtimeMs}`
   }
   const arch = `${req.host}-${hash(id).slice(0, 12)}`
-  const root = req.toolCache ?? toolCacheRoot()
+  const root = req.toolCache
   let entry = learnsVersion
     ? (ToolCacheEntry.find(root, TOOL, arch) ?? ToolCacheEntry.at(root, TOOL, PENDING, arch))
     : ToolCacheEntry.at(root, TOOL, toolVersion(req.version), arch)
@@ -270,10 +264,6 @@ function keepForSave(kept: readonly Kept[], dir: string, prefix: string, fresh: 
     return undefined
   }
   return { dir, key: saveKey(prefix, files, fresh), files }
-}
-
-function toolCacheRoot(): string {
-  return process.env.RUNNER_TOOL_CACHE || path.join(os.homedir(), '.cache', 'setup-qemu-binfmt', 'tool-cache')
 }
 
 /** The policy's verdict on each emulator, then the emulators as main uses them. */

@@ -8,6 +8,8 @@ export type InstallMode = 'auto' | 'direct' | 'docker' | 'userns'
 
 /** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
 export const DEFAULT_QEMU_VERSION = '10.2.3-68'
+/** The image of registering and verifying containers: small, and on every registry mirror. */
+export const DEFAULT_DOCKER_IMAGE = 'busybox:stable'
 /** `{qemu}` is the version without its build suffix, as in the asset's file name. */
 export const DEFAULT_QEMU_URL = 'https://github.com/tonistiigi/binfmt/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz'
 
@@ -89,7 +91,7 @@ export function readInputs(get: InputReader): Inputs {
     preserveArgv0: parseBoolean('preserve-argv0', get('preserve-argv0'), true),
     credential: parseBoolean('credential', get('credential'), true),
     installMode: parseChoice('install-mode', get('install-mode'), ['auto', 'direct', 'docker', 'userns'] as const, 'auto'),
-    dockerImage: get('docker-image').trim() || 'busybox:stable',
+    dockerImage: get('docker-image').trim() || DEFAULT_DOCKER_IMAGE,
     uninstall: parseBoolean('uninstall', get('uninstall'), false),
     lockTimeoutMs: parseSeconds('lock-timeout', get('lock-timeout'), 300) * 1000,
     builder: readBuilderInputs(get),

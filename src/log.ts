@@ -1,20 +1,39 @@
-import * as core from '@actions/core'
-import { untrustedLines } from './errors'
-
 /**
- * The action's log. Messages carry names, URLs, server messages and program output the action did not write:
- * each passes untrustedLines on its way to the runner, so none can be read as a workflow command.
+ * The one log interface. The engine and every module below it say what happens through it; each face
+ * (the action, the command) decides how that looks. A module takes only the part it uses (Pick<Log, ...>).
  */
-export const log = {
-  info: (m: string): void => core.info(untrustedLines(m)),
-  debug: (m: string): void => core.debug(untrustedLines(m)),
-  warning: (m: string): void => core.warning(untrustedLines(m)),
-  notice: (m: string): void => core.notice(untrustedLines(m)),
-  /** the step's one error; the step fails */
-  fail: (m: string): void => core.setFailed(untrustedLines(m)),
+export interface Log {
+  info(m: string): void
+  debug(m: string): void
+  warning(m: string): void
+  notice(m: string): void
+  /** how far a slow download got: a log line in the action, a bar redrawn in place on a terminal */
+  progress(p: DownloadProgress): void
+  /** a value that must never be shown (a credential in qemu-url): the action masks it in the job's log */
+  secret(value: string): void
 }
 
-/** An output, as safe as a log line: workflows print outputs. */
-export function setOutput(name: string, value: string): void {
-  core.setOutput(name, untrustedLines(value))
+export interface DownloadProgress {
+  /** the download as messages may name it (credentials removed) */
+  readonly shown: string
+  readonly bytes: number
+  /** the size the server declared; NaN when it did not */
+  readonly declared: number
+}
+
+const mb = (n: number): string => (n / 1048576).toFixed(1)
+
+/** `Downloading <url>: 12.3 of 88.0 MB` (`?` when the server did not say the size). */
+export function progressLine(p: DownloadProgress): string {
+  return `Downloading ${p.shown}: ${mb(p.bytes)} of ${Number.isFinite(p.declared) ? mb(p.declared) : '?'} MB`
+}
+
+/** A log that says nothing: for steps whose words a caller does not want (the command's own access checks). */
+export const silentLog: Log = {
+  info: () => undefined,
+  debug: () => undefined,
+  warning: () => undefined,
+  notice: () => undefined,
+  progress: () => undefined,
+  secret: () => undefined,
 }

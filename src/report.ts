@@ -1,12 +1,10 @@
-import * as core from '@actions/core'
-import { BuilderResult } from './buildx/builder'
+import { BuilderResult } from './buildx/types'
 import { Emulator } from './fetch'
 import { KernelWriter } from './kernel'
 import { FileDigest, Pinning, checksumLine, pinnedStatus } from './pins'
 import { ProbeResult } from './verify'
 import { Registration } from './register'
-import { Target, dockerPlatforms, emulatorName } from './targets'
-import { untrusted } from './errors'
+import { Target, dockerPlatforms } from './targets'
 
 /** One row of the job summary: a native platform or a registered emulator. */
 interface ReportRow {
@@ -45,7 +43,7 @@ export function checksumRows(files: readonly FileDigest[], p: Pinning): Checksum
 }
 
 /** Platforms that run after the step: native ones first, then every verified emulated one. */
-function availablePlatforms(o: Outcome): string[] {
+export function availablePlatforms(o: Outcome): string[] {
   const verified = new Set(o.probes.filter(p => p.ok).map(p => p.target))
   const out = [...o.nativePlatforms]
   for (const r of o.registrations) {
@@ -55,9 +53,10 @@ function availablePlatforms(o: Outcome): string[] {
   return out
 }
 
-export function outputs(o: Outcome): Record<string, string> {
-  const platforms = availablePlatforms(o)
-  return {
+/** The run's answer: the action's outputs, the command's --json. With a builder, its platforms are the ones that run. */
+export function outputs(o: Outcome, builder?: BuilderResult): Record<string, string> {
+  const platforms = builder?.platforms ?? availablePlatforms(o)
+  const out: Record<string, string> = {
     platforms: platforms.join(','),
     // The same list, ready for a matrix: fromJSON(steps.<id>.outputs.platforms-json).
     'platforms-json': JSON.stringify(platforms),
@@ -69,6 +68,20 @@ export function outputs(o: Outcome): Record<string, string> {
       .map(r => r.line)
       .join('\n'),
   }
+  if (builder) {
+    out.builder = builder.name
+    out.nodes = JSON.stringify(
+      builder.nodes.map(n => ({
+        name: n.name,
+        endpoint: n.endpoint,
+        status: n.status,
+        buildkit: n.buildkit,
+        platforms: n.platforms,
+        remote: n.remote === true,
+      })),
+    )
+  }
+  return out
 }
 
 export function reportRows(o: Outcome, emulatorOf: (t: Target) => string): ReportRow[] {
@@ -94,74 +107,4 @@ export function reportRows(o: Outcome, emulatorOf: (t: Target) => string): Repor
     })
   }
   return rows
-}
-
-function escapeHtml(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
-}
-
-/**
- * A summary cell: node names, endpoints, BuildKit versions, QEMU versions and probe details come from programs
- * and servers, so as text (escaped), and never '' (core.summary leaves an empty cell unclosed).
- */
-const cell = (s: string): string => escapeHtml(untrusted(s)) || '-'
-
-/** The job summary: the builder's nodes, the emulators, and the files they came from as paste-ready qemu-sha256 lines. */
-export async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> {
-  if (!process.env.GITHUB_STEP_SUMMARY) return
-  const rows = reportRows(o, emulatorName)
-  if (builder) {
-    core.summary.addHeading(`buildx builder ${escapeHtml(untrusted(builder.name))}`, 3).addTable([
-      [
-        { data: 'node', header: true },
-        { data: 'endpoint', header: true },
-        { data: 'status', header: true },
-        { data: 'BuildKit', header: true },
-        { data: 'platforms', header: true },
-        { data: 'platforms are', header: true },
-      ],
-      ...builder.nodes.map(n =>
-        [
-          n.name,
-          n.endpoint,
-          n.status,
-          n.buildkit,
-          n.platforms.join(', '),
-          n.remote
-            ? 'as the remote node declares them'
-            : `checked on this runner${n.notRunning?.length ? ` (listed but not running here: ${n.notRunning.join(', ')})` : ''}`,
-        ].map(cell),
-      ),
-    ])
-  }
-  core.summary
-    .addHeading('QEMU emulators', 3)
-    .addTable([
-      [
-        { data: 'platform', header: true },
-        { data: 'emulator', header: true },
-        { data: 'QEMU version', header: true },
-        { data: 'flags', header: true },
-        { data: 'source', header: true },
-        { data: 'verified', header: true },
-        { data: 'time', header: true },
-      ],
-      ...rows.map(r =>
-        [r.platforms.join(', '), r.emulator, r.qemuVersion, r.flags, r.source, r.verified, r.ms === undefined ? '' : `${r.ms.toFixed(1)} ms`].map(cell),
-      ),
-    ])
-    .addRaw(`\nmethod: ${o.method}${o.scope ? ` (${escapeHtml(untrusted(o.scope))})` : ''}, cache hit: ${o.cacheHit}\n`)
-  const sums = checksumRows(o.files, o.pinning)
-  if (sums.length) {
-    // Paste-ready: each line as the qemu-sha256 input takes it.
-    core.summary.addHeading('Files the emulators came from', 3).addTable([
-      [
-        { data: 'qemu-sha256 line', header: true },
-        { data: 'checked', header: true },
-      ],
-      // The file name comes from qemu-url: escaped, so it shows as text.
-      ...sums.map(r => [`<code>${cell(r.line)}</code>`, cell(r.pinned)]),
-    ])
-  }
-  await core.summary.write()
 }

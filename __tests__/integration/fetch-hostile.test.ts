@@ -3,6 +3,11 @@
 import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
+import { ActionError, errorMessage } from '../../src/errors'
+import { DEFAULT_NETWORK } from '../../src/fetch/download'
+import { readInputs } from '../../src/inputs'
+import { silentLog } from '../../src/log'
+import { setup } from '../../src/setup'
 import { RunActionResult, runAction } from '../support/action'
 import { sha256 } from '../support/fixtures'
 import { HandlerServer, serveAnyPath, startHandlerServer } from '../support/server'
@@ -101,16 +106,34 @@ describe('a server that sends the headers, then nothing', () => {
 
   test('times out (idle), retries, then fails with one error naming the URL', async () => {
     const url = `${stall.url}/stall/qemu.tar.gz`
-    // Timeouts scaled down so the test is short: connect 2 s, idle 1 s, first retry after 0.2 s.
-    const { error, ms } = await failingRun(
-      { platforms: 'linux/arm64', 'qemu-url': url },
-      { env: { SETUP_QEMU_BINFMT_TEST_NETWORK: '2000,1000,200' }, timeoutMs: 60000 },
-    )
-    expect(error).toMatch(
-      /^qemu-url: download of http:\/\/127\.0\.0\.1:\d+\/stall\/qemu\.tar\.gz failed: no data for 1 s \(after 3 attempts\); check qemu-url and the network$/,
-    )
-    expect(stall.log.filter(l => l.method === 'GET')).toHaveLength(3)
-    expect(ms).toBeLessThan(30000)
+    const given: Record<string, string> = { platforms: 'linux/arm64', 'qemu-url': url, 'qemu-version': VERSION, buildx: 'false' }
+    const inputs = readInputs(name => given[name] ?? '')
+    const temp = freshDir('temp')
+    const logged: string[] = []
+    const log = { ...silentLog, info: (m: string) => logged.push(m), warning: (m: string) => logged.push(`warning: ${m}`) }
+    const io = { log, group: <T>(_: string, step: () => Promise<T>) => step(), handoff: { cacheSave: jest.fn(), builder: jest.fn(), uninstall: jest.fn() } }
+    await withKernel(async () => {
+      const before = myRaw()
+      const t = Date.now()
+      // The engine itself, with the network's timeouts scaled down so the test is short: connect 2 s, idle 1 s, first retry after 0.2 s.
+      const network = { ...DEFAULT_NETWORK, connectTimeoutMs: 2000, idleTimeoutMs: 1000, retryDelayMs: 200 }
+      const failure = await setup(inputs, { temp, toolCache: freshDir('toolcache'), env: process.env, cancel: new AbortController().signal, network }, io).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      const ms = Date.now() - t
+      expect(failure).toBeInstanceOf(ActionError)
+      expect(errorMessage(failure)).toMatch(
+        /^qemu-url: download of http:\/\/127\.0\.0\.1:\d+\/stall\/qemu\.tar\.gz failed: no data for 1 s \(after 3 attempts\); check qemu-url and the network$/,
+      )
+      expect(logged.filter(l => /^Download of .* failed \(no data for 1 s\); retrying/.test(l))).toHaveLength(2)
+      expect(stall.log.filter(l => l.method === 'GET')).toHaveLength(3)
+      expect(ms).toBeLessThan(30000)
+      expect(myRaw()).toEqual(before)
+      // Nothing of the download is left in the run's scratch space (the test programs are the engine's; the caller removes the space).
+      expect(filesUnder(temp).filter(f => !/^probe-/.test(f) && fs.statSync(path.join(temp, f)).isFile())).toEqual([])
+      expect(io.handoff.cacheSave).not.toHaveBeenCalled()
+    })
   }, 90000)
 })
 

@@ -17,7 +17,7 @@ import { qemuDeb } from '../support/fixtures'
 const host = process.arch === 'arm64' ? 'arm64' : 'amd64'
 const usrBin = (t: string): string => `/usr/bin/qemu-${t}-static`
 const sha = (f: string): string => createHash('sha256').update(fs.readFileSync(f)).digest('hex')
-const quiet = { info: () => undefined, debug: () => undefined, warning: () => undefined }
+const quiet = { info: () => undefined, debug: () => undefined, warning: () => undefined, progress: () => undefined }
 let work: string
 let tgz: string
 let perTarget: string

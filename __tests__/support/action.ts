@@ -91,32 +91,9 @@ export interface RunActionResult {
   temp: string
 }
 
-/** `name<<DELIM\nvalue\nDELIM` blocks as @actions/core writes them (plus legacy `name=value` lines). */
-export function parseKeyValueFile(text: string): Record<string, string> {
-  const out: Record<string, string> = {}
-  const lines = text.split(/\r?\n/)
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i]
-    const heredoc = /^([^=]+?)<<(.+)$/.exec(line)
-    if (heredoc) {
-      const [, name, delim] = heredoc
-      const value: string[] = []
-      i++
-      while (i < lines.length && lines[i] !== delim) value.push(lines[i++])
-      if (i >= lines.length) throw new Error(`unterminated value for '${name}' (delimiter ${delim})`)
-      out[name] = value.join('\n')
-    } else if (line.includes('=')) {
-      const eq = line.indexOf('=')
-      out[line.slice(0, eq)] = line.slice(eq + 1)
-    }
-  }
-  return out
-}
-
-/** INPUT_<NAME>: upper case, spaces to underscores, hyphens kept (what the runner and core.getInput use). */
-export function inputEnvName(name: string): string {
-  return `INPUT_${name.replace(/ /g, '_').toUpperCase()}`
-}
+// One reader of the runner's files for the scripts and the tests.
+import { inputEnvName, parseKeyValueFile } from '../../scripts/action-env'
+export { inputEnvName, parseKeyValueFile }
 
 function unescapeCommand(s: string): string {
   return s.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%3A/g, ':').replace(/%2C/g, ',').replace(/%25/g, '%')

@@ -1,5 +1,6 @@
-import { parseArgs, progressBar } from '../../src/cli'
-import { progressLine } from '../../src/fetch/download'
+import { parseArgs } from '../../src/cli/args'
+import { progressBar } from '../../src/cli/output'
+import { progressLine } from '../../src/log'
 
 describe('setup-qemu-binfmt command line', () => {
   test('install is the default; flags become the action inputs, repeatable ones joined by lines', () => {
@@ -59,13 +60,15 @@ describe('setup-qemu-binfmt command line', () => {
 })
 
 describe('download progress on a terminal', () => {
-  test('a progress line becomes a bar; other lines are not progress', () => {
-    expect(progressBar('Downloading https://example.com/x/qemu_v10.2.3_linux-amd64.tar.gz: 44.0 of 88.0 MB', 10)).toBe(
-      'qemu_v10.2.3_linux-amd64.tar.gz [#####-----] 50% 44.0/88.0 MB',
-    )
-    expect(progressBar('Downloading https://example.com/qemu-aarch64: 3.5 of ? MB')).toBe('qemu-aarch64 3.5 MB')
-    expect(progressBar('Downloading https://example.com/x.tar.gz')).toBeUndefined()
-    expect(progressBar(progressLine('http://h/a.tar.gz', 1048576, 4 * 1048576), 4)).toBe('a.tar.gz [#---] 25% 1.0/4.0 MB')
+  test("a download's progress is a bar on a terminal and a plain line elsewhere, saying the same", () => {
+    const MB = 1048576
+    const half = { shown: 'https://example.com/x/qemu_v10.2.3_linux-amd64.tar.gz', bytes: 44 * MB, declared: 88 * MB }
+    expect(progressBar(half, 10)).toBe('qemu_v10.2.3_linux-amd64.tar.gz [#####-----] 50% 44.0/88.0 MB')
+    expect(progressLine(half)).toBe('Downloading https://example.com/x/qemu_v10.2.3_linux-amd64.tar.gz: 44.0 of 88.0 MB')
+    const unsized = { shown: 'https://example.com/qemu-aarch64', bytes: 3.5 * MB, declared: NaN }
+    expect(progressBar(unsized)).toBe('qemu-aarch64 3.5 MB')
+    expect(progressLine(unsized)).toBe('Downloading https://example.com/qemu-aarch64: 3.5 of ? MB')
+    expect(progressBar({ shown: 'http://h/a.tar.gz', bytes: MB, declared: 4 * MB }, 4)).toBe('a.tar.gz [#---] 25% 1.0/4.0 MB')
   })
 })
 

@@ -1,7 +1,8 @@
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { Outcome, outputs, writeSummary } from '../../src/report'
+import { writeSummary } from '../../src/action/summary'
+import { Outcome, outputs } from '../../src/report'
 import { Registration } from '../../src/register'
 import { getTarget } from '../../src/targets'
 

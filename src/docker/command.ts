@@ -1,3 +1,4 @@
+import { Log } from '../log'
 import { ProcessRunner, RunResult } from '../process'
 
 /** The CLI that talks to a container engine, and the environment that points it at the engine. */
@@ -7,10 +8,8 @@ export interface EngineCli {
   readonly env?: Readonly<Record<string, string>>
 }
 
-export interface DockerLog {
-  info(m: string): void
-  debug(m: string): void
-}
+/** What docker commands say: the command lines they run. */
+export type DockerLog = Pick<Log, 'info' | 'debug'>
 
 interface DockerRunOptions {
   readonly timeoutMs: number

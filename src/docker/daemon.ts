@@ -2,7 +2,6 @@ import * as fs from 'fs'
 import * as path from 'path'
 import { BINFMT_ROOT } from '../binfmt'
 import { errorMessage, readOr } from '../errors'
-import { DirectAccess } from '../kernel'
 import { ProcessRunner, describeRun, failureReason } from '../process'
 import { DOCKER_ANSWER_MS, DOCKER_PULL_MS } from '../timeouts'
 import { Docker, DockerLog } from './command'
@@ -98,7 +97,7 @@ export async function dockerAccess(
   log: DockerLog,
   self: RunnerNamespace = runnerNamespace(),
   nodeArch: string = process.arch,
-): Promise<DirectAccess> {
+): Promise<{ readonly writer?: DockerWriter; readonly reason?: string }> {
   const docker = new Docker(runner, log)
   try {
     await checkDaemon(docker, log, nodeArch)

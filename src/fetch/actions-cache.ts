@@ -13,6 +13,7 @@ import { pause } from '../timeouts'
 import { DownloadError, NetworkPolicy, download } from './download'
 import { SizeLimits, throwIfAborted } from './limits'
 import { TarHeader } from './tar'
+import { Log } from '../log'
 
 /**
  * What the main step leaves for the post step to save (as actions/setup-node does): the directory
@@ -24,11 +25,7 @@ export interface PendingSave {
   readonly files: readonly { readonly slot: string; readonly sha256: string }[]
 }
 
-interface Log {
-  info(m: string): void
-  debug(m: string): void
-  warning(m: string): void
-}
+type CacheLog = Pick<Log, 'info' | 'debug' | 'warning' | 'progress'>
 
 /**
  * The key to save `files` under: `<prefix>-` and their digests' hash, so that what an entry holds
@@ -64,7 +61,7 @@ export interface RestoreRequest {
   readonly limits: SizeLimits
   readonly network: NetworkPolicy
   readonly signal?: AbortSignal
-  readonly log: Log
+  readonly log: CacheLog
 }
 
 const SERVICE = '/twirp/github.actions.results.api.v1.CacheService/'
@@ -341,7 +338,7 @@ function post(url: URL, token: string, body: string, req: RestoreRequest): Promi
  * Saves the files the main step downloaded, if they are still what main read; never fails the job.
  * Removes them afterwards: the tool cache keeps the emulators, not the archives.
  */
-export async function saveEntry(pending: PendingSave, log: Log): Promise<void> {
+export async function saveEntry(pending: PendingSave, log: CacheLog): Promise<void> {
   try {
     await save(pending, log)
   } finally {
@@ -349,7 +346,7 @@ export async function saveEntry(pending: PendingSave, log: Log): Promise<void> {
   }
 }
 
-async function save(pending: PendingSave, log: Log): Promise<void> {
+async function save(pending: PendingSave, log: CacheLog): Promise<void> {
   // Only where this action restores from (the v2 service): an entry it would never read is not worth saving.
   const service = serviceV2()
   if ('why' in service) {

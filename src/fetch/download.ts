@@ -7,6 +7,7 @@ import { ActionError, errorMessage } from '../errors'
 import { httpTarget, redact } from './url'
 import { diskError, throwIfAborted } from './limits'
 import { pause } from '../timeouts'
+import { Log } from '../log'
 
 export interface NetworkPolicy {
   /** until the TCP/TLS connection is up and the response headers have arrived */
@@ -24,7 +25,7 @@ interface DownloadOptions {
   readonly maxBytes: number
   readonly network: NetworkPolicy
   readonly signal?: AbortSignal
-  readonly log: { info(m: string): void; debug(m: string): void }
+  readonly log: Pick<Log, 'info' | 'debug' | 'progress'>
   /** what messages call the download instead of its URL: for a URL whose query is a credential (a signed URL), which must never be shown */
   readonly label?: string
 }
@@ -50,13 +51,6 @@ class Transient extends Error {}
 const MAX_REDIRECTS = 10
 /** A slow download says how far it got this often: a plain line in a log, a progress bar on a terminal (the command). */
 const PROGRESS_MS = 2000
-
-const mb = (n: number): string => (n / 1048576).toFixed(1)
-
-/** `Downloading <url>: 12.3 of 88.0 MB` (`?` when the server did not say the size). */
-export function progressLine(shown: string, size: number, declared: number): string {
-  return `Downloading ${shown}: ${mb(size)} of ${Number.isFinite(declared) ? mb(declared) : '?'} MB`
-}
 
 /**
  * Downloads `location` (http or https, credentials in its userinfo sent as Basic
@@ -189,7 +183,7 @@ async function receive(res: http.IncomingMessage, url: URL, dest: string, opts: 
       if (size > opts.maxBytes) throw tooBig()
       if (Date.now() - reported >= PROGRESS_MS) {
         reported = Date.now()
-        opts.log.info(progressLine(shown, size, declared))
+        opts.log.progress({ shown, bytes: size, declared })
       }
       hash.update(chunk)
       await file.write(chunk).catch(e => {

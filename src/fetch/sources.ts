@@ -12,6 +12,7 @@ import { passFile } from './emulator-file'
 import { SizeLimits, settleAll, throwIfAborted } from './limits'
 import { StoredEmulator } from './tool-cache'
 import { fileNameOf, redact } from './url'
+import { Log } from '../log'
 
 /** What a strategy needs to fetch: where, how big at most, how patient, and when to give up. */
 export interface FetchContext {
@@ -22,7 +23,7 @@ export interface FetchContext {
   /** scratch space for downloads, removed by the caller */
   readonly tempDir: string
   readonly signal?: AbortSignal
-  readonly log: { info(m: string): void; debug(m: string): void }
+  readonly log: Pick<Log, 'info' | 'debug' | 'progress'>
   readonly timings: { download: number; extract: number }
   /** a restored Actions-cache entry: the files to read instead of downloading them, by slot (read as untrusted as a download) */
   readonly restored?: string

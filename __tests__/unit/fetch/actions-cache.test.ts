@@ -168,7 +168,7 @@ describe('restoring', () => {
   })
 
   test('without the v2 service nothing is restored (and no tar -P path either): a debug line says why', async () => {
-    const log = { info: jest.fn(), debug: jest.fn(), warning: jest.fn() }
+    const log = { info: jest.fn(), debug: jest.fn(), warning: jest.fn(), progress: jest.fn() }
     const req = { saveDir, prefix: 'p', slots: ['archive'], tempDir: work, limits: DEFAULT_LIMITS, network: DEFAULT_NETWORK, log }
     delete process.env.ACTIONS_CACHE_SERVICE_V2
     delete process.env.ACTIONS_RESULTS_URL
@@ -227,7 +227,12 @@ describe('talking to the service', () => {
       GITHUB_WORKSPACE: workspace,
     })
     const logs: string[] = []
-    const log = { info: (m: string) => logs.push(m), debug: (m: string) => logs.push(m), warning: (m: string) => logs.push(`warning: ${m}`) }
+    const log = {
+      info: (m: string) => logs.push(m),
+      debug: (m: string) => logs.push(m),
+      warning: (m: string) => logs.push(`warning: ${m}`),
+      progress: () => undefined,
+    }
     const saveDir = path.join(work, 'tc', 'source')
     const network = { ...DEFAULT_NETWORK, retryDelayMs: 1 }
     const r = await restoreEntry({ saveDir, prefix: 'p', slots: ['archive'], tempDir: work, limits: DEFAULT_LIMITS, network, log })

@@ -11,7 +11,7 @@ import { fileNameOf, httpTarget, redact } from '../../../src/fetch/url'
 // A loopback server per test; the downloader's timeouts scaled down so hangs are bounded.
 
 const FAST: NetworkPolicy = { connectTimeoutMs: 1000, idleTimeoutMs: 500, attempts: 2, retryDelayMs: 50 }
-const log = { info: () => undefined, debug: () => undefined }
+const log = { info: () => undefined, debug: () => undefined, progress: () => undefined }
 const BODY = Buffer.from('x'.repeat(100000))
 
 let server: http.Server

@@ -1,18 +1,8 @@
 import * as core from '@actions/core'
-import { BinfmtEntry, EntrySpec } from './binfmt'
-import { BuilderState } from './buildx/types'
-import { PendingSave, parsePending } from './fetch/actions-cache'
-import { KernelWriter } from './kernel'
-import { JobId } from './usage'
-
-/** What `uninstall: true` undoes in the post step: the entries this step added or replaced. */
-export interface UninstallState {
-  readonly method: KernelWriter['method']
-  readonly dockerImage: string
-  /** the job these entries were recorded for */
-  readonly job?: JobId
-  readonly entries: readonly { readonly spec: EntrySpec; readonly previous?: BinfmtEntry }[]
-}
+import { BuilderState } from '../buildx/types'
+import { PendingSave, parsePending } from '../fetch/actions-cache'
+import { Handoff } from '../setup'
+import { UninstallState } from '../teardown'
 
 // The runner's step state is the only channel from main to post; these are its names, used nowhere else.
 const IS_POST = 'isPost'
@@ -37,14 +27,16 @@ export const stepState = {
   isPost: (): boolean => core.getState(IS_POST) === 'true',
   markMainRan: (): void => core.saveState(IS_POST, 'true'),
 
-  saveBuilder: (state: BuilderState): void => core.saveState(BUILDER, JSON.stringify(state)),
+  /** the engine's handoff, saved as the step state */
+  handoff: {
+    cacheSave: (pending: PendingSave): void => core.saveState(CACHE, JSON.stringify(pending)),
+    builder: (state: BuilderState): void => core.saveState(BUILDER, JSON.stringify(state)),
+    uninstall: (state: UninstallState): void => core.saveState(UNINSTALL, JSON.stringify(state)),
+  } satisfies Handoff,
+
+  cacheSave: (): PendingSave | undefined => parsePending(core.getState(CACHE)),
   /** throws when the saved state cannot be read */
   builder: (): BuilderState | undefined => readJson<BuilderState>(BUILDER),
-
-  saveCachePending: (pending: PendingSave): void => core.saveState(CACHE, JSON.stringify(pending)),
-  cachePending: (): PendingSave | undefined => parsePending(core.getState(CACHE)),
-
-  saveUninstall: (state: UninstallState): void => core.saveState(UNINSTALL, JSON.stringify(state)),
   /** throws when the saved state cannot be read */
   uninstall: (): UninstallState | undefined => readJson<UninstallState>(UNINSTALL),
 }
