@@ -16,9 +16,6 @@ import { StoredEmulator, ToolCacheEntry } from './fetch/tool-cache'
 import { httpTarget } from './fetch/url'
 import { FileDigest } from './pins'
 
-export { PER_TARGET_ALL } from './fetch/sources'
-export { fileNameOf } from './fetch/url'
-
 /** A static QEMU user-mode emulator binary on this runner, ready to be an interpreter. */
 export interface Emulator {
   /** QEMU target name of the binary (qemu-<name>) */

@@ -2,7 +2,8 @@ import { randomUUID } from 'crypto'
 import { ChecksumList, parseChecksums } from './checksum'
 import { ActionError, untrusted } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
-import { AppendNode, parseAppend } from './buildx/builder'
+import { parseAppend } from './buildx/append'
+import { AppendNode } from './buildx/types'
 
 export type InstallMode = 'auto' | 'direct' | 'docker' | 'userns'
 
@@ -10,6 +11,9 @@ export type InstallMode = 'auto' | 'direct' | 'docker' | 'userns'
 export const DEFAULT_QEMU_VERSION = '10.2.3-68'
 /** `{qemu}` is the version without its build suffix, as in the asset's file name. */
 export const DEFAULT_QEMU_URL = 'https://github.com/tonistiigi/binfmt/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz'
+
+/** docker-image when empty (action.yml's default too): the image whose shell registers the emulators on the Docker path. */
+export const DEFAULT_DOCKER_IMAGE = 'busybox:stable'
 
 export interface Inputs {
   readonly platforms: PlatformSelection
@@ -89,7 +93,7 @@ export function readInputs(get: InputReader): Inputs {
     preserveArgv0: parseBoolean('preserve-argv0', get('preserve-argv0'), true),
     credential: parseBoolean('credential', get('credential'), true),
     installMode: parseChoice('install-mode', get('install-mode'), ['auto', 'direct', 'docker', 'userns'] as const, 'auto'),
-    dockerImage: get('docker-image').trim() || 'busybox:stable',
+    dockerImage: get('docker-image').trim() || DEFAULT_DOCKER_IMAGE,
     uninstall: parseBoolean('uninstall', get('uninstall'), false),
     lockTimeoutMs: parseSeconds('lock-timeout', get('lock-timeout'), 300) * 1000,
     builder: readBuilderInputs(get),
