@@ -436,477 +436,6 @@ function knownDockerPlatforms() {
     return allTargets().flatMap(t => [...dockerPlatforms(t)]);
 }
 
-;// CONCATENATED MODULE: ./src/docker/command.ts
-/** The docker command line as a shell would take it; a script argument (several lines) is shown as <script>. */
-function commandLine(args, cli = 'docker') {
-    const shown = args.map(a => (a.includes('\n') ? '<script>' : /^[A-Za-z0-9_./:=,@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`));
-    return [cli, ...shown].join(' ');
-}
-/** No docker command on PATH; `code` stays ENOENT. */
-class DockerMissing extends Error {
-    code = 'ENOENT';
-    constructor(cli) {
-        super(`not installed (no ${cli} command on PATH)`);
-    }
-}
-/**
- * Every docker command goes through here: the ProcessRunner, the command line
- * logged (a step the user waits for as the toolkit's exec shows it,
- * `[command]docker ...`; the rest at debug level), a failure's output at debug level.
- */
-class Docker {
-    runner;
-    log;
-    engine;
-    constructor(runner, log, engine = { cli: 'docker' }) {
-        this.runner = runner;
-        this.log = log;
-        this.engine = engine;
-    }
-    async run(args, options) {
-        const line = commandLine(args, this.engine.cli);
-        if (options.loud)
-            this.log.info(`[command]${line}`);
-        else
-            this.log.debug(line);
-        let r;
-        try {
-            r = await this.runner.run(this.engine.cli, args, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env });
-        }
-        catch (e) {
-            if (e.code === 'ENOENT')
-                throw new DockerMissing(this.engine.cli);
-            throw e;
-        }
-        if (r.code !== 0)
-            this.log.debug(`${line} -> ${r.code ?? r.signal}: ${r.stderr.trim()}`);
-        return r;
-    }
-}
-
-// EXTERNAL MODULE: external "child_process"
-var external_child_process_ = __webpack_require__(5317);
-;// CONCATENATED MODULE: ./src/process.ts
-
-
-
-/** After the child exits, how long its output may still take to arrive (a grandchild may hold the pipes open). */
-const DRAIN_MS = 1000;
-/** Thrown by `run` when the run was cancelled; the child's process group is already killed. */
-class CancelledError extends Error {
-    constructor() {
-        super('cancelled');
-        this.name = 'CancelledError';
-    }
-}
-/**
- * Never throws for a non-zero exit; throws only when the program cannot be
- * started (e.g. ENOENT) or the run is cancelled. Each child leads a process group
- * of its own, so a timeout or a cancellation kills whatever it started too, and
- * output a leftover grandchild keeps open is not waited for.
- */
-class ChildProcessRunner {
-    cancel;
-    /** `cancel` aborts every child of this run (the step was cancelled). */
-    constructor(cancel) {
-        this.cancel = cancel;
-    }
-    run(command, args, options = {}) {
-        if (this.cancel?.aborted)
-            return Promise.reject(new CancelledError());
-        return new Promise((resolve, reject) => {
-            const child = (0,external_child_process_.spawn)(command, args, {
-                env: options.env ? { ...process.env, ...options.env } : process.env,
-                stdio: ['pipe', 'pipe', 'pipe'],
-                detached: true,
-            });
-            const out = [];
-            const err = [];
-            let timedOut = false;
-            let cancelled = false;
-            let settled = false;
-            const killGroup = () => {
-                try {
-                    if (child.pid)
-                        process.kill(-child.pid, 'SIGKILL');
-                }
-                catch {
-                    // already gone
-                }
-            };
-            const timer = setTimeout(() => {
-                timedOut = true;
-                killGroup();
-            }, options.timeoutMs ?? PROGRAM_MS);
-            const onCancel = () => {
-                cancelled = true;
-                killGroup();
-            };
-            this.cancel?.addEventListener('abort', onCancel, { once: true });
-            let drain;
-            const finish = (code, signal) => {
-                if (settled)
-                    return;
-                settled = true;
-                clearTimeout(timer);
-                clearTimeout(drain);
-                this.cancel?.removeEventListener('abort', onCancel);
-                child.stdout.destroy();
-                child.stderr.destroy();
-                if (cancelled)
-                    return reject(new CancelledError());
-                resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ...(timedOut ? { timedOut } : {}) });
-            };
-            child.stdout.on('data', (d) => out.push(d));
-            child.stderr.on('data', (d) => err.push(d));
-            child.on('error', e => {
-                if (settled)
-                    return;
-                settled = true;
-                clearTimeout(timer);
-                this.cancel?.removeEventListener('abort', onCancel);
-                reject(e);
-            });
-            child.on('exit', (code, signal) => {
-                // Whatever the child left running goes with it.
-                killGroup();
-                drain = setTimeout(() => finish(code, signal), DRAIN_MS);
-            });
-            child.on('close', (code, signal) => finish(code, signal));
-            // A child that exits before reading its stdin must not crash us with EPIPE.
-            child.stdin.on('error', () => undefined);
-            child.stdin.end(options.input ?? '');
-        });
-    }
-}
-// Lines that say nothing about the error: pointers to help and hints added after it.
-const NOISE = [/^(See|Run) '?docker\b.*--help/i, /^Usage:/, /^dmesg\(1\) may have more information/];
-/**
- * The line of a program's output that says what went wrong: buildx's last
- * `ERROR:` line (its progress output repeats it after a `#N` prefix), else the
- * last line that is not colour codes, decoration, a "see --help" pointer or a
- * hint added after the real error; one line of at most 300 characters.
- */
-function process_errorLine(text) {
-    const lines = text
-        .split('\n')
-        .map(l => untrusted(l).trim())
-        .filter(l => l !== '' && !/^[-=_~]+$/.test(l) && !NOISE.some(n => n.test(l)));
-    const errorOf = (l) => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1];
-    const newestFirst = [...lines].reverse();
-    const error = newestFirst.find(l => l.startsWith('ERROR:')) ?? newestFirst.find(l => errorOf(l) !== undefined);
-    if (error)
-        return untrusted(errorOf(error) ?? error, 300);
-    const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l));
-    return untrusted(plain.at(-1) ?? lines.at(-1) ?? '', 300);
-}
-/**
- * How a program run that did not succeed ended, in words that follow its name:
- * `exited with status 1: <its error line>` (or `... and no message`), `did not
- * finish within 20 s and was stopped`, `was killed by SIGTERM`.
- */
-function describeRun(r, timeoutMs = PROGRAM_MS) {
-    if (r.timedOut)
-        return `did not finish within ${timeoutMs / 1000} s and was stopped`;
-    if (r.signal)
-        return `was killed by ${r.signal}`;
-    const why = process_errorLine(r.stderr);
-    return `exited with status ${r.code}${why ? `: ${why}` : ' and no message'}`;
-}
-/**
- * Why a run failed, for a message that says what was being done: its error line
- * (stderr, else stdout), else how it ended (`program` named in front).
- */
-function failureReason(r, timeoutMs, program) {
-    const how = () => (program ? `${program} ` : '') + describeRun(r, timeoutMs);
-    if (r.timedOut || r.signal)
-        return how();
-    return process_errorLine(r.stderr) || process_errorLine(r.stdout) || how();
-}
-/** What tells a command-line process to end: ^C, kill's default, a closed terminal. */
-const process_END_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
-/**
- * Runs `cleanup` when this process is told to end (^C, SIGTERM, SIGHUP), then lets the signal take its course.
- * `cleanup` is synchronous: nothing else runs before the process goes. Returns the function that stops watching.
- */
-function cleanUpOnSignal(cleanup) {
-    const off = () => {
-        for (const s of process_END_SIGNALS)
-            process.off(s, handler);
-    };
-    function handler(signal) {
-        cleanup(signal);
-        off();
-        process.kill(process.pid, signal);
-    }
-    for (const s of process_END_SIGNALS)
-        process.on(s, handler);
-    return off;
-}
-
-;// CONCATENATED MODULE: ./src/buildx/commands.ts
-// argv for the `docker buildx` commands the builder step runs (the program is `docker`).
-// Pure so the exact command lines can be asserted in tests. Positional values (builder
-// names, endpoints) always follow `--`, so none can be read as an option whatever it holds.
-function versionArgs() {
-    return ['buildx', 'version'];
-}
-/**
- * The first node's name, given to create rather than left to buildx, so that what it makes is
- * known before it exists: the docker-container driver names its container and state volume
- * after the node (containerName), and a cancelled step removes them by those names.
- */
-function firstNodeName(builder) {
-    return `${builder}0`;
-}
-/** The docker-container driver's container for a node, and its state volume (`<container>_state`). */
-function containerName(node) {
-    return `buildx_buildkit_${node}`;
-}
-/**
- * `create` for the first node, at `endpoint` when one is given (after `--`). No --platform: BuildKit detects the platforms the
- * registered emulators provide when it starts, and a fixed list would hide new ones.
- * `--config` is accepted by every release (newer ones keep it as a hidden alias of --buildkitd-config).
- */
-function createArgs(opts, configFile) {
-    const args = ['buildx', 'create', '--name', opts.name, '--node', firstNodeName(opts.name), '--driver', opts.driver];
-    for (const o of opts.driverOpts)
-        args.push('--driver-opt', o);
-    if (opts.buildkitdFlags)
-        args.push('--buildkitd-flags', opts.buildkitdFlags);
-    if (configFile)
-        args.push('--config', configFile);
-    if (opts.use)
-        args.push('--use');
-    if (opts.endpoint)
-        args.push('--', opts.endpoint);
-    return args;
-}
-/** Removes a leftover docker-container node container with its anonymous volumes. */
-function containerRmArgs(node) {
-    return ['rm', '--force', '--volumes', '--', containerName(node)];
-}
-function volumeRmArgs(node) {
-    return ['volume', 'rm', '--force', '--', `${containerName(node)}_state`];
-}
-/** `create --append` adds a node; the driver is the builder's, so it is not repeated. */
-function appendArgs(name, node) {
-    const args = ['buildx', 'create', '--append', '--name', name];
-    if (node.name)
-        args.push('--node', node.name);
-    if (node.platforms.length)
-        args.push('--platform', node.platforms.join(','));
-    for (const o of node.driverOpts)
-        args.push('--driver-opt', o);
-    args.push('--', node.endpoint);
-    return args;
-}
-function bootstrapArgs(name) {
-    return ['buildx', 'inspect', '--bootstrap', '--builder', name];
-}
-/** Without a name: the current builder (for the `docker` driver, the context's own). */
-function inspectArgs(name) {
-    return name ? ['buildx', 'inspect', '--', name] : ['buildx', 'inspect'];
-}
-function lsJsonArgs() {
-    return ['buildx', 'ls', '--format', 'json'];
-}
-function useArgs(name) {
-    return ['buildx', 'use', '--', name];
-}
-function rmArgs(name) {
-    return ['buildx', 'rm', '--', name];
-}
-
-;// CONCATENATED MODULE: ./src/buildx/inspect.ts
-// Parsers for what `docker buildx inspect` and `docker buildx ls --format json` print.
-//
-// inspect is tabwriter text: `Key:<spaces>value` lines, the builder first, then
-// `Nodes:` and one block per node. Key names changed over buildx releases
-// (`Flags` -> `BuildKit daemon flags`, `Buildkit` -> `BuildKit` -> `BuildKit version`),
-// and nodes may carry indented sections (`Features:`, `Labels:`, `Devices:`,
-// `GC Policy rule#N:`, `File#name:`) whose lines start with whitespace and can
-// themselves contain `Name:` keys, so only unindented lines are read.
-const KEY_LINE = /^([A-Za-z][^:]*):(?:[ \t]+(.*))?$/;
-function parseInspect(text) {
-    const out = { name: '', driver: '', nodes: [] };
-    let inNodes = false;
-    let node;
-    for (const raw of text.split('\n')) {
-        const line = raw.replace(/\r$/, '');
-        // Indented lines belong to a section (labels, GC policy, devices...): never builder or node keys.
-        if (line === '' || /^\s/.test(line))
-            continue;
-        const m = KEY_LINE.exec(line);
-        if (!m)
-            continue;
-        const key = m[1].trim().toLowerCase();
-        const value = (m[2] ?? '').trim();
-        if (!inNodes) {
-            if (key === 'nodes')
-                inNodes = true;
-            else if (key === 'name')
-                out.name = value;
-            else if (key === 'driver')
-                out.driver = value;
-            continue;
-        }
-        if (key === 'name') {
-            node = { name: value, endpoint: '', status: '', buildkit: '', platforms: [] };
-            out.nodes.push(node);
-            continue;
-        }
-        if (!node)
-            continue;
-        switch (key) {
-            case 'endpoint':
-                node.endpoint = value;
-                break;
-            case 'status':
-                node.status = value;
-                break;
-            case 'error':
-                // buildx prints Error instead of Status for a node it could not load
-                node.error = value;
-                if (!node.status)
-                    node.status = 'error';
-                break;
-            case 'buildkit version':
-            case 'buildkit':
-                node.buildkit = value;
-                break;
-            case 'platforms':
-                setPlatforms(node, value.split(','));
-                break;
-            // Flags, Driver Options, section headers and keys from future releases are not needed.
-        }
-    }
-    return out;
-}
-/**
- * One builder from `docker buildx ls --format json` (one JSON object per line).
- * buildx 0.13 printed the builder's object once for the builder and again for each
- * node, so repeated lines are expected; older or newer field spellings are tolerated.
- * Returns undefined when no line describes `name` (e.g. the output is not JSON).
- */
-function parseLsJson(text, name) {
-    for (const obj of jsonObjects(text)) {
-        if (str(obj.Name) !== name)
-            continue;
-        const nodes = Array.isArray(obj.Nodes) ? obj.Nodes.filter(isObject).map(jsonNode) : [];
-        return { name, driver: str(obj.Driver), nodes };
-    }
-    return undefined;
-}
-/** All platforms of all nodes: user-set (preferred) ones first, then in node order, each once. */
-function unionPlatforms(nodes) {
-    const seen = new Set();
-    const out = [];
-    const add = (p) => {
-        const q = stripMarker(p);
-        if (q && !seen.has(q)) {
-            seen.add(q);
-            out.push(q);
-        }
-    };
-    for (const n of nodes)
-        for (const p of n.preferred ?? [])
-            add(p);
-    for (const n of nodes)
-        for (const p of n.platforms)
-            add(p);
-    return out;
-}
-function setPlatforms(node, items) {
-    const platforms = [];
-    const preferred = [];
-    for (const item of items) {
-        const t = item.trim();
-        if (!t)
-            continue;
-        const p = stripMarker(t);
-        if (!p || platforms.includes(p))
-            continue;
-        platforms.push(p);
-        if (t.endsWith('*'))
-            preferred.push(p);
-    }
-    node.platforms = platforms;
-    if (preferred.length)
-        node.preferred = preferred;
-}
-function stripMarker(p) {
-    return p.trim().replace(/\*+$/, '').trim();
-}
-function isObject(v) {
-    return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-function str(v) {
-    return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '';
-}
-function jsonObjects(text) {
-    const trimmed = text.trim();
-    // Not what buildx prints today, but cheap to accept should it ever print an array.
-    if (trimmed.startsWith('[')) {
-        try {
-            const arr = JSON.parse(trimmed);
-            if (Array.isArray(arr))
-                return arr.filter(isObject);
-        }
-        catch {
-            // fall through to line by line
-        }
-    }
-    const out = [];
-    for (const line of text.split('\n')) {
-        const t = line.trim();
-        if (!t.startsWith('{'))
-            continue;
-        try {
-            const v = JSON.parse(t);
-            if (isObject(v))
-                out.push(v);
-        }
-        catch {
-            // a stray non-JSON line (warning, progress) is not ours to judge
-        }
-    }
-    return out;
-}
-function jsonNode(n) {
-    const node = {
-        name: str(n.Name),
-        endpoint: str(n.Endpoint),
-        status: str(n.Status),
-        buildkit: str(n.Version ?? n.BuildkitVersion ?? n.Buildkit),
-        platforms: [],
-    };
-    const err = str(n.Err ?? n.Error);
-    if (err) {
-        node.error = err;
-        if (!node.status)
-            node.status = 'error';
-    }
-    if (Array.isArray(n.Platforms))
-        setPlatforms(node, n.Platforms.map(platformString));
-    else if (typeof n.Platforms === 'string')
-        setPlatforms(node, n.Platforms.split(','));
-    return node;
-}
-/** "linux/arm/v7", or an OCI platform object {os, architecture, variant} from an older encoding. */
-function platformString(p) {
-    if (typeof p === 'string')
-        return p;
-    if (!isObject(p))
-        return '';
-    const os = str(p.os ?? p.OS);
-    const arch = str(p.architecture ?? p.Architecture);
-    const variant = str(p.variant ?? p.Variant);
-    if (!os || !arch)
-        return '';
-    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
-}
-
 // EXTERNAL MODULE: ./node_modules/js-yaml/dist/js-yaml.mjs
 var js_yaml = __webpack_require__(3243);
 ;// CONCATENATED MODULE: ./src/buildx/append.ts
@@ -1041,463 +570,6 @@ function fail(message) {
     throw new errors_ActionError(`append: ${message}`);
 }
 
-;// CONCATENATED MODULE: ./src/buildx/builder.ts
-// Creates (or reuses) and bootstraps the `docker buildx` builder once emulators are
-// registered, so BuildKit starts after them and lists the emulated platforms.
-// Every docker command goes through the Docker wrapper over a ProcessRunner, so it
-// is unit-tested over recorded command lines.
-
-
-
-
-
-
-
-
-
-const builder_SECOND = 1000;
-const DAEMON_DOWN = /Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock: connect: (no such file|permission denied)/i;
-const DEFAULT_IMAGE = 'moby/buildkit:buildx-stable-1';
-const MIRROR_HINT = `use a mirror with driver-opts: image=<mirror>/${DEFAULT_IMAGE}, or run docker login before this step`;
-// What a failed image pull looks like in buildx/dockerd output.
-const PULL_FAILED = /pull|registry|manifest|toomanyrequests|rate limit|unauthorized|denied|no such host|dial tcp|TLS handshake|x509|i\/o timeout/i;
-// Failures worth one more try: the network or the registry, not the request.
-const TRANSIENT = /toomanyrequests|rate limit|timeout|timed out|temporar|connection (reset|refused)|\bEOF\b|no such host|i\/o|TLS handshake|\b50[0234]\b|service unavailable|bad gateway|internal server error|dial tcp/i;
-const PERMANENT = /manifest unknown|not found|pull access denied|invalid reference|repository does not exist|unauthorized/i;
-const RETRY_DELAY = 5 * builder_SECOND;
-/** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
-class BuilderFailure extends errors_ActionError {
-}
-async function setupBuilder(opts, runner, log, 
-/** removes a half-made builder: one that cancellation does not stop, so that a cancelled step still removes it */
-removal = runner) {
-    if (opts.mode === 'false')
-        return {};
-    const docker = new Docker(runner, log);
-    const buildx = await buildxVersion(docker);
-    if (!buildx.ok) {
-        if (opts.mode === 'auto') {
-            log.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`);
-            return {};
-        }
-        throw missingBuildx(buildx.reason);
-    }
-    log.info(`Using ${buildx.version}`);
-    try {
-        if (opts.driver === 'docker')
-            return await currentBuilder(opts, docker, log);
-        const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
-        if (existing.code === 0)
-            return await reuseBuilder(opts, parseInspect(existing.stdout), docker, log);
-        log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
-        return await createBuilder(opts, docker, log, new Docker(removal, log));
-    }
-    catch (e) {
-        // `auto` means "a builder if possible": the emulators are there and work without one.
-        if (opts.mode === 'auto' && e instanceof BuilderFailure) {
-            log.warning(`${e.message}; going on without a builder (buildx: auto), set buildx: true to make this fail the step`);
-            return {};
-        }
-        throw e;
-    }
-}
-function missingBuildx(reason) {
-    return new errors_ActionError(`buildx: docker buildx is not available (${reason}); install the Docker buildx plugin on the runner, ` +
-        'or set buildx: auto to skip the builder where it is missing (or buildx: false)');
-}
-/** With buildx: true, a missing plugin is known before anything is downloaded or registered: fail then. */
-async function requireBuildx(mode, runner) {
-    if (mode !== 'true')
-        return;
-    const buildx = await buildxVersion(new Docker(runner, { info: () => undefined, debug: () => undefined }));
-    if (!buildx.ok)
-        throw missingBuildx(buildx.reason);
-}
-/** Removes the builder the main step created; never throws (a post step must not fail the job). */
-async function cleanupBuilder(state, runner, log) {
-    if (!state || !state.name)
-        return;
-    if (!state.created || state.driver === 'docker') {
-        log.info(`Leaving builder ${state.name} in place: this action did not create it`);
-        return;
-    }
-    try {
-        const r = await new Docker(runner, log).run(rmArgs(state.name), { timeoutMs: BUILDX_MS.create });
-        if (r.code === 0) {
-            log.info(`Removed builder ${state.name}`);
-        }
-        else if (/no builder .* found/i.test(r.stderr)) {
-            log.info(`Builder ${state.name} is already gone`);
-        }
-        else {
-            log.warning(`Could not remove builder ${state.name}: ${failureReason(r, BUILDX_MS.create)}; remove it with docker buildx rm ${state.name}`);
-        }
-    }
-    catch (e) {
-        log.warning(`Could not remove builder ${state.name}: ${errors_errorMessage(e)}`);
-    }
-}
-async function buildxVersion(docker) {
-    let r;
-    try {
-        r = await docker.run(versionArgs(), { timeoutMs: BUILDX_MS.quick });
-    }
-    catch (e) {
-        const code = e.code;
-        return { ok: false, reason: code === 'ENOENT' ? 'docker was not found on PATH' : errors_errorMessage(e) };
-    }
-    if (r.code !== 0)
-        return { ok: false, reason: failureReason(r, BUILDX_MS.quick) };
-    const version = r.stdout.trim().split('\n')[0];
-    return { ok: true, version: version ? `buildx ${version.replace(/^github\.com\/docker\/buildx\s+/, '')}` : 'docker buildx' };
-}
-/** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; just report it. */
-async function currentBuilder(opts, docker, log) {
-    const ignored = ignoredSettings(opts);
-    if (ignored.length) {
-        log.notice(`driver: docker uses the Docker daemon's own builder, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied`);
-    }
-    const r = await docker.run(inspectArgs(), { timeoutMs: BUILDX_MS.quick });
-    if (r.code !== 0) {
-        throw new BuilderFailure(`driver: cannot inspect the current docker builder (${failureReason(r, BUILDX_MS.quick)}); check that the Docker daemon is running, or use driver: docker-container`);
-    }
-    const parsed = parseInspect(r.stdout);
-    const name = parsed.name || 'default';
-    if (parsed.driver && parsed.driver !== 'docker') {
-        log.info(`The current builder ${name} uses the ${parsed.driver} driver (set earlier with docker buildx use); reporting it as it is`);
-    }
-    const state = { name, created: false, driver: 'docker' };
-    return { result: finish(opts, parsed, name, false, log), state };
-}
-async function reuseBuilder(opts, existing, docker, log) {
-    const driver = existing.driver || opts.driver;
-    log.info(`Builder ${opts.name} already exists (driver ${driver}); reusing it as it is`);
-    // Never clobber a builder someone else set up: its own settings win.
-    const ignored = ignoredSettings(opts);
-    if (existing.driver && existing.driver !== opts.driver)
-        ignored.unshift(`driver (${opts.driver})`);
-    if (ignored.length) {
-        log.notice(`builder-name: builder ${opts.name} already exists, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied to it; ` +
-            'choose another builder-name to get a builder with these settings');
-    }
-    const boot = await bootstrap(opts, opts.name, docker, log);
-    if (opts.use) {
-        const r = await docker.run(useArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
-        if (r.code !== 0)
-            throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`);
-    }
-    const parsed = await readBuilder(opts.name, boot, docker, log);
-    const state = { name: opts.name, created: false, driver: parsed.driver || driver };
-    return { result: finish(opts, parsed, opts.name, false, log), state };
-}
-async function createBuilder(opts, docker, log, removal) {
-    let configFile;
-    if (opts.configInline.trim()) {
-        configFile = external_path_.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`);
-        await external_fs_.promises.mkdir(opts.tempDir, { recursive: true });
-        await external_fs_.promises.writeFile(configFile, opts.configInline);
-    }
-    log.info(`Creating builder ${opts.name} (driver ${opts.driver}${opts.endpoint ? `, endpoint ${opts.endpoint}` : ''})`);
-    let created;
-    try {
-        created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true });
-    }
-    catch (e) {
-        // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
-        await removeAfterFailure(opts, removal, log);
-        throw e;
-    }
-    finally {
-        // buildx copies the config into its own store at create, so the file is done with.
-        if (configFile)
-            await external_fs_.promises.rm(configFile, { force: true });
-    }
-    if (created.code === null) {
-        // Killed (its time ran out): buildx had no chance to roll back.
-        await removeAfterFailure(opts, removal, log);
-    }
-    if (created.code !== 0) {
-        // buildx rolls a failed create back itself: there is nothing to remove.
-        const reason = failureReason(created, BUILDX_MS.create);
-        // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
-        if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
-            log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`);
-            return {};
-        }
-        const input = createInputAtFault(reason, opts);
-        throw new BuilderFailure(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`);
-    }
-    // From here on the builder exists because of us: any failure removes it again.
-    try {
-        for (const node of opts.append)
-            await appendNode(opts.name, node, docker, log);
-        const boot = await bootstrap(opts, opts.name, docker, log);
-        const parsed = await readBuilder(opts.name, boot, docker, log);
-        const state = { name: opts.name, created: true, driver: parsed.driver || opts.driver };
-        return { result: finish(opts, parsed, opts.name, true, log), state };
-    }
-    catch (e) {
-        await removeAfterFailure(opts, removal, log);
-        throw e;
-    }
-}
-async function appendNode(name, node, docker, log) {
-    const label = node.name ? `${node.name} (${node.endpoint})` : node.endpoint;
-    log.info(`Adding node ${label} to builder ${name}`);
-    const r = await docker.run(appendArgs(name, node), { timeoutMs: BUILDX_MS.create, loud: true });
-    if (r.code !== 0) {
-        throw new BuilderFailure(`append: cannot add node ${label} to builder ${name} (${failureReason(r, BUILDX_MS.create)}); check its endpoint, platforms and driver-opts`);
-    }
-}
-/**
- * Starts the builder's nodes; returns inspect's output (it prints the builder once booted)
- * for use if nothing better is available. A transient failure (registry or network) is
- * tried once more; the error says what failed: the image pull, a timeout, or the start.
- */
-async function bootstrap(opts, name, docker, log) {
-    log.info(`Booting builder ${name}`);
-    let r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true });
-    if (r.code !== 0 && r.code !== null) {
-        const reason = failureReason(r, BUILDX_MS.bootstrap);
-        if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {
-            const delay = opts.retryDelayMs ?? RETRY_DELAY;
-            log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / builder_SECOND)} s`);
-            // Cut short by cancellation: the step has seconds left, and the builder is still to be removed.
-            await pause(delay, opts.cancel);
-            r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true });
-        }
-    }
-    if (r.code !== 0)
-        throw new BuilderFailure((await nodeDownError(opts, name, r, docker, log)) ?? bootstrapError(opts, name, r));
-    return r.stdout;
-}
-/**
- * A builder with nodes at other addresses (driver remote, or append) that does not start: buildx
- * says only why ("context deadline exceeded"), not which node. inspect tells: the first node not
- * running is blamed, on endpoint (the first node) or append (an appended one).
- */
-async function nodeDownError(opts, name, r, docker, log) {
-    if (r.code === null || (opts.driver !== 'remote' && !opts.append.length))
-        return undefined;
-    const reason = failureReason(r, BUILDX_MS.bootstrap);
-    const inspect = await tryRun(docker, inspectArgs(name), log);
-    if (!inspect || inspect.code !== 0)
-        return undefined;
-    const nodes = parseInspect(inspect.stdout).nodes;
-    const down = nodes.findIndex(n => n.status !== 'running');
-    if (down < 0)
-        return undefined;
-    const node = nodes[down];
-    if (down === 0) {
-        if (opts.driver !== 'remote')
-            return undefined;
-        return `endpoint: builder ${name} could not start: no BuildKit answered at ${node.endpoint || opts.endpoint} (${reason}); start buildkitd there or fix endpoint`;
-    }
-    return (`append: node ${node.name} (${node.endpoint}) of builder ${name} did not start (${reason}); ` +
-        'start its BuildKit or fix its endpoint, or leave it out of append');
-}
-function bootstrapError(opts, name, r) {
-    const reason = failureReason(r, BUILDX_MS.bootstrap);
-    if (r.code === null) {
-        return `builder ${name} did not start within ${BUILDX_MS.bootstrap / 60 / builder_SECOND} minutes (${reason}); check the Docker daemon and the network to the registry`;
-    }
-    if (PULL_FAILED.test(reason)) {
-        const image = opts.driverOpts.map(o => /^image=(.+)$/.exec(o)?.[1]).find(Boolean);
-        if (image) {
-            return `driver-opts: builder ${name} could not start: its BuildKit image ${image} (driver-opts image=) could not be pulled (${reason}); check that image and its registry, or run docker login before this step`;
-        }
-        return `builder ${name} could not start: the BuildKit image could not be pulled (${reason}); ${MIRROR_HINT}`;
-    }
-    const shaping = ['buildkitd-flags', 'buildkitd-config-inline', 'driver-opts'].filter(k => (k === 'buildkitd-flags' && opts.buildkitdFlags) ||
-        (k === 'buildkitd-config-inline' && opts.configInline.trim()) ||
-        (k === 'driver-opts' && opts.driverOpts.length));
-    const check = shaping.length ? `check ${shaping.join(', ')}` : 'check the Docker daemon (docker info) and the driver';
-    return `builder ${name} could not start (${reason}); ${check}`;
-}
-/**
- * The builder as buildx reports it after booting: `ls --format json` where this buildx
- * has it, else `inspect NAME`, else what the bootstrap printed. JSON carries no '*'
- * for user-set platforms, so those are taken from the text when it names the same node.
- */
-async function readBuilder(name, bootOutput, docker, log) {
-    const fromBoot = parseInspect(bootOutput);
-    const ls = await tryRun(docker, lsJsonArgs(), log);
-    const json = ls && ls.code === 0 ? parseLsJson(ls.stdout, name) : undefined;
-    if (json && json.nodes.length) {
-        for (const node of json.nodes) {
-            const text = fromBoot.nodes.find(n => n.name === node.name);
-            if (text?.preferred && !node.preferred)
-                node.preferred = text.preferred.filter(p => node.platforms.includes(p));
-        }
-        return json;
-    }
-    log.debug(`docker buildx ls --format json gave nothing usable${ls ? ` (${failureReason(ls, BUILDX_MS.quick)})` : ''}; reading docker buildx inspect ${name}`);
-    const inspect = await tryRun(docker, inspectArgs(name), log);
-    if (inspect && inspect.code === 0) {
-        const parsed = parseInspect(inspect.stdout);
-        if (parsed.nodes.length)
-            return parsed;
-    }
-    return fromBoot;
-}
-function finish(opts, parsed, name, created, log) {
-    const nodes = parsed.nodes.map((n, i) => placeNode(opts, n, i, parsed.nodes));
-    const result = {
-        name,
-        driver: parsed.driver || opts.driver,
-        created,
-        nodes,
-        platforms: unionPlatforms(nodes),
-    };
-    for (const n of result.nodes) {
-        if (n.error || (n.status && n.status !== 'running')) {
-            log.notice(`Builder ${result.name}: node ${n.name} is ${n.status || 'not running'}${n.error ? ` (${n.error})` : ''}; builds for its platforms may fail`);
-        }
-        if (n.notRunning?.length) {
-            log.info(`Builder ${result.name}: node ${n.name} lists ${n.notRunning.join(', ')}, which ${n.notRunning.length > 1 ? 'do' : 'does'} not run on this runner ` +
-                '(no verified emulator); left out of platforms');
-        }
-    }
-    warnMissingPlatforms(opts, parsed.nodes, result, log);
-    log.info(`Builder ${result.name} (${result.driver}) platforms: ${result.platforms.join(', ') || 'none reported'}`);
-    return result;
-}
-/**
- * A node on this runner (the builder's first node, unless it is a `remote` driver's BuildKit
- * at a network address; or another at the same or a local socket endpoint) has its platforms
- * held against what runs here: a BuildKit keeps listing platforms of emulators registered
- * when it started (dockerd's embedded one does), even when they are gone or never worked. A
- * node elsewhere (an appended one, or a remote primary at tcp://...) is reported as it
- * declares itself: this runner cannot check it.
- */
-function placeNode(opts, node, index, all) {
-    const firstLocal = opts.driver !== 'remote' || all[0].endpoint.startsWith('unix://');
-    const local = (firstLocal && (index === 0 || node.endpoint === all[0].endpoint)) || node.endpoint.startsWith('unix://');
-    if (!local)
-        return { ...node, remote: true };
-    if (!opts.platforms.length)
-        return { ...node, remote: false };
-    const here = new Set(opts.platforms.map(normalizePlatform));
-    const runs = (p) => here.has(normalizePlatform(p));
-    const out = { ...node, remote: false, platforms: node.platforms.filter(runs) };
-    if (node.preferred) {
-        const preferred = node.preferred.filter(runs);
-        if (preferred.length)
-            out.preferred = preferred;
-        else
-            delete out.preferred;
-    }
-    const dropped = node.platforms.filter(p => !runs(p));
-    if (dropped.length)
-        out.notRunning = dropped;
-    return out;
-}
-/**
- * BuildKit detects emulated platforms when it starts, so a builder started before the
- * emulators were registered (typically a reused one) does not list them. Only emulated
- * platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
- */
-function warnMissingPlatforms(opts, listed, result, log) {
-    if (!opts.emulated.length || !listed.some(n => n.platforms.length))
-        return;
-    const have = new Set(listed.flatMap(n => n.platforms).map(normalizePlatform));
-    const missing = opts.emulated.filter(p => !have.has(normalizePlatform(p)));
-    if (!missing.length)
-        return;
-    const why = result.created
-        ? 'builds for them may fail'
-        : `it was probably started before they were registered: restart it (docker buildx stop ${result.name}) or choose a new builder-name`;
-    log.notice(`Builder ${result.name} does not list ${missing.join(', ')}, which the registered emulators provide; ${why}`);
-}
-function normalizePlatform(p) {
-    const q = p.trim().toLowerCase().replace(/\*+$/, '');
-    if (q === 'linux/arm64/v8')
-        return 'linux/arm64';
-    if (q === 'linux/arm')
-        return 'linux/arm/v7';
-    return q;
-}
-/** Inputs that only shape a new builder; reported when they cannot apply. */
-function ignoredSettings(opts) {
-    const out = [];
-    if (opts.endpoint)
-        out.push('endpoint');
-    if (opts.driverOpts.length)
-        out.push('driver-opts');
-    if (opts.buildkitdFlags)
-        out.push('buildkitd-flags');
-    if (opts.configInline.trim())
-        out.push('buildkitd-config-inline');
-    if (opts.append.length)
-        out.push('append');
-    return out;
-}
-function createInputAtFault(reason, opts) {
-    if (opts.endpoint &&
-        /context|endpoint|docker host|cannot connect|dial|connection refused|no such host|not found|does not exist|unix:|tcp:|ssh:/i.test(reason))
-        return 'endpoint';
-    if (/driver.?opt|expecting k=v/i.test(reason) && opts.driverOpts.length)
-        return 'driver-opts';
-    if (/buildkitd.?flags|flag/i.test(reason) && opts.buildkitdFlags)
-        return 'buildkitd-flags';
-    if (/config|toml/i.test(reason) && opts.configInline.trim())
-        return 'buildkitd-config-inline';
-    if (/reserved|name/i.test(reason) && opts.nameGiven)
-        return 'builder-name';
-    return 'driver';
-}
-function createFix(input) {
-    switch (input) {
-        case 'driver-opts':
-            return 'each driver-opts entry must be key=value as docker buildx create --driver-opt takes it';
-        case 'buildkitd-flags':
-            return 'check buildkitd-flags against buildkitd --help';
-        case 'buildkitd-config-inline':
-            return 'buildkitd-config-inline must be a valid buildkitd.toml';
-        case 'endpoint':
-            return 'give an existing Docker context (docker context ls) or Docker host for docker-container, or the address of a running buildkitd (tcp://host:port, unix:///path) for driver remote';
-        case 'builder-name':
-            return 'choose another builder-name (letters, digits, . _ -; not "default")';
-        default:
-            return 'check the driver, driver-opts, buildkitd-flags and buildkitd-config-inline inputs';
-    }
-}
-/**
- * Removes a builder this step was making. A step cancelled while docker was creating the
- * node's container can leave one buildx does not know of yet (dockerd finishes a request its
- * client dropped): on this runner's daemon it is removed by name, with its state volume.
- */
-async function removeAfterFailure(opts, docker, log) {
-    const name = opts.name;
-    try {
-        const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create });
-        if (r.code === 0)
-            log.info(`Removed the half-made builder ${name}`);
-        else if (/no builder .* found/i.test(r.stderr))
-            log.debug(`builder ${name} was not stored yet`);
-        else
-            log.notice(`Could not remove builder ${name} after the failure (${failureReason(r, BUILDX_MS.create)}); remove it with docker buildx rm ${name}`);
-        if (opts.driver === 'docker-container' && !opts.endpoint) {
-            const node = firstNodeName(name);
-            await docker.run(containerRmArgs(node), { timeoutMs: BUILDX_MS.quick });
-            await docker.run(volumeRmArgs(node), { timeoutMs: BUILDX_MS.quick });
-        }
-    }
-    catch (e) {
-        log.notice(`Could not remove builder ${name} after the failure (${errors_errorMessage(e)})`);
-    }
-}
-/** For optional reads: a failure to even start is reported as "no answer". */
-async function tryRun(docker, args, log) {
-    try {
-        return await docker.run(args, { timeoutMs: BUILDX_MS.quick });
-    }
-    catch (e) {
-        log.debug(`${commandLine(args)} could not run: ${errors_errorMessage(e)}`);
-        return undefined;
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/inputs.ts
 
 
@@ -1506,10 +578,10 @@ async function tryRun(docker, args, log) {
 
 /** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
 const DEFAULT_QEMU_VERSION = '10.2.3-68';
-/** The image of registering and verifying containers: small, and on every registry mirror. */
-const DEFAULT_DOCKER_IMAGE = 'busybox:stable';
 /** `{qemu}` is the version without its build suffix, as in the asset's file name. */
 const DEFAULT_QEMU_URL = 'https://github.com/tonistiigi/binfmt/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz';
+/** docker-image when empty (action.yml's default too): the image whose shell registers the emulators on the Docker path. */
+const DEFAULT_DOCKER_IMAGE = 'busybox:stable';
 function parseBoolean(name, value, fallback) {
     const v = value.trim().toLowerCase();
     if (v === '')
@@ -1791,6 +863,214 @@ class BinfmtReader {
     }
 }
 
+// EXTERNAL MODULE: external "child_process"
+var external_child_process_ = __webpack_require__(5317);
+;// CONCATENATED MODULE: ./src/process.ts
+
+
+
+/** After the child exits, how long its output may still take to arrive (a grandchild may hold the pipes open). */
+const DRAIN_MS = 1000;
+/** Thrown by `run` when the run was cancelled; the child's process group is already killed. */
+class CancelledError extends Error {
+    constructor() {
+        super('cancelled');
+        this.name = 'CancelledError';
+    }
+}
+/**
+ * Never throws for a non-zero exit; throws only when the program cannot be
+ * started (e.g. ENOENT) or the run is cancelled. Each child leads a process group
+ * of its own, so a timeout or a cancellation kills whatever it started too, and
+ * output a leftover grandchild keeps open is not waited for.
+ */
+class ChildProcessRunner {
+    cancel;
+    /** `cancel` aborts every child of this run (the step was cancelled). */
+    constructor(cancel) {
+        this.cancel = cancel;
+    }
+    run(command, args, options = {}) {
+        if (this.cancel?.aborted)
+            return Promise.reject(new CancelledError());
+        return new Promise((resolve, reject) => {
+            const child = (0,external_child_process_.spawn)(command, args, {
+                env: options.env ? { ...process.env, ...options.env } : process.env,
+                stdio: ['pipe', 'pipe', 'pipe'],
+                detached: true,
+            });
+            const out = [];
+            const err = [];
+            let timedOut = false;
+            let cancelled = false;
+            let settled = false;
+            const killGroup = () => {
+                try {
+                    if (child.pid)
+                        process.kill(-child.pid, 'SIGKILL');
+                }
+                catch {
+                    // already gone
+                }
+            };
+            const timer = setTimeout(() => {
+                timedOut = true;
+                killGroup();
+            }, options.timeoutMs ?? PROGRAM_MS);
+            const onCancel = () => {
+                cancelled = true;
+                killGroup();
+            };
+            this.cancel?.addEventListener('abort', onCancel, { once: true });
+            let drain;
+            const finish = (code, signal) => {
+                if (settled)
+                    return;
+                settled = true;
+                clearTimeout(timer);
+                clearTimeout(drain);
+                this.cancel?.removeEventListener('abort', onCancel);
+                child.stdout.destroy();
+                child.stderr.destroy();
+                if (cancelled)
+                    return reject(new CancelledError());
+                resolve({ code, signal, stdout: Buffer.concat(out).toString(), stderr: Buffer.concat(err).toString(), ...(timedOut ? { timedOut } : {}) });
+            };
+            child.stdout.on('data', (d) => out.push(d));
+            child.stderr.on('data', (d) => err.push(d));
+            child.on('error', e => {
+                if (settled)
+                    return;
+                settled = true;
+                clearTimeout(timer);
+                this.cancel?.removeEventListener('abort', onCancel);
+                reject(e);
+            });
+            child.on('exit', (code, signal) => {
+                // Whatever the child left running goes with it.
+                killGroup();
+                drain = setTimeout(() => finish(code, signal), DRAIN_MS);
+            });
+            child.on('close', (code, signal) => finish(code, signal));
+            // A child that exits before reading its stdin must not crash us with EPIPE.
+            child.stdin.on('error', () => undefined);
+            child.stdin.end(options.input ?? '');
+        });
+    }
+}
+// Lines that say nothing about the error: pointers to help and hints added after it.
+const NOISE = [/^(See|Run) '?docker\b.*--help/i, /^Usage:/, /^dmesg\(1\) may have more information/];
+/**
+ * The line of a program's output that says what went wrong: buildx's last
+ * `ERROR:` line (its progress output repeats it after a `#N` prefix), else the
+ * last line that is not colour codes, decoration, a "see --help" pointer or a
+ * hint added after the real error; one line of at most 300 characters.
+ */
+function process_errorLine(text) {
+    const lines = text
+        .split('\n')
+        .map(l => untrusted(l).trim())
+        .filter(l => l !== '' && !/^[-=_~]+$/.test(l) && !NOISE.some(n => n.test(l)));
+    const errorOf = (l) => /(?:^|\s)ERROR:\s*(.+)$/.exec(l)?.[1];
+    const newestFirst = [...lines].reverse();
+    const error = newestFirst.find(l => l.startsWith('ERROR:')) ?? newestFirst.find(l => errorOf(l) !== undefined);
+    if (error)
+        return untrusted(errorOf(error) ?? error, 300);
+    const plain = lines.filter(l => !/^#\d+\s/.test(l) && !/^>/.test(l));
+    return untrusted(plain.at(-1) ?? lines.at(-1) ?? '', 300);
+}
+/**
+ * How a program run that did not succeed ended, in words that follow its name:
+ * `exited with status 1: <its error line>` (or `... and no message`), `did not
+ * finish within 20 s and was stopped`, `was killed by SIGTERM`.
+ */
+function describeRun(r, timeoutMs = PROGRAM_MS) {
+    if (r.timedOut)
+        return `did not finish within ${timeoutMs / 1000} s and was stopped`;
+    if (r.signal)
+        return `was killed by ${r.signal}`;
+    const why = process_errorLine(r.stderr);
+    return `exited with status ${r.code}${why ? `: ${why}` : ' and no message'}`;
+}
+/**
+ * Why a run failed, for a message that says what was being done: its error line
+ * (stderr, else stdout), else how it ended (`program` named in front).
+ */
+function failureReason(r, timeoutMs, program) {
+    const how = () => (program ? `${program} ` : '') + describeRun(r, timeoutMs);
+    if (r.timedOut || r.signal)
+        return how();
+    return process_errorLine(r.stderr) || process_errorLine(r.stdout) || how();
+}
+/** What tells a command-line process to end: ^C, kill's default, a closed terminal. */
+const process_END_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+/**
+ * Runs `cleanup` when this process is told to end (^C, SIGTERM, SIGHUP), then lets the signal take its course.
+ * `cleanup` is synchronous: nothing else runs before the process goes. Returns the function that stops watching.
+ */
+function cleanUpOnSignal(cleanup) {
+    const off = () => {
+        for (const s of process_END_SIGNALS)
+            process.off(s, handler);
+    };
+    function handler(signal) {
+        cleanup(signal);
+        off();
+        process.kill(process.pid, signal);
+    }
+    for (const s of process_END_SIGNALS)
+        process.on(s, handler);
+    return off;
+}
+
+;// CONCATENATED MODULE: ./src/docker/command.ts
+/** The docker command line as a shell would take it; a script argument (several lines) is shown as <script>. */
+function commandLine(args, cli = 'docker') {
+    const shown = args.map(a => (a.includes('\n') ? '<script>' : /^[A-Za-z0-9_./:=,@%+-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`));
+    return [cli, ...shown].join(' ');
+}
+/** No docker command on PATH; `code` stays ENOENT. */
+class DockerMissing extends Error {
+    code = 'ENOENT';
+    constructor(cli) {
+        super(`not installed (no ${cli} command on PATH)`);
+    }
+}
+/**
+ * Every docker command goes through here: the ProcessRunner, the command line
+ * logged (a step the user waits for as the toolkit's exec shows it,
+ * `[command]docker ...`; the rest at debug level), a failure's output at debug level.
+ */
+class Docker {
+    runner;
+    log;
+    engine;
+    constructor(runner, log, engine = { cli: 'docker' }) {
+        this.runner = runner;
+        this.log = log;
+        this.engine = engine;
+    }
+    async run(args, options) {
+        const line = commandLine(args, this.engine.cli);
+        if (options.loud)
+            this.log.info(`[command]${line}`);
+        else
+            this.log.debug(line);
+        let r;
+        try {
+            r = await this.runner.run(this.engine.cli, args, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env });
+        }
+        catch (e) {
+            if (e.code === 'ENOENT')
+                throw new DockerMissing(this.engine.cli);
+            throw e;
+        }
+        if (r.code !== 0)
+            this.log.debug(`${line} -> ${r.code ?? r.signal}: ${r.stderr.trim()}`);
+        return r;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/fetch/tar.ts
 /**
  * A streaming tar reader for emulator archives: ustar, GNU (long names, old
@@ -1937,6 +1217,29 @@ function parsePax(data) {
     }
     return out;
 }
+/** Extended headers (pax 'x', GNU 'L' and 'K') describe the member after them; pax 'g' records all that follow. */
+class PendingMeta {
+    longName;
+    longLink;
+    pax = new Map();
+    globalPax = new Map();
+    add(flag, body) {
+        if (flag === 'x')
+            this.pax = new Map([...this.globalPax, ...parsePax(body)]);
+        else if (flag === 'g')
+            this.globalPax = new Map([...this.globalPax, ...parsePax(body)]);
+        else if (flag === 'L')
+            this.longName = cstring(body, 0, body.length);
+        else
+            this.longLink = cstring(body, 0, body.length);
+    }
+    /** Once a member has used them. */
+    clear() {
+        this.pax = new Map();
+        this.longName = this.longLink = undefined;
+    }
+}
+const META_FLAGS = new Set(['x', 'g', 'L', 'K']);
 /**
  * Reads `source` (a decompressed tar stream), calling `decide` for every
  * member. Resolves with 'end' (end-of-archive block or clean end of stream) or
@@ -1947,104 +1250,113 @@ async function readTar(source, decide,
 /** asked after each taken member: true ends reading there */
 done = () => false) {
     const r = new ByteReader(source[Symbol.asyncIterator]());
+    const meta = new PendingMeta();
     let first = true;
-    let longName;
-    let longLink;
-    let pax = new Map();
-    let globalPax = new Map();
     for (;;) {
-        const { data: block, partial } = await r.read(BLOCK);
-        if (!block) {
-            if (partial === 0 && !first)
-                return 'end';
-            throw new TarFormatError(first && partial === 0 ? 'it is empty' : `it ends inside a header (${partial} of ${BLOCK} bytes)`, first);
-        }
-        if (block.every(b => b === 0)) {
-            if (first)
-                throw new TarFormatError('it starts with an empty block', true);
+        const block = await nextHeader(r, first);
+        if (!block)
             return 'end';
-        }
-        if (!checksumOk(block)) {
-            throw new TarFormatError(first ? 'its first block is not a tar header' : 'a header has a bad checksum', first);
-        }
         first = false;
         const flag = String.fromCharCode(block[156]);
         const size = octal(block, 124, 12);
         if (!Number.isSafeInteger(size) || size < 0)
             throw new TarFormatError('a header has a bad size field');
-        const padded = Math.ceil(size / BLOCK) * BLOCK;
-        if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-            if (size > MAX_META)
-                throw new TarFormatError(`a metadata record of ${size} bytes is larger than any honest archive needs`);
-            const { data } = await r.read(padded);
-            if (!data)
-                throw new TarFormatError('it ends inside a metadata record');
-            const body = data.subarray(0, size);
-            if (flag === 'x')
-                pax = new Map([...globalPax, ...parsePax(body)]);
-            else if (flag === 'g')
-                globalPax = new Map([...globalPax, ...parsePax(body)]);
-            else if (flag === 'L')
-                longName = cstring(body, 0, body.length);
-            else
-                longLink = cstring(body, 0, body.length);
+        if (META_FLAGS.has(flag)) {
+            meta.add(flag, await readMetaRecord(r, size));
             continue;
         }
-        const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
-        const prefix = ustar ? cstring(block, 345, 155) : '';
-        let name = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${cstring(block, 0, 100)}` : cstring(block, 0, 100));
-        const linkname = pax.get('linkpath') ?? longLink ?? cstring(block, 157, 100);
-        let type = TYPES[flag] ?? 'other';
-        let dataSize = size;
-        if (pax.has('size')) {
-            dataSize = Number(pax.get('size'));
-            if (!Number.isSafeInteger(dataSize) || dataSize < 0)
-                throw new TarFormatError('a pax size record is malformed');
-        }
-        let fullSize = dataSize;
-        // GNU sparse in pax form (0.x and 1.0): the real size is in the records.
-        const sparseSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
-        if (sparseSize !== undefined) {
-            type = 'sparse';
-            fullSize = Number(sparseSize);
-            name = pax.get('GNU.sparse.name') ?? name;
-        }
-        if (flag === 'S') {
-            fullSize = octal(block, 483, 12);
-            // Extension blocks listing more holes come before the data.
-            let extended = block[482] !== 0;
-            while (extended) {
-                const { data } = await r.read(BLOCK);
-                if (!data)
-                    throw new TarFormatError('it ends inside a sparse map');
-                extended = data[504] !== 0;
-            }
-        }
-        if (!Number.isFinite(fullSize) || fullSize < dataSize)
-            fullSize = Number.MAX_SAFE_INTEGER;
-        pax = new Map();
-        longName = longLink = undefined;
-        const header = { name, type, size: dataSize, fullSize, mode: octal(block, 100, 8) & 0o7777, linkname: linkname || undefined };
+        const header = memberHeader(block, flag, size, meta);
+        meta.clear();
+        if (flag === 'S')
+            await skipSparseMap(r, block);
         const decision = await decide(header);
         if (decision === 'stop')
             return 'stopped';
-        const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK;
-        if (decision === 'skip') {
-            const got = await r.pass(dataPadded);
-            if (got < dataPadded)
-                throw new TarFormatError(`it ends inside ${name} (${Math.min(got, dataSize)} of ${dataSize} bytes)`);
-            continue;
-        }
-        const got = await r.pass(dataSize, chunk => decision.write(chunk));
-        if (got < dataSize)
-            throw new TarFormatError(`it ends inside ${name} (${got} of ${dataSize} bytes)`);
-        await decision.end();
-        const pad = dataPadded - dataSize;
-        if (pad && (await r.pass(pad)) < pad)
-            throw new TarFormatError(`it ends after ${name}`);
-        if (done())
+        await passData(r, header, decision);
+        if (decision !== 'skip' && done())
             return 'stopped';
     }
+}
+/** The next header block; undefined at the end of the archive. */
+async function nextHeader(r, first) {
+    const { data: block, partial } = await r.read(BLOCK);
+    if (!block) {
+        if (partial === 0 && !first)
+            return undefined;
+        throw new TarFormatError(first && partial === 0 ? 'it is empty' : `it ends inside a header (${partial} of ${BLOCK} bytes)`, first);
+    }
+    if (block.every(b => b === 0)) {
+        if (first)
+            throw new TarFormatError('it starts with an empty block', true);
+        return undefined;
+    }
+    if (!checksumOk(block)) {
+        throw new TarFormatError(first ? 'its first block is not a tar header' : 'a header has a bad checksum', first);
+    }
+    return block;
+}
+async function readMetaRecord(r, size) {
+    if (size > MAX_META)
+        throw new TarFormatError(`a metadata record of ${size} bytes is larger than any honest archive needs`);
+    const { data } = await r.read(Math.ceil(size / BLOCK) * BLOCK);
+    if (!data)
+        throw new TarFormatError('it ends inside a metadata record');
+    return data.subarray(0, size);
+}
+/** A member's header as the caller sees it: names and sizes from the extended headers before it, where they give them. */
+function memberHeader(block, flag, size, meta) {
+    const { pax } = meta;
+    const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
+    const prefix = ustar ? cstring(block, 345, 155) : '';
+    let name = pax.get('path') ?? meta.longName ?? (prefix ? `${prefix}/${cstring(block, 0, 100)}` : cstring(block, 0, 100));
+    const linkname = pax.get('linkpath') ?? meta.longLink ?? cstring(block, 157, 100);
+    let type = TYPES[flag] ?? 'other';
+    let dataSize = size;
+    if (pax.has('size')) {
+        dataSize = Number(pax.get('size'));
+        if (!Number.isSafeInteger(dataSize) || dataSize < 0)
+            throw new TarFormatError('a pax size record is malformed');
+    }
+    let fullSize = dataSize;
+    // GNU sparse in pax form (0.x and 1.0): the real size is in the records.
+    const sparseSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size');
+    if (sparseSize !== undefined) {
+        type = 'sparse';
+        fullSize = Number(sparseSize);
+        name = pax.get('GNU.sparse.name') ?? name;
+    }
+    if (flag === 'S')
+        fullSize = octal(block, 483, 12);
+    if (!Number.isFinite(fullSize) || fullSize < dataSize)
+        fullSize = Number.MAX_SAFE_INTEGER;
+    return { name, type, size: dataSize, fullSize, mode: octal(block, 100, 8) & 0o7777, linkname: linkname || undefined };
+}
+/** An old GNU sparse member: extension blocks listing more holes come before the data. */
+async function skipSparseMap(r, block) {
+    let extended = block[482] !== 0;
+    while (extended) {
+        const { data } = await r.read(BLOCK);
+        if (!data)
+            throw new TarFormatError('it ends inside a sparse map');
+        extended = data[504] !== 0;
+    }
+}
+/** The member's data, and the padding to the next block: to the caller's sink, or past. */
+async function passData(r, h, decision) {
+    const padded = Math.ceil(h.size / BLOCK) * BLOCK;
+    if (decision === 'skip') {
+        const got = await r.pass(padded);
+        if (got < padded)
+            throw new TarFormatError(`it ends inside ${h.name} (${Math.min(got, h.size)} of ${h.size} bytes)`);
+        return;
+    }
+    const got = await r.pass(h.size, chunk => decision.write(chunk));
+    if (got < h.size)
+        throw new TarFormatError(`it ends inside ${h.name} (${got} of ${h.size} bytes)`);
+    await decision.end();
+    const pad = padded - h.size;
+    if (pad && (await r.pass(pad)) < pad)
+        throw new TarFormatError(`it ends after ${h.name}`);
 }
 /** One ustar header block; the name split into prefix and name where it is longer than 100 bytes. */
 function header(name, size, mode, type, mtime) {
@@ -3622,6 +2934,725 @@ async function accessAgain(method, dockerImage, runner, env, log) {
     return directWay(direct.writer, runner);
 }
 
+;// CONCATENATED MODULE: ./src/buildx/commands.ts
+// argv for the `docker buildx` commands the builder step runs (the program is `docker`).
+// Pure so the exact command lines can be asserted in tests. Positional values (builder
+// names, endpoints) always follow `--`, so none can be read as an option whatever it holds.
+function versionArgs() {
+    return ['buildx', 'version'];
+}
+/**
+ * The first node's name, given to create rather than left to buildx, so that what it makes is
+ * known before it exists: the docker-container driver names its container and state volume
+ * after the node (containerName), and a cancelled step removes them by those names.
+ */
+function firstNodeName(builder) {
+    return `${builder}0`;
+}
+/** The docker-container driver's container for a node, and its state volume (`<container>_state`). */
+function containerName(node) {
+    return `buildx_buildkit_${node}`;
+}
+/**
+ * `create` for the first node, at `endpoint` when one is given (after `--`). No --platform: BuildKit detects the platforms the
+ * registered emulators provide when it starts, and a fixed list would hide new ones.
+ * `--config` is accepted by every release (newer ones keep it as a hidden alias of --buildkitd-config).
+ */
+function createArgs(opts, configFile) {
+    const args = ['buildx', 'create', '--name', opts.name, '--node', firstNodeName(opts.name), '--driver', opts.driver];
+    for (const o of opts.driverOpts)
+        args.push('--driver-opt', o);
+    if (opts.buildkitdFlags)
+        args.push('--buildkitd-flags', opts.buildkitdFlags);
+    if (configFile)
+        args.push('--config', configFile);
+    if (opts.use)
+        args.push('--use');
+    if (opts.endpoint)
+        args.push('--', opts.endpoint);
+    return args;
+}
+/** Removes a leftover docker-container node container with its anonymous volumes. */
+function containerRmArgs(node) {
+    return ['rm', '--force', '--volumes', '--', containerName(node)];
+}
+function volumeRmArgs(node) {
+    return ['volume', 'rm', '--force', '--', `${containerName(node)}_state`];
+}
+/** `create --append` adds a node; the driver is the builder's, so it is not repeated. */
+function appendArgs(name, node) {
+    const args = ['buildx', 'create', '--append', '--name', name];
+    if (node.name)
+        args.push('--node', node.name);
+    if (node.platforms.length)
+        args.push('--platform', node.platforms.join(','));
+    for (const o of node.driverOpts)
+        args.push('--driver-opt', o);
+    args.push('--', node.endpoint);
+    return args;
+}
+function bootstrapArgs(name) {
+    return ['buildx', 'inspect', '--bootstrap', '--builder', name];
+}
+/** Without a name: the current builder (for the `docker` driver, the context's own). */
+function inspectArgs(name) {
+    return name ? ['buildx', 'inspect', '--', name] : ['buildx', 'inspect'];
+}
+function lsJsonArgs() {
+    return ['buildx', 'ls', '--format', 'json'];
+}
+function useArgs(name) {
+    return ['buildx', 'use', '--', name];
+}
+function rmArgs(name) {
+    return ['buildx', 'rm', '--', name];
+}
+
+;// CONCATENATED MODULE: ./src/buildx/inspect.ts
+// Parsers for what `docker buildx inspect` and `docker buildx ls --format json` print.
+//
+// inspect is tabwriter text: `Key:<spaces>value` lines, the builder first, then
+// `Nodes:` and one block per node. Key names changed over buildx releases
+// (`Flags` -> `BuildKit daemon flags`, `Buildkit` -> `BuildKit` -> `BuildKit version`),
+// and nodes may carry indented sections (`Features:`, `Labels:`, `Devices:`,
+// `GC Policy rule#N:`, `File#name:`) whose lines start with whitespace and can
+// themselves contain `Name:` keys, so only unindented lines are read.
+const KEY_LINE = /^([A-Za-z][^:]*):(?:[ \t]+(.*))?$/;
+function parseInspect(text) {
+    const out = { name: '', driver: '', nodes: [] };
+    let inNodes = false;
+    let node;
+    for (const raw of text.split('\n')) {
+        const line = raw.replace(/\r$/, '');
+        // Indented lines belong to a section (labels, GC policy, devices...): never builder or node keys.
+        if (line === '' || /^\s/.test(line))
+            continue;
+        const m = KEY_LINE.exec(line);
+        if (!m)
+            continue;
+        const key = m[1].trim().toLowerCase();
+        const value = (m[2] ?? '').trim();
+        if (!inNodes) {
+            if (key === 'nodes')
+                inNodes = true;
+            else if (key === 'name')
+                out.name = value;
+            else if (key === 'driver')
+                out.driver = value;
+            continue;
+        }
+        if (key === 'name') {
+            node = { name: value, endpoint: '', status: '', buildkit: '', platforms: [] };
+            out.nodes.push(node);
+            continue;
+        }
+        if (!node)
+            continue;
+        switch (key) {
+            case 'endpoint':
+                node.endpoint = value;
+                break;
+            case 'status':
+                node.status = value;
+                break;
+            case 'error':
+                // buildx prints Error instead of Status for a node it could not load
+                node.error = value;
+                if (!node.status)
+                    node.status = 'error';
+                break;
+            case 'buildkit version':
+            case 'buildkit':
+                node.buildkit = value;
+                break;
+            case 'platforms':
+                setPlatforms(node, value.split(','));
+                break;
+            // Flags, Driver Options, section headers and keys from future releases are not needed.
+        }
+    }
+    return out;
+}
+/**
+ * One builder from `docker buildx ls --format json` (one JSON object per line).
+ * buildx 0.13 printed the builder's object once for the builder and again for each
+ * node, so repeated lines are expected; older or newer field spellings are tolerated.
+ * Returns undefined when no line describes `name` (e.g. the output is not JSON).
+ */
+function parseLsJson(text, name) {
+    for (const obj of jsonObjects(text)) {
+        if (str(obj.Name) !== name)
+            continue;
+        const nodes = Array.isArray(obj.Nodes) ? obj.Nodes.filter(isObject).map(jsonNode) : [];
+        return { name, driver: str(obj.Driver), nodes };
+    }
+    return undefined;
+}
+/** All platforms of all nodes: user-set (preferred) ones first, then in node order, each once. */
+function unionPlatforms(nodes) {
+    const seen = new Set();
+    const out = [];
+    const add = (p) => {
+        const q = stripMarker(p);
+        if (q && !seen.has(q)) {
+            seen.add(q);
+            out.push(q);
+        }
+    };
+    for (const n of nodes)
+        for (const p of n.preferred ?? [])
+            add(p);
+    for (const n of nodes)
+        for (const p of n.platforms)
+            add(p);
+    return out;
+}
+function setPlatforms(node, items) {
+    const platforms = [];
+    const preferred = [];
+    for (const item of items) {
+        const t = item.trim();
+        if (!t)
+            continue;
+        const p = stripMarker(t);
+        if (!p || platforms.includes(p))
+            continue;
+        platforms.push(p);
+        if (t.endsWith('*'))
+            preferred.push(p);
+    }
+    node.platforms = platforms;
+    if (preferred.length)
+        node.preferred = preferred;
+}
+function stripMarker(p) {
+    return p.trim().replace(/\*+$/, '').trim();
+}
+function isObject(v) {
+    return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+function str(v) {
+    return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '';
+}
+function jsonObjects(text) {
+    const trimmed = text.trim();
+    // Not what buildx prints today, but cheap to accept should it ever print an array.
+    if (trimmed.startsWith('[')) {
+        try {
+            const arr = JSON.parse(trimmed);
+            if (Array.isArray(arr))
+                return arr.filter(isObject);
+        }
+        catch {
+            // fall through to line by line
+        }
+    }
+    const out = [];
+    for (const line of text.split('\n')) {
+        const t = line.trim();
+        if (!t.startsWith('{'))
+            continue;
+        try {
+            const v = JSON.parse(t);
+            if (isObject(v))
+                out.push(v);
+        }
+        catch {
+            // a stray non-JSON line (warning, progress) is not ours to judge
+        }
+    }
+    return out;
+}
+function jsonNode(n) {
+    const node = {
+        name: str(n.Name),
+        endpoint: str(n.Endpoint),
+        status: str(n.Status),
+        buildkit: str(n.Version ?? n.BuildkitVersion ?? n.Buildkit),
+        platforms: [],
+    };
+    const err = str(n.Err ?? n.Error);
+    if (err) {
+        node.error = err;
+        if (!node.status)
+            node.status = 'error';
+    }
+    if (Array.isArray(n.Platforms))
+        setPlatforms(node, n.Platforms.map(platformString));
+    else if (typeof n.Platforms === 'string')
+        setPlatforms(node, n.Platforms.split(','));
+    return node;
+}
+/** "linux/arm/v7", or an OCI platform object {os, architecture, variant} from an older encoding. */
+function platformString(p) {
+    if (typeof p === 'string')
+        return p;
+    if (!isObject(p))
+        return '';
+    const os = str(p.os ?? p.OS);
+    const arch = str(p.architecture ?? p.Architecture);
+    const variant = str(p.variant ?? p.Variant);
+    if (!os || !arch)
+        return '';
+    return variant ? `${os}/${arch}/${variant}` : `${os}/${arch}`;
+}
+
+;// CONCATENATED MODULE: ./src/buildx/builder.ts
+// Creates (or reuses) and bootstraps the `docker buildx` builder once emulators are
+// registered, so BuildKit starts after them and lists the emulated platforms.
+// Every docker command goes through the Docker wrapper over a ProcessRunner, so it
+// is unit-tested over recorded command lines.
+
+
+
+
+
+
+
+
+const builder_SECOND = 1000;
+const DAEMON_DOWN = /Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock: connect: (no such file|permission denied)/i;
+const DEFAULT_IMAGE = 'moby/buildkit:buildx-stable-1';
+const MIRROR_HINT = `use a mirror with driver-opts: image=<mirror>/${DEFAULT_IMAGE}, or run docker login before this step`;
+// What a failed image pull looks like in buildx/dockerd output.
+const PULL_FAILED = /pull|registry|manifest|toomanyrequests|rate limit|unauthorized|denied|no such host|dial tcp|TLS handshake|x509|i\/o timeout/i;
+// Failures worth one more try: the network or the registry, not the request.
+const TRANSIENT = /toomanyrequests|rate limit|timeout|timed out|temporar|connection (reset|refused)|\bEOF\b|no such host|i\/o|TLS handshake|\b50[0234]\b|service unavailable|bad gateway|internal server error|dial tcp/i;
+const PERMANENT = /manifest unknown|not found|pull access denied|invalid reference|repository does not exist|unauthorized/i;
+const RETRY_DELAY = 5 * builder_SECOND;
+/** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
+class BuilderFailure extends errors_ActionError {
+}
+async function setupBuilder(opts, runner, log, 
+/** removes a half-made builder: one that cancellation does not stop, so that a cancelled step still removes it */
+removal = runner) {
+    if (opts.mode === 'false')
+        return {};
+    const docker = new Docker(runner, log);
+    const buildx = await buildxVersion(docker);
+    if (!buildx.ok) {
+        if (opts.mode === 'auto') {
+            log.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`);
+            return {};
+        }
+        throw missingBuildx(buildx.reason);
+    }
+    log.info(`Using ${buildx.version}`);
+    try {
+        if (opts.driver === 'docker')
+            return await currentBuilder(opts, docker, log);
+        const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
+        if (existing.code === 0)
+            return await reuseBuilder(opts, parseInspect(existing.stdout), docker, log);
+        log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
+        return await createBuilder(opts, docker, log, new Docker(removal, log));
+    }
+    catch (e) {
+        // `auto` means "a builder if possible": the emulators are there and work without one.
+        if (opts.mode === 'auto' && e instanceof BuilderFailure) {
+            log.warning(`${e.message}; going on without a builder (buildx: auto), set buildx: true to make this fail the step`);
+            return {};
+        }
+        throw e;
+    }
+}
+function missingBuildx(reason) {
+    return new errors_ActionError(`buildx: docker buildx is not available (${reason}); install the Docker buildx plugin on the runner, ` +
+        'or set buildx: auto to skip the builder where it is missing (or buildx: false)');
+}
+/** With buildx: true, a missing plugin is known before anything is downloaded or registered: fail then. */
+async function requireBuildx(mode, runner) {
+    if (mode !== 'true')
+        return;
+    const buildx = await buildxVersion(new Docker(runner, { info: () => undefined, debug: () => undefined }));
+    if (!buildx.ok)
+        throw missingBuildx(buildx.reason);
+}
+/** Removes the builder the main step created; never throws (a post step must not fail the job). */
+async function cleanupBuilder(state, runner, log) {
+    if (!state || !state.name)
+        return;
+    if (!state.created || state.driver === 'docker') {
+        log.info(`Leaving builder ${state.name} in place: this action did not create it`);
+        return;
+    }
+    try {
+        const r = await new Docker(runner, log).run(rmArgs(state.name), { timeoutMs: BUILDX_MS.create });
+        if (r.code === 0) {
+            log.info(`Removed builder ${state.name}`);
+        }
+        else if (/no builder .* found/i.test(r.stderr)) {
+            log.info(`Builder ${state.name} is already gone`);
+        }
+        else {
+            log.warning(`Could not remove builder ${state.name}: ${failureReason(r, BUILDX_MS.create)}; remove it with docker buildx rm ${state.name}`);
+        }
+    }
+    catch (e) {
+        log.warning(`Could not remove builder ${state.name}: ${errors_errorMessage(e)}`);
+    }
+}
+async function buildxVersion(docker) {
+    let r;
+    try {
+        r = await docker.run(versionArgs(), { timeoutMs: BUILDX_MS.quick });
+    }
+    catch (e) {
+        const code = e.code;
+        return { ok: false, reason: code === 'ENOENT' ? 'docker was not found on PATH' : errors_errorMessage(e) };
+    }
+    if (r.code !== 0)
+        return { ok: false, reason: failureReason(r, BUILDX_MS.quick) };
+    const version = r.stdout.trim().split('\n')[0];
+    return { ok: true, version: version ? `buildx ${version.replace(/^github\.com\/docker\/buildx\s+/, '')}` : 'docker buildx' };
+}
+/** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; just report it. */
+async function currentBuilder(opts, docker, log) {
+    const ignored = ignoredSettings(opts);
+    if (ignored.length) {
+        log.notice(`driver: docker uses the Docker daemon's own builder, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied`);
+    }
+    const r = await docker.run(inspectArgs(), { timeoutMs: BUILDX_MS.quick });
+    if (r.code !== 0) {
+        throw new BuilderFailure(`driver: cannot inspect the current docker builder (${failureReason(r, BUILDX_MS.quick)}); check that the Docker daemon is running, or use driver: docker-container`);
+    }
+    const parsed = parseInspect(r.stdout);
+    const name = parsed.name || 'default';
+    if (parsed.driver && parsed.driver !== 'docker') {
+        log.info(`The current builder ${name} uses the ${parsed.driver} driver (set earlier with docker buildx use); reporting it as it is`);
+    }
+    const state = { name, created: false, driver: 'docker' };
+    return { result: finish(opts, parsed, name, false, log), state };
+}
+async function reuseBuilder(opts, existing, docker, log) {
+    const driver = existing.driver || opts.driver;
+    log.info(`Builder ${opts.name} already exists (driver ${driver}); reusing it as it is`);
+    // Never clobber a builder someone else set up: its own settings win.
+    const ignored = ignoredSettings(opts);
+    if (existing.driver && existing.driver !== opts.driver)
+        ignored.unshift(`driver (${opts.driver})`);
+    if (ignored.length) {
+        log.notice(`builder-name: builder ${opts.name} already exists, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied to it; ` +
+            'choose another builder-name to get a builder with these settings');
+    }
+    const boot = await bootstrap(opts, opts.name, docker, log);
+    if (opts.use) {
+        const r = await docker.run(useArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
+        if (r.code !== 0)
+            throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`);
+    }
+    const parsed = await readBuilder(opts.name, boot, docker, log);
+    const state = { name: opts.name, created: false, driver: parsed.driver || driver };
+    return { result: finish(opts, parsed, opts.name, false, log), state };
+}
+async function createBuilder(opts, docker, log, removal) {
+    let configFile;
+    if (opts.configInline.trim()) {
+        configFile = external_path_.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`);
+        await external_fs_.promises.mkdir(opts.tempDir, { recursive: true });
+        await external_fs_.promises.writeFile(configFile, opts.configInline);
+    }
+    log.info(`Creating builder ${opts.name} (driver ${opts.driver}${opts.endpoint ? `, endpoint ${opts.endpoint}` : ''})`);
+    let created;
+    try {
+        created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true });
+    }
+    catch (e) {
+        // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
+        await removeAfterFailure(opts, removal, log);
+        throw e;
+    }
+    finally {
+        // buildx copies the config into its own store at create, so the file is done with.
+        if (configFile)
+            await external_fs_.promises.rm(configFile, { force: true });
+    }
+    if (created.code === null) {
+        // Killed (its time ran out): buildx had no chance to roll back.
+        await removeAfterFailure(opts, removal, log);
+    }
+    if (created.code !== 0) {
+        // buildx rolls a failed create back itself: there is nothing to remove.
+        const reason = failureReason(created, BUILDX_MS.create);
+        // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
+        if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
+            log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`);
+            return {};
+        }
+        const input = createInputAtFault(reason, opts);
+        throw new BuilderFailure(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`);
+    }
+    // From here on the builder exists because of us: any failure removes it again.
+    try {
+        for (const node of opts.append)
+            await appendNode(opts.name, node, docker, log);
+        const boot = await bootstrap(opts, opts.name, docker, log);
+        const parsed = await readBuilder(opts.name, boot, docker, log);
+        const state = { name: opts.name, created: true, driver: parsed.driver || opts.driver };
+        return { result: finish(opts, parsed, opts.name, true, log), state };
+    }
+    catch (e) {
+        await removeAfterFailure(opts, removal, log);
+        throw e;
+    }
+}
+async function appendNode(name, node, docker, log) {
+    const label = node.name ? `${node.name} (${node.endpoint})` : node.endpoint;
+    log.info(`Adding node ${label} to builder ${name}`);
+    const r = await docker.run(appendArgs(name, node), { timeoutMs: BUILDX_MS.create, loud: true });
+    if (r.code !== 0) {
+        throw new BuilderFailure(`append: cannot add node ${label} to builder ${name} (${failureReason(r, BUILDX_MS.create)}); check its endpoint, platforms and driver-opts`);
+    }
+}
+/**
+ * Starts the builder's nodes; returns inspect's output (it prints the builder once booted)
+ * for use if nothing better is available. A transient failure (registry or network) is
+ * tried once more; the error says what failed: the image pull, a timeout, or the start.
+ */
+async function bootstrap(opts, name, docker, log) {
+    log.info(`Booting builder ${name}`);
+    let r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true });
+    if (r.code !== 0 && r.code !== null) {
+        const reason = failureReason(r, BUILDX_MS.bootstrap);
+        if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {
+            const delay = opts.retryDelayMs ?? RETRY_DELAY;
+            log.info(`Builder ${name} did not start (${reason}); trying once more in ${Math.round(delay / builder_SECOND)} s`);
+            // Cut short by cancellation: the step has seconds left, and the builder is still to be removed.
+            await pause(delay, opts.cancel);
+            r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true });
+        }
+    }
+    if (r.code !== 0)
+        throw new BuilderFailure((await nodeDownError(opts, name, r, docker, log)) ?? bootstrapError(opts, name, r));
+    return r.stdout;
+}
+/**
+ * A builder with nodes at other addresses (driver remote, or append) that does not start: buildx
+ * says only why ("context deadline exceeded"), not which node. inspect tells: the first node not
+ * running is blamed, on endpoint (the first node) or append (an appended one).
+ */
+async function nodeDownError(opts, name, r, docker, log) {
+    if (r.code === null || (opts.driver !== 'remote' && !opts.append.length))
+        return undefined;
+    const reason = failureReason(r, BUILDX_MS.bootstrap);
+    const inspect = await tryRun(docker, inspectArgs(name), log);
+    if (!inspect || inspect.code !== 0)
+        return undefined;
+    const nodes = parseInspect(inspect.stdout).nodes;
+    const down = nodes.findIndex(n => n.status !== 'running');
+    if (down < 0)
+        return undefined;
+    const node = nodes[down];
+    if (down === 0) {
+        if (opts.driver !== 'remote')
+            return undefined;
+        return `endpoint: builder ${name} could not start: no BuildKit answered at ${node.endpoint || opts.endpoint} (${reason}); start buildkitd there or fix endpoint`;
+    }
+    return (`append: node ${node.name} (${node.endpoint}) of builder ${name} did not start (${reason}); ` +
+        'start its BuildKit or fix its endpoint, or leave it out of append');
+}
+function bootstrapError(opts, name, r) {
+    const reason = failureReason(r, BUILDX_MS.bootstrap);
+    if (r.code === null) {
+        return `builder ${name} did not start within ${BUILDX_MS.bootstrap / 60 / builder_SECOND} minutes (${reason}); check the Docker daemon and the network to the registry`;
+    }
+    if (PULL_FAILED.test(reason)) {
+        const image = opts.driverOpts.map(o => /^image=(.+)$/.exec(o)?.[1]).find(Boolean);
+        if (image) {
+            return `driver-opts: builder ${name} could not start: its BuildKit image ${image} (driver-opts image=) could not be pulled (${reason}); check that image and its registry, or run docker login before this step`;
+        }
+        return `builder ${name} could not start: the BuildKit image could not be pulled (${reason}); ${MIRROR_HINT}`;
+    }
+    const shaping = ['buildkitd-flags', 'buildkitd-config-inline', 'driver-opts'].filter(k => (k === 'buildkitd-flags' && opts.buildkitdFlags) ||
+        (k === 'buildkitd-config-inline' && opts.configInline.trim()) ||
+        (k === 'driver-opts' && opts.driverOpts.length));
+    const check = shaping.length ? `check ${shaping.join(', ')}` : 'check the Docker daemon (docker info) and the driver';
+    return `builder ${name} could not start (${reason}); ${check}`;
+}
+/**
+ * The builder as buildx reports it after booting: `ls --format json` where this buildx
+ * has it, else `inspect NAME`, else what the bootstrap printed. JSON carries no '*'
+ * for user-set platforms, so those are taken from the text when it names the same node.
+ */
+async function readBuilder(name, bootOutput, docker, log) {
+    const fromBoot = parseInspect(bootOutput);
+    const ls = await tryRun(docker, lsJsonArgs(), log);
+    const json = ls && ls.code === 0 ? parseLsJson(ls.stdout, name) : undefined;
+    if (json && json.nodes.length) {
+        for (const node of json.nodes) {
+            const text = fromBoot.nodes.find(n => n.name === node.name);
+            if (text?.preferred && !node.preferred)
+                node.preferred = text.preferred.filter(p => node.platforms.includes(p));
+        }
+        return json;
+    }
+    log.debug(`docker buildx ls --format json gave nothing usable${ls ? ` (${failureReason(ls, BUILDX_MS.quick)})` : ''}; reading docker buildx inspect ${name}`);
+    const inspect = await tryRun(docker, inspectArgs(name), log);
+    if (inspect && inspect.code === 0) {
+        const parsed = parseInspect(inspect.stdout);
+        if (parsed.nodes.length)
+            return parsed;
+    }
+    return fromBoot;
+}
+function finish(opts, parsed, name, created, log) {
+    const nodes = parsed.nodes.map((n, i) => placeNode(opts, n, i, parsed.nodes));
+    const result = {
+        name,
+        driver: parsed.driver || opts.driver,
+        created,
+        nodes,
+        platforms: unionPlatforms(nodes),
+    };
+    for (const n of result.nodes) {
+        if (n.error || (n.status && n.status !== 'running')) {
+            log.notice(`Builder ${result.name}: node ${n.name} is ${n.status || 'not running'}${n.error ? ` (${n.error})` : ''}; builds for its platforms may fail`);
+        }
+        if (n.notRunning?.length) {
+            log.info(`Builder ${result.name}: node ${n.name} lists ${n.notRunning.join(', ')}, which ${n.notRunning.length > 1 ? 'do' : 'does'} not run on this runner ` +
+                '(no verified emulator); left out of platforms');
+        }
+    }
+    warnMissingPlatforms(opts, parsed.nodes, result, log);
+    log.info(`Builder ${result.name} (${result.driver}) platforms: ${result.platforms.join(', ') || 'none reported'}`);
+    return result;
+}
+/**
+ * A node on this runner (the builder's first node, unless it is a `remote` driver's BuildKit
+ * at a network address; or another at the same or a local socket endpoint) has its platforms
+ * held against what runs here: a BuildKit keeps listing platforms of emulators registered
+ * when it started (dockerd's embedded one does), even when they are gone or never worked. A
+ * node elsewhere (an appended one, or a remote primary at tcp://...) is reported as it
+ * declares itself: this runner cannot check it.
+ */
+function placeNode(opts, node, index, all) {
+    const firstLocal = opts.driver !== 'remote' || all[0].endpoint.startsWith('unix://');
+    const local = (firstLocal && (index === 0 || node.endpoint === all[0].endpoint)) || node.endpoint.startsWith('unix://');
+    if (!local)
+        return { ...node, remote: true };
+    if (!opts.platforms.length)
+        return { ...node, remote: false };
+    const here = new Set(opts.platforms.map(normalizePlatform));
+    const runs = (p) => here.has(normalizePlatform(p));
+    const out = { ...node, remote: false, platforms: node.platforms.filter(runs) };
+    if (node.preferred) {
+        const preferred = node.preferred.filter(runs);
+        if (preferred.length)
+            out.preferred = preferred;
+        else
+            delete out.preferred;
+    }
+    const dropped = node.platforms.filter(p => !runs(p));
+    if (dropped.length)
+        out.notRunning = dropped;
+    return out;
+}
+/**
+ * BuildKit detects emulated platforms when it starts, so a builder started before the
+ * emulators were registered (typically a reused one) does not list them. Only emulated
+ * platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
+ */
+function warnMissingPlatforms(opts, listed, result, log) {
+    if (!opts.emulated.length || !listed.some(n => n.platforms.length))
+        return;
+    const have = new Set(listed.flatMap(n => n.platforms).map(normalizePlatform));
+    const missing = opts.emulated.filter(p => !have.has(normalizePlatform(p)));
+    if (!missing.length)
+        return;
+    const why = result.created
+        ? 'builds for them may fail'
+        : `it was probably started before they were registered: restart it (docker buildx stop ${result.name}) or choose a new builder-name`;
+    log.notice(`Builder ${result.name} does not list ${missing.join(', ')}, which the registered emulators provide; ${why}`);
+}
+function normalizePlatform(p) {
+    const q = p.trim().toLowerCase().replace(/\*+$/, '');
+    if (q === 'linux/arm64/v8')
+        return 'linux/arm64';
+    if (q === 'linux/arm')
+        return 'linux/arm/v7';
+    return q;
+}
+/** Inputs that only shape a new builder; reported when they cannot apply. */
+function ignoredSettings(opts) {
+    const out = [];
+    if (opts.endpoint)
+        out.push('endpoint');
+    if (opts.driverOpts.length)
+        out.push('driver-opts');
+    if (opts.buildkitdFlags)
+        out.push('buildkitd-flags');
+    if (opts.configInline.trim())
+        out.push('buildkitd-config-inline');
+    if (opts.append.length)
+        out.push('append');
+    return out;
+}
+function createInputAtFault(reason, opts) {
+    if (opts.endpoint &&
+        /context|endpoint|docker host|cannot connect|dial|connection refused|no such host|not found|does not exist|unix:|tcp:|ssh:/i.test(reason))
+        return 'endpoint';
+    if (/driver.?opt|expecting k=v/i.test(reason) && opts.driverOpts.length)
+        return 'driver-opts';
+    if (/buildkitd.?flags|flag/i.test(reason) && opts.buildkitdFlags)
+        return 'buildkitd-flags';
+    if (/config|toml/i.test(reason) && opts.configInline.trim())
+        return 'buildkitd-config-inline';
+    if (/reserved|name/i.test(reason) && opts.nameGiven)
+        return 'builder-name';
+    return 'driver';
+}
+function createFix(input) {
+    switch (input) {
+        case 'driver-opts':
+            return 'each driver-opts entry must be key=value as docker buildx create --driver-opt takes it';
+        case 'buildkitd-flags':
+            return 'check buildkitd-flags against buildkitd --help';
+        case 'buildkitd-config-inline':
+            return 'buildkitd-config-inline must be a valid buildkitd.toml';
+        case 'endpoint':
+            return 'give an existing Docker context (docker context ls) or Docker host for docker-container, or the address of a running buildkitd (tcp://host:port, unix:///path) for driver remote';
+        case 'builder-name':
+            return 'choose another builder-name (letters, digits, . _ -; not "default")';
+        default:
+            return 'check the driver, driver-opts, buildkitd-flags and buildkitd-config-inline inputs';
+    }
+}
+/**
+ * Removes a builder this step was making. A step cancelled while docker was creating the
+ * node's container can leave one buildx does not know of yet (dockerd finishes a request its
+ * client dropped): on this runner's daemon it is removed by name, with its state volume.
+ */
+async function removeAfterFailure(opts, docker, log) {
+    const name = opts.name;
+    try {
+        const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create });
+        if (r.code === 0)
+            log.info(`Removed the half-made builder ${name}`);
+        else if (/no builder .* found/i.test(r.stderr))
+            log.debug(`builder ${name} was not stored yet`);
+        else
+            log.notice(`Could not remove builder ${name} after the failure (${failureReason(r, BUILDX_MS.create)}); remove it with docker buildx rm ${name}`);
+        if (opts.driver === 'docker-container' && !opts.endpoint) {
+            const node = firstNodeName(name);
+            await docker.run(containerRmArgs(node), { timeoutMs: BUILDX_MS.quick });
+            await docker.run(volumeRmArgs(node), { timeoutMs: BUILDX_MS.quick });
+        }
+    }
+    catch (e) {
+        log.notice(`Could not remove builder ${name} after the failure (${errors_errorMessage(e)})`);
+    }
+}
+/** For optional reads: a failure to even start is reported as "no answer". */
+async function tryRun(docker, args, log) {
+    try {
+        return await docker.run(args, { timeoutMs: BUILDX_MS.quick });
+    }
+    catch (e) {
+        log.debug(`${commandLine(args)} could not run: ${errors_errorMessage(e)}`);
+        return undefined;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/plan.ts
 
 /**
@@ -3687,8 +3718,6 @@ var external_stream_ = __webpack_require__(2203);
 // EXTERNAL MODULE: external "zlib"
 var external_zlib_ = __webpack_require__(3106);
 ;// CONCATENATED MODULE: ./src/elf.ts
-
-
 
 const elf_ET_EXEC = 2;
 const ET_DYN = 3;
@@ -3810,43 +3839,6 @@ function describeStart(buf) {
     if (printable / sample.length > 0.95 && !sample.includes(0))
         return 'it is text';
     return 'it is binary data of no known kind';
-}
-async function readHead(file, length) {
-    const fh = await fs.open(file, 'r');
-    try {
-        const { size } = await fh.stat();
-        const buf = Buffer.alloc(Math.min(length, size));
-        let done = 0;
-        while (done < buf.length) {
-            const { bytesRead } = await fh.read(buf, done, buf.length - done, done);
-            if (bytesRead === 0)
-                break;
-            done += bytesRead;
-        }
-        return { buf: buf.subarray(0, done), size };
-    }
-    finally {
-        await fh.close();
-    }
-}
-/**
- * Throws ActionError naming `label` unless the file is an ELF executable
- * (ET_EXEC or ET_DYN) for the host machine with no PT_INTERP (static).
- */
-async function checkHostExecutable(file, host, label) {
-    let head;
-    try {
-        head = await readHead(file, 64 * 1024);
-    }
-    catch (e) {
-        throw new ActionError(`${label} cannot be read (${errorMessage(e)}); check qemu-url`);
-    }
-    let info = readElfInfo(head.buf);
-    if (!info && head.buf.length < head.size && head.buf.subarray(0, 4).toString('latin1') === '\x7fELF') {
-        // Headers beyond the first 64 KiB: unusual but legal.
-        info = readElfInfo(await fs.readFile(file));
-    }
-    checkHostElf(info, head.buf, host, label, path.basename(file));
 }
 /** How much of an emulator's start checkHostElf needs (ELF and program headers of any sane binary). */
 const ELF_HEAD_BYTES = 64 * 1024;
@@ -4160,7 +4152,7 @@ async function readRange(file, offset, length) {
         await fh.close();
     }
 }
-async function archive_readHead(file, label) {
+async function readHead(file, label) {
     try {
         return await readRange(file, 0, 512);
     }
@@ -4173,7 +4165,7 @@ async function archive_readHead(file, label) {
  * ActionError naming `label` (default: the file) for anything else.
  */
 async function detectFormat(file, label = file) {
-    const head = await archive_readHead(file, label);
+    const head = await readHead(file, label);
     const format = formatOf(head);
     if (!format) {
         const known = startsWith(head, [0x50, 0x4b, 0x03, 0x04]) ? 'a zip archive' : startsWith(head, [0x42, 0x5a, 0x68]) ? 'bzip2-compressed' : undefined;
@@ -4269,53 +4261,50 @@ async function debVersion(file, label, signal) {
 const EMULATOR_NAME = /^qemu-([a-z0-9_]+?)(-static)?$/;
 const READ_CHUNK = 1024 * 1024;
 function decompress(file, format, range, label, signal) {
-    const raw = range
-        ? range.size > 0
-            ? (0,external_fs_.createReadStream)(file, { start: range.start, end: range.start + range.size - 1, highWaterMark: READ_CHUNK })
-            : external_stream_.Readable.from([])
-        : (0,external_fs_.createReadStream)(file, { highWaterMark: READ_CHUNK });
+    const raw = readBytes(file, range);
     const zstd = external_zlib_.createZstdDecompress;
-    if (format === 'tar' || format === 'tar.gz' || (format === 'tar.zst' && zstd)) {
-        const inflate = format === 'tar'
-            ? undefined
-            : format === 'tar.gz'
-                ? external_zlib_.createGunzip({ chunkSize: 256 * 1024 })
-                : zstd({ chunkSize: 256 * 1024 });
-        if (inflate)
-            (0,external_stream_.pipeline)(raw, inflate, () => undefined);
-        const stop = () => {
-            raw.destroy();
-            inflate?.destroy();
-        };
-        // As for xz below: a member being skipped asks nothing of the caller, so only the stream's end stops it.
-        signal?.addEventListener('abort', stop, { once: true });
-        return {
-            stream: inflate ?? raw,
-            failure: async () => undefined,
-            close: () => {
-                stop();
-                signal?.removeEventListener('abort', stop);
-            },
-        };
-    }
-    // xz (and zstd where Node lacks it): the system's program, in a process group of its own so that stopping kills all of it.
+    if (format === 'tar')
+        return inflateInProcess(raw, undefined, signal);
+    if (format === 'tar.gz')
+        return inflateInProcess(raw, external_zlib_.createGunzip({ chunkSize: 256 * 1024 }), signal);
+    if (format === 'tar.zst' && zstd)
+        return inflateInProcess(raw, zstd({ chunkSize: 256 * 1024 }), signal);
+    return inflateWithProgram(raw, format, label, signal);
+}
+/** The file's bytes, or those of the member at `range`. */
+function readBytes(file, range) {
+    if (!range)
+        return (0,external_fs_.createReadStream)(file, { highWaterMark: READ_CHUNK });
+    if (range.size === 0)
+        return external_stream_.Readable.from([]);
+    return (0,external_fs_.createReadStream)(file, { start: range.start, end: range.start + range.size - 1, highWaterMark: READ_CHUNK });
+}
+/** gzip and zstd by Node's zlib (`inflate`); a plain tar (no `inflate`) as it is. */
+function inflateInProcess(raw, inflate, signal) {
+    if (inflate)
+        (0,external_stream_.pipeline)(raw, inflate, () => undefined);
+    const stop = () => {
+        raw.destroy();
+        inflate?.destroy();
+    };
+    // As for xz below: a member being skipped asks nothing of the caller, so only the stream's end stops it.
+    signal?.addEventListener('abort', stop, { once: true });
+    return {
+        stream: inflate ?? raw,
+        failure: async () => undefined,
+        close: () => {
+            stop();
+            signal?.removeEventListener('abort', stop);
+        },
+    };
+}
+/** xz (and zstd where Node lacks it): the system's program, in a process group of its own so that stopping kills all of it. */
+function inflateWithProgram(raw, format, label, signal) {
     const program = format === 'tar.xz' ? 'xz' : 'zstd';
     const args = format === 'tar.xz' ? ['-dc', '-T0'] : ['-dc', '-q'];
     const child = (0,external_child_process_.spawn)(program, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: process.env });
-    let stderr = '';
-    child.stderr.on('data', (d) => {
-        if (stderr.length < 4096)
-            stderr += d.toString();
-    });
-    let spawnError;
+    const exit = watchExit(child);
     let killed = false;
-    const exited = new Promise(resolve => {
-        child.on('error', e => {
-            spawnError = e;
-            resolve({ code: null, signal: null });
-        });
-        child.on('close', (code, signal) => resolve({ code, signal }));
-    });
     (0,external_stream_.pipeline)(raw, child.stdin, () => undefined);
     const kill = () => {
         killed = true;
@@ -4335,8 +4324,9 @@ function decompress(file, format, range, label, signal) {
     return {
         stream: child.stdout,
         failure: async () => {
-            const { code, signal: killedBy } = await exited;
+            const { code, signal: killedBy } = await exit.exited;
             signal?.removeEventListener('abort', onAbort);
+            const spawnError = exit.spawnError();
             if (spawnError) {
                 const pkg = program === 'xz' ? 'xz-utils' : 'zstd';
                 if (spawnError.code === 'ENOENT')
@@ -4345,7 +4335,7 @@ function decompress(file, format, range, label, signal) {
             }
             if (code === 0 || killed)
                 return undefined;
-            return failureReason({ code, signal: killedBy, stdout: '', stderr }, undefined, program).replace(/^(xz|zstd): (\(stdin\): )?/, '');
+            return failureReason({ code, signal: killedBy, stdout: '', stderr: exit.stderr() }, undefined, program).replace(/^(xz|zstd): (\(stdin\): )?/, '');
         },
         close: () => {
             if (child.exitCode === null)
@@ -4354,13 +4344,30 @@ function decompress(file, format, range, label, signal) {
         },
     };
 }
+/** How the child ended, whether it could be started at all, and the start of what it said on stderr (enough for a message). */
+function watchExit(child) {
+    let stderr = '';
+    child.stderr.on('data', (d) => {
+        if (stderr.length < 4096)
+            stderr += d.toString();
+    });
+    let spawnError;
+    const exited = new Promise(resolve => {
+        child.on('error', e => {
+            spawnError = e;
+            resolve({ code: null, signal: null });
+        });
+        child.on('close', (code, signal) => resolve({ code, signal }));
+    });
+    return { exited, spawnError: () => spawnError, stderr: () => stderr };
+}
 /**
  * Reads the gzip- or zstd-compressed tar `file` (the format told by its first bytes) once, calling `decide`
  * for each member, as extractEmulators does; nothing is written but what `decide` writes. ActionError
  * naming `label` for another format, a corrupt or truncated archive, or whatever `decide` throws.
  */
 async function readCompressedTar(file, label, decide, signal) {
-    const format = formatOf(await archive_readHead(file, label));
+    const format = formatOf(await readHead(file, label));
     if (format !== 'tar.gz' && format !== 'tar.zst')
         throw new errors_ActionError(`${label} is not gzip- or zstd-compressed`);
     const dec = decompress(file, format, undefined, label, signal);
@@ -4394,128 +4401,190 @@ async function readCompressedTar(file, label, decide, signal) {
  * has been seen. On failure nothing is left in destDir.
  */
 async function extractEmulators(file, label, want, destDir, opts) {
+    const tar = await locateTar(file, label);
+    const picker = new EmulatorPicker(want, label, tar.what, destDir, opts);
+    const dec = decompress(file, tar.format, tar.range, label, opts.signal);
+    let ending;
+    try {
+        ending = await readTar(dec.stream, h => picker.decide(h), () => picker.done);
+    }
+    catch (e) {
+        dec.close();
+        await picker.discard();
+        throw readFailure(e, await dec.failure(), tar, label, opts.signal);
+    }
+    dec.close();
+    // Stopped early, close() killed the decompressor: only a stream read to its end has an exit worth judging.
+    if (ending === 'end') {
+        const complaint = await dec.failure();
+        if (complaint) {
+            await picker.discard();
+            throw complaint.startsWith('!') ? new errors_ActionError(complaint.slice(1)) : corrupt(tar.what, complaint);
+        }
+    }
+    const missing = picker.missing();
+    if (missing.length) {
+        await picker.discard();
+        throw missingEmulators(label, missing, picker);
+    }
+    return { emulators: await placeEmulators(picker.best.values(), destDir), offered: ending === 'end' ? [...picker.offered].sort() : undefined };
+}
+async function locateTar(file, label) {
     const format = await detectFormat(file, label);
     if (format === 'elf') {
         throw new errors_ActionError(`qemu-url: ${label} is a single emulator binary; put {target} in qemu-url to download one emulator per target, or point it at an archive`);
     }
-    const deb = format === 'deb' ? await findDebData(file, label) : undefined;
-    const tarFormat = deb ? deb.format : format;
-    const what = deb ? `${deb.name} in ${label}` : label;
-    const wanted = new Set(want.names);
-    const best = new Map();
-    const refused = new Map();
-    const offered = new Set();
-    const written = [];
-    let declared = 0;
-    let serial = 0;
-    let stop = false;
-    let taking;
-    const dec = decompress(file, tarFormat, deb ? { start: deb.offset, size: deb.size } : undefined, label, opts.signal);
-    let ending;
-    try {
-        ending = await readTar(dec.stream, async (h) => {
-            throwIfAborted(opts.signal);
-            const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
-            if (h.name.startsWith('/') ||
-                key.split('/').includes('..') ||
-                (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))) {
-                throw new errors_ActionError(`${label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`);
-            }
-            declared += h.fullSize;
-            if (declared > opts.limits.archive) {
-                throw new errors_ActionError(`${what} declares more than ${opts.limits.archive} bytes of content (a decompression bomb?); refusing it - check qemu-url`);
-            }
-            const parts = key.split('/');
-            const m = EMULATOR_NAME.exec(parts[parts.length - 1]);
-            // usr/share holds docs, man pages and binfmt-support files named like emulators
-            if (!m || parts.includes('share') || !findTarget(m[1]))
-                return 'skip';
-            const target = m[1];
-            if (h.type !== 'file') {
-                if (!refused.has(target))
-                    refused.set(target, `${h.name} is ${KIND[h.type]}, not the emulator itself`);
-                return 'skip';
-            }
-            offered.add(target);
-            if (!wanted.has(target))
-                return 'skip';
-            if (h.fullSize > opts.limits.emulator) {
-                throw new errors_ActionError(`${what}: ${h.name} is ${h.fullSize} bytes, more than any emulator (limit ${opts.limits.emulator}); refusing the archive - check qemu-url`);
-            }
-            const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2]);
-            const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, serial];
-            const current = best.get(target);
-            if (current && compare(current.rank, rank) <= 0)
-                return 'skip';
-            const out = external_path_.join(destDir, `.member-${target}-${serial++}`);
-            written.push(out);
-            const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal);
-            taking = sink;
-            return {
-                write: c => sink.write(c),
-                end: async () => {
-                    await sink.end();
-                    taking = undefined;
-                    if (current)
-                        await external_fs_.promises.rm(current.file.path, { force: true });
-                    best.set(target, { target, rank, file: sink.result(out) });
-                    // Everything asked for is here: the rest of the archive is not read.
-                    if (want.required && [...wanted].every(t => best.has(t)))
-                        stop = true;
-                },
-            };
-        }, () => stop);
+    if (format !== 'deb')
+        return { format, what: label };
+    const deb = await findDebData(file, label);
+    return { format: deb.format, range: { start: deb.offset, size: deb.size }, what: `${deb.name} in ${label}` };
+}
+/**
+ * Decides, member by member, what to take: each wanted emulator's best copy (qemu-T-static before
+ * qemu-T, in a bin directory before elsewhere, shallower, earlier), each written to a file of its own
+ * in destDir as it streams past; a better copy replaces the one taken before.
+ */
+class EmulatorPicker {
+    want;
+    label;
+    what;
+    destDir;
+    opts;
+    best = new Map();
+    /** every emulator the archive holds as a regular file */
+    offered = new Set();
+    /** per target, why a member named like its emulator was not taken (a link, a device, ...) */
+    refused = new Map();
+    /** every required emulator has been taken: the rest of the archive is not read */
+    done = false;
+    wanted;
+    /** every file written: what a failure removes */
+    written = [];
+    declared = 0;
+    serial = 0;
+    taking;
+    constructor(want, label, what, destDir, opts) {
+        this.want = want;
+        this.label = label;
+        this.what = what;
+        this.destDir = destDir;
+        this.opts = opts;
+        this.wanted = new Set(want.names);
     }
-    catch (e) {
-        dec.close();
-        // A member cut short still holds its file open.
-        await taking?.abandon();
-        await Promise.all(written.map(f => external_fs_.promises.rm(f, { force: true })));
-        const complaint = await dec.failure();
-        if (opts.signal?.aborted)
-            throw opts.signal.reason ?? e;
-        if (complaint?.startsWith('!'))
-            throw new errors_ActionError(complaint.slice(1));
-        if (e instanceof TarFormatError) {
-            if (complaint)
-                throw new errors_ActionError(`${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`);
-            if (e.notTar) {
-                throw new errors_ActionError(`${label} is ${tarFormat === 'tar' ? 'not' : `${COMPRESSION[tarFormat]}-compressed but not`} a tar archive (${e.message}); expected ${ACCEPTED}; check qemu-url`);
-            }
-            throw new errors_ActionError(`${what} is corrupt or truncated (${e.message}); the download may be incomplete; re-run or check qemu-url`);
+    async decide(h) {
+        throwIfAborted(this.opts.signal);
+        const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
+        this.refuseEscape(h, key);
+        this.countDeclared(h);
+        const parts = key.split('/');
+        const m = EMULATOR_NAME.exec(parts[parts.length - 1]);
+        // usr/share holds docs, man pages and binfmt-support files named like emulators
+        if (!m || parts.includes('share') || !findTarget(m[1]))
+            return 'skip';
+        const target = m[1];
+        if (h.type !== 'file') {
+            if (!this.refused.has(target))
+                this.refused.set(target, `${h.name} is ${KIND[h.type]}, not the emulator itself`);
+            return 'skip';
         }
-        if (e instanceof errors_ActionError || opts.signal?.aborted)
-            throw e;
-        throw new errors_ActionError(`${what} is corrupt or truncated (${errors_errorMessage(e).replace(/^Error: /, '')}); the download may be incomplete; re-run or check qemu-url`);
+        this.offered.add(target);
+        if (!this.wanted.has(target))
+            return 'skip';
+        if (h.fullSize > this.opts.limits.emulator) {
+            throw new errors_ActionError(`${this.what}: ${h.name} is ${h.fullSize} bytes, more than any emulator (limit ${this.opts.limits.emulator}); refusing the archive - check qemu-url`);
+        }
+        const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2]);
+        const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, this.serial];
+        const current = this.best.get(target);
+        if (current && compare(current.rank, rank) <= 0)
+            return 'skip';
+        return this.take(h, target, rank, current);
     }
-    dec.close();
-    if (ending === 'end') {
-        const complaint = await dec.failure();
-        if (complaint) {
-            await Promise.all(written.map(f => external_fs_.promises.rm(f, { force: true })));
-            throw new errors_ActionError(complaint.startsWith('!')
-                ? complaint.slice(1)
-                : `${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`);
+    /** A member that would land outside the destination makes the whole archive suspect. */
+    refuseEscape(h, key) {
+        if (h.name.startsWith('/') ||
+            key.split('/').includes('..') ||
+            (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))) {
+            throw new errors_ActionError(`${this.label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`);
         }
     }
-    const missing = want.required ? want.names.filter(t => !best.has(t)) : [];
-    if (missing.length) {
-        await Promise.all(written.map(f => external_fs_.promises.rm(f, { force: true })));
-        const why = missing.map(t => refused.get(t)).find(r => r !== undefined);
-        if (why)
-            throw new errors_ActionError(`${label}: ${why}; check qemu-url`);
-        const present = [...offered].sort();
-        const holds = present.length ? `it holds: ${present.join(', ')}` : 'it holds no qemu-<target> emulators';
-        const looked = missing.map(t => `qemu-${t}[-static]`).join(', ');
-        throw new errors_ActionError(`${label} has no emulator for ${missing.join(', ')} (looked for ${looked}); ${holds}; choose from those targets or check qemu-url`);
+    /** What all members claim, taken or not: a decompression bomb is refused before its bytes are read. */
+    countDeclared(h) {
+        this.declared += h.fullSize;
+        if (this.declared > this.opts.limits.archive) {
+            throw new errors_ActionError(`${this.what} declares more than ${this.opts.limits.archive} bytes of content (a decompression bomb?); refusing it - check qemu-url`);
+        }
     }
+    /** Streams the member to a file of its own; once it is whole and checked, it replaces `current`. */
+    take(h, target, rank, current) {
+        const out = external_path_.join(this.destDir, `.member-${target}-${this.serial++}`);
+        this.written.push(out);
+        const sink = new EmulatorSink(target, out, this.opts.host, `${h.name} in ${this.label}`, this.opts.limits.emulator, this.opts.signal);
+        this.taking = sink;
+        return {
+            write: c => sink.write(c),
+            end: async () => {
+                await sink.end();
+                this.taking = undefined;
+                if (current)
+                    await external_fs_.promises.rm(current.file.path, { force: true });
+                this.best.set(target, { target, rank, file: sink.result(out) });
+                // Everything asked for is here: the rest of the archive is not read.
+                if (this.want.required && [...this.wanted].every(t => this.best.has(t)))
+                    this.done = true;
+            },
+        };
+    }
+    /** The required emulators no member provided. */
+    missing() {
+        return this.want.required ? this.want.names.filter(t => !this.best.has(t)) : [];
+    }
+    /** Removes every file written; a member cut short still holds its file open. */
+    async discard() {
+        await this.taking?.abandon();
+        await Promise.all(this.written.map(f => external_fs_.promises.rm(f, { force: true })));
+    }
+}
+function corrupt(what, why) {
+    return new errors_ActionError(`${what} is corrupt or truncated (${why}); the download may be incomplete; re-run or check qemu-url`);
+}
+/** What to throw when reading failed with `e`: the decompressor's complaint, where it has one, says more than the tar reader. */
+function readFailure(e, complaint, tar, label, signal) {
+    if (signal?.aborted)
+        return signal.reason ?? e;
+    if (complaint?.startsWith('!'))
+        return new errors_ActionError(complaint.slice(1));
+    if (e instanceof TarFormatError) {
+        if (complaint)
+            return corrupt(tar.what, complaint);
+        if (e.notTar) {
+            return new errors_ActionError(`${label} is ${tar.format === 'tar' ? 'not' : `${COMPRESSION[tar.format]}-compressed but not`} a tar archive (${e.message}); expected ${ACCEPTED}; check qemu-url`);
+        }
+        return corrupt(tar.what, e.message);
+    }
+    if (e instanceof errors_ActionError)
+        return e;
+    return corrupt(tar.what, errors_errorMessage(e).replace(/^Error: /, ''));
+}
+/** Says why the archive cannot serve: a refused member named like the emulator, else what it holds instead. */
+function missingEmulators(label, missing, picker) {
+    const why = missing.map(t => picker.refused.get(t)).find(r => r !== undefined);
+    if (why)
+        return new errors_ActionError(`${label}: ${why}; check qemu-url`);
+    const present = [...picker.offered].sort();
+    const holds = present.length ? `it holds: ${present.join(', ')}` : 'it holds no qemu-<target> emulators';
+    const looked = missing.map(t => `qemu-${t}[-static]`).join(', ');
+    return new errors_ActionError(`${label} has no emulator for ${missing.join(', ')} (looked for ${looked}); ${holds}; choose from those targets or check qemu-url`);
+}
+/** Gives each chosen emulator its final name, qemu-<target>. */
+async function placeEmulators(chosen, destDir) {
     const emulators = new Map();
-    for (const c of best.values()) {
+    for (const c of chosen) {
         const out = external_path_.join(destDir, `qemu-${c.target}`);
         await external_fs_.promises.rename(c.file.path, out);
         emulators.set(c.target, { ...c.file, path: out });
     }
-    return { emulators, offered: ending === 'end' ? [...offered].sort() : undefined };
+    return emulators;
 }
 const KIND = {
     hardlink: 'a hard link',
@@ -5672,8 +5741,6 @@ function toolCacheError(e, dir) {
 
 
 
-
-
 const TOOL = 'setup-qemu-binfmt';
 const hash = (s) => (0,external_crypto_.createHash)('sha256').update(s).digest('hex');
 /** Tool-cache versions must be semver; other versions get a stable stand-in. */
@@ -5704,132 +5771,175 @@ async function fetchEmulators(req) {
         log: req.log,
         timings,
     };
-    if (strategy.inPlace) {
-        const m = await strategy.materialise(req.want, '', ctx);
-        // Used where they lie: the summary names the file itself.
-        const inPlace = new Map([...verified(m.emulators, policy)].map(([n, e]) => [n, { ...e, origin: e.path }]));
-        const files = [...m.emulators.values()].map(e => ({ name: external_path_.basename(e.path), sha256: e.sha256 }));
-        // Used where they lie: nothing came from a cache.
-        return { emulators: inPlace, cacheHit: false, from: 'local', timings, files, version: ownVersion(source, m.emulators.values()) };
-    }
-    // A local file the version input does not name is its own version: it is stored under the version its
-    // emulators report (learned when they are stored, found again by its identity alone).
-    const learnsVersion = source.local && !source.versioned;
-    let id = learnsVersion ? `${source.id}|${req.host}` : `${source.id}|${req.version}|${req.host}`;
-    // A local file may change in place: its size and mtime are part of its identity.
-    if (source.local && !source.perTarget) {
-        const st = external_fs_.statSync(source.locate());
-        id += `|${st.size}|${st.mtimeMs}`;
-    }
-    const arch = `${req.host}-${hash(id).slice(0, 12)}`;
-    const root = req.toolCache;
-    let entry = learnsVersion
-        ? (ToolCacheEntry.find(root, TOOL, arch) ?? ToolCacheEntry.at(root, TOOL, PENDING, arch))
-        : ToolCacheEntry.at(root, TOOL, toolVersion(req.version), arch);
-    // Entries hold the downloaded files (see actions-cache.ts); a key is this prefix and what the entry holds.
-    const keyPrefix = `${TOOL}-3-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`;
-    // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
-    let stored = entry.read(policy.active);
-    if (stored.doubt)
-        req.log.info(`Not believing the tool cache entry ${entry.dir} while emulators are pinned: ${stored.doubt}; reading the source again`);
-    const names = () => pickEmulators(req.want, strategy.offers() ?? stored.offered);
-    const complete = () => names()?.every(n => stored.emulators.has(n)) ?? false;
-    let from = 'tool-cache';
-    let pendingSave;
-    const fresh = new Set();
-    if (!complete()) {
-        const wanted = names();
-        // Only what is missing; `all` with an unknown offer reads the whole source.
-        const want = wanted ? { names: wanted.filter(n => !stored.emulators.has(n)), required: true } : req.want;
-        const fill = async (restored) => {
-            const staging = entry.stage();
-            try {
-                const m = await strategy.materialise(want, staging, { ...ctx, restored });
-                // Nothing unchecked enters the tool cache.
-                for (const [n, e] of m.emulators)
-                    policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 });
-                // A local file that names no version is stored under the version its emulators report.
-                const pending = entry;
-                if (external_path_.basename(external_path_.dirname(entry.dir)) === PENDING)
-                    entry = ToolCacheEntry.at(root, TOOL, toolVersion(qemuVersionOf(m.emulators.values()) ?? req.version), arch);
-                const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered);
-                if (entry !== pending)
-                    pending.removeIfEmpty();
-                for (const n of placed.keys())
-                    fresh.add(n);
-                stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered };
-                return m.kept ?? [];
-            }
-            catch (e) {
-                external_fs_.rmSync(staging, { recursive: true, force: true });
-                throw e;
-            }
-        };
-        const useCache = req.cache && !source.local;
-        // Where the post step saves from; a restore writes only into a directory of its own.
-        const cacheDir = external_path_.join(entry.dir, 'source');
-        // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
-        const cache = useCache
-            ? await restoreEntry({
-                saveDir: cacheDir,
-                prefix: keyPrefix,
-                slots: strategy.slots(want),
-                tempDir: req.tempDir,
-                limits: ctx.limits,
-                network: ctx.network,
-                signal: ctx.signal,
-                log: req.log,
-            })
-            : { available: false };
-        const restored = cache.hit;
-        let failed = cache.failed ?? false;
-        if (restored && cache.dir) {
-            try {
-                await fill(cache.dir);
-                from = 'actions-cache';
-            }
-            catch (e) {
-                if (ctx.signal?.aborted)
-                    throw e;
-                failed = true;
-                req.log.warning(`Not using the Actions cache entry ${restored}: ${errors_errorMessage(e)}; downloading instead`);
-            }
-            finally {
-                external_fs_.rmSync(cache.dir, { recursive: true, force: true });
-            }
-        }
-        if (!restored || failed) {
-            const kept = await fill();
-            from = source.local ? 'local' : 'download';
-            if (useCache)
-                pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, cache.available, req.log);
-        }
-    }
-    else {
-        req.log.info(`Using cached emulators from ${entry.dir}`);
-    }
-    if (policy.active) {
-        // Pins hold for what an earlier run stored too: the bytes about to be registered are hashed, not the marker believed.
-        for (const n of (names() ?? []).filter(x => !fresh.has(x))) {
-            const e = stored.emulators.get(n);
-            const actual = await sha256File(e.path);
-            if (actual !== e.sha256) {
-                throw new errors_ActionError(`qemu-sha256: ${e.path} in the tool cache changed after it was stored (sha256 ${actual}, stored ${e.sha256}); nothing was registered - remove ${entry.dir} and re-run`);
-            }
-        }
-    }
-    const chosen = new Map((names() ?? []).map(n => [n, stored.emulators.get(n)]));
+    if (strategy.inPlace)
+        return useInPlace(req, strategy, ctx);
+    const cached = new CachedEntry(req, strategy, ctx);
+    let got = { from: 'tool-cache' };
+    if (!cached.complete())
+        got = await fillEntry(req, cached, strategy, ctx);
+    else
+        req.log.info(`Using cached emulators from ${cached.entry.dir}`);
+    // Pins hold for what an earlier run stored too: the bytes about to be registered are hashed, not the marker believed.
+    if (policy.active)
+        await cached.recheckStored();
+    const chosen = cached.chosen();
     // One line per file the emulators came from (an archive holds many): what the summary offers to pin.
     const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }));
     return {
         emulators: verified(chosen, policy),
-        cacheHit: from === 'tool-cache' || from === 'actions-cache',
-        from,
+        cacheHit: got.from === 'tool-cache' || got.from === 'actions-cache',
+        from: got.from,
         timings,
-        pendingSave,
+        pendingSave: got.pendingSave,
         files,
         version: ownVersion(source, chosen.values()),
     };
+}
+/** A local directory's emulators, used where they lie. */
+async function useInPlace(req, strategy, ctx) {
+    const m = await strategy.materialise(req.want, '', ctx);
+    // Used where they lie: the summary names the file itself.
+    const inPlace = new Map([...verified(m.emulators, ctx.policy)].map(([n, e]) => [n, { ...e, origin: e.path }]));
+    const files = [...m.emulators.values()].map(e => ({ name: external_path_.basename(e.path), sha256: e.sha256 }));
+    // Used where they lie: nothing came from a cache.
+    return { emulators: inPlace, cacheHit: false, from: 'local', timings: ctx.timings, files, version: ownVersion(req.source, m.emulators.values()) };
+}
+/**
+ * The tool cache entry a request is stored in, what it holds, and the emulators added to it
+ * in this run. Its identity is the source, the version and the host (and, for a local file,
+ * its size and mtime); a local file the version input does not name is stored under the
+ * version its emulators report.
+ */
+class CachedEntry {
+    req;
+    strategy;
+    ctx;
+    entry;
+    stored;
+    /** what this run placed: checked against the pins on the way in */
+    fresh = new Set();
+    /** the Actions cache key's prefix: a key is this and what the entry holds (see actions-cache.ts) */
+    keyPrefix;
+    root;
+    arch;
+    constructor(req, strategy, ctx) {
+        this.req = req;
+        this.strategy = strategy;
+        this.ctx = ctx;
+        const { source } = req;
+        // A local file the version input does not name is its own version: it is stored under the version its
+        // emulators report (learned when they are stored, found again by its identity alone).
+        const learnsVersion = source.local && !source.versioned;
+        let id = learnsVersion ? `${source.id}|${req.host}` : `${source.id}|${req.version}|${req.host}`;
+        // A local file may change in place: its size and mtime are part of its identity.
+        if (source.local && !source.perTarget) {
+            const st = external_fs_.statSync(source.locate());
+            id += `|${st.size}|${st.mtimeMs}`;
+        }
+        this.arch = `${req.host}-${hash(id).slice(0, 12)}`;
+        this.root = req.toolCache;
+        this.entry = learnsVersion
+            ? (ToolCacheEntry.find(this.root, TOOL, this.arch) ?? ToolCacheEntry.at(this.root, TOOL, PENDING, this.arch))
+            : ToolCacheEntry.at(this.root, TOOL, toolVersion(req.version), this.arch);
+        this.keyPrefix = `${TOOL}-3-${this.arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`;
+        // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
+        const stored = this.entry.read(ctx.policy.active);
+        if (stored.doubt)
+            req.log.info(`Not believing the tool cache entry ${this.entry.dir} while emulators are pinned: ${stored.doubt}; reading the source again`);
+        this.stored = stored;
+    }
+    /** The emulators to use, once the source's offer (or the entry's record of it) is known. */
+    names() {
+        return pickEmulators(this.req.want, this.strategy.offers() ?? this.stored.offered);
+    }
+    complete() {
+        return this.names()?.every(n => this.stored.emulators.has(n)) ?? false;
+    }
+    /** Only what is missing; `all` with an unknown offer reads the whole source. */
+    missing() {
+        const wanted = this.names();
+        return wanted ? { names: wanted.filter(n => !this.stored.emulators.has(n)), required: true } : this.req.want;
+    }
+    /** Reads `want` from the source (or the restored Actions-cache files) into the entry; the downloaded files, for the Actions cache. */
+    async fill(want, restored) {
+        const staging = this.entry.stage();
+        try {
+            const m = await this.strategy.materialise(want, staging, { ...this.ctx, restored });
+            // Nothing unchecked enters the tool cache.
+            for (const [n, e] of m.emulators)
+                this.ctx.policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 });
+            // A local file that names no version is stored under the version its emulators report.
+            const pending = this.entry;
+            if (external_path_.basename(external_path_.dirname(this.entry.dir)) === PENDING)
+                this.entry = ToolCacheEntry.at(this.root, TOOL, toolVersion(qemuVersionOf(m.emulators.values()) ?? this.req.version), this.arch);
+            const placed = this.entry.commit(staging, m.emulators, m.offered ?? this.stored.offered);
+            if (this.entry !== pending)
+                pending.removeIfEmpty();
+            for (const n of placed.keys())
+                this.fresh.add(n);
+            this.stored = { emulators: new Map([...this.stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : this.stored.offered };
+            return m.kept ?? [];
+        }
+        catch (e) {
+            external_fs_.rmSync(staging, { recursive: true, force: true });
+            throw e;
+        }
+    }
+    /** Hashes the stored emulators this run did not place: an earlier run's marker is not believed under a pin. */
+    async recheckStored() {
+        for (const n of (this.names() ?? []).filter(x => !this.fresh.has(x))) {
+            const e = this.stored.emulators.get(n);
+            const actual = await sha256File(e.path);
+            if (actual !== e.sha256) {
+                throw new errors_ActionError(`qemu-sha256: ${e.path} in the tool cache changed after it was stored (sha256 ${actual}, stored ${e.sha256}); nothing was registered - remove ${this.entry.dir} and re-run`);
+            }
+        }
+    }
+    chosen() {
+        return new Map((this.names() ?? []).map(n => [n, this.stored.emulators.get(n)]));
+    }
+}
+/**
+ * Fills what the entry lacks: from the Actions cache when it has an entry that reads as a download
+ * would, else from the source; a download is kept for the post step to save.
+ */
+async function fillEntry(req, cached, strategy, ctx) {
+    const want = cached.missing();
+    const useCache = req.cache && !req.source.local;
+    // Where the post step saves from; a restore writes only into a directory of its own.
+    const cacheDir = external_path_.join(cached.entry.dir, 'source');
+    // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
+    const cache = useCache
+        ? await restoreEntry({
+            saveDir: cacheDir,
+            prefix: cached.keyPrefix,
+            slots: strategy.slots(want),
+            tempDir: req.tempDir,
+            limits: ctx.limits,
+            network: ctx.network,
+            signal: ctx.signal,
+            log: req.log,
+        })
+        : { available: false };
+    let failed = cache.failed ?? false;
+    if (cache.hit && cache.dir) {
+        try {
+            await cached.fill(want, cache.dir);
+            return { from: 'actions-cache' };
+        }
+        catch (e) {
+            if (ctx.signal?.aborted)
+                throw e;
+            failed = true;
+            req.log.warning(`Not using the Actions cache entry ${cache.hit}: ${errors_errorMessage(e)}; downloading instead`);
+        }
+        finally {
+            external_fs_.rmSync(cache.dir, { recursive: true, force: true });
+        }
+    }
+    const kept = await cached.fill(want);
+    const pendingSave = useCache ? keepForSave(kept, cacheDir, cached.keyPrefix, failed, cache.available, req.log) : undefined;
+    return { from: req.source.local ? 'local' : 'download', pendingSave };
 }
 /** Where a local file's emulators are staged before their version is known. */
 const PENDING = '.pending';
@@ -6202,37 +6312,15 @@ async function applyChanges(writer, reader, changes, journal, log) {
     const registrations = [];
     const ops = [];
     for (const c of changes) {
-        switch (c.kind) {
-            case 'remove':
-                log.info(`reset: removing ${describeEntry(c.entry)}`);
-                break;
-            case 'keep':
-                log.info(`${c.entry.name}: already registered with ${c.entry.interpreter} and flags ${c.entry.flags}; kept`);
-                registrations.push({ target: c.wanted.target, spec: c.wanted.spec, action: 'kept', staged: c.wanted.spec.name });
-                break;
-            case 'replace': {
-                const staged = stagingName(c.wanted.spec.name);
-                const { name, interpreter, flags } = c.wanted.spec;
-                if (c.why === 'reset')
-                    log.info(`reset: removing ${describeEntry(c.old)}\n${name}: registering ${interpreter} with flags ${flags}`);
-                else if (c.why === 'pinned')
-                    log.info(`${name}: registering again from the pinned file ${interpreter} (the kernel holds whatever file was there when the entry was made)`);
-                else
-                    log.info(`${name}: replacing the existing entry (${describeEntry(c.old, false)}) with ${interpreter}, flags ${flags}`);
-                ops.push({ kind: 'register', spec: { ...c.wanted.spec, name: staged } });
-                journal.added.push(staged);
-                registrations.push({ target: c.wanted.target, spec: c.wanted.spec, action: 'replaced', previous: c.old, staged });
-                break;
-            }
-            case 'add': {
-                const staged = stagingName(c.wanted.spec.name);
-                log.info(`${c.wanted.spec.name}: registering ${c.wanted.spec.interpreter} with flags ${c.wanted.spec.flags}`);
-                ops.push({ kind: 'register', spec: { ...c.wanted.spec, name: staged } });
-                journal.added.push(staged);
-                registrations.push({ target: c.wanted.target, spec: c.wanted.spec, action: 'added', staged });
-                break;
-            }
-        }
+        announce(c, log);
+        if (c.kind === 'remove')
+            continue;
+        const r = registrationOf(c);
+        registrations.push(r);
+        if (r.staged === r.spec.name)
+            continue;
+        ops.push({ kind: 'register', spec: { ...r.spec, name: r.staged } });
+        journal.added.push(r.staged);
     }
     if (ops.length) {
         try {
@@ -6244,6 +6332,39 @@ async function applyChanges(writer, reader, changes, journal, log) {
         }
     }
     return registrations;
+}
+/** The log line that says what a change is about to do. */
+function announce(c, log) {
+    switch (c.kind) {
+        case 'remove':
+            log.info(`reset: removing ${describeEntry(c.entry)}`);
+            break;
+        case 'keep':
+            log.info(`${c.entry.name}: already registered with ${c.entry.interpreter} and flags ${c.entry.flags}; kept`);
+            break;
+        case 'replace': {
+            const { name, interpreter, flags } = c.wanted.spec;
+            if (c.why === 'reset')
+                log.info(`reset: removing ${describeEntry(c.old)}\n${name}: registering ${interpreter} with flags ${flags}`);
+            else if (c.why === 'pinned')
+                log.info(`${name}: registering again from the pinned file ${interpreter} (the kernel holds whatever file was there when the entry was made)`);
+            else
+                log.info(`${name}: replacing the existing entry (${describeEntry(c.old, false)}) with ${interpreter}, flags ${flags}`);
+            break;
+        }
+        case 'add':
+            log.info(`${c.wanted.spec.name}: registering ${c.wanted.spec.interpreter} with flags ${c.wanted.spec.flags}`);
+            break;
+    }
+}
+/** A kept entry is verified under its own name; a new one under its staging name until commit. */
+function registrationOf(c) {
+    const { target, spec } = c.wanted;
+    if (c.kind === 'keep')
+        return { target, spec, action: 'kept', staged: spec.name };
+    if (c.kind === 'replace')
+        return { target, spec, action: 'replaced', previous: c.old, staged: stagingName(spec.name) };
+    return { target, spec, action: 'added', staged: stagingName(spec.name) };
 }
 /**
  * Once every new entry is verified: each staged entry takes its real name (an

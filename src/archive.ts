@@ -1,4 +1,4 @@
-import { spawn } from 'child_process'
+import { ChildProcessWithoutNullStreams, spawn } from 'child_process'
 import { createReadStream, promises as fs } from 'fs'
 import * as path from 'path'
 import { Readable, Transform, pipeline } from 'stream'
@@ -7,7 +7,7 @@ import { ActionError, errorMessage } from './errors'
 import { HostArch, describeStart } from './elf'
 import { EmulatorFile, EmulatorSink } from './fetch/emulator-file'
 import { SizeLimits, throwIfAborted } from './fetch/limits'
-import { Decision, TarFormatError, TarHeader, readTar } from './fetch/tar'
+import { Decision, MemberSink, TarFormatError, TarHeader, readTar } from './fetch/tar'
 import type { EmulatorWant } from './plan'
 import { failureReason } from './process'
 import { findTarget } from './targets'
@@ -212,52 +212,47 @@ interface Decompressed {
 const READ_CHUNK = 1024 * 1024
 
 function decompress(file: string, format: TarFormat, range: { start: number; size: number } | undefined, label: string, signal?: AbortSignal): Decompressed {
-  const raw = range
-    ? range.size > 0
-      ? createReadStream(file, { start: range.start, end: range.start + range.size - 1, highWaterMark: READ_CHUNK })
-      : Readable.from([])
-    : createReadStream(file, { highWaterMark: READ_CHUNK })
+  const raw = readBytes(file, range)
   const zstd = (zlib as unknown as { createZstdDecompress?: (o?: zlib.ZlibOptions) => Transform }).createZstdDecompress
-  if (format === 'tar' || format === 'tar.gz' || (format === 'tar.zst' && zstd)) {
-    const inflate =
-      format === 'tar'
-        ? undefined
-        : format === 'tar.gz'
-          ? zlib.createGunzip({ chunkSize: 256 * 1024 })
-          : (zstd as (o?: zlib.ZlibOptions) => Transform)({ chunkSize: 256 * 1024 })
-    if (inflate) pipeline(raw, inflate, () => undefined)
-    const stop = (): void => {
-      raw.destroy()
-      inflate?.destroy()
-    }
-    // As for xz below: a member being skipped asks nothing of the caller, so only the stream's end stops it.
-    signal?.addEventListener('abort', stop, { once: true })
-    return {
-      stream: inflate ?? raw,
-      failure: async () => undefined,
-      close: () => {
-        stop()
-        signal?.removeEventListener('abort', stop)
-      },
-    }
+  if (format === 'tar') return inflateInProcess(raw, undefined, signal)
+  if (format === 'tar.gz') return inflateInProcess(raw, zlib.createGunzip({ chunkSize: 256 * 1024 }), signal)
+  if (format === 'tar.zst' && zstd) return inflateInProcess(raw, zstd({ chunkSize: 256 * 1024 }), signal)
+  return inflateWithProgram(raw, format, label, signal)
+}
+
+/** The file's bytes, or those of the member at `range`. */
+function readBytes(file: string, range: { start: number; size: number } | undefined): Readable {
+  if (!range) return createReadStream(file, { highWaterMark: READ_CHUNK })
+  if (range.size === 0) return Readable.from([])
+  return createReadStream(file, { start: range.start, end: range.start + range.size - 1, highWaterMark: READ_CHUNK })
+}
+
+/** gzip and zstd by Node's zlib (`inflate`); a plain tar (no `inflate`) as it is. */
+function inflateInProcess(raw: Readable, inflate: Transform | undefined, signal?: AbortSignal): Decompressed {
+  if (inflate) pipeline(raw, inflate, () => undefined)
+  const stop = (): void => {
+    raw.destroy()
+    inflate?.destroy()
   }
-  // xz (and zstd where Node lacks it): the system's program, in a process group of its own so that stopping kills all of it.
+  // As for xz below: a member being skipped asks nothing of the caller, so only the stream's end stops it.
+  signal?.addEventListener('abort', stop, { once: true })
+  return {
+    stream: inflate ?? raw,
+    failure: async () => undefined,
+    close: () => {
+      stop()
+      signal?.removeEventListener('abort', stop)
+    },
+  }
+}
+
+/** xz (and zstd where Node lacks it): the system's program, in a process group of its own so that stopping kills all of it. */
+function inflateWithProgram(raw: Readable, format: 'tar.xz' | 'tar.zst', label: string, signal?: AbortSignal): Decompressed {
   const program = format === 'tar.xz' ? 'xz' : 'zstd'
   const args = format === 'tar.xz' ? ['-dc', '-T0'] : ['-dc', '-q']
   const child = spawn(program, args, { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env: process.env })
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => {
-    if (stderr.length < 4096) stderr += d.toString()
-  })
-  let spawnError: NodeJS.ErrnoException | undefined
+  const exit = watchExit(child)
   let killed = false
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(resolve => {
-    child.on('error', e => {
-      spawnError = e
-      resolve({ code: null, signal: null })
-    })
-    child.on('close', (code, signal) => resolve({ code, signal }))
-  })
   pipeline(raw, child.stdin, () => undefined)
   const kill = (): void => {
     killed = true
@@ -275,21 +270,43 @@ function decompress(file: string, format: TarFormat, range: { start: number; siz
   return {
     stream: child.stdout,
     failure: async () => {
-      const { code, signal: killedBy } = await exited
+      const { code, signal: killedBy } = await exit.exited
       signal?.removeEventListener('abort', onAbort)
+      const spawnError = exit.spawnError()
       if (spawnError) {
         const pkg = program === 'xz' ? 'xz-utils' : 'zstd'
         if (spawnError.code === 'ENOENT') return `!${label} is ${COMPRESSION[format]}-compressed but this runner has no ${program}; install ${pkg}`
         return errorMessage(spawnError)
       }
       if (code === 0 || killed) return undefined
-      return failureReason({ code, signal: killedBy, stdout: '', stderr }, undefined, program).replace(/^(xz|zstd): (\(stdin\): )?/, '')
+      return failureReason({ code, signal: killedBy, stdout: '', stderr: exit.stderr() }, undefined, program).replace(/^(xz|zstd): (\(stdin\): )?/, '')
     },
     close: () => {
       if (child.exitCode === null) kill()
       signal?.removeEventListener('abort', onAbort)
     },
   }
+}
+
+/** How the child ended, whether it could be started at all, and the start of what it said on stderr (enough for a message). */
+function watchExit(child: ChildProcessWithoutNullStreams): {
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  spawnError: () => NodeJS.ErrnoException | undefined
+  stderr: () => string
+} {
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => {
+    if (stderr.length < 4096) stderr += d.toString()
+  })
+  let spawnError: NodeJS.ErrnoException | undefined
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(resolve => {
+    child.on('error', e => {
+      spawnError = e
+      resolve({ code: null, signal: null })
+    })
+    child.on('close', (code, signal) => resolve({ code, signal }))
+  })
+  return { exited, spawnError: () => spawnError, stderr: () => stderr }
 }
 
 /**
@@ -338,136 +355,210 @@ interface Candidate {
  * has been seen. On failure nothing is left in destDir.
  */
 export async function extractEmulators(file: string, label: string, want: EmulatorWant, destDir: string, opts: ExtractOptions): Promise<Extracted> {
+  const tar = await locateTar(file, label)
+  const picker = new EmulatorPicker(want, label, tar.what, destDir, opts)
+  const dec = decompress(file, tar.format, tar.range, label, opts.signal)
+  let ending: 'end' | 'stopped'
+  try {
+    ending = await readTar(
+      dec.stream,
+      h => picker.decide(h),
+      () => picker.done,
+    )
+  } catch (e) {
+    dec.close()
+    await picker.discard()
+    throw readFailure(e, await dec.failure(), tar, label, opts.signal)
+  }
+  dec.close()
+  // Stopped early, close() killed the decompressor: only a stream read to its end has an exit worth judging.
+  if (ending === 'end') {
+    const complaint = await dec.failure()
+    if (complaint) {
+      await picker.discard()
+      throw complaint.startsWith('!') ? new ActionError(complaint.slice(1)) : corrupt(tar.what, complaint)
+    }
+  }
+  const missing = picker.missing()
+  if (missing.length) {
+    await picker.discard()
+    throw missingEmulators(label, missing, picker)
+  }
+  return { emulators: await placeEmulators(picker.best.values(), destDir), offered: ending === 'end' ? [...picker.offered].sort() : undefined }
+}
+
+/** Where the emulators' tar is: the download itself, or a .deb's data member. */
+interface TarLocation {
+  readonly format: TarFormat
+  readonly range?: { start: number; size: number }
+  /** the tar in messages: the download's label, or `<member> in <label>` */
+  readonly what: string
+}
+
+async function locateTar(file: string, label: string): Promise<TarLocation> {
   const format = await detectFormat(file, label)
   if (format === 'elf') {
     throw new ActionError(
       `qemu-url: ${label} is a single emulator binary; put {target} in qemu-url to download one emulator per target, or point it at an archive`,
     )
   }
-  const deb = format === 'deb' ? await findDebData(file, label) : undefined
-  const tarFormat: TarFormat = deb ? deb.format : (format as TarFormat)
-  const what = deb ? `${deb.name} in ${label}` : label
-  const wanted = new Set(want.names)
-  const best = new Map<string, Candidate>()
-  const refused = new Map<string, string>()
-  const offered = new Set<string>()
-  const written: string[] = []
-  let declared = 0
-  let serial = 0
-  let stop = false
-  let taking: EmulatorSink | undefined
+  if (format !== 'deb') return { format, what: label }
+  const deb = await findDebData(file, label)
+  return { format: deb.format, range: { start: deb.offset, size: deb.size }, what: `${deb.name} in ${label}` }
+}
 
-  const dec = decompress(file, tarFormat, deb ? { start: deb.offset, size: deb.size } : undefined, label, opts.signal)
-  let ending: 'end' | 'stopped'
-  try {
-    ending = await readTar(
-      dec.stream,
-      async h => {
-        throwIfAborted(opts.signal)
-        const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '')
-        if (
-          h.name.startsWith('/') ||
-          key.split('/').includes('..') ||
-          (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))
-        ) {
-          throw new ActionError(
-            `${label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`,
-          )
-        }
-        declared += h.fullSize
-        if (declared > opts.limits.archive) {
-          throw new ActionError(`${what} declares more than ${opts.limits.archive} bytes of content (a decompression bomb?); refusing it - check qemu-url`)
-        }
-        const parts = key.split('/')
-        const m = EMULATOR_NAME.exec(parts[parts.length - 1])
-        // usr/share holds docs, man pages and binfmt-support files named like emulators
-        if (!m || parts.includes('share') || !findTarget(m[1])) return 'skip'
-        const target = m[1]
-        if (h.type !== 'file') {
-          if (!refused.has(target)) refused.set(target, `${h.name} is ${KIND[h.type]}, not the emulator itself`)
-          return 'skip'
-        }
-        offered.add(target)
-        if (!wanted.has(target)) return 'skip'
-        if (h.fullSize > opts.limits.emulator) {
-          throw new ActionError(
-            `${what}: ${h.name} is ${h.fullSize} bytes, more than any emulator (limit ${opts.limits.emulator}); refusing the archive - check qemu-url`,
-          )
-        }
-        const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2])
-        const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, serial]
-        const current = best.get(target)
-        if (current && compare(current.rank, rank) <= 0) return 'skip'
-        const out = path.join(destDir, `.member-${target}-${serial++}`)
-        written.push(out)
-        const sink = new EmulatorSink(target, out, opts.host, `${h.name} in ${label}`, opts.limits.emulator, opts.signal)
-        taking = sink
-        return {
-          write: c => sink.write(c),
-          end: async () => {
-            await sink.end()
-            taking = undefined
-            if (current) await fs.rm(current.file.path, { force: true })
-            best.set(target, { target, rank, file: sink.result(out) })
-            // Everything asked for is here: the rest of the archive is not read.
-            if (want.required && [...wanted].every(t => best.has(t))) stop = true
-          },
-        }
-      },
-      () => stop,
-    )
-  } catch (e) {
-    dec.close()
-    // A member cut short still holds its file open.
-    await taking?.abandon()
-    await Promise.all(written.map(f => fs.rm(f, { force: true })))
-    const complaint = await dec.failure()
-    if (opts.signal?.aborted) throw opts.signal.reason ?? e
-    if (complaint?.startsWith('!')) throw new ActionError(complaint.slice(1))
-    if (e instanceof TarFormatError) {
-      if (complaint) throw new ActionError(`${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`)
-      if (e.notTar) {
-        throw new ActionError(
-          `${label} is ${tarFormat === 'tar' ? 'not' : `${COMPRESSION[tarFormat]}-compressed but not`} a tar archive (${e.message}); expected ${ACCEPTED}; check qemu-url`,
-        )
-      }
-      throw new ActionError(`${what} is corrupt or truncated (${e.message}); the download may be incomplete; re-run or check qemu-url`)
-    }
-    if (e instanceof ActionError || opts.signal?.aborted) throw e
-    throw new ActionError(
-      `${what} is corrupt or truncated (${errorMessage(e).replace(/^Error: /, '')}); the download may be incomplete; re-run or check qemu-url`,
-    )
+/**
+ * Decides, member by member, what to take: each wanted emulator's best copy (qemu-T-static before
+ * qemu-T, in a bin directory before elsewhere, shallower, earlier), each written to a file of its own
+ * in destDir as it streams past; a better copy replaces the one taken before.
+ */
+class EmulatorPicker {
+  readonly best = new Map<string, Candidate>()
+  /** every emulator the archive holds as a regular file */
+  readonly offered = new Set<string>()
+  /** per target, why a member named like its emulator was not taken (a link, a device, ...) */
+  readonly refused = new Map<string, string>()
+  /** every required emulator has been taken: the rest of the archive is not read */
+  done = false
+  private readonly wanted: Set<string>
+  /** every file written: what a failure removes */
+  private readonly written: string[] = []
+  private declared = 0
+  private serial = 0
+  private taking?: EmulatorSink
+
+  constructor(
+    private readonly want: EmulatorWant,
+    private readonly label: string,
+    private readonly what: string,
+    private readonly destDir: string,
+    private readonly opts: ExtractOptions,
+  ) {
+    this.wanted = new Set(want.names)
   }
-  dec.close()
-  if (ending === 'end') {
-    const complaint = await dec.failure()
-    if (complaint) {
-      await Promise.all(written.map(f => fs.rm(f, { force: true })))
+
+  async decide(h: TarHeader): Promise<Decision> {
+    throwIfAborted(this.opts.signal)
+    const key = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '')
+    this.refuseEscape(h, key)
+    this.countDeclared(h)
+    const parts = key.split('/')
+    const m = EMULATOR_NAME.exec(parts[parts.length - 1])
+    // usr/share holds docs, man pages and binfmt-support files named like emulators
+    if (!m || parts.includes('share') || !findTarget(m[1])) return 'skip'
+    const target = m[1]
+    if (h.type !== 'file') {
+      if (!this.refused.has(target)) this.refused.set(target, `${h.name} is ${KIND[h.type]}, not the emulator itself`)
+      return 'skip'
+    }
+    this.offered.add(target)
+    if (!this.wanted.has(target)) return 'skip'
+    if (h.fullSize > this.opts.limits.emulator) {
       throw new ActionError(
-        complaint.startsWith('!')
-          ? complaint.slice(1)
-          : `${what} is corrupt or truncated (${complaint}); the download may be incomplete; re-run or check qemu-url`,
+        `${this.what}: ${h.name} is ${h.fullSize} bytes, more than any emulator (limit ${this.opts.limits.emulator}); refusing the archive - check qemu-url`,
+      )
+    }
+    const inBin = parts.length > 1 && /^s?bin$/.test(parts[parts.length - 2])
+    const rank = [m[2] ? 0 : 1, inBin ? 0 : 1, parts.length, this.serial]
+    const current = this.best.get(target)
+    if (current && compare(current.rank, rank) <= 0) return 'skip'
+    return this.take(h, target, rank, current)
+  }
+
+  /** A member that would land outside the destination makes the whole archive suspect. */
+  private refuseEscape(h: TarHeader, key: string): void {
+    if (
+      h.name.startsWith('/') ||
+      key.split('/').includes('..') ||
+      (h.linkname && h.type === 'hardlink' && (h.linkname.startsWith('/') || h.linkname.split('/').includes('..')))
+    ) {
+      throw new ActionError(
+        `${this.label} contains the member "${h.name}", which would be written outside the destination; refusing to use this archive; check qemu-url`,
       )
     }
   }
 
-  const missing = want.required ? want.names.filter(t => !best.has(t)) : []
-  if (missing.length) {
-    await Promise.all(written.map(f => fs.rm(f, { force: true })))
-    const why = missing.map(t => refused.get(t)).find(r => r !== undefined)
-    if (why) throw new ActionError(`${label}: ${why}; check qemu-url`)
-    const present = [...offered].sort()
-    const holds = present.length ? `it holds: ${present.join(', ')}` : 'it holds no qemu-<target> emulators'
-    const looked = missing.map(t => `qemu-${t}[-static]`).join(', ')
-    throw new ActionError(`${label} has no emulator for ${missing.join(', ')} (looked for ${looked}); ${holds}; choose from those targets or check qemu-url`)
+  /** What all members claim, taken or not: a decompression bomb is refused before its bytes are read. */
+  private countDeclared(h: TarHeader): void {
+    this.declared += h.fullSize
+    if (this.declared > this.opts.limits.archive) {
+      throw new ActionError(
+        `${this.what} declares more than ${this.opts.limits.archive} bytes of content (a decompression bomb?); refusing it - check qemu-url`,
+      )
+    }
   }
+
+  /** Streams the member to a file of its own; once it is whole and checked, it replaces `current`. */
+  private take(h: TarHeader, target: string, rank: number[], current: Candidate | undefined): MemberSink {
+    const out = path.join(this.destDir, `.member-${target}-${this.serial++}`)
+    this.written.push(out)
+    const sink = new EmulatorSink(target, out, this.opts.host, `${h.name} in ${this.label}`, this.opts.limits.emulator, this.opts.signal)
+    this.taking = sink
+    return {
+      write: c => sink.write(c),
+      end: async () => {
+        await sink.end()
+        this.taking = undefined
+        if (current) await fs.rm(current.file.path, { force: true })
+        this.best.set(target, { target, rank, file: sink.result(out) })
+        // Everything asked for is here: the rest of the archive is not read.
+        if (this.want.required && [...this.wanted].every(t => this.best.has(t))) this.done = true
+      },
+    }
+  }
+
+  /** The required emulators no member provided. */
+  missing(): string[] {
+    return this.want.required ? this.want.names.filter(t => !this.best.has(t)) : []
+  }
+
+  /** Removes every file written; a member cut short still holds its file open. */
+  async discard(): Promise<void> {
+    await this.taking?.abandon()
+    await Promise.all(this.written.map(f => fs.rm(f, { force: true })))
+  }
+}
+
+function corrupt(what: string, why: string): ActionError {
+  return new ActionError(`${what} is corrupt or truncated (${why}); the download may be incomplete; re-run or check qemu-url`)
+}
+
+/** What to throw when reading failed with `e`: the decompressor's complaint, where it has one, says more than the tar reader. */
+function readFailure(e: unknown, complaint: string | undefined, tar: TarLocation, label: string, signal?: AbortSignal): unknown {
+  if (signal?.aborted) return signal.reason ?? e
+  if (complaint?.startsWith('!')) return new ActionError(complaint.slice(1))
+  if (e instanceof TarFormatError) {
+    if (complaint) return corrupt(tar.what, complaint)
+    if (e.notTar) {
+      return new ActionError(
+        `${label} is ${tar.format === 'tar' ? 'not' : `${COMPRESSION[tar.format]}-compressed but not`} a tar archive (${e.message}); expected ${ACCEPTED}; check qemu-url`,
+      )
+    }
+    return corrupt(tar.what, e.message)
+  }
+  if (e instanceof ActionError) return e
+  return corrupt(tar.what, errorMessage(e).replace(/^Error: /, ''))
+}
+
+/** Says why the archive cannot serve: a refused member named like the emulator, else what it holds instead. */
+function missingEmulators(label: string, missing: readonly string[], picker: EmulatorPicker): ActionError {
+  const why = missing.map(t => picker.refused.get(t)).find(r => r !== undefined)
+  if (why) return new ActionError(`${label}: ${why}; check qemu-url`)
+  const present = [...picker.offered].sort()
+  const holds = present.length ? `it holds: ${present.join(', ')}` : 'it holds no qemu-<target> emulators'
+  const looked = missing.map(t => `qemu-${t}[-static]`).join(', ')
+  return new ActionError(`${label} has no emulator for ${missing.join(', ')} (looked for ${looked}); ${holds}; choose from those targets or check qemu-url`)
+}
+
+/** Gives each chosen emulator its final name, qemu-<target>. */
+async function placeEmulators(chosen: Iterable<Candidate>, destDir: string): Promise<Map<string, EmulatorFile>> {
   const emulators = new Map<string, EmulatorFile>()
-  for (const c of best.values()) {
+  for (const c of chosen) {
     const out = path.join(destDir, `qemu-${c.target}`)
     await fs.rename(c.file.path, out)
     emulators.set(c.target, { ...c.file, path: out })
   }
-  return { emulators, offered: ending === 'end' ? [...offered].sort() : undefined }
+  return emulators
 }
 
 const KIND: Record<string, string> = {

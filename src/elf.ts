@@ -1,6 +1,4 @@
-import { promises as fs } from 'fs'
-import * as path from 'path'
-import { ActionError, errorMessage } from './errors'
+import { ActionError } from './errors'
 
 export type HostArch = 'amd64' | 'arm64'
 
@@ -124,42 +122,6 @@ export function describeStart(buf: Buffer): string {
   if (printable === sample.length) return 'it is text'
   if (printable / sample.length > 0.95 && !sample.includes(0)) return 'it is text'
   return 'it is binary data of no known kind'
-}
-
-async function readHead(file: string, length: number): Promise<{ buf: Buffer; size: number }> {
-  const fh = await fs.open(file, 'r')
-  try {
-    const { size } = await fh.stat()
-    const buf = Buffer.alloc(Math.min(length, size))
-    let done = 0
-    while (done < buf.length) {
-      const { bytesRead } = await fh.read(buf, done, buf.length - done, done)
-      if (bytesRead === 0) break
-      done += bytesRead
-    }
-    return { buf: buf.subarray(0, done), size }
-  } finally {
-    await fh.close()
-  }
-}
-
-/**
- * Throws ActionError naming `label` unless the file is an ELF executable
- * (ET_EXEC or ET_DYN) for the host machine with no PT_INTERP (static).
- */
-export async function checkHostExecutable(file: string, host: HostArch, label: string): Promise<void> {
-  let head: { buf: Buffer; size: number }
-  try {
-    head = await readHead(file, 64 * 1024)
-  } catch (e) {
-    throw new ActionError(`${label} cannot be read (${errorMessage(e)}); check qemu-url`)
-  }
-  let info = readElfInfo(head.buf)
-  if (!info && head.buf.length < head.size && head.buf.subarray(0, 4).toString('latin1') === '\x7fELF') {
-    // Headers beyond the first 64 KiB: unusual but legal.
-    info = readElfInfo(await fs.readFile(file))
-  }
-  checkHostElf(info, head.buf, host, label, path.basename(file))
 }
 
 /** How much of an emulator's start checkHostElf needs (ELF and program headers of any sane binary). */

@@ -9,13 +9,10 @@ import { EmulatorSource } from './source'
 import { PendingSave, Restored, restoreEntry, saveKey } from './fetch/actions-cache'
 import { DEFAULT_NETWORK, NetworkPolicy } from './fetch/download'
 import { DEFAULT_LIMITS, SizeLimits } from './fetch/limits'
-import { FetchContext, Kept, strategyFor } from './fetch/sources'
+import { FetchContext, Kept, SourceStrategy, strategyFor } from './fetch/sources'
 import { StoredEmulator, ToolCacheEntry } from './fetch/tool-cache'
 import { FileDigest } from './pins'
 import { Log } from './log'
-
-export { PER_TARGET_ALL } from './fetch/sources'
-export { fileNameOf } from './fetch/url'
 
 /** A static QEMU user-mode emulator binary on this runner, ready to be an interpreter. */
 export interface Emulator {
@@ -101,128 +98,179 @@ export async function fetchEmulators(req: FetchRequest): Promise<FetchResult> {
     log: req.log,
     timings,
   }
+  if (strategy.inPlace) return useInPlace(req, strategy, ctx)
 
-  if (strategy.inPlace) {
-    const m = await strategy.materialise(req.want, '', ctx)
-    // Used where they lie: the summary names the file itself.
-    const inPlace = new Map([...verified(m.emulators, policy)].map(([n, e]) => [n, { ...e, origin: e.path }]))
-    const files = [...m.emulators.values()].map(e => ({ name: path.basename(e.path), sha256: e.sha256 }))
-    // Used where they lie: nothing came from a cache.
-    return { emulators: inPlace, cacheHit: false, from: 'local', timings, files, version: ownVersion(source, m.emulators.values()) }
-  }
-
-  // A local file the version input does not name is its own version: it is stored under the version its
-  // emulators report (learned when they are stored, found again by its identity alone).
-  const learnsVersion = source.local && !source.versioned
-  let id = learnsVersion ? `${source.id}|${req.host}` : `${source.id}|${req.version}|${req.host}`
-  // A local file may change in place: its size and mtime are part of its identity.
-  if (source.local && !source.perTarget) {
-    const st = fs.statSync(source.locate())
-    id += `|${st.size}|${st.mtimeMs}`
-  }
-  const arch = `${req.host}-${hash(id).slice(0, 12)}`
-  const root = req.toolCache
-  let entry = learnsVersion
-    ? (ToolCacheEntry.find(root, TOOL, arch) ?? ToolCacheEntry.at(root, TOOL, PENDING, arch))
-    : ToolCacheEntry.at(root, TOOL, toolVersion(req.version), arch)
-  // Entries hold the downloaded files (see actions-cache.ts); a key is this prefix and what the entry holds.
-  const keyPrefix = `${TOOL}-3-${arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`
-
-  // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
-  let stored = entry.read(policy.active)
-  if (stored.doubt) req.log.info(`Not believing the tool cache entry ${entry.dir} while emulators are pinned: ${stored.doubt}; reading the source again`)
-  const names = (): string[] | undefined => pickEmulators(req.want, strategy.offers() ?? stored.offered)
-  const complete = (): boolean => names()?.every(n => stored.emulators.has(n)) ?? false
-  let from: FetchResult['from'] = 'tool-cache'
-  let pendingSave: PendingSave | undefined
-
-  const fresh = new Set<string>()
-  if (!complete()) {
-    const wanted = names()
-    // Only what is missing; `all` with an unknown offer reads the whole source.
-    const want: EmulatorWant = wanted ? { names: wanted.filter(n => !stored.emulators.has(n)), required: true } : req.want
-    const fill = async (restored?: string): Promise<readonly Kept[]> => {
-      const staging = entry.stage()
-      try {
-        const m = await strategy.materialise(want, staging, { ...ctx, restored })
-        // Nothing unchecked enters the tool cache.
-        for (const [n, e] of m.emulators) policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 })
-        // A local file that names no version is stored under the version its emulators report.
-        const pending = entry
-        if (path.basename(path.dirname(entry.dir)) === PENDING)
-          entry = ToolCacheEntry.at(root, TOOL, toolVersion(qemuVersionOf(m.emulators.values()) ?? req.version), arch)
-        const placed = entry.commit(staging, m.emulators, m.offered ?? stored.offered)
-        if (entry !== pending) pending.removeIfEmpty()
-        for (const n of placed.keys()) fresh.add(n)
-        stored = { emulators: new Map([...stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : stored.offered }
-        return m.kept ?? []
-      } catch (e) {
-        fs.rmSync(staging, { recursive: true, force: true })
-        throw e
-      }
-    }
-    const useCache = req.cache && !source.local
-    // Where the post step saves from; a restore writes only into a directory of its own.
-    const cacheDir = path.join(entry.dir, 'source')
-    // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
-    const cache: Restored = useCache
-      ? await restoreEntry({
-          saveDir: cacheDir,
-          prefix: keyPrefix,
-          slots: strategy.slots(want),
-          tempDir: req.tempDir,
-          limits: ctx.limits,
-          network: ctx.network,
-          signal: ctx.signal,
-          log: req.log,
-        })
-      : { available: false }
-    const restored = cache.hit
-    let failed = cache.failed ?? false
-    if (restored && cache.dir) {
-      try {
-        await fill(cache.dir)
-        from = 'actions-cache'
-      } catch (e) {
-        if (ctx.signal?.aborted) throw e
-        failed = true
-        req.log.warning(`Not using the Actions cache entry ${restored}: ${errorMessage(e)}; downloading instead`)
-      } finally {
-        fs.rmSync(cache.dir, { recursive: true, force: true })
-      }
-    }
-    if (!restored || failed) {
-      const kept = await fill()
-      from = source.local ? 'local' : 'download'
-      if (useCache) pendingSave = keepForSave(kept, cacheDir, keyPrefix, failed, cache.available, req.log)
-    }
-  } else {
-    req.log.info(`Using cached emulators from ${entry.dir}`)
-  }
-  if (policy.active) {
-    // Pins hold for what an earlier run stored too: the bytes about to be registered are hashed, not the marker believed.
-    for (const n of (names() ?? []).filter(x => !fresh.has(x))) {
-      const e = stored.emulators.get(n) as StoredEmulator
-      const actual = await sha256File(e.path)
-      if (actual !== e.sha256) {
-        throw new ActionError(
-          `qemu-sha256: ${e.path} in the tool cache changed after it was stored (sha256 ${actual}, stored ${e.sha256}); nothing was registered - remove ${entry.dir} and re-run`,
-        )
-      }
-    }
-  }
-  const chosen = new Map((names() ?? []).map(n => [n, stored.emulators.get(n) as StoredEmulator]))
+  const cached = new CachedEntry(req, strategy, ctx)
+  let got: Pick<FetchResult, 'from' | 'pendingSave'> = { from: 'tool-cache' }
+  if (!cached.complete()) got = await fillEntry(req, cached, strategy, ctx)
+  else req.log.info(`Using cached emulators from ${cached.entry.dir}`)
+  // Pins hold for what an earlier run stored too: the bytes about to be registered are hashed, not the marker believed.
+  if (policy.active) await cached.recheckStored()
+  const chosen = cached.chosen()
   // One line per file the emulators came from (an archive holds many): what the summary offers to pin.
   const files = [...new Map([...chosen.values()].map(e => [e.file, e.fileSha256]))].map(([name, sha256]) => ({ name, sha256 }))
   return {
     emulators: verified(chosen, policy),
-    cacheHit: from === 'tool-cache' || from === 'actions-cache',
-    from,
+    cacheHit: got.from === 'tool-cache' || got.from === 'actions-cache',
+    from: got.from,
     timings,
-    pendingSave,
+    pendingSave: got.pendingSave,
     files,
     version: ownVersion(source, chosen.values()),
   }
+}
+
+/** A local directory's emulators, used where they lie. */
+async function useInPlace(req: FetchRequest, strategy: SourceStrategy, ctx: FetchContext): Promise<FetchResult> {
+  const m = await strategy.materialise(req.want, '', ctx)
+  // Used where they lie: the summary names the file itself.
+  const inPlace = new Map([...verified(m.emulators, ctx.policy)].map(([n, e]) => [n, { ...e, origin: e.path }]))
+  const files = [...m.emulators.values()].map(e => ({ name: path.basename(e.path), sha256: e.sha256 }))
+  // Used where they lie: nothing came from a cache.
+  return { emulators: inPlace, cacheHit: false, from: 'local', timings: ctx.timings, files, version: ownVersion(req.source, m.emulators.values()) }
+}
+
+/**
+ * The tool cache entry a request is stored in, what it holds, and the emulators added to it
+ * in this run. Its identity is the source, the version and the host (and, for a local file,
+ * its size and mtime); a local file the version input does not name is stored under the
+ * version its emulators report.
+ */
+class CachedEntry {
+  entry: ToolCacheEntry
+  stored: { emulators: ReadonlyMap<string, StoredEmulator>; offered?: readonly string[] }
+  /** what this run placed: checked against the pins on the way in */
+  readonly fresh = new Set<string>()
+  /** the Actions cache key's prefix: a key is this and what the entry holds (see actions-cache.ts) */
+  readonly keyPrefix: string
+  private readonly root: string
+  private readonly arch: string
+
+  constructor(
+    private readonly req: FetchRequest,
+    private readonly strategy: SourceStrategy,
+    private readonly ctx: FetchContext,
+  ) {
+    const { source } = req
+    // A local file the version input does not name is its own version: it is stored under the version its
+    // emulators report (learned when they are stored, found again by its identity alone).
+    const learnsVersion = source.local && !source.versioned
+    let id = learnsVersion ? `${source.id}|${req.host}` : `${source.id}|${req.version}|${req.host}`
+    // A local file may change in place: its size and mtime are part of its identity.
+    if (source.local && !source.perTarget) {
+      const st = fs.statSync(source.locate())
+      id += `|${st.size}|${st.mtimeMs}`
+    }
+    this.arch = `${req.host}-${hash(id).slice(0, 12)}`
+    this.root = req.toolCache
+    this.entry = learnsVersion
+      ? (ToolCacheEntry.find(this.root, TOOL, this.arch) ?? ToolCacheEntry.at(this.root, TOOL, PENDING, this.arch))
+      : ToolCacheEntry.at(this.root, TOOL, toolVersion(req.version), this.arch)
+    this.keyPrefix = `${TOOL}-3-${this.arch}-${hash(`${req.version}|${req.selectionKey}`).slice(0, 16)}`
+    // Under a pin, what the entry says about where an emulator came from is believed only where no one else could have written it.
+    const stored = this.entry.read(ctx.policy.active)
+    if (stored.doubt) req.log.info(`Not believing the tool cache entry ${this.entry.dir} while emulators are pinned: ${stored.doubt}; reading the source again`)
+    this.stored = stored
+  }
+
+  /** The emulators to use, once the source's offer (or the entry's record of it) is known. */
+  names(): string[] | undefined {
+    return pickEmulators(this.req.want, this.strategy.offers() ?? this.stored.offered)
+  }
+
+  complete(): boolean {
+    return this.names()?.every(n => this.stored.emulators.has(n)) ?? false
+  }
+
+  /** Only what is missing; `all` with an unknown offer reads the whole source. */
+  missing(): EmulatorWant {
+    const wanted = this.names()
+    return wanted ? { names: wanted.filter(n => !this.stored.emulators.has(n)), required: true } : this.req.want
+  }
+
+  /** Reads `want` from the source (or the restored Actions-cache files) into the entry; the downloaded files, for the Actions cache. */
+  async fill(want: EmulatorWant, restored?: string): Promise<readonly Kept[]> {
+    const staging = this.entry.stage()
+    try {
+      const m = await this.strategy.materialise(want, staging, { ...this.ctx, restored })
+      // Nothing unchecked enters the tool cache.
+      for (const [n, e] of m.emulators) this.ctx.policy.checkEmulator(n, e.sha256, { name: e.file, sha256: e.fileSha256 })
+      // A local file that names no version is stored under the version its emulators report.
+      const pending = this.entry
+      if (path.basename(path.dirname(this.entry.dir)) === PENDING)
+        this.entry = ToolCacheEntry.at(this.root, TOOL, toolVersion(qemuVersionOf(m.emulators.values()) ?? this.req.version), this.arch)
+      const placed = this.entry.commit(staging, m.emulators, m.offered ?? this.stored.offered)
+      if (this.entry !== pending) pending.removeIfEmpty()
+      for (const n of placed.keys()) this.fresh.add(n)
+      this.stored = { emulators: new Map([...this.stored.emulators, ...placed]), offered: m.offered ? [...m.offered] : this.stored.offered }
+      return m.kept ?? []
+    } catch (e) {
+      fs.rmSync(staging, { recursive: true, force: true })
+      throw e
+    }
+  }
+
+  /** Hashes the stored emulators this run did not place: an earlier run's marker is not believed under a pin. */
+  async recheckStored(): Promise<void> {
+    for (const n of (this.names() ?? []).filter(x => !this.fresh.has(x))) {
+      const e = this.stored.emulators.get(n) as StoredEmulator
+      const actual = await sha256File(e.path)
+      if (actual !== e.sha256) {
+        throw new ActionError(
+          `qemu-sha256: ${e.path} in the tool cache changed after it was stored (sha256 ${actual}, stored ${e.sha256}); nothing was registered - remove ${this.entry.dir} and re-run`,
+        )
+      }
+    }
+  }
+
+  chosen(): Map<string, StoredEmulator> {
+    return new Map((this.names() ?? []).map(n => [n, this.stored.emulators.get(n) as StoredEmulator]))
+  }
+}
+
+/**
+ * Fills what the entry lacks: from the Actions cache when it has an entry that reads as a download
+ * would, else from the source; a download is kept for the post step to save.
+ */
+async function fillEntry(
+  req: FetchRequest,
+  cached: CachedEntry,
+  strategy: SourceStrategy,
+  ctx: FetchContext,
+): Promise<Pick<FetchResult, 'from' | 'pendingSave'>> {
+  const want = cached.missing()
+  const useCache = req.cache && !req.source.local
+  // Where the post step saves from; a restore writes only into a directory of its own.
+  const cacheDir = path.join(cached.entry.dir, 'source')
+  // A restored entry holds the downloaded files, as untrusted as a download: read and checked (pins too) exactly as one.
+  const cache: Restored = useCache
+    ? await restoreEntry({
+        saveDir: cacheDir,
+        prefix: cached.keyPrefix,
+        slots: strategy.slots(want),
+        tempDir: req.tempDir,
+        limits: ctx.limits,
+        network: ctx.network,
+        signal: ctx.signal,
+        log: req.log,
+      })
+    : { available: false }
+  let failed = cache.failed ?? false
+  if (cache.hit && cache.dir) {
+    try {
+      await cached.fill(want, cache.dir)
+      return { from: 'actions-cache' }
+    } catch (e) {
+      if (ctx.signal?.aborted) throw e
+      failed = true
+      req.log.warning(`Not using the Actions cache entry ${cache.hit}: ${errorMessage(e)}; downloading instead`)
+    } finally {
+      fs.rmSync(cache.dir, { recursive: true, force: true })
+    }
+  }
+  const kept = await cached.fill(want)
+  const pendingSave = useCache ? keepForSave(kept, cacheDir, cached.keyPrefix, failed, cache.available, req.log) : undefined
+  return { from: req.source.local ? 'local' : 'download', pendingSave }
 }
 
 /** Where a local file's emulators are staged before their version is known. */

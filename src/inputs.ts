@@ -2,16 +2,18 @@ import { randomUUID } from 'crypto'
 import { ChecksumList, parseChecksums } from './checksum'
 import { ActionError, untrusted } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
-import { AppendNode, parseAppend } from './buildx/builder'
+import { parseAppend } from './buildx/append'
+import { AppendNode } from './buildx/types'
 
 export type InstallMode = 'auto' | 'direct' | 'docker' | 'userns'
 
 /** The pinned tonistiigi/binfmt release (tag deploy/v<qemu>-<build>). */
 export const DEFAULT_QEMU_VERSION = '10.2.3-68'
-/** The image of registering and verifying containers: small, and on every registry mirror. */
-export const DEFAULT_DOCKER_IMAGE = 'busybox:stable'
 /** `{qemu}` is the version without its build suffix, as in the asset's file name. */
 export const DEFAULT_QEMU_URL = 'https://github.com/tonistiigi/binfmt/releases/download/deploy%2Fv{version}/qemu_v{qemu}_linux-{host}.tar.gz'
+
+/** docker-image when empty (action.yml's default too): the image whose shell registers the emulators on the Docker path. */
+export const DEFAULT_DOCKER_IMAGE = 'busybox:stable'
 
 export interface Inputs {
   readonly platforms: PlatformSelection

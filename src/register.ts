@@ -126,35 +126,13 @@ export async function applyChanges(
   const registrations: Registration[] = []
   const ops: KernelOp[] = []
   for (const c of changes) {
-    switch (c.kind) {
-      case 'remove':
-        log.info(`reset: removing ${describeEntry(c.entry)}`)
-        break
-      case 'keep':
-        log.info(`${c.entry.name}: already registered with ${c.entry.interpreter} and flags ${c.entry.flags}; kept`)
-        registrations.push({ target: c.wanted.target, spec: c.wanted.spec, action: 'kept', staged: c.wanted.spec.name })
-        break
-      case 'replace': {
-        const staged = stagingName(c.wanted.spec.name)
-        const { name, interpreter, flags } = c.wanted.spec
-        if (c.why === 'reset') log.info(`reset: removing ${describeEntry(c.old)}\n${name}: registering ${interpreter} with flags ${flags}`)
-        else if (c.why === 'pinned')
-          log.info(`${name}: registering again from the pinned file ${interpreter} (the kernel holds whatever file was there when the entry was made)`)
-        else log.info(`${name}: replacing the existing entry (${describeEntry(c.old, false)}) with ${interpreter}, flags ${flags}`)
-        ops.push({ kind: 'register', spec: { ...c.wanted.spec, name: staged } })
-        journal.added.push(staged)
-        registrations.push({ target: c.wanted.target, spec: c.wanted.spec, action: 'replaced', previous: c.old, staged })
-        break
-      }
-      case 'add': {
-        const staged = stagingName(c.wanted.spec.name)
-        log.info(`${c.wanted.spec.name}: registering ${c.wanted.spec.interpreter} with flags ${c.wanted.spec.flags}`)
-        ops.push({ kind: 'register', spec: { ...c.wanted.spec, name: staged } })
-        journal.added.push(staged)
-        registrations.push({ target: c.wanted.target, spec: c.wanted.spec, action: 'added', staged })
-        break
-      }
-    }
+    announce(c, log)
+    if (c.kind === 'remove') continue
+    const r = registrationOf(c)
+    registrations.push(r)
+    if (r.staged === r.spec.name) continue
+    ops.push({ kind: 'register', spec: { ...r.spec, name: r.staged } })
+    journal.added.push(r.staged)
   }
   if (ops.length) {
     try {
@@ -165,6 +143,37 @@ export async function applyChanges(
     }
   }
   return registrations
+}
+
+/** The log line that says what a change is about to do. */
+function announce(c: Change, log: Log): void {
+  switch (c.kind) {
+    case 'remove':
+      log.info(`reset: removing ${describeEntry(c.entry)}`)
+      break
+    case 'keep':
+      log.info(`${c.entry.name}: already registered with ${c.entry.interpreter} and flags ${c.entry.flags}; kept`)
+      break
+    case 'replace': {
+      const { name, interpreter, flags } = c.wanted.spec
+      if (c.why === 'reset') log.info(`reset: removing ${describeEntry(c.old)}\n${name}: registering ${interpreter} with flags ${flags}`)
+      else if (c.why === 'pinned')
+        log.info(`${name}: registering again from the pinned file ${interpreter} (the kernel holds whatever file was there when the entry was made)`)
+      else log.info(`${name}: replacing the existing entry (${describeEntry(c.old, false)}) with ${interpreter}, flags ${flags}`)
+      break
+    }
+    case 'add':
+      log.info(`${c.wanted.spec.name}: registering ${c.wanted.spec.interpreter} with flags ${c.wanted.spec.flags}`)
+      break
+  }
+}
+
+/** A kept entry is verified under its own name; a new one under its staging name until commit. */
+function registrationOf(c: Exclude<Change, { kind: 'remove' }>): Registration {
+  const { target, spec } = c.wanted
+  if (c.kind === 'keep') return { target, spec, action: 'kept', staged: spec.name }
+  if (c.kind === 'replace') return { target, spec, action: 'replaced', previous: c.old, staged: stagingName(spec.name) }
+  return { target, spec, action: 'added', staged: stagingName(spec.name) }
 }
 
 /**

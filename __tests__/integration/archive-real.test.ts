@@ -4,7 +4,7 @@ import * as os from 'os'
 import * as path from 'path'
 import { createHash } from 'crypto'
 import { ArchiveFormat, Extracted, detectFormat, extractEmulators } from '../../src/archive'
-import { checkHostExecutable } from '../../src/elf'
+import { passFile } from '../../src/fetch/emulator-file'
 import { ActionError } from '../../src/errors'
 import { DEFAULT_LIMITS, SizeLimits } from '../../src/fetch/limits'
 import { findTarget } from '../../src/targets'
@@ -254,7 +254,7 @@ describe('extractEmulators: one streaming pass', () => {
     expect(installed.length).toBeGreaterThan(20)
     const one = await extractAndCompare(fx.deb, { aarch64: 'aarch64', arm: 'arm', riscv64: 'riscv64' })
     expect(one.offered).toBeUndefined()
-    await checkHostExecutable(one.emulators.get('aarch64')!.path, host, 'deb')
+    await passFile(one.emulators.get('aarch64')!.path, 'aarch64', undefined, host, 'deb', DEFAULT_LIMITS.emulator)
     const { run } = extract(fx.deb, 'deb', installed, false)
     const all = await run
     expect(all.offered).toEqual(installed)

@@ -3,7 +3,9 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { ActionError } from '../../src/errors'
-import { EM_AARCH64, EM_X86_64, HostArch, checkHostExecutable, readElfInfo } from '../../src/elf'
+import { EM_AARCH64, EM_X86_64, HostArch, checkHostElf, readElfInfo } from '../../src/elf'
+import { passFile } from '../../src/fetch/emulator-file'
+import { DEFAULT_LIMITS } from '../../src/fetch/limits'
 import { makeElf } from '../support/fake-elf'
 
 // The ELF checks against real binaries: Debian's qemu-user-static, busybox-static:arm64, /bin/ls.
@@ -47,7 +49,12 @@ describe('readElfInfo', () => {
   })
 })
 
-describe('checkHostExecutable', () => {
+/** Reads `file` as the fetch reads a local emulator: through EmulatorSink's ELF check, copying nothing. */
+async function checkFile(file: string, target: string, host: HostArch, label: string): Promise<void> {
+  await passFile(file, target, undefined, host, label, DEFAULT_LIMITS.emulator)
+}
+
+describe('the ELF check on real files', () => {
   let work: string
   beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'elf-test-'))
@@ -62,12 +69,12 @@ describe('checkHostExecutable', () => {
   }
 
   it('accepts a real static emulator built for this host', async () => {
-    await expect(checkHostExecutable(STATIC_EMULATOR, HOST, 'qemu-aarch64 from test')).resolves.toBeUndefined()
+    await expect(checkFile(STATIC_EMULATOR, 'aarch64', HOST, 'qemu-aarch64 from test')).resolves.toBeUndefined()
   })
 
   it('rejects an emulator built for another machine', async () => {
     await expectActionError(
-      checkHostExecutable(STATIC_EMULATOR, OTHER, 'qemu-aarch64 from https://x/y.tar.gz'),
+      checkFile(STATIC_EMULATOR, 'aarch64', OTHER, 'qemu-aarch64 from https://x/y.tar.gz'),
       new RegExp(
         `^qemu-aarch64 from https://x/y\\.tar\\.gz is built for ${HOST === 'amd64' ? 'x86_64' : 'aarch64'}, not this ${OTHER} runner; use an archive for linux-${OTHER}$`,
       ),
@@ -75,12 +82,12 @@ describe('checkHostExecutable', () => {
     const fake = write('qemu-arm', makeElf({ bits: 64, machine: EM_AARCH64 }))
     if (HOST === 'amd64') {
       await expectActionError(
-        checkHostExecutable(fake, 'amd64', 'qemu-arm from https://x/y.tar.gz'),
+        checkFile(fake, 'arm', 'amd64', 'qemu-arm from https://x/y.tar.gz'),
         /^qemu-arm from https:\/\/x\/y\.tar\.gz is built for aarch64, not this amd64 runner; use an archive for linux-amd64$/,
       )
     }
     const ppc = write('qemu-ppc', makeElf({ bits: 64, le: false, machine: 21 }))
-    await expectActionError(checkHostExecutable(ppc, HOST, 'qemu-ppc'), /is built for ppc64 \(big-endian\), not this/)
+    await expectActionError(checkFile(ppc, 'ppc', HOST, 'qemu-ppc'), /is built for ppc64 \(big-endian\), not this/)
   })
 
   it('rejects a real static aarch64 binary on amd64', async () => {
@@ -88,19 +95,21 @@ describe('checkHostExecutable', () => {
     const busybox = arm64Busybox(work)
     expect(readElfInfo(fs.readFileSync(busybox))).toMatchObject({ machine: EM_AARCH64, bits: 64 })
     await expectActionError(
-      checkHostExecutable(busybox, 'amd64', 'qemu-aarch64 from busybox'),
+      checkFile(busybox, 'aarch64', 'amd64', 'qemu-aarch64 from busybox'),
       /^qemu-aarch64 from busybox is built for aarch64, not this amd64 runner; use an archive for linux-amd64$/,
     )
-    await expect(checkHostExecutable(busybox, 'arm64', 'busybox')).resolves.toBeUndefined()
+    await expect(checkFile(busybox, 'aarch64', 'arm64', 'busybox')).resolves.toBeUndefined()
   })
 
   it('rejects a dynamically linked binary and names the static build', async () => {
     const ls = path.join(work, 'qemu-riscv64')
     fs.copyFileSync('/bin/ls', ls)
     await expectActionError(
-      checkHostExecutable(ls, HOST, 'qemu-riscv64 from https://x/y.tar.gz'),
+      checkFile(ls, 'riscv64', HOST, 'qemu-riscv64 from https://x/y.tar.gz'),
       /^qemu-riscv64 from https:\/\/x\/y\.tar\.gz is dynamically linked \(interpreter \/lib.*ld-linux.*\); binfmt's F flag needs a static emulator such as qemu-riscv64-static$/,
     )
-    await expectActionError(checkHostExecutable('/bin/ls', HOST, '/bin/ls'), /such as qemu-<target>-static$/)
+    // Without a qemu-<target> name to go by, the advice names the pattern.
+    const lsHead = fs.readFileSync('/bin/ls')
+    expect(() => checkHostElf(readElfInfo(lsHead), lsHead, HOST, '/bin/ls')).toThrow(/such as qemu-<target>-static$/)
   })
 })

@@ -25,9 +25,7 @@ import {
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
 import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
 
-export { parseAppend } from './append'
-export type { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
-export type { ParsedBuilder } from './inspect'
+// main.ts and report.ts still import BuilderResult from here.
 
 interface BuilderLog {
   info(s: string): void

@@ -51,7 +51,7 @@ interface Materialised {
  * checked (ELF for this host, static, sizes, qemu-sha256 lines of the files
  * they came from) before anything is kept.
  */
-interface SourceStrategy {
+export interface SourceStrategy {
   /** for messages: credentials redacted */
   readonly label: string
   /** used where it lies (a local directory) rather than stored in the tool cache */

@@ -164,6 +164,29 @@ function parsePax(data: Buffer): Map<string, string> {
   return out
 }
 
+/** Extended headers (pax 'x', GNU 'L' and 'K') describe the member after them; pax 'g' records all that follow. */
+class PendingMeta {
+  longName?: string
+  longLink?: string
+  pax = new Map<string, string>()
+  private globalPax = new Map<string, string>()
+
+  add(flag: string, body: Buffer): void {
+    if (flag === 'x') this.pax = new Map([...this.globalPax, ...parsePax(body)])
+    else if (flag === 'g') this.globalPax = new Map([...this.globalPax, ...parsePax(body)])
+    else if (flag === 'L') this.longName = cstring(body, 0, body.length)
+    else this.longLink = cstring(body, 0, body.length)
+  }
+
+  /** Once a member has used them. */
+  clear(): void {
+    this.pax = new Map()
+    this.longName = this.longLink = undefined
+  }
+}
+
+const META_FLAGS = new Set(['x', 'g', 'L', 'K'])
+
 /**
  * Reads `source` (a decompressed tar stream), calling `decide` for every
  * member. Resolves with 'end' (end-of-archive block or clean end of stream) or
@@ -177,90 +200,102 @@ export async function readTar(
   done: () => boolean = () => false,
 ): Promise<'end' | 'stopped'> {
   const r = new ByteReader(source[Symbol.asyncIterator]())
+  const meta = new PendingMeta()
   let first = true
-  let longName: string | undefined
-  let longLink: string | undefined
-  let pax = new Map<string, string>()
-  let globalPax = new Map<string, string>()
   for (;;) {
-    const { data: block, partial } = await r.read(BLOCK)
-    if (!block) {
-      if (partial === 0 && !first) return 'end'
-      throw new TarFormatError(first && partial === 0 ? 'it is empty' : `it ends inside a header (${partial} of ${BLOCK} bytes)`, first)
-    }
-    if (block.every(b => b === 0)) {
-      if (first) throw new TarFormatError('it starts with an empty block', true)
-      return 'end'
-    }
-    if (!checksumOk(block)) {
-      throw new TarFormatError(first ? 'its first block is not a tar header' : 'a header has a bad checksum', first)
-    }
+    const block = await nextHeader(r, first)
+    if (!block) return 'end'
     first = false
     const flag = String.fromCharCode(block[156])
     const size = octal(block, 124, 12)
     if (!Number.isSafeInteger(size) || size < 0) throw new TarFormatError('a header has a bad size field')
-    const padded = Math.ceil(size / BLOCK) * BLOCK
-
-    if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
-      if (size > MAX_META) throw new TarFormatError(`a metadata record of ${size} bytes is larger than any honest archive needs`)
-      const { data } = await r.read(padded)
-      if (!data) throw new TarFormatError('it ends inside a metadata record')
-      const body = data.subarray(0, size)
-      if (flag === 'x') pax = new Map([...globalPax, ...parsePax(body)])
-      else if (flag === 'g') globalPax = new Map([...globalPax, ...parsePax(body)])
-      else if (flag === 'L') longName = cstring(body, 0, body.length)
-      else longLink = cstring(body, 0, body.length)
+    if (META_FLAGS.has(flag)) {
+      meta.add(flag, await readMetaRecord(r, size))
       continue
     }
-
-    const ustar = block.toString('latin1', 257, 263) === 'ustar\0'
-    const prefix = ustar ? cstring(block, 345, 155) : ''
-    let name = pax.get('path') ?? longName ?? (prefix ? `${prefix}/${cstring(block, 0, 100)}` : cstring(block, 0, 100))
-    const linkname = pax.get('linkpath') ?? longLink ?? cstring(block, 157, 100)
-    let type: TarType = TYPES[flag] ?? 'other'
-    let dataSize = size
-    if (pax.has('size')) {
-      dataSize = Number(pax.get('size'))
-      if (!Number.isSafeInteger(dataSize) || dataSize < 0) throw new TarFormatError('a pax size record is malformed')
-    }
-    let fullSize = dataSize
-    // GNU sparse in pax form (0.x and 1.0): the real size is in the records.
-    const sparseSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size')
-    if (sparseSize !== undefined) {
-      type = 'sparse'
-      fullSize = Number(sparseSize)
-      name = pax.get('GNU.sparse.name') ?? name
-    }
-    if (flag === 'S') {
-      fullSize = octal(block, 483, 12)
-      // Extension blocks listing more holes come before the data.
-      let extended = block[482] !== 0
-      while (extended) {
-        const { data } = await r.read(BLOCK)
-        if (!data) throw new TarFormatError('it ends inside a sparse map')
-        extended = data[504] !== 0
-      }
-    }
-    if (!Number.isFinite(fullSize) || fullSize < dataSize) fullSize = Number.MAX_SAFE_INTEGER
-    pax = new Map()
-    longName = longLink = undefined
-
-    const header: TarHeader = { name, type, size: dataSize, fullSize, mode: octal(block, 100, 8) & 0o7777, linkname: linkname || undefined }
+    const header = memberHeader(block, flag, size, meta)
+    meta.clear()
+    if (flag === 'S') await skipSparseMap(r, block)
     const decision = await decide(header)
     if (decision === 'stop') return 'stopped'
-    const dataPadded = Math.ceil(dataSize / BLOCK) * BLOCK
-    if (decision === 'skip') {
-      const got = await r.pass(dataPadded)
-      if (got < dataPadded) throw new TarFormatError(`it ends inside ${name} (${Math.min(got, dataSize)} of ${dataSize} bytes)`)
-      continue
-    }
-    const got = await r.pass(dataSize, chunk => decision.write(chunk))
-    if (got < dataSize) throw new TarFormatError(`it ends inside ${name} (${got} of ${dataSize} bytes)`)
-    await decision.end()
-    const pad = dataPadded - dataSize
-    if (pad && (await r.pass(pad)) < pad) throw new TarFormatError(`it ends after ${name}`)
-    if (done()) return 'stopped'
+    await passData(r, header, decision)
+    if (decision !== 'skip' && done()) return 'stopped'
   }
+}
+
+/** The next header block; undefined at the end of the archive. */
+async function nextHeader(r: ByteReader, first: boolean): Promise<Buffer | undefined> {
+  const { data: block, partial } = await r.read(BLOCK)
+  if (!block) {
+    if (partial === 0 && !first) return undefined
+    throw new TarFormatError(first && partial === 0 ? 'it is empty' : `it ends inside a header (${partial} of ${BLOCK} bytes)`, first)
+  }
+  if (block.every(b => b === 0)) {
+    if (first) throw new TarFormatError('it starts with an empty block', true)
+    return undefined
+  }
+  if (!checksumOk(block)) {
+    throw new TarFormatError(first ? 'its first block is not a tar header' : 'a header has a bad checksum', first)
+  }
+  return block
+}
+
+async function readMetaRecord(r: ByteReader, size: number): Promise<Buffer> {
+  if (size > MAX_META) throw new TarFormatError(`a metadata record of ${size} bytes is larger than any honest archive needs`)
+  const { data } = await r.read(Math.ceil(size / BLOCK) * BLOCK)
+  if (!data) throw new TarFormatError('it ends inside a metadata record')
+  return data.subarray(0, size)
+}
+
+/** A member's header as the caller sees it: names and sizes from the extended headers before it, where they give them. */
+function memberHeader(block: Buffer, flag: string, size: number, meta: PendingMeta): TarHeader {
+  const { pax } = meta
+  const ustar = block.toString('latin1', 257, 263) === 'ustar\0'
+  const prefix = ustar ? cstring(block, 345, 155) : ''
+  let name = pax.get('path') ?? meta.longName ?? (prefix ? `${prefix}/${cstring(block, 0, 100)}` : cstring(block, 0, 100))
+  const linkname = pax.get('linkpath') ?? meta.longLink ?? cstring(block, 157, 100)
+  let type: TarType = TYPES[flag] ?? 'other'
+  let dataSize = size
+  if (pax.has('size')) {
+    dataSize = Number(pax.get('size'))
+    if (!Number.isSafeInteger(dataSize) || dataSize < 0) throw new TarFormatError('a pax size record is malformed')
+  }
+  let fullSize = dataSize
+  // GNU sparse in pax form (0.x and 1.0): the real size is in the records.
+  const sparseSize = pax.get('GNU.sparse.realsize') ?? pax.get('GNU.sparse.size')
+  if (sparseSize !== undefined) {
+    type = 'sparse'
+    fullSize = Number(sparseSize)
+    name = pax.get('GNU.sparse.name') ?? name
+  }
+  if (flag === 'S') fullSize = octal(block, 483, 12)
+  if (!Number.isFinite(fullSize) || fullSize < dataSize) fullSize = Number.MAX_SAFE_INTEGER
+  return { name, type, size: dataSize, fullSize, mode: octal(block, 100, 8) & 0o7777, linkname: linkname || undefined }
+}
+
+/** An old GNU sparse member: extension blocks listing more holes come before the data. */
+async function skipSparseMap(r: ByteReader, block: Buffer): Promise<void> {
+  let extended = block[482] !== 0
+  while (extended) {
+    const { data } = await r.read(BLOCK)
+    if (!data) throw new TarFormatError('it ends inside a sparse map')
+    extended = data[504] !== 0
+  }
+}
+
+/** The member's data, and the padding to the next block: to the caller's sink, or past. */
+async function passData(r: ByteReader, h: TarHeader, decision: MemberSink | 'skip'): Promise<void> {
+  const padded = Math.ceil(h.size / BLOCK) * BLOCK
+  if (decision === 'skip') {
+    const got = await r.pass(padded)
+    if (got < padded) throw new TarFormatError(`it ends inside ${h.name} (${Math.min(got, h.size)} of ${h.size} bytes)`)
+    return
+  }
+  const got = await r.pass(h.size, chunk => decision.write(chunk))
+  if (got < h.size) throw new TarFormatError(`it ends inside ${h.name} (${got} of ${h.size} bytes)`)
+  await decision.end()
+  const pad = padded - h.size
+  if (pad && (await r.pass(pad)) < pad) throw new TarFormatError(`it ends after ${h.name}`)
 }
 
 /** A regular file to write: its path in the archive (relative, '/'-separated), content and permission bits. */

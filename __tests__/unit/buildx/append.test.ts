@@ -1,5 +1,5 @@
 import { ActionError } from '../../../src/errors'
-import { parseAppend } from '../../../src/buildx/builder'
+import { parseAppend } from '../../../src/buildx/append'
 
 const err = (text: string): string => {
   try {

@@ -3,7 +3,8 @@ import * as os from 'os'
 import * as path from 'path'
 import { ActionError } from '../../../src/errors'
 import { CancelledError, ProcessRunner, RunOptions, RunResult, errorLine } from '../../../src/process'
-import { BuilderOptions, cleanupBuilder, setupBuilder } from '../../../src/buildx/builder'
+import { cleanupBuilder, setupBuilder } from '../../../src/buildx/builder'
+import { BuilderOptions } from '../../../src/buildx/types'
 
 const transcript = (name: string): string => fs.readFileSync(path.join(__dirname, 'transcripts', name), 'utf8')
 
