@@ -2,6 +2,7 @@ import { BinfmtEntry, BinfmtReader, EntrySpec, sameEntry } from './binfmt'
 import { KernelOp, KernelWriter } from './kernel'
 import { Target } from './targets'
 import { errorMessage } from './errors'
+import { Log } from './log'
 
 export interface WantedEntry {
   readonly target: Target
@@ -107,10 +108,8 @@ export class Journal {
   }
 }
 
-export interface Log {
-  info(message: string): void
-  warning(message: string): void
-}
+/** What registering says: each change, and what a rollback could not undo. */
+type RegisterLog = Pick<Log, 'info' | 'warning'>
 
 /**
  * Registers the new entries, each under its staging name; removes and replaces
@@ -121,7 +120,7 @@ export async function applyChanges(
   reader: BinfmtReader,
   changes: readonly Change[],
   journal: Journal,
-  log: Log,
+  log: RegisterLog,
 ): Promise<Registration[]> {
   const registrations: Registration[] = []
   const ops: KernelOp[] = []
@@ -146,7 +145,7 @@ export async function applyChanges(
 }
 
 /** The log line that says what a change is about to do. */
-function announce(c: Change, log: Log): void {
+function announce(c: Change, log: RegisterLog): void {
   switch (c.kind) {
     case 'remove':
       log.info(`reset: removing ${describeEntry(c.entry)}`)
@@ -188,7 +187,7 @@ export async function commit(
   changes: readonly Change[],
   registrations: readonly Registration[],
   journal: Journal,
-  log: Log,
+  log: RegisterLog,
 ): Promise<void> {
   const ops: KernelOp[] = []
   for (const r of registrations) {
@@ -218,7 +217,7 @@ export async function commit(
  * kernel shows now (a failed batch may have stopped anywhere). Entries that were
  * there before the run were never touched. Best effort: failures are warnings.
  */
-export async function rollback(writer: KernelWriter, reader: BinfmtReader, journal: Journal, log: Log): Promise<void> {
+export async function rollback(writer: KernelWriter, reader: BinfmtReader, journal: Journal, log: RegisterLog): Promise<void> {
   const present = journal.added.filter(n => reader.read(n) !== undefined)
   try {
     if (present.length) await writer.apply(present.map(name => ({ kind: 'remove', name })))
