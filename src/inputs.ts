@@ -1,5 +1,5 @@
 import { randomUUID } from 'crypto'
-import { ChecksumList, parseChecksums } from './checksum'
+import { ChecksumList, parseChecksums } from './fetch/checksum'
 import { ActionError, untrusted } from './errors'
 import { PlatformSelection, parsePlatforms } from './platform'
 import { parseAppend } from './buildx/append'

@@ -1,7 +1,7 @@
 import { BuilderResult } from './buildx/types'
 import { Emulator } from './fetch'
 import { KernelWriter } from './kernel'
-import { FileDigest, Pinning, checksumLine, pinnedStatus } from './pins'
+import { FileDigest, Pinning, checksumLine, pinnedStatus } from './fetch/pins'
 import { ProbeResult } from './verify'
 import { Registration } from './register'
 import { Target, dockerPlatforms } from './targets'

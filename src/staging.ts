@@ -4,7 +4,7 @@
 // interpreter file is gone, until something judges it abandoned.
 import { BinfmtReader } from './binfmt'
 import { stagedBy } from './register'
-import { startedAtMs } from './usage'
+import { startedAtMs } from './job-records'
 
 /** A process that started this soon after the entry still counts as its maker: boot time is known to the second. */
 const SLACK_MS = 2000

@@ -13,7 +13,7 @@ import { Log } from './log'
 import { ChildProcessRunner } from './process'
 import { isQemuEntry, stagingName } from './register'
 import { LOCK_WAIT_MS } from './timeouts'
-import { JobId, UsageRecords, tableOf } from './usage'
+import { JobId, UsageRecords, tableOf } from './job-records'
 
 /** What `uninstall: true` undoes: the entries the run added or replaced. */
 export interface UninstallState {

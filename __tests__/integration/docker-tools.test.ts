@@ -3,7 +3,7 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import { EntrySpec, registerLine } from '../../src/binfmt'
-import { REGISTER_SCRIPT, parseTable } from '../../src/docker/writer'
+import { REGISTER_SCRIPT, parseTable } from '../../src/access/docker/writer'
 import { getTarget } from '../../src/targets'
 
 // What the Docker path hands to a system program, checked with the system's own:

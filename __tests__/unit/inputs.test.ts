@@ -3,7 +3,7 @@ import { load } from 'js-yaml'
 import * as path from 'path'
 import { readInputs, DEFAULT_QEMU_URL, DEFAULT_QEMU_VERSION } from '../../src/inputs'
 import { parsePlatforms } from '../../src/platform'
-import { parseChecksums } from '../../src/checksum'
+import { parseChecksums } from '../../src/fetch/checksum'
 import { ActionError } from '../../src/errors'
 
 const names = (v: string): string[] => {

@@ -25,8 +25,6 @@ import {
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
 import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
 
-// main.ts and report.ts still import BuilderResult from here.
-
 interface BuilderLog {
   info(s: string): void
   notice(s: string): void

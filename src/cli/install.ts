@@ -6,7 +6,7 @@ import { failureOf, watchCancellation } from '../cancellation'
 import { ActionError, errorMessage } from '../errors'
 import { readInputs } from '../inputs'
 import { localToolCache, setup } from '../setup'
-import { NewNamespace, USERNS_PID_ENV } from '../userns'
+import { NewNamespace, USERNS_PID_ENV } from '../access/userns'
 import { COMMAND_DEFAULTS, Parsed } from './args'
 import { commandIO, print } from './output'
 

@@ -2,7 +2,7 @@ import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
 import * as zlib from 'zlib'
-import { extractEmulators } from '../../../src/archive'
+import { extractEmulators } from '../../../src/fetch/archive'
 import { DEFAULT_LIMITS } from '../../../src/fetch/limits'
 import { ustarHeader } from '../../support/tar'
 

@@ -1,4 +1,4 @@
-import { ChecksumPolicy, parseChecksums } from '../../../src/checksum'
+import { ChecksumPolicy, parseChecksums } from '../../../src/fetch/checksum'
 import { VersionScanner } from '../../../src/fetch/emulator-file'
 import { settleAll } from '../../../src/fetch/limits'
 import { EmulatorWant, pickEmulators } from '../../../src/plan'

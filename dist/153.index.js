@@ -1,9 +1,9 @@
 "use strict";
-exports.id = 719;
-exports.ids = [719];
+exports.id = 153;
+exports.ids = [153];
 exports.modules = {
 
-/***/ 6719:
+/***/ 7153:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -151,7 +151,7 @@ function readOr(read, fallback) {
 
 // EXTERNAL MODULE: external "crypto"
 var external_crypto_ = __webpack_require__(6982);
-;// CONCATENATED MODULE: ./src/checksum.ts
+;// CONCATENATED MODULE: ./src/fetch/checksum.ts
 
 
 
@@ -1471,7 +1471,7 @@ removeOnCancel = true) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/docker/writer.ts
+;// CONCATENATED MODULE: ./src/access/docker/writer.ts
 
 
 
@@ -1633,7 +1633,7 @@ class DockerWriter {
     }
 }
 
-;// CONCATENATED MODULE: ./src/docker/daemon.ts
+;// CONCATENATED MODULE: ./src/access/docker/daemon.ts
 
 
 
@@ -2170,7 +2170,7 @@ function levelOf(ended, log) {
     return undefined;
 }
 
-;// CONCATENATED MODULE: ./src/docker/verify.ts
+;// CONCATENATED MODULE: ./src/access/docker/verify.ts
 
 
 
@@ -2349,7 +2349,7 @@ async function directAccess(runner, uid = process.getuid?.() ?? -1) {
     return { reason };
 }
 
-;// CONCATENATED MODULE: ./src/userns.ts
+;// CONCATENATED MODULE: ./src/access/userns.ts
 // install-mode userns: since Linux 6.7 a user namespace may mount a binfmt_misc
 // of its own, whose entries apply to that namespace and the namespaces it
 // creates. Rootless Docker runs its daemon and containers in one such namespace,
@@ -2814,7 +2814,7 @@ class NewNamespace {
     }
 }
 
-;// CONCATENATED MODULE: ./src/access.ts
+;// CONCATENATED MODULE: ./src/access/index.ts
 
 
 
@@ -4082,7 +4082,7 @@ async function passFile(file, target, dest, host, label, limit, signal) {
     return sink.result(dest ?? file);
 }
 
-;// CONCATENATED MODULE: ./src/archive.ts
+;// CONCATENATED MODULE: ./src/fetch/archive.ts
 
 
 
@@ -5182,7 +5182,7 @@ function parsePending(state) {
 
 // EXTERNAL MODULE: external "url"
 var external_url_ = __webpack_require__(7016);
-;// CONCATENATED MODULE: ./src/source.ts
+;// CONCATENATED MODULE: ./src/fetch/source.ts
 
 
 
@@ -5266,7 +5266,7 @@ function scanDirectory(dir) {
     return found;
 }
 
-;// CONCATENATED MODULE: ./src/fetch/sources.ts
+;// CONCATENATED MODULE: ./src/fetch/strategies.ts
 
 
 
@@ -5729,7 +5729,7 @@ function toolCacheError(e, dir) {
     return diskError(e, external_path_.join(dir, 'x'));
 }
 
-;// CONCATENATED MODULE: ./src/fetch.ts
+;// CONCATENATED MODULE: ./src/fetch/index.ts
 
 
 
@@ -6171,7 +6171,7 @@ class HostLock {
     }
 }
 
-;// CONCATENATED MODULE: ./src/pins.ts
+;// CONCATENATED MODULE: ./src/fetch/pins.ts
 // Built-in digests for the default release's assets. tonistiigi/binfmt
 // publishes no checksum file, so the default download is checked against
 // digests recorded here (each confirmed by independent public pins of the same
@@ -6490,7 +6490,7 @@ function reportRows(o, emulatorOf) {
     return rows;
 }
 
-;// CONCATENATED MODULE: ./src/usage.ts
+;// CONCATENATED MODULE: ./src/job-records.ts
 
 
 

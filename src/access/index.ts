@@ -1,15 +1,15 @@
-import { BinfmtReader } from './binfmt'
+import { BinfmtReader } from '../binfmt'
 import { dockerAccess } from './docker/daemon'
 import { verifyInContainer, verifyInDaemon } from './docker/verify'
 import { DockerWriter } from './docker/writer'
-import { ActionError, errorMessage } from './errors'
-import { InstallMode } from './inputs'
-import { KernelWriter, directAccess } from './kernel'
-import { Log } from './log'
-import { ProcessRunner } from './process'
-import { Registration } from './register'
+import { ActionError, errorMessage } from '../errors'
+import { InstallMode } from '../inputs'
+import { KernelWriter, directAccess } from '../kernel'
+import { Log } from '../log'
+import { ProcessRunner } from '../process'
+import { Registration } from '../register'
 import { MountRefused, UsernsWriter, usernsAccess } from './userns'
-import { ProbeHost, ProbeResult, shellProbes, verifyRegistrations } from './verify'
+import { ProbeHost, ProbeResult, shellProbes, verifyRegistrations } from '../verify'
 
 /**
  * One way into binfmt_misc, with everything that follows from it: the writer,

@@ -6,9 +6,9 @@
 // version is the user's to pin.
 
 import { ChecksumList } from './checksum'
-import { HostArch } from './elf'
-import { ActionError } from './errors'
-import { DEFAULT_QEMU_URL, DEFAULT_QEMU_VERSION } from './inputs'
+import { HostArch } from '../elf'
+import { ActionError } from '../errors'
+import { DEFAULT_QEMU_URL, DEFAULT_QEMU_VERSION } from '../inputs'
 
 /** A file the emulators came from, with its digest. */
 export interface FileDigest {

@@ -1,8 +1,8 @@
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { ProcessRunner, RunResult } from '../../src/process'
-import { NamespaceRunner, dockerSocket, enterArgs, findNamespace, mountRefused, rootlessDocker } from '../../src/userns'
+import { ProcessRunner, RunResult } from '../../../src/process'
+import { NamespaceRunner, dockerSocket, enterArgs, findNamespace, mountRefused, rootlessDocker } from '../../../src/access/userns'
 
 describe('dockerSocket', () => {
   test.each([

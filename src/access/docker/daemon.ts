@@ -1,10 +1,10 @@
 import * as fs from 'fs'
 import * as path from 'path'
-import { BINFMT_ROOT } from '../binfmt'
-import { errorMessage, readOr } from '../errors'
-import { ProcessRunner, describeRun, failureReason } from '../process'
-import { DOCKER_ANSWER_MS, DOCKER_PULL_MS } from '../timeouts'
-import { Docker, DockerLog } from './command'
+import { BINFMT_ROOT } from '../../binfmt'
+import { errorMessage, readOr } from '../../errors'
+import { ProcessRunner, describeRun, failureReason } from '../../process'
+import { DOCKER_ANSWER_MS, DOCKER_PULL_MS } from '../../timeouts'
+import { Docker, DockerLog } from '../../docker/command'
 import { ContainerTable, DockerWriter } from './writer'
 
 // Before anything is planned: does the daemon answer, run this runner's

@@ -1,8 +1,8 @@
-import { ActionError } from '../../src/errors'
-import { DEFAULT_QEMU_URL, DEFAULT_QEMU_VERSION } from '../../src/inputs'
-import { checksumLine, defaultAssetName, explainPinFailure, pinnedStatus, pinning } from '../../src/pins'
-import { checksumRows } from '../../src/report'
-import { checkDigest, parseChecksums } from '../../src/checksum'
+import { ActionError } from '../../../src/errors'
+import { DEFAULT_QEMU_URL, DEFAULT_QEMU_VERSION } from '../../../src/inputs'
+import { checksumLine, defaultAssetName, explainPinFailure, pinnedStatus, pinning } from '../../../src/fetch/pins'
+import { checksumRows } from '../../../src/report'
+import { checkDigest, parseChecksums } from '../../../src/fetch/checksum'
 
 const AMD64_SHA = '8e7d8f4c0c7809fc3fea0085199fd6b16f671e7c73d9bf6bec711e1cb535920a'
 const AMD64_FILE = 'qemu_v10.2.3_linux-amd64.tar.gz'

@@ -1,9 +1,9 @@
 import * as fs from 'fs'
 import * as path from 'path'
 import { fileURLToPath } from 'url'
-import { ActionError } from './errors'
-import { HostArch } from './elf'
-import { redact } from './fetch/url'
+import { ActionError } from '../errors'
+import { HostArch } from '../elf'
+import { redact } from './url'
 
 const PLACEHOLDERS = ['version', 'qemu', 'host', 'target'] as const
 

@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'child_process'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { UsageRecords } from '../../src/usage'
+import { UsageRecords } from '../../src/job-records'
 
 const dead = { pid: 999999999, start: '1', entries: ['1/qemu-aarch64'] }
 

@@ -1,10 +1,10 @@
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
-import { resolveSource, scanDirectory } from '../../src/source'
-import { DEFAULT_QEMU_URL } from '../../src/inputs'
-import { amd64Levels, detectHost, nativePlatforms } from '../../src/host'
-import { getTarget } from '../../src/targets'
+import { resolveSource, scanDirectory } from '../../../src/fetch/source'
+import { DEFAULT_QEMU_URL } from '../../../src/inputs'
+import { amd64Levels, detectHost, nativePlatforms } from '../../../src/host'
+import { getTarget } from '../../../src/targets'
 
 describe('qemu-url templates', () => {
   test('the default is the tonistiigi/binfmt release asset for the version and host', () => {

@@ -1,6 +1,6 @@
 import { createHash } from 'crypto'
 import { createReadStream } from 'fs'
-import { ActionError } from './errors'
+import { ActionError } from '../errors'
 
 /** The `qemu-sha256` input: file name -> expected sha256 (lower-case hex). */
 export type ChecksumList = ReadonlyMap<string, string>
