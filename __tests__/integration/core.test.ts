@@ -1,6 +1,7 @@
 // The core action end to end: dist/index.js fetches emulators (from a server on
 // 127.0.0.1 or local files), registers them in the kernel with the F flag and
 // verifies them; a foreign busybox then runs in a chroot that holds no QEMU.
+import { find, findAllVersions } from '@actions/tool-cache'
 import { execFileSync } from 'child_process'
 import * as fs from 'fs'
 import * as path from 'path'
@@ -113,6 +114,28 @@ describe('download, register with F, verify; then a second run on the same tool 
     expect(r.outputs.emulators.split(',').sort()).toEqual([...MY_TARGETS].sort())
     expect(r.outputs.platforms).toBe(first.outputs.platforms)
     await expectForeignUname('arm64')
+  })
+
+  test("a later step of the job finds the emulators with @actions/tool-cache's find()", () => {
+    if (first?.code !== 0) throw new Error('needs a successful first run')
+    // The directory of the registered interpreter is what find() must return: <tool>/<version>/<arch>.
+    const dir = path.dirname(expectRegistered('qemu-aarch64', `${cache}/`).interpreter)
+    const arch = path.basename(dir)
+    expect(path.relative(cache, dir)).toBe(path.join('setup-qemu-binfmt', VERSION, arch))
+    const saved = process.env.RUNNER_TOOL_CACHE
+    process.env.RUNNER_TOOL_CACHE = cache
+    try {
+      expect(find('setup-qemu-binfmt', VERSION, arch)).toBe(dir)
+      expect(findAllVersions('setup-qemu-binfmt', arch)).toEqual([VERSION])
+      expect(fs.existsSync(path.join(find('setup-qemu-binfmt', VERSION, arch), 'qemu-aarch64'))).toBe(true)
+      // It is the marker beside the entry that find() needs (our own markers are what the action trusts).
+      fs.renameSync(`${dir}.complete`, `${dir}.moved`)
+      expect(find('setup-qemu-binfmt', VERSION, arch)).toBe('')
+      fs.renameSync(`${dir}.moved`, `${dir}.complete`)
+    } finally {
+      if (saved === undefined) delete process.env.RUNNER_TOOL_CACHE
+      else process.env.RUNNER_TOOL_CACHE = saved
+    }
   })
 })
 

@@ -25,6 +25,8 @@ interface Marker {
 }
 
 const OFFERS = 'offers.json'
+/** `@actions/tool-cache` marks a complete `<tool>/<version>/<arch>` directory with `<arch>.complete` beside it */
+const COMPLETE = '.complete'
 const STAGING = '.tmp-'
 /** a staging directory this old belongs to a run that died */
 const STALE_MS = 60 * 60 * 1000
@@ -36,6 +38,11 @@ const STALE_MS = 60 * 60 * 1000
  * Writers stage in a directory of their own inside the entry and rename into
  * place, so concurrent runs both succeed and a run killed halfway leaves
  * nothing a later run trusts.
+ *
+ * Once an emulator is in place, `<arch>.complete` beside the entry says so to
+ * `@actions/tool-cache`'s `find()` (it wants `<tool>/<semver>/<arch>/` and that
+ * file), so later steps of a job can find the emulators. It is for them only:
+ * this code never reads it, the per-emulator markers alone decide what is trusted.
  */
 export class ToolCacheEntry {
   constructor(readonly dir: string) {}
@@ -64,7 +71,14 @@ export class ToolCacheEntry {
       } catch {
         return
       }
+      // find() must not be told of a directory that is gone.
+      if (d === this.dir) fs.rmSync(this.completeMarker(), { force: true })
     }
+  }
+
+  /** `<entry>.complete`, the file `@actions/tool-cache`'s find() looks for beside a complete entry. */
+  completeMarker(): string {
+    return `${this.dir}${COMPLETE}`
   }
 
   /**
@@ -183,6 +197,7 @@ export class ToolCacheEntry {
         placed.set(t, { ...e, path: bin })
       }
       if (offered) this.writeAtomic(OFFERS, JSON.stringify({ offered }), staging)
+      if (placed.size) this.markComplete(staging)
     } catch (e) {
       throw diskError(e, path.join(this.dir, 'x'))
     } finally {
@@ -195,6 +210,20 @@ export class ToolCacheEntry {
     const tmp = path.join(staging, `${name}.tmp`)
     fs.writeFileSync(tmp, content, { mode: 0o644 })
     fs.renameSync(tmp, path.join(this.dir, name))
+  }
+
+  /**
+   * Tells find() the entry is usable (by rename, so a concurrent run or a reader never sees half a file).
+   * Only other steps read it; if it cannot be written they do not find the entry, and this run goes on.
+   */
+  private markComplete(staging: string): void {
+    const tmp = path.join(staging, COMPLETE)
+    try {
+      fs.writeFileSync(tmp, '', { mode: 0o644 })
+      fs.renameSync(tmp, this.completeMarker())
+    } catch {
+      // not needed by this run
+    }
   }
 }
 
