@@ -14,8 +14,8 @@ __webpack_require__.d(__webpack_exports__, {
   start: () => (/* binding */ start)
 });
 
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 11 modules
-var core = __webpack_require__(1852);
+// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
+var core = __webpack_require__(3838);
 // EXTERNAL MODULE: external "events"
 var external_events_ = __webpack_require__(4434);
 // EXTERNAL MODULE: external "fs"
@@ -5142,7 +5142,7 @@ async function save(pending, log) {
         log.debug(`The Actions cache service ${service.why}; not saving`);
         return;
     }
-    const cache = await __webpack_require__.e(/* import() */ 174).then(__webpack_require__.bind(__webpack_require__, 9174));
+    const cache = await __webpack_require__.e(/* import() */ 808).then(__webpack_require__.bind(__webpack_require__, 808));
     if (!external_fs_.existsSync(pending.dir)) {
         log.warning(`Actions cache: ${pending.dir} is gone; nothing to save`);
         return;
@@ -5512,6 +5512,8 @@ var compile_cache = __webpack_require__(6232);
 
 
 const OFFERS = 'offers.json';
+/** `@actions/tool-cache` marks a complete `<tool>/<version>/<arch>` directory with `<arch>.complete` beside it */
+const COMPLETE = '.complete';
 const STAGING = '.tmp-';
 /** a staging directory this old belongs to a run that died */
 const STALE_MS = 60 * 60 * 1000;
@@ -5522,6 +5524,11 @@ const STALE_MS = 60 * 60 * 1000;
  * Writers stage in a directory of their own inside the entry and rename into
  * place, so concurrent runs both succeed and a run killed halfway leaves
  * nothing a later run trusts.
+ *
+ * Once an emulator is in place, `<arch>.complete` beside the entry says so to
+ * `@actions/tool-cache`'s `find()` (it wants `<tool>/<semver>/<arch>/` and that
+ * file), so later steps of a job can find the emulators. It is for them only:
+ * this code never reads it, the per-emulator markers alone decide what is trusted.
  */
 class ToolCacheEntry {
     dir;
@@ -5552,7 +5559,14 @@ class ToolCacheEntry {
             catch {
                 return;
             }
+            // find() must not be told of a directory that is gone.
+            if (d === this.dir)
+                external_fs_.rmSync(this.completeMarker(), { force: true });
         }
+    }
+    /** `<entry>.complete`, the file `@actions/tool-cache`'s find() looks for beside a complete entry. */
+    completeMarker() {
+        return `${this.dir}${COMPLETE}`;
     }
     /**
      * The emulators stored and intact (by marker and size), and what the source offers when known.
@@ -5682,6 +5696,8 @@ class ToolCacheEntry {
             }
             if (offered)
                 this.writeAtomic(OFFERS, JSON.stringify({ offered }), staging);
+            if (placed.size)
+                this.markComplete(staging);
         }
         catch (e) {
             throw diskError(e, external_path_.join(this.dir, 'x'));
@@ -5695,6 +5711,20 @@ class ToolCacheEntry {
         const tmp = external_path_.join(staging, `${name}.tmp`);
         external_fs_.writeFileSync(tmp, content, { mode: 0o644 });
         external_fs_.renameSync(tmp, external_path_.join(this.dir, name));
+    }
+    /**
+     * Tells find() the entry is usable (by rename, so a concurrent run or a reader never sees half a file).
+     * Only other steps read it; if it cannot be written they do not find the entry, and this run goes on.
+     */
+    markComplete(staging) {
+        const tmp = external_path_.join(staging, COMPLETE);
+        try {
+            external_fs_.writeFileSync(tmp, '', { mode: 0o644 });
+            external_fs_.renameSync(tmp, this.completeMarker());
+        }
+        catch {
+            // not needed by this run
+        }
     }
 }
 /** Recursive mkdir reports ENOENT for a read-only parent: create the first missing level alone to learn why. */
@@ -5743,9 +5773,12 @@ function toolCacheError(e, dir) {
 
 const TOOL = 'setup-qemu-binfmt';
 const hash = (s) => (0,external_crypto_.createHash)('sha256').update(s).digest('hex');
-/** Tool-cache versions must be semver; other versions get a stable stand-in. */
+// semver 2.0 as @actions/tool-cache's find() takes it: no leading zeros in numeric identifiers (7.2.0-01 is not one).
+const IDENT = '(?:0|[1-9]\\d*|\\d*[A-Za-z-][0-9A-Za-z-]*)';
+const SEMVER = new RegExp(`^(?:0|[1-9]\\d*)\\.(?:0|[1-9]\\d*)\\.(?:0|[1-9]\\d*)(?:-${IDENT}(?:\\.${IDENT})*)?$`);
+/** Tool-cache versions must be semver, so that other steps' find() sees them; other versions get a stable stand-in. */
 function toolVersion(version) {
-    return /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version) ? version : `0.0.0-v${hash(version).slice(0, 12)}`;
+    return SEMVER.test(version) ? version : `0.0.0-v${hash(version).slice(0, 12)}`;
 }
 function networkPolicy(req) {
     return req.network ?? DEFAULT_NETWORK;

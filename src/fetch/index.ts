@@ -68,9 +68,12 @@ const TOOL = 'setup-qemu-binfmt'
 
 const hash = (s: string): string => createHash('sha256').update(s).digest('hex')
 
-/** Tool-cache versions must be semver; other versions get a stable stand-in. */
-function toolVersion(version: string): string {
-  return /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/.test(version) ? version : `0.0.0-v${hash(version).slice(0, 12)}`
+// semver 2.0 as @actions/tool-cache's find() takes it: no leading zeros in numeric identifiers (7.2.0-01 is not one).
+const IDENT = '(?:0|[1-9]\\d*|\\d*[A-Za-z-][0-9A-Za-z-]*)'
+const SEMVER = new RegExp(`^(?:0|[1-9]\\d*)\\.(?:0|[1-9]\\d*)\\.(?:0|[1-9]\\d*)(?:-${IDENT}(?:\\.${IDENT})*)?$`)
+/** Tool-cache versions must be semver, so that other steps' find() sees them; other versions get a stable stand-in. */
+export function toolVersion(version: string): string {
+  return SEMVER.test(version) ? version : `0.0.0-v${hash(version).slice(0, 12)}`
 }
 
 function networkPolicy(req: FetchRequest): NetworkPolicy {

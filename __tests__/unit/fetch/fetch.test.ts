@@ -1,5 +1,6 @@
 import { ChecksumPolicy, parseChecksums } from '../../../src/fetch/checksum'
 import { VersionScanner } from '../../../src/fetch/emulator-file'
+import { toolVersion } from '../../../src/fetch'
 import { settleAll } from '../../../src/fetch/limits'
 import { EmulatorWant, pickEmulators } from '../../../src/plan'
 
@@ -86,5 +87,15 @@ describe('settleAll (one target per download: the first failure stops the others
     const stop = new AbortController()
     await expect(settleAll([after(30, () => 'a'), after(5, () => 'b')], stop)).resolves.toEqual(['a', 'b'])
     expect(stop.signal.aborted).toBe(false)
+  })
+})
+
+describe('tool-cache versions', () => {
+  test.each([['7.2.0-1'], ['10.2.3-68'], ['1.2.3-rc.1'], ['8.2.1-1']])('%s is semver: kept as it is, so find() sees it', v => {
+    expect(toolVersion(v)).toBe(v)
+  })
+  test.each([['7.2.0-01'], ['01.2.3'], ['1:8.2.1+ds-1'], ['v10.0']])('%s is not semver: a stable stand-in under 0.0.0', v => {
+    expect(toolVersion(v)).toMatch(/^0\.0\.0-v[0-9a-f]{12}$/)
+    expect(toolVersion(v)).toBe(toolVersion(v))
   })
 })
