@@ -2,7 +2,10 @@
 // against a loopback HTTP server that serves a tonistiigi/binfmt-layout archive built from
 // Debian's /usr/bin/qemu-<T>-static. Per scenario: cold runs (fresh RUNNER_TOOL_CACHE, no
 // entries of ours in binfmt_misc), each right after a `curl | tar xz` of the same archive, then
-// one cold and N warm runs (same tool cache, entries already registered and kept).
+// one cold and N warm runs (same tool cache, entries already registered and kept). Around each warm
+// run it times `node -e 0` and the run's own test programs alone (the action's probe batch through
+// the entries it kept, started by /bin/sh from the bench): the report shows the warm run's time
+// outside the action (Node start, loading, exit) and the floor those two make.
 //
 //   sudo npm run bench [-- --runs N] [--cold N] [--json] [--platforms LIST] [--targets LIST] [--script FILE] [--keep-cache] [--force]
 //
@@ -22,7 +25,9 @@ import { BINFMT_DIR, binfmtMounted, listEntries, readEntry, removeEntry } from '
 import { tonistiigiArchive, tonistiigiUrlPath } from '../__tests__/support/fixtures'
 import { TestServer, startServer } from '../__tests__/support/server'
 import { parsePlatforms } from '../src/platform'
-import { allTargets, emulatorName } from '../src/targets'
+import { buildProbe } from '../src/probe'
+import { allTargets, emulatorName, getTarget } from '../src/targets'
+import { PROBE_SCRIPT, parseProbes } from '../src/verify'
 
 const QEMU_VERSION = '7.2.0-1'
 /** the emulators of a tonistiigi/binfmt amd64 release */
@@ -35,7 +40,7 @@ const TARGET_WARM_ALL_VERIFY_MS = 100
 /** cold runs against `curl | tar xz` of the same archive: all at most 1.3x, one platform at most 1.0x */
 const TARGET_COLD_RATIO: Readonly<Record<string, number>> = { all: 1.3, one: 1.0 }
 
-type Metric = 'download' | 'extract' | 'register' | 'verify' | 'registerVerify' | 'fetch' | 'total' | 'wall'
+type Metric = 'download' | 'extract' | 'register' | 'verify' | 'registerVerify' | 'fetch' | 'total' | 'outside' | 'wall' | 'nodeZero' | 'batch'
 const METRICS: readonly (readonly [Metric, string])[] = [
   ['download', 'download'],
   ['extract', 'extract'],
@@ -44,7 +49,13 @@ const METRICS: readonly (readonly [Metric, string])[] = [
   ['registerVerify', 'register+verify'],
   ['fetch', 'fetch'],
   ['total', 'action total'],
+  // Node starting, loading the action's chunks, and exiting: the whole process less the action's own time.
+  ['outside', 'start+load+exit'],
   ['wall', 'whole process'],
+  // Measured around each warm run (0 for cold runs): `node -e 0` under the same Node right before it, and
+  // right after it the same test programs through the entries it kept, run by /bin/sh from the bench.
+  ['nodeZero', 'node -e 0'],
+  ['batch', 'programs alone'],
 ]
 
 interface Options {
@@ -65,8 +76,6 @@ interface Scenario {
 
 type Run = Record<Metric, number> & {
   kind: 'cold' | 'warm'
-  /** `node -e 0` under the same Node, timed right before this run (warm runs only) */
-  nodeZero?: number
   cacheHit: string | undefined
   emulators: string
   entries: { added: number; replaced: number; kept: number }
@@ -303,7 +312,7 @@ async function runScenario(state: State, scenario: Scenario, opts: Options, urlT
     checkInterrupted(state)
     const kind = i === 0 ? 'cold' : 'warm'
     // The floor of any Node program's run, alternating with the warm runs so both see the same machine.
-    const nodeZero = kind === 'warm' ? await timeNodeZero(state) : undefined
+    const nodeZero = kind === 'warm' ? await timeNodeZero(state) : 0
     const requestsBefore = server.requests.length
     const r = await run(state, opts, toolCache, inputsFor(scenario, urlTemplate))
     checkInterrupted(state)
@@ -311,10 +320,14 @@ async function runScenario(state: State, scenario: Scenario, opts: Options, urlT
     if (r.code !== 0 || !t) failure(scenario.name, kind, r, t !== undefined)
     const count = (re: RegExp): number => (r.stdout.match(re) ?? []).length
     const entries = { added: count(/: registering /g), replaced: count(/: replacing the existing entry/g), kept: count(/; kept$/gm) }
+    // Right after the run, through the entries it kept: what the verify step cannot go below.
+    const batch = kind === 'warm' ? await timeProbeBatch(state) : 0
     const one: Run = {
       kind,
       nodeZero,
+      batch,
       wall: r.wallMs,
+      outside: r.wallMs - (t.total ?? 0),
       download: t.download ?? 0,
       extract: t.extract ?? 0,
       register: t.register ?? 0,
@@ -336,6 +349,40 @@ async function runScenario(state: State, scenario: Scenario, opts: Options, urlT
     )
   }
   return runs
+}
+
+/**
+ * Wall time of the action's own test-program batch (PROBE_SCRIPT, one program per entry the
+ * bench registered) run by /bin/sh from the bench: the emulators' start alone, without Node.
+ */
+async function timeProbeBatch(state: State): Promise<number> {
+  const names = entryNames().filter(n => !state.before.has(n) && state.mayCreate.has(n))
+  const dir = fs.mkdtempSync(path.join(state.dir!, 'batch-'))
+  try {
+    const programs = names.map(n => `probe-${n.slice('qemu-'.length)}`)
+    for (const n of names) fs.writeFileSync(path.join(dir, `probe-${n.slice('qemu-'.length)}`), buildProbe(getTarget(n.slice('qemu-'.length))), { mode: 0o755 })
+    const { ms, stdout } = await new Promise<{ ms: number; stdout: string }>((resolve, reject) => {
+      const start = performance.now()
+      const child = spawn('/bin/sh', ['-c', PROBE_SCRIPT, 'sh', dir, ...programs], { stdio: ['ignore', 'pipe', 'ignore'] })
+      state.child = child
+      const out: Buffer[] = []
+      child.stdout.on('data', (d: Buffer) => out.push(d))
+      child.on('error', reject)
+      child.on('close', () => {
+        state.child = undefined
+        resolve({ ms: performance.now() - start, stdout: Buffer.concat(out).toString() })
+      })
+    })
+    const ended = parseProbes(stdout, programs)
+    const failed = programs.filter(p => {
+      const e = ended.get(p)
+      return !e || e instanceof Error || e.code === null
+    })
+    if (failed.length) progress(`warning: the programs-alone batch did not run ${failed.join(', ')}`)
+    return ms
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
 }
 
 /** Wall time of `node -e 0` under the Node the action runs on. */
@@ -432,6 +479,27 @@ function table(groups: readonly Group[]): string {
   return lines.join('\n')
 }
 
+/**
+ * What a warm `all` cannot go below on this machine: Node starting and exiting (`node -e 0`) plus
+ * its test programs run alone (the emulators' own start); both the best measured.
+ */
+function warmFloor(groups: readonly Group[]): { nodeZero: number; batch: number; floor: number; ratio: number; best: number; bestRatio: number } | undefined {
+  const allWarm = groups.find(g => g.scenario === 'all' && g.kind === 'warm')
+  if (!allWarm?.runs.length) return undefined
+  const nodeZero = Math.min(...allWarm.runs.map(r => r.nodeZero))
+  const batch = Math.min(...allWarm.runs.map(r => r.batch))
+  const best = Math.min(...allWarm.runs.map(r => r.wall))
+  const ratio2 = (x: number): number => Math.round((x / nodeZero) * 100) / 100
+  return {
+    nodeZero: round(nodeZero),
+    batch: round(batch),
+    floor: round(nodeZero + batch),
+    ratio: ratio2(nodeZero + batch),
+    best: round(best),
+    bestRatio: ratio2(best),
+  }
+}
+
 function evaluateTargets(groups: readonly Group[], comparisons: readonly Comparison[]): TargetResult[] {
   const targets: TargetResult[] = []
   const allWarm = groups.find(g => g.scenario === 'all' && g.kind === 'warm')
@@ -447,7 +515,7 @@ function evaluateTargets(groups: readonly Group[], comparisons: readonly Compari
       met: value < TARGET_WARM_ALL_WALL_MS,
     })
   }
-  const nodeZero = allWarm?.runs.flatMap(r => (r.nodeZero === undefined ? [] : [r.nodeZero])) ?? []
+  const nodeZero = allWarm?.runs.map(r => r.nodeZero) ?? []
   if (allWarm && nodeZero.length) {
     const best = Math.min(...allWarm.runs.map(r => r.wall))
     const value = Math.round((best / Math.min(...nodeZero)) * 100) / 100
@@ -578,6 +646,7 @@ async function main(state: State, opts: Options): Promise<void> {
     if (warm.some(r => r.entries.added || r.entries.replaced)) progress(`warning: a warm ${s.name} run registered entries instead of keeping them`)
   }
   const targets = evaluateTargets(groups, comparisons)
+  const floor = warmFloor(groups)
   const removed = removeOurEntries(state)
 
   const cpus = os.cpus()
@@ -596,7 +665,7 @@ async function main(state: State, opts: Options): Promise<void> {
     scenarios,
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ info, results: groups, comparisons, targets, removedEntries: removed }, null, 2)}\n`)
+    process.stdout.write(`${JSON.stringify({ info, results: groups, comparisons, targets, floor, removedEntries: removed }, null, 2)}\n`)
     return
   }
   const out = [
@@ -616,6 +685,13 @@ async function main(state: State, opts: Options): Promise<void> {
     ...targets.map(
       t => `  ${t.met ? 'met    ' : 'NOT met'}  ${t.name}: ${t.metric === 'ratio' ? `${t.value.toFixed(2)}x` : `median ${t.value.toFixed(1)} ms`}`,
     ),
+    ...(floor
+      ? [
+          '',
+          `warm all floor: node -e 0 ${floor.nodeZero.toFixed(1)} ms + its test programs alone ${floor.batch.toFixed(1)} ms = ` +
+            `${floor.floor.toFixed(1)} ms (${floor.ratio.toFixed(2)}x node -e 0); best warm all ${floor.best.toFixed(1)} ms (${floor.bestRatio.toFixed(2)}x)`,
+        ]
+      : []),
     '',
     `binfmt entries removed at the end: ${removed.join(', ') || 'none'}`,
   ]

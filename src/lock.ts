@@ -34,7 +34,8 @@ interface LockOptions {
   readonly name?: string
 }
 
-function me(): LockHolder {
+/** This run, as a waiting run is told; `since` is when it bound the name (a Date.now()). */
+function me(since: number): LockHolder {
   const job = [
     process.env.GITHUB_REPOSITORY,
     process.env.GITHUB_RUN_ID && `run ${process.env.GITHUB_RUN_ID}`,
@@ -48,7 +49,7 @@ function me(): LockHolder {
   } catch {
     user = String(process.getuid?.() ?? '?')
   }
-  return { pid: process.pid, user, ...(job ? { job } : {}), since: new Date().toISOString() }
+  return { pid: process.pid, user, ...(job ? { job } : {}), since: new Date(since).toISOString() }
 }
 
 function describeHolder(h: LockHolder | undefined): string {
@@ -106,15 +107,18 @@ interface Bound {
   readonly sockets: Set<net.Socket>
 }
 
-function tryBind(name: string, holder: LockHolder): Promise<Bound | undefined> {
+function tryBind(name: string): Promise<Bound | undefined> {
   return new Promise((resolve, reject) => {
     const sockets = new Set<net.Socket>()
+    const since = Date.now()
+    // Who we are is looked up (the user database, the clock's zone) only when a waiting run asks: most runs never wait.
+    let holder: string | undefined
     const server = net.createServer(socket => {
       sockets.add(socket)
       socket.on('close', () => sockets.delete(socket))
       socket.on('error', () => undefined)
       // A client that never closes its side must not keep this connection open.
-      socket.end(JSON.stringify(holder), () => socket.destroy())
+      socket.end((holder ??= JSON.stringify(me(since))), () => socket.destroy())
       socket.unref()
     })
     server.once('error', (e: NodeJS.ErrnoException) => (e.code === 'EADDRINUSE' ? resolve(undefined) : reject(e)))
@@ -133,11 +137,10 @@ export class HostLock {
   static async acquire(opts: LockOptions): Promise<HostLock> {
     const name = opts.name ?? LOCK_NAME
     const deadline = Date.now() + opts.timeoutMs
-    const holder = me()
     let told = false
     for (;;) {
       if (opts.cancel?.aborted) throw new CancelledError()
-      const bound = await tryBind(name, holder)
+      const bound = await tryBind(name)
       if (bound) return new HostLock(bound)
       const other = await askHolder(name)
       if (Date.now() >= deadline) {
