@@ -25,7 +25,7 @@ import { BINFMT_DIR, binfmtMounted, listEntries, readEntry, removeEntry } from '
 import { tonistiigiArchive, tonistiigiUrlPath } from '../__tests__/support/fixtures'
 import { TestServer, startServer } from '../__tests__/support/server'
 import { parsePlatforms } from '../src/platform'
-import { buildProbe } from '../src/probe'
+import { buildProbe } from '../src/test-programs'
 import { allTargets, emulatorName, getTarget } from '../src/targets'
 import { PROBE_SCRIPT, parseProbes } from '../src/verify'
 

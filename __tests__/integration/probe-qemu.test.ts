@@ -2,7 +2,7 @@ import { spawnSync } from 'child_process'
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'fs'
 import { tmpdir } from 'os'
 import { join } from 'path'
-import { AMD64_LEVEL_BASE, buildAmd64LevelProbe, buildProbe, PROBE_ARGS, PROBE_EXIT_STATUS } from '../../src/probe'
+import { AMD64_LEVEL_BASE, buildAmd64LevelProbe, buildProbe, PROBE_ARGS, PROBE_EXIT_STATUS } from '../../src/test-programs'
 import { allTargets, emulatorName, Target } from '../../src/targets'
 import { LDSO_X86_64, ldsoAmd64Levels, runsI386Natively, skippedHere } from '../support/host'
 

@@ -7,7 +7,7 @@ import * as os from 'os'
 import * as path from 'path'
 import { BinfmtReader } from '../../src/binfmt'
 import { detectHost, nativePlatforms } from '../../src/host'
-import { AMD64_LEVEL_BASE, PROBE_EXIT_STATUS } from '../../src/probe'
+import { AMD64_LEVEL_BASE, PROBE_EXIT_STATUS } from '../../src/test-programs'
 import { RunResult } from '../../src/process'
 import { ProbeHost, probeNative } from '../../src/verify'
 

@@ -1,9 +1,9 @@
 "use strict";
-exports.id = 153;
-exports.ids = [153];
+exports.id = 958;
+exports.ids = [958];
 exports.modules = {
 
-/***/ 7153:
+/***/ 4958:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -1746,7 +1746,7 @@ async function dockerAccess(runner, image, log, self = runnerNamespace(), nodeAr
     }
 }
 
-;// CONCATENATED MODULE: ./src/probe.ts
+;// CONCATENATED MODULE: ./src/test-programs.ts
 // A probe is a tiny static ELF executable per QEMU target that reads its own
 // argument vector from the initial process stack (argc, then the argv
 // pointers) and exits with argc + the first byte of argv[1]. Run with
@@ -6077,7 +6077,8 @@ var external_net_ = __webpack_require__(9278);
 // length, Node 22+ binds them at their own length, and for the kernel those are different names.
 // A name that fills sun_path is the same name to every Node version.
 const LOCK_NAME = '\0setup-qemu-binfmt/binfmt_misc/'.padEnd(108, '.');
-function me() {
+/** This run, as a waiting run is told; `since` is when it bound the name (a Date.now()). */
+function me(since) {
     const job = [
         process.env.GITHUB_REPOSITORY,
         process.env.GITHUB_RUN_ID && `run ${process.env.GITHUB_RUN_ID}`,
@@ -6092,7 +6093,7 @@ function me() {
     catch {
         user = String(process.getuid?.() ?? '?');
     }
-    return { pid: process.pid, user, ...(job ? { job } : {}), since: new Date().toISOString() };
+    return { pid: process.pid, user, ...(job ? { job } : {}), since: new Date(since).toISOString() };
 }
 function describeHolder(h) {
     if (!h)
@@ -6145,15 +6146,18 @@ function askHolder(name) {
         socket.on('error', () => done());
     });
 }
-function tryBind(name, holder) {
+function tryBind(name) {
     return new Promise((resolve, reject) => {
         const sockets = new Set();
+        const since = Date.now();
+        // Who we are is looked up (the user database, the clock's zone) only when a waiting run asks: most runs never wait.
+        let holder;
         const server = external_net_.createServer(socket => {
             sockets.add(socket);
             socket.on('close', () => sockets.delete(socket));
             socket.on('error', () => undefined);
             // A client that never closes its side must not keep this connection open.
-            socket.end(JSON.stringify(holder), () => socket.destroy());
+            socket.end((holder ??= JSON.stringify(me(since))), () => socket.destroy());
             socket.unref();
         });
         server.once('error', (e) => (e.code === 'EADDRINUSE' ? resolve(undefined) : reject(e)));
@@ -6173,12 +6177,11 @@ class HostLock {
     static async acquire(opts) {
         const name = opts.name ?? LOCK_NAME;
         const deadline = Date.now() + opts.timeoutMs;
-        const holder = me();
         let told = false;
         for (;;) {
             if (opts.cancel?.aborted)
                 throw new CancelledError();
-            const bound = await tryBind(name, holder);
+            const bound = await tryBind(name);
             if (bound)
                 return new HostLock(bound);
             const other = await askHolder(name);

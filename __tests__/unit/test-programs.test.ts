@@ -1,4 +1,4 @@
-import { AMD64_LEVEL_BASE, amd64LevelOf, argumentsProblem, buildAmd64LevelProbe, buildProbe, PROBE_ARGS, PROBE_EXIT_STATUS } from '../../src/probe'
+import { AMD64_LEVEL_BASE, amd64LevelOf, argumentsProblem, buildAmd64LevelProbe, buildProbe, PROBE_ARGS, PROBE_EXIT_STATUS } from '../../src/test-programs'
 import { allTargets, matchesHeader } from '../../src/targets'
 
 // Running the probes (under qemu-user-static and natively) is in __tests__/integration/probe-qemu.test.ts.
