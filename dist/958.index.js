@@ -3707,12 +3707,6 @@ function emulatorNames(targets) {
     return [...new Set(targets.map(emulatorName))];
 }
 
-// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
-var lib = __webpack_require__(4942);
-// EXTERNAL MODULE: external "http"
-var external_http_ = __webpack_require__(8611);
-// EXTERNAL MODULE: external "https"
-var external_https_ = __webpack_require__(5692);
 // EXTERNAL MODULE: external "stream"
 var external_stream_ = __webpack_require__(2203);
 // EXTERNAL MODULE: external "zlib"
@@ -4602,6 +4596,12 @@ function compare(a, b) {
     return 0;
 }
 
+// EXTERNAL MODULE: external "http"
+var external_http_ = __webpack_require__(8611);
+// EXTERNAL MODULE: external "https"
+var external_https_ = __webpack_require__(5692);
+// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
+var lib = __webpack_require__(4942);
 ;// CONCATENATED MODULE: ./src/fetch/url.ts
 /**
  * Credentials in a URL (`https://user:token@host/...`): never shown, sent only
@@ -4730,30 +4730,39 @@ async function attemptDownload(location, dest, opts) {
     }
     throw new DownloadError(`qemu-url: ${opts.label ?? redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`, `it redirects more than ${MAX_REDIRECTS} times`);
 }
+/**
+ * An HTTP(S) request through the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy),
+ * destroyed with a Transient failure when no answer comes within the connect timeout, and on cancellation.
+ * A failure of the request reaches `reject` (as Transient, unless cancelled). `settled` stops both watches:
+ * call it once the answer is in.
+ */
+function openRequest(url, options, network, signal, reject) {
+    const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
+    const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
+    const req = send(url, { ...options, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent });
+    const timer = setTimeout(() => req.destroy(new Transient(`no response within ${network.connectTimeoutMs / 1000} s`)), network.connectTimeoutMs);
+    const onAbort = () => void req.destroy(signal?.reason ?? new Error('aborted'));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const settled = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+    };
+    req.on('error', e => {
+        settled();
+        reject(e instanceof Transient || signal?.aborted ? e : new Transient(errors_errorMessage(e)));
+    });
+    return { req, settled };
+}
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
 function request(url, authorization, opts) {
     return new Promise((resolve, reject) => {
-        // The toolkit's agent honours https_proxy/no_proxy as the runner sets them.
-        const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
-        const headers = { 'User-Agent': 'setup-qemu-binfmt', Accept: 'application/octet-stream' };
+        const headers = { Accept: 'application/octet-stream' };
         if (authorization)
             headers.Authorization = authorization;
-        const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
-        const req = send(url, { method: 'GET', headers, agent });
-        const timer = setTimeout(() => req.destroy(new Transient(`no response within ${opts.network.connectTimeoutMs / 1000} s`)), opts.network.connectTimeoutMs);
-        const onAbort = () => void req.destroy(opts.signal?.reason ?? new Error('aborted'));
-        opts.signal?.addEventListener('abort', onAbort, { once: true });
-        const cleanup = () => {
-            clearTimeout(timer);
-            opts.signal?.removeEventListener('abort', onAbort);
-        };
+        const { req, settled } = openRequest(url, { method: 'GET', headers }, opts.network, opts.signal, reject);
         req.on('response', res => {
-            cleanup();
+            settled();
             resolve(res);
-        });
-        req.on('error', e => {
-            cleanup();
-            reject(e instanceof Transient || opts.signal?.aborted ? e : new Transient(errors_errorMessage(e)));
         });
         req.end();
     });
@@ -4813,9 +4822,6 @@ async function receive(res, url, dest, opts) {
 }
 
 ;// CONCATENATED MODULE: ./src/fetch/actions-cache.ts
-
-
-
 
 
 
@@ -5062,7 +5068,7 @@ async function twirp(url, token, body, req) {
                 throw new Error(`the cache service answered ${why}`);
         }
         catch (e) {
-            if (!(e instanceof actions_cache_Transient))
+            if (!(e instanceof Transient))
                 throw e;
             why = e.message;
         }
@@ -5073,31 +5079,16 @@ async function twirp(url, token, body, req) {
         await pause(wait, req.signal);
     }
 }
-class actions_cache_Transient extends Error {
-}
 /** A POST with the runtime token; the answer's body read up to 1 MiB, within the network policy's timeouts. */
 function post(url, token, body, req) {
     return new Promise((resolve, reject) => {
-        const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
-        const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
-        const r = send(url, {
-            method: 'POST',
-            agent,
-            headers: {
-                'User-Agent': 'setup-qemu-binfmt',
-                'Content-Type': 'application/json',
-                Accept: 'application/json',
-                Authorization: `Bearer ${token}`,
-                'Content-Length': Buffer.byteLength(body),
-            },
-        });
-        const timer = setTimeout(() => r.destroy(new actions_cache_Transient(`no answer within ${req.network.connectTimeoutMs / 1000} s`)), req.network.connectTimeoutMs);
-        const onAbort = () => void r.destroy(req.signal?.reason ?? new Error('aborted'));
-        req.signal?.addEventListener('abort', onAbort, { once: true });
-        const done = () => {
-            clearTimeout(timer);
-            req.signal?.removeEventListener('abort', onAbort);
+        const headers = {
+            'Content-Type': 'application/json',
+            Accept: 'application/json',
+            Authorization: `Bearer ${token}`,
+            'Content-Length': Buffer.byteLength(body),
         };
+        const { req: r, settled: done } = openRequest(url, { method: 'POST', headers }, req.network, req.signal, reject);
         r.on('response', res => {
             const parts = [];
             let size = 0;
@@ -5115,10 +5106,6 @@ function post(url, token, body, req) {
                 done();
                 reject(e);
             });
-        });
-        r.on('error', e => {
-            done();
-            reject(e instanceof actions_cache_Transient || req.signal?.aborted ? e : new actions_cache_Transient(errors_errorMessage(e)));
         });
         r.end(body);
     });
@@ -5395,16 +5382,24 @@ const stored = (e, from, packageVersion) => ({
     fileSha256: from.sha256,
     ...(packageVersion ? { packageVersion } : {}),
 });
-/** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
-class BundleSource {
+/** A source whose files are read (downloaded, or copied from this machine) into the tool cache's staging. */
+class FileSource {
     source;
+    label;
     inPlace = false;
     local;
-    label;
-    constructor(source) {
+    constructor(source, 
+    /** as messages name it: credentials removed */
+    label) {
         this.source = source;
+        this.label = label;
         this.local = source.local;
-        this.label = redact(source.locate());
+    }
+}
+/** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
+class BundleSource extends FileSource {
+    constructor(source) {
+        super(source, redact(source.locate()));
     }
     offers() {
         return undefined;
@@ -5426,15 +5421,9 @@ class BundleSource {
     }
 }
 /** One file per emulator (`{target}` in qemu-url): an emulator binary, or an archive holding it. */
-class PerTargetSource {
-    source;
-    inPlace = false;
-    local;
-    label;
+class PerTargetSource extends FileSource {
     constructor(source) {
-        this.source = source;
-        this.local = source.local;
-        this.label = redact(source.id);
+        super(source, redact(source.id));
     }
     offers() {
         return PER_TARGET_ALL;

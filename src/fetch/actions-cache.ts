@@ -1,16 +1,13 @@
-import { HttpClient } from '@actions/http-client'
 import { execFile } from 'child_process'
 import { createHash } from 'crypto'
 import * as fs from 'fs'
 import { promises as fsp } from 'fs'
-import * as http from 'http'
-import * as https from 'https'
 import * as path from 'path'
 import { readCompressedTar } from './archive'
 import { sha256File } from './checksum'
 import { ActionError, errorMessage, untrusted } from '../errors'
 import { pause } from '../timeouts'
-import { DownloadError, NetworkPolicy, download } from './download'
+import { download, DownloadError, NetworkPolicy, openRequest, Transient } from './download'
 import { SizeLimits, throwIfAborted } from './limits'
 import { TarHeader } from './tar'
 import { Log } from '../log'
@@ -285,31 +282,16 @@ async function twirp(url: URL, token: string, body: string, req: RestoreRequest)
   }
 }
 
-class Transient extends Error {}
-
 /** A POST with the runtime token; the answer's body read up to 1 MiB, within the network policy's timeouts. */
 function post(url: URL, token: string, body: string, req: RestoreRequest): Promise<{ status: number; text: string }> {
   return new Promise((resolve, reject) => {
-    const agent = new HttpClient('setup-qemu-binfmt').getAgent(url.toString())
-    const send = url.protocol === 'https:' ? https.request : http.request
-    const r = send(url, {
-      method: 'POST',
-      agent,
-      headers: {
-        'User-Agent': 'setup-qemu-binfmt',
-        'Content-Type': 'application/json',
-        Accept: 'application/json',
-        Authorization: `Bearer ${token}`,
-        'Content-Length': Buffer.byteLength(body),
-      },
-    })
-    const timer = setTimeout(() => r.destroy(new Transient(`no answer within ${req.network.connectTimeoutMs / 1000} s`)), req.network.connectTimeoutMs)
-    const onAbort = (): void => void r.destroy(req.signal?.reason ?? new Error('aborted'))
-    req.signal?.addEventListener('abort', onAbort, { once: true })
-    const done = (): void => {
-      clearTimeout(timer)
-      req.signal?.removeEventListener('abort', onAbort)
+    const headers = {
+      'Content-Type': 'application/json',
+      Accept: 'application/json',
+      Authorization: `Bearer ${token}`,
+      'Content-Length': Buffer.byteLength(body),
     }
+    const { req: r, settled: done } = openRequest(url, { method: 'POST', headers }, req.network, req.signal, reject)
     r.on('response', res => {
       const parts: Buffer[] = []
       let size = 0
@@ -325,10 +307,6 @@ function post(url: URL, token: string, body: string, req: RestoreRequest): Promi
         done()
         reject(e)
       })
-    })
-    r.on('error', e => {
-      done()
-      reject(e instanceof Transient || req.signal?.aborted ? e : new Transient(errorMessage(e)))
     })
     r.end(body)
   })

@@ -46,7 +46,7 @@ export interface Downloaded {
 }
 
 /** A failure worth another attempt (network, timeout, 5xx, cut transfer), as opposed to a final answer. */
-class Transient extends Error {}
+export class Transient extends Error {}
 
 const MAX_REDIRECTS = 10
 /** A slow download says how far it got this often: a plain line in a log, a progress bar on a terminal (the command). */
@@ -123,29 +123,45 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
   )
 }
 
+/**
+ * An HTTP(S) request through the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy),
+ * destroyed with a Transient failure when no answer comes within the connect timeout, and on cancellation.
+ * A failure of the request reaches `reject` (as Transient, unless cancelled). `settled` stops both watches:
+ * call it once the answer is in.
+ */
+export function openRequest(
+  url: URL,
+  options: { method: string; headers: http.OutgoingHttpHeaders },
+  network: NetworkPolicy,
+  signal: AbortSignal | undefined,
+  reject: (e: unknown) => void,
+): { req: http.ClientRequest; settled: () => void } {
+  const agent = new HttpClient('setup-qemu-binfmt').getAgent(url.toString())
+  const send = url.protocol === 'https:' ? https.request : http.request
+  const req = send(url, { ...options, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent })
+  const timer = setTimeout(() => req.destroy(new Transient(`no response within ${network.connectTimeoutMs / 1000} s`)), network.connectTimeoutMs)
+  const onAbort = (): void => void req.destroy(signal?.reason ?? new Error('aborted'))
+  signal?.addEventListener('abort', onAbort, { once: true })
+  const settled = (): void => {
+    clearTimeout(timer)
+    signal?.removeEventListener('abort', onAbort)
+  }
+  req.on('error', e => {
+    settled()
+    reject(e instanceof Transient || signal?.aborted ? e : new Transient(errorMessage(e)))
+  })
+  return { req, settled }
+}
+
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
 function request(url: URL, authorization: string | undefined, opts: DownloadOptions): Promise<http.IncomingMessage> {
   return new Promise((resolve, reject) => {
-    // The toolkit's agent honours https_proxy/no_proxy as the runner sets them.
-    const agent = new HttpClient('setup-qemu-binfmt').getAgent(url.toString())
-    const headers: http.OutgoingHttpHeaders = { 'User-Agent': 'setup-qemu-binfmt', Accept: 'application/octet-stream' }
+    const headers: http.OutgoingHttpHeaders = { Accept: 'application/octet-stream' }
     if (authorization) headers.Authorization = authorization
-    const send = url.protocol === 'https:' ? https.request : http.request
-    const req = send(url, { method: 'GET', headers, agent })
-    const timer = setTimeout(() => req.destroy(new Transient(`no response within ${opts.network.connectTimeoutMs / 1000} s`)), opts.network.connectTimeoutMs)
-    const onAbort = (): void => void req.destroy(opts.signal?.reason ?? new Error('aborted'))
-    opts.signal?.addEventListener('abort', onAbort, { once: true })
-    const cleanup = (): void => {
-      clearTimeout(timer)
-      opts.signal?.removeEventListener('abort', onAbort)
-    }
+    const { req, settled } = openRequest(url, { method: 'GET', headers }, opts.network, opts.signal, reject)
     req.on('response', res => {
-      cleanup()
+      settled()
       resolve(res)
-    })
-    req.on('error', e => {
-      cleanup()
-      reject(e instanceof Transient || opts.signal?.aborted ? e : new Transient(errorMessage(e)))
     })
     req.end()
   })

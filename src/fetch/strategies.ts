@@ -188,14 +188,26 @@ const stored = (e: { path: string; sha256: string; size: number; reportedVersion
   ...(packageVersion ? { packageVersion } : {}),
 })
 
-/** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
-class BundleSource implements SourceStrategy {
+/** A source whose files are read (downloaded, or copied from this machine) into the tool cache's staging. */
+abstract class FileSource implements SourceStrategy {
   readonly inPlace = false
   readonly local: boolean
-  readonly label: string
-  constructor(private readonly source: EmulatorSource) {
+  constructor(
+    protected readonly source: EmulatorSource,
+    /** as messages name it: credentials removed */
+    readonly label: string,
+  ) {
     this.local = source.local
-    this.label = redact(source.locate())
+  }
+  abstract offers(): readonly string[] | undefined
+  abstract slots(want: EmulatorWant): readonly string[]
+  abstract materialise(want: EmulatorWant, into: string, ctx: FetchContext): Promise<Materialised>
+}
+
+/** One archive holding every emulator (the tonistiigi/binfmt release, a .deb, a local archive). */
+class BundleSource extends FileSource {
+  constructor(source: EmulatorSource) {
+    super(source, redact(source.locate()))
   }
 
   offers(): undefined {
@@ -221,13 +233,9 @@ class BundleSource implements SourceStrategy {
 }
 
 /** One file per emulator (`{target}` in qemu-url): an emulator binary, or an archive holding it. */
-class PerTargetSource implements SourceStrategy {
-  readonly inPlace = false
-  readonly local: boolean
-  readonly label: string
-  constructor(private readonly source: EmulatorSource) {
-    this.local = source.local
-    this.label = redact(source.id)
+class PerTargetSource extends FileSource {
+  constructor(source: EmulatorSource) {
+    super(source, redact(source.id))
   }
 
   offers(): readonly string[] {
