@@ -567,9 +567,11 @@ function placeNode(opts: BuilderOptions, node: BuilderNode, index: number, all: 
 }
 
 /**
- * BuildKit detects emulated platforms when it starts, so a builder started before the
- * emulators were registered (typically a reused one) does not list them. Only emulated
- * platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
+ * BuildKit detects emulated platforms when it starts and, from v0.13 at least (checked on the
+ * real one), again whenever its workers are listed, so the finish sees emulators registered
+ * after the boot. An older BuildKit, or one whose container cannot run the emulator (an entry
+ * without the F flag names a path the container does not have), may still not list them. Only
+ * emulated platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
  */
 function warnMissingPlatforms(opts: BuilderOptions, listed: readonly BuilderNode[], result: BuilderResult, log: BuilderLog): void {
   if (!opts.emulated.length || !listed.some(n => n.platforms.length)) return
