@@ -116,8 +116,9 @@ export interface BuilderFinish {
 
 /**
  * Lines logged by the start, which runs beside other steps: kept, in order, and written to
- * the real log by the finish (or abandon), so that they appear together under the builder's
- * heading instead of inside the emulator steps' groups.
+ * the real log when the finish (or abandon) begins, so that they appear together under the
+ * builder's heading instead of inside the emulator steps' groups; from then on they go
+ * straight through (a start still booting shows its progress, e.g. a retry, as it happens).
  */
 class HeldLog implements BuilderLog {
   private lines: [keyof BuilderLog, string][] | undefined = []
@@ -209,10 +210,11 @@ export function startBuilder(
  * CancelledError); a builder this step created is removed before it throws.
  */
 export async function finishBuilder(start: BuilderStart, platforms: string[], emulated: string[]): Promise<BuilderFinish> {
+  // What the start said so far, then what it says while the finish waits, as it says it.
+  start.held.release()
   const waitFrom = performance.now()
   const outcome = await start.outcome
   const timings = { builderStart: performance.now() - start.started, builderWait: performance.now() - waitFrom }
-  start.held.release()
   const { docker, removal, log } = start.io
   const opts: BuilderOptions = { ...start.opts, platforms, emulated }
   try {
@@ -245,8 +247,8 @@ export async function finishBuilder(start: BuilderStart, platforms: string[], em
  * docker driver's, is left as it is. Never throws.
  */
 export async function abandonBuilder(start: BuilderStart): Promise<void> {
-  const outcome = await start.outcome
   start.held.release()
+  const outcome = await start.outcome
   const { removal, log } = start.io
   if (outcome.kind === 'failed' && !(outcome.error instanceof CancelledError)) {
     log.debug(`the builder had not started anyway: ${errorMessage(outcome.error)}`)

@@ -787,13 +787,17 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     expect(log.info[log.info.length - 1]).toMatch(/^Builder qemu-builder \(docker-container\) platforms: /)
   })
 
-  test('the finish waits for a start still booting', async () => {
+  test('the finish waits for a start still booting, showing its lines as they come from then on', async () => {
     const runner = new Held(creates(), BOOT)
-    const start = startBuilder(startOptions(), runner, new Log().sink)
+    const log = new Log()
+    const start = startBuilder(startOptions(), runner, log.sink)
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(log.info).toEqual([])
     let finished = false
     const finishing = finishBuilder(start, [...NATIVE, ...EMULATED], EMULATED).then(r => ((finished = true), r))
     await new Promise(resolve => setTimeout(resolve, 20))
     expect(finished).toBe(false)
+    expect(log.info[log.info.length - 1]).toBe(`[command]docker ${BOOT}`)
     runner.release()
     expect((await finishing).result!.name).toBe('qemu-builder')
     expect(runner.inner.commands().slice(-2)).toEqual([BOOT, 'buildx ls --format json'])
