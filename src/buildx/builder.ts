@@ -181,6 +181,9 @@ export function startBuilder(
     preflightDone(undefined)
     held.info(`Using ${buildx.version}`)
     if (opts.driver === 'docker') return startCurrent(opts, held)
+    // A name generated for this step (8 random hex digits) is new: no docker process spent asking (it is
+    // on the way to the first build). buildx refuses to create over an existing builder in any case.
+    if (!opts.nameGiven) return await startCreated(opts, docker, held, new Docker(removal, held))
     const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
     if (existing.code === 0) return await startReused(opts, parseInspect(existing.stdout), docker, held)
     held.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)

@@ -170,7 +170,7 @@ describe('setupBuilder', () => {
     expect(runner.options[4]?.timeoutMs).toBeGreaterThan(runner.options[5]!.timeoutMs!)
   })
 
-  test('minimal create: no config file, no --use; ls json gives the platforms', async () => {
+  test('minimal create: no config file, no --use, no existence check for a generated name; ls json gives the platforms', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- gen-1234', NOT_FOUND)
@@ -187,6 +187,13 @@ describe('setupBuilder', () => {
     expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/arm64', 'linux/riscv64', 'linux/arm/v7', 'linux/arm/v6'])
     expect(out.result!.nodes[0].notRunning).toEqual(['linux/ppc64le', 'linux/s390x', 'linux/386', 'linux/mips64le', 'linux/mips64', 'linux/loong64'])
     expect(out.result!.nodes[0].buildkit).toBe('v0.20.1')
+    // a generated name is new: no inspect to ask whether it exists
+    expect(runner.commands()).toEqual([
+      'buildx version',
+      'buildx create --name gen-1234 --node gen-12340 --driver docker-container',
+      'buildx inspect --bootstrap --builder gen-1234',
+      'buildx ls --format json',
+    ])
     expect(log.info).toContain(
       'Builder gen-1234: node gen-12340 lists linux/ppc64le, linux/s390x, linux/386, linux/mips64le, linux/mips64, linux/loong64, which do not run on this runner (no verified emulator); left out of platforms',
     )
