@@ -105,8 +105,12 @@ wait_docker() {
 }
 
 if ! pgrep -x dockerd >/dev/null 2>&1; then
-  # setsid + no inherited descriptors: dockerd outlives this script and any test runner.
-  setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+  # setsid and no inherited descriptors beyond 0-2: dockerd outlives this script and any test runner,
+  # and a caller's flock(1) lock is not held for its life.
+  (
+    close_inherited_fds
+    setsid dockerd >"$DOCKERD_LOG" 2>&1 </dev/null &
+  )
   wait_docker
 elif [ "$config_changed" = 1 ] || [ "$(docker info --format '{{.DefaultRuntime}}' 2>/dev/null)" != "$RUNTIME" ]; then
   # runtimes and default-runtime are reloadable: no restart, running containers stay.

@@ -35,3 +35,14 @@ debian_uri() {
   done
   return 1
 }
+
+# For a process left running (a daemon): closes every descriptor beyond 0-2 of the calling
+# (sub)shell, so that a caller's flock(1) lock is not held for that process's life. Call it in a
+# subshell that then starts the process.
+close_inherited_fds() {
+  local fd n
+  for fd in /proc/$BASHPID/fd/*; do
+    n=${fd##*/}
+    if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+  done
+}

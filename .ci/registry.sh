@@ -54,10 +54,7 @@ EOF
   # setsid and no inherited descriptors beyond 0-2: the registry outlives this script, and a
   # caller's flock(1) lock is not held for its life.
   (
-    for fd in /proc/$BASHPID/fd/*; do
-      n=${fd##*/}
-      if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
-    done
+    close_inherited_fds
     setsid "$W/x/usr/bin/docker-registry" serve "$W/config.yml" >"$LOG" 2>&1 </dev/null &
   )
   for _ in $(seq 1 40); do up && break; sleep 0.25; done

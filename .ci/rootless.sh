@@ -51,10 +51,7 @@ as_user() {
 # beyond 0-2 is inherited, or a caller's flock(1) lock would be held for that process's life.
 detached() {
   (
-    for fd in /proc/$BASHPID/fd/*; do
-      n=${fd##*/}
-      if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
-    done
+    close_inherited_fds
     as_user "$1"
   )
 }

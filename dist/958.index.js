@@ -3198,8 +3198,13 @@ function platformString(p) {
 }
 
 ;// CONCATENATED MODULE: ./src/buildx/builder.ts
-// Creates (or reuses) and bootstraps the `docker buildx` builder once emulators are
-// registered, so BuildKit starts after them and lists the emulated platforms.
+// The `docker buildx` builder step, in two parts so that it overlaps the emulator steps:
+// startBuilder creates (or reuses), appends and boots the builder (image pull, container,
+// BuildKit start) as soon as the inputs are valid; finishBuilder, once emulators are
+// registered and verified, reads the builder's platforms (BuildKit re-detects emulators
+// when its workers are listed, so ones registered after it booted are there) and makes the
+// result and the post step's state; abandonBuilder removes what the start made when the
+// emulator step fails. setupBuilder is both, one after the other.
 // Every docker command goes through the Docker wrapper over a ProcessRunner, so it
 // is unit-tested over recorded command lines.
 
@@ -3223,50 +3228,165 @@ const RETRY_DELAY = 5 * builder_SECOND;
 /** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
 class BuilderFailure extends errors_ActionError {
 }
-async function setupBuilder(opts, runner, log, 
+/**
+ * Lines logged by the start, which runs beside other steps: kept, in order, and written to
+ * the real log when the finish (or abandon) begins, so that they appear together under the
+ * builder's heading instead of inside the emulator steps' groups; from then on they go
+ * straight through (a start still booting shows its progress, e.g. a retry, as it happens).
+ */
+class HeldLog {
+    target;
+    lines = [];
+    constructor(target) {
+        this.target = target;
+    }
+    info(s) {
+        this.put('info', s);
+    }
+    notice(s) {
+        this.put('notice', s);
+    }
+    warning(s) {
+        this.put('warning', s);
+    }
+    debug(s) {
+        this.put('debug', s);
+    }
+    /** Writes what was held; from then on lines go straight through. */
+    release() {
+        const lines = this.lines;
+        this.lines = undefined;
+        for (const [level, s] of lines ?? [])
+            this.target[level](s);
+    }
+    put(level, s) {
+        if (this.lines)
+            this.lines.push([level, s]);
+        else
+            this.target[level](s);
+    }
+}
+/**
+ * Starts getting the builder: the preflight (`buildx version`), then create (or reuse) the
+ * builder, append its nodes and boot it (image pull, container create, BuildKit start).
+ * Call it as soon as the inputs are valid; the caller then registers and verifies emulators
+ * and calls finishBuilder (or abandonBuilder when its own step failed). Returns at once.
+ * A builder this start created that cannot be completed (a failure, or opts.cancel) is
+ * removed through `removal`, a runner cancellation does not stop.
+ */
+function startBuilder(opts, runner, log, 
 /** removes a half-made builder: one that cancellation does not stop, so that a cancelled step still removes it */
 removal = runner) {
-    if (opts.mode === 'false')
-        return {};
-    const docker = new Docker(runner, log);
-    const buildx = await buildxVersion(docker);
-    if (!buildx.ok) {
-        if (opts.mode === 'auto') {
-            log.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`);
-            return {};
+    const held = new HeldLog(log);
+    const docker = new Docker(runner, held);
+    let preflightDone = () => undefined;
+    const preflight = new Promise(resolve => (preflightDone = resolve));
+    const outcome = (async () => {
+        if (opts.mode === 'false')
+            return { kind: 'none' };
+        const buildx = await buildxVersion(docker);
+        if (!buildx.ok) {
+            if (opts.mode === 'auto') {
+                held.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`);
+                return { kind: 'none' };
+            }
+            const error = missingBuildx(buildx.reason);
+            preflightDone(error);
+            return { kind: 'failed', error };
         }
-        throw missingBuildx(buildx.reason);
-    }
-    log.info(`Using ${buildx.version}`);
-    try {
+        preflightDone(undefined);
+        held.info(`Using ${buildx.version}`);
         if (opts.driver === 'docker')
-            return await currentBuilder(opts, docker, log);
+            return startCurrent(opts, held);
+        // A name generated for this step (8 random hex digits) is new: no docker process spent asking (it is
+        // on the way to the first build). buildx refuses to create over an existing builder in any case.
+        if (!opts.nameGiven)
+            return await startCreated(opts, docker, held, new Docker(removal, held));
         const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
         if (existing.code === 0)
-            return await reuseBuilder(opts, parseInspect(existing.stdout), docker, log);
-        log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
-        return await createBuilder(opts, docker, log, new Docker(removal, log));
+            return await startReused(opts, parseInspect(existing.stdout), docker, held);
+        held.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
+        return await startCreated(opts, docker, held, new Docker(removal, held));
+    })().catch((error) => ({ kind: 'failed', error }));
+    // Whatever happened, the preflight is over once the start is.
+    void outcome.then(() => preflightDone(undefined));
+    return {
+        opts,
+        preflight,
+        settled: outcome.then(() => undefined),
+        outcome,
+        held,
+        started: performance.now(),
+        io: { docker: new Docker(runner, log), removal: new Docker(removal, log), log },
+    };
+}
+/**
+ * Completes a started builder once the emulators are registered and verified: waits for the
+ * start, shows its log lines, reads the builder's platforms now (BuildKit re-detects emulators
+ * when asked for its workers, so ones registered after it booted are listed) and holds them
+ * against `platforms` (what runs here: native and verified emulated) and `emulated` (the
+ * verified emulated subset). Returns the result and the state the post step needs; {} when
+ * there is no builder (buildx: false, or a failure under buildx: auto, said as a warning).
+ * Throws (an ActionError for a builder that cannot be had under buildx: true, or the start's
+ * CancelledError); a builder this step created is removed before it throws.
+ */
+async function finishBuilder(start, platforms, emulated) {
+    // What the start said so far, then what it says while the finish waits, as it says it.
+    start.held.release();
+    const waitFrom = performance.now();
+    const outcome = await start.outcome;
+    const timings = { builderStart: performance.now() - start.started, builderWait: performance.now() - waitFrom };
+    const { docker, removal, log } = start.io;
+    const opts = { ...start.opts, platforms, emulated };
+    try {
+        if (outcome.kind === 'failed')
+            throw outcome.error;
+        if (outcome.kind === 'none')
+            return { timings };
+        if (outcome.how === 'current')
+            return { ...(await readCurrent(opts, docker, log)), timings };
+        const created = outcome.how === 'created';
+        try {
+            const parsed = await readBuilder(outcome.name, outcome.boot, docker, log);
+            const state = { name: outcome.name, created, driver: parsed.driver || outcome.driver };
+            return { result: finish(opts, parsed, outcome.name, created, log), state, timings };
+        }
+        catch (e) {
+            if (created)
+                await removeAfterFailure(opts, removal, log);
+            throw e;
+        }
     }
     catch (e) {
         // `auto` means "a builder if possible": the emulators are there and work without one.
         if (opts.mode === 'auto' && e instanceof BuilderFailure) {
             log.warning(`${e.message}; going on without a builder (buildx: auto), set buildx: true to make this fail the step`);
-            return {};
+            return { timings };
         }
         throw e;
     }
 }
+/**
+ * For a caller whose own step failed (or was cancelled) after startBuilder: waits for the start
+ * to end (a cancelled one ends quickly: its docker commands are stopped), shows its log lines,
+ * and removes the builder it created, through the removal runner. A reused builder, or the
+ * docker driver's, is left as it is. Never throws.
+ */
+async function abandonBuilder(start) {
+    start.held.release();
+    const outcome = await start.outcome;
+    const { removal, log } = start.io;
+    if (outcome.kind === 'failed' && !(outcome.error instanceof CancelledError)) {
+        log.debug(`the builder had not started anyway: ${errors_errorMessage(outcome.error)}`);
+    }
+    if (outcome.kind !== 'ready' || outcome.how !== 'created')
+        return;
+    log.info(`Removing builder ${outcome.name}, which this step started: the step did not get as far as using it`);
+    await removeAfterFailure(start.opts, removal, log);
+}
 function missingBuildx(reason) {
     return new errors_ActionError(`buildx: docker buildx is not available (${reason}); install the Docker buildx plugin on the runner, ` +
         'or set buildx: auto to skip the builder where it is missing (or buildx: false)');
-}
-/** With buildx: true, a missing plugin is known before anything is downloaded or registered: fail then. */
-async function requireBuildx(mode, runner) {
-    if (mode !== 'true')
-        return;
-    const buildx = await buildxVersion(new Docker(runner, { info: () => undefined, debug: () => undefined }));
-    if (!buildx.ok)
-        throw missingBuildx(buildx.reason);
 }
 /** Removes the builder the main step created; never throws (a post step must not fail the job). */
 async function cleanupBuilder(state, runner, log) {
@@ -3306,12 +3426,15 @@ async function buildxVersion(docker) {
     const version = r.stdout.trim().split('\n')[0];
     return { ok: true, version: version ? `buildx ${version.replace(/^github\.com\/docker\/buildx\s+/, '')}` : 'docker buildx' };
 }
-/** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; just report it. */
-async function currentBuilder(opts, docker, log) {
+/** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; the finish reports it. */
+function startCurrent(opts, log) {
     const ignored = ignoredSettings(opts);
     if (ignored.length) {
         log.notice(`driver: docker uses the Docker daemon's own builder, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied`);
     }
+    return { kind: 'ready', how: 'current', name: 'default', driver: 'docker', boot: '' };
+}
+async function readCurrent(opts, docker, log) {
     const r = await docker.run(inspectArgs(), { timeoutMs: BUILDX_MS.quick });
     if (r.code !== 0) {
         throw new BuilderFailure(`driver: cannot inspect the current docker builder (${failureReason(r, BUILDX_MS.quick)}); check that the Docker daemon is running, or use driver: docker-container`);
@@ -3324,7 +3447,7 @@ async function currentBuilder(opts, docker, log) {
     const state = { name, created: false, driver: 'docker' };
     return { result: finish(opts, parsed, name, false, log), state };
 }
-async function reuseBuilder(opts, existing, docker, log) {
+async function startReused(opts, existing, docker, log) {
     const driver = existing.driver || opts.driver;
     log.info(`Builder ${opts.name} already exists (driver ${driver}); reusing it as it is`);
     // Never clobber a builder someone else set up: its own settings win.
@@ -3341,11 +3464,9 @@ async function reuseBuilder(opts, existing, docker, log) {
         if (r.code !== 0)
             throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`);
     }
-    const parsed = await readBuilder(opts.name, boot, docker, log);
-    const state = { name: opts.name, created: false, driver: parsed.driver || driver };
-    return { result: finish(opts, parsed, opts.name, false, log), state };
+    return { kind: 'ready', how: 'reused', name: opts.name, driver, boot };
 }
-async function createBuilder(opts, docker, log, removal) {
+async function startCreated(opts, docker, log, removal) {
     let configFile;
     if (opts.configInline.trim()) {
         configFile = external_path_.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`);
@@ -3377,19 +3498,18 @@ async function createBuilder(opts, docker, log, removal) {
         // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
         if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
             log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`);
-            return {};
+            return { kind: 'none' };
         }
         const input = createInputAtFault(reason, opts);
         throw new BuilderFailure(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`);
     }
     // From here on the builder exists because of us: any failure removes it again.
     try {
+        opts.onCreated?.({ name: opts.name, created: true, driver: opts.driver });
         for (const node of opts.append)
             await appendNode(opts.name, node, docker, log);
         const boot = await bootstrap(opts, opts.name, docker, log);
-        const parsed = await readBuilder(opts.name, boot, docker, log);
-        const state = { name: opts.name, created: true, driver: parsed.driver || opts.driver };
-        return { result: finish(opts, parsed, opts.name, true, log), state };
+        return { kind: 'ready', how: 'created', name: opts.name, driver: opts.driver, boot };
     }
     catch (e) {
         await removeAfterFailure(opts, removal, log);
@@ -3548,9 +3668,11 @@ function placeNode(opts, node, index, all) {
     return out;
 }
 /**
- * BuildKit detects emulated platforms when it starts, so a builder started before the
- * emulators were registered (typically a reused one) does not list them. Only emulated
- * platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
+ * BuildKit detects emulated platforms when it starts and, from v0.13 at least (checked on the
+ * real one), again whenever its workers are listed, so the finish sees emulators registered
+ * after the boot. An older BuildKit, or one whose container cannot run the emulator (an entry
+ * without the F flag names a path the container does not have), may still not list them. Only
+ * emulated platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
  */
 function warnMissingPlatforms(opts, listed, result, log) {
     if (!opts.emulated.length || !listed.some(n => n.platforms.length))
@@ -6977,7 +7099,31 @@ async function setup(inputs, at, io) {
             log.secret(s);
     // The user's qemu-sha256, or the built-in digest of the default release's asset.
     const pins = pinning(inputs, host.arch);
-    await timings.time('preflight', () => requireBuildx(inputs.builder.mode, runs));
+    // Started now, so that the builder's image pull, container create and boot overlap the emulator steps.
+    const builder = startBuilderStep(inputs, at, runs, io);
+    if (inputs.builder.mode === 'true') {
+        // No buildx plugin under buildx: true fails the step before anything is downloaded.
+        const missing = await timings.time('preflight', () => builder.preflight);
+        if (missing)
+            throw missing;
+    }
+    let outcome;
+    try {
+        outcome = await emulatorSteps(inputs, { host, source, pins }, at, io, timings, { runs, writes });
+    }
+    catch (e) {
+        // The builder this step started goes with the emulators that failed.
+        await abandonBuilder(builder);
+        throw e;
+    }
+    const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder, inputs, outcome, io, timings)));
+    const out = outputs(outcome, result);
+    log.info(`Platforms available: ${out.platforms}`);
+    return { outcome, builder: result, outputs: out, timings: timings.done() };
+}
+/** access -> native platforms and the plan -> fetch -> register and verify: the emulators, proven where they apply. */
+async function emulatorSteps(inputs, { host, source, pins }, at, io, timings, { runs, writes }) {
+    const { log } = io;
     const access = await timings.time('access', () => io.group('Access to binfmt_misc', () => chooseAccess({ mode: inputs.installMode, dockerImage: inputs.dockerImage, writes, runs, env: at.env, log })));
     if (!access.hidden)
         checkBinfmtEnabled(access.reader);
@@ -6987,7 +7133,7 @@ async function setup(inputs, at, io) {
     log.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
     const wanted = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, access.writer) }));
     const { registrations, probes } = await registerAndVerify(inputs, pins.list.size > 0, access, wanted, at, io, timings);
-    const outcome = {
+    return {
         nativePlatforms: native,
         registrations,
         emulators: fetched.emulators,
@@ -6999,10 +7145,6 @@ async function setup(inputs, at, io) {
         files: fetched.files,
         pinning: pins,
     };
-    const builder = await timings.time('builder', () => io.group('buildx builder', () => builderStep(inputs, outcome, at, runs, io)));
-    const out = outputs(outcome, builder);
-    log.info(`Platforms available: ${out.platforms}`);
-    return { outcome, builder, outputs: out, timings: timings.done() };
 }
 /** What runs natively (in a user namespace: there, where its engine's containers run), and the plan that leaves the rest to emulators. */
 async function planFor(inputs, host, access, at, log) {
@@ -7187,23 +7329,32 @@ function label(t) {
     return p.length ? `${p[0]} (qemu-${t.name})` : `qemu-${t.name}`;
 }
 /**
- * Creates or reuses the builder after registration, so BuildKit sees the emulators; hands over
- * what the post step removes. Under buildx: auto a builder that cannot be had is a warning and
- * no result: the outputs then come from the emulators alone. The emulators are verified and
- * stay whatever happens here.
+ * Starts getting the builder (buildx: true or auto); a builder it creates is handed over for removal
+ * at once (cleanup: true), so that a step that dies before the finish still has it removed.
  */
-async function builderStep(inputs, outcome, at, runs, io) {
+function startBuilderStep(inputs, at, runs, io) {
     const { cleanup, ...opts } = inputs.builder;
+    const onCreated = cleanup ? (state) => io.handoff.builder(state) : undefined;
+    // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
+    return startBuilder({ ...opts, tempDir: at.temp, cancel: at.cancel, onCreated }, runs, io.log, new ChildProcessRunner());
+}
+/**
+ * Reads the started builder's platforms once the emulators are registered and verified (BuildKit
+ * lists emulators registered after it booted), held against what runs here. Under buildx: auto a
+ * builder that cannot be had is a warning and no result: the outputs then come from the emulators
+ * alone. The emulators are verified and stay whatever happens here.
+ */
+async function finishBuilderStep(builder, inputs, outcome, io, timings) {
     const platforms = availablePlatforms(outcome);
     const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p));
     try {
-        // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
-        const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir: at.temp, cancel: at.cancel }, runs, io.log, new ChildProcessRunner());
-        if (state && cleanup)
-            io.handoff.builder(state);
-        if (result)
-            io.log.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`);
-        return result;
+        const finished = await finishBuilder(builder, platforms, emulated);
+        Object.assign(timings.ms, finished.timings);
+        if (finished.state && inputs.builder.cleanup)
+            io.handoff.builder(finished.state);
+        if (finished.result)
+            io.log.info(`Builder ${finished.result.name} (${finished.result.driver}): ${finished.result.platforms.join(', ')}`);
+        return finished.result;
     }
     catch (e) {
         if (e instanceof CancelledError)

@@ -8,6 +8,13 @@
 // outside the action (Node start, loading, exit) and the floor those two make.
 //
 //   sudo npm run bench [-- --runs N] [--cold N] [--json] [--platforms LIST] [--targets LIST] [--script FILE] [--keep-cache] [--force]
+//                          [--builder auto|on|off] [--builder-runs N] [--builder-only]
+//
+// The builder scenario (when Docker, buildx and .ci/registry.sh's registry are there): cold `all`
+// with the default builder, its BuildKit image pulled from the local registry each time, against
+// the same run with buildx: false and a plain `docker buildx create --bootstrap`, alternated. It
+// removes every builder, container and volume it made, and untags the BuildKit image while it
+// runs (so that each pull is a real one), putting the tags back (same image ID) at the end.
 //
 // It runs the action, serves the archive and reads binfmt_misc with the integration tests'
 // support (__tests__/support) and maps platforms to targets with the action's own parser.
@@ -67,6 +74,9 @@ interface Options {
   script?: string
   keepCache: boolean
   force: boolean
+  builder: 'auto' | 'on' | 'off'
+  builderRuns: number
+  builderOnly: boolean
 }
 
 interface Scenario {
@@ -139,13 +149,27 @@ HTTP server serving a tonistiigi-layout archive (qemu-version ${QEMU_VERSION}) b
   --keep-cache      keep the temporary directory (archive, tool caches)
   --force           run even when binfmt entries the bench would register
                     already exist (they get replaced and are not put back)
+  --builder MODE    the builder scenario: auto (default: when Docker, buildx and
+                    the local registry serving ${BUILDKIT_IMAGE} are there), on, off
+  --builder-runs N  rounds of the builder scenario (default 3)
+  --builder-only    only the builder scenario
 `
   ;(code ? process.stderr : process.stdout).write(text)
   process.exit(code)
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const opts: Options = { runs: 5, cold: 3, json: false, targets: TONISTIIGI_TARGETS, keepCache: false, force: false }
+  const opts: Options = {
+    runs: 5,
+    cold: 3,
+    json: false,
+    targets: TONISTIIGI_TARGETS,
+    keepCache: false,
+    force: false,
+    builder: 'auto',
+    builderRuns: 3,
+    builderOnly: false,
+  }
   const list = (v: string): string[] => v.split(/[\s,]+/).filter(Boolean)
   const positive = (name: string, v: string): number => {
     const n = Number(v)
@@ -190,6 +214,18 @@ function parseArgs(argv: readonly string[]): Options {
       case '--force':
         opts.force = true
         break
+      case '--builder': {
+        const v = value()
+        if (v !== 'auto' && v !== 'on' && v !== 'off') fail('--builder must be auto, on or off')
+        opts.builder = v
+        break
+      }
+      case '--builder-runs':
+        opts.builderRuns = positive(name, value())
+        break
+      case '--builder-only':
+        opts.builderOnly = true
+        break
       case '-h':
       case '--help':
         usage(0)
@@ -226,6 +262,10 @@ interface State {
   child?: ChildProcess
   interrupted?: NodeJS.Signals
   cleaned: boolean
+  /** builders the builder scenario made and has not removed yet */
+  builders: string[]
+  /** the BuildKit image's ID and local tags while the builder scenario has them removed */
+  image?: { id: string; tags: string[] }
 }
 
 function entryNames(): string[] {
@@ -447,6 +487,169 @@ async function runColdComparison(state: State, scenario: Scenario, opts: Options
   }
 }
 
+// ---- the builder scenario --------------------------------------------------------
+//
+// Cold `all` with the default builder (docker-container, its BuildKit image pulled from the local
+// registry every time, as a hosted runner pulls moby/buildkit), against (a) the same cold run with
+// buildx: false and (b) a plain `docker buildx create --bootstrap` of the same image, alternated.
+// With the builder overlapping the emulator steps, the action should take about the slower of the
+// two: the ratio is against max(a, b).
+
+/** what .ci/registry.sh serves (pushed from .ci/buildkit.sh's local/buildkit:test) */
+const BUILDKIT_IMAGE = '127.0.0.1:5000/buildkit:test'
+const TARGET_BUILDER_RATIO = 1.2
+
+interface BuilderComparison {
+  platforms: string
+  image: string
+  /** medians, ms */
+  action: number
+  noBuilder: number
+  plainCreate: number
+  ratio: number
+  limit: number
+  runs: { action: number; noBuilder: number; plainCreate: number; builderStart?: number; builderWait?: number }[]
+}
+
+const docker = (...args: string[]): ReturnType<typeof spawnSync> => spawnSync('docker', args, { encoding: 'utf8', timeout: 300000 })
+
+/** Whether the builder scenario can run here: a Docker daemon, buildx, and the registry serving the image. */
+function builderAvailable(): string | undefined {
+  if (docker('info').status !== 0) return 'no Docker daemon'
+  if (docker('buildx', 'version').status !== 0) return 'no docker buildx'
+  const reg = spawnSync('curl', ['-fsS', '-o', '/dev/null', `http://${BUILDKIT_IMAGE.replace(/\/.*/, '')}/v2/buildkit/manifests/test`])
+  if (reg.status !== 0) return `the local registry does not serve ${BUILDKIT_IMAGE} (run .ci/docker.sh as root)`
+  return undefined
+}
+
+/**
+ * Every local tag of the BuildKit image: a pull is a real one only when no image holds its layers, so
+ * all of them go before each run and come back (pulled from the registry, same image ID) at the end.
+ */
+function imageTags(state: State): void {
+  const r = docker('image', 'inspect', '-f', '{{.Id}} {{json .RepoTags}}', BUILDKIT_IMAGE)
+  if (r.status !== 0) {
+    if (docker('pull', '-q', BUILDKIT_IMAGE).status !== 0) fail(`cannot pull ${BUILDKIT_IMAGE}`)
+    return imageTags(state)
+  }
+  const out = String(r.stdout).trim()
+  const id = out.slice(0, out.indexOf(' '))
+  const tags = JSON.parse(out.slice(out.indexOf(' ') + 1)) as string[]
+  state.image = { id, tags }
+}
+
+function dropImage(state: State): void {
+  const tags = state.image?.tags ?? []
+  if (tags.length) docker('image', 'rm', ...tags)
+  if (docker('image', 'inspect', BUILDKIT_IMAGE).status === 0) fail(`${BUILDKIT_IMAGE} is still there after docker image rm (a container uses it?)`)
+}
+
+/** Puts the image's tags back as they were (pulled again from the registry: the same image ID). Synchronous for cleanup. */
+function restoreImage(state: State): void {
+  const img = state.image
+  if (!img) return
+  const have = (tag: string): boolean => String(docker('image', 'inspect', '-f', '{{.Id}}', tag).stdout).trim() === img.id
+  if (!img.tags.every(have)) {
+    if (!have(BUILDKIT_IMAGE)) docker('pull', '-q', BUILDKIT_IMAGE)
+    for (const t of img.tags) if (!have(t)) docker('tag', BUILDKIT_IMAGE, t)
+  }
+  const missing = img.tags.filter(t => !have(t))
+  if (missing.length) progress(`could not put back ${missing.join(', ')} (image ${img.id}); run .ci/docker.sh as root to rebuild it`)
+  state.image = undefined
+}
+
+/** Removes a builder the bench made, its container and its state volume, whatever is left of them. */
+function removeBuilder(name: string): void {
+  docker('buildx', 'rm', '--', name)
+  docker('rm', '--force', '--volumes', '--', `buildx_buildkit_${name}0`)
+  docker('volume', 'rm', '--force', '--', `buildx_buildkit_${name}0_state`)
+}
+
+function removeBuilders(state: State): void {
+  for (const name of state.builders.splice(0)) removeBuilder(name)
+}
+
+/** (b): what the builder costs alone, as a user would make it by hand. */
+function plainCreate(state: State, name: string): Promise<number> {
+  state.builders.push(name)
+  return new Promise((resolve, reject) => {
+    const start = performance.now()
+    const args = ['buildx', 'create', '--name', name, '--node', `${name}0`, '--driver', 'docker-container']
+    args.push('--driver-opt', `image=${BUILDKIT_IMAGE}`, '--driver-opt', 'network=host', '--bootstrap')
+    const child = spawn('docker', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+    state.child = child
+    const err: Buffer[] = []
+    child.stderr.on('data', (d: Buffer) => err.push(d))
+    child.on('error', reject)
+    child.on('close', code => {
+      state.child = undefined
+      const wall = performance.now() - start
+      if (code !== 0) reject(new BenchError(`docker ${args.join(' ')} failed: ${Buffer.concat(err).toString().trim().split('\n').slice(-3).join(' ')}`))
+      else resolve(wall)
+    })
+  })
+}
+
+async function runBuilderComparison(state: State, opts: Options, scenario: Scenario, urlTemplate: string): Promise<BuilderComparison> {
+  imageTags(state)
+  const runs: BuilderComparison['runs'] = []
+  try {
+    for (let i = 0; i < opts.builderRuns; i++) {
+      checkInterrupted(state)
+      // (a) the same cold run without a builder
+      removeOurEntries(state)
+      const cacheA = path.join(state.dir!, `tool-cache-builder-a-${i}`)
+      const a = await run(state, opts, cacheA, inputsFor(scenario, urlTemplate))
+      if (a.code !== 0) failure('builder (buildx: false)', 'cold', a, true)
+      fs.rmSync(cacheA, { recursive: true, force: true })
+      checkInterrupted(state)
+
+      // (b) a plain create --bootstrap of the same image, pulled
+      removeBuilders(state)
+      dropImage(state)
+      const b = await plainCreate(state, `qbf-bench-${process.pid}-plain-${i}`)
+      removeBuilders(state)
+      checkInterrupted(state)
+
+      // the action with the default builder, the image pulled
+      removeOurEntries(state)
+      dropImage(state)
+      const cache = path.join(state.dir!, `tool-cache-builder-${i}`)
+      // builder-name left to the action (a generated one), as by default; the name is read back to remove it
+      const inputs = { ...inputsFor(scenario, urlTemplate), buildx: 'true', use: 'false', 'driver-opts': `image=${BUILDKIT_IMAGE}\nnetwork=host` }
+      const r = await run(state, opts, cache, inputs)
+      const made = r.outputs.builder || /Creating builder (\S+)/.exec(r.stdout)?.[1]
+      if (made) state.builders.push(made)
+      if (r.code !== 0 || !r.outputs.builder) failure('builder', 'cold', r, true)
+      fs.rmSync(cache, { recursive: true, force: true })
+      removeBuilders(state)
+      const t = timingsOf(r.stdout) ?? {}
+      runs.push({ action: r.wallMs, noBuilder: a.wallMs, plainCreate: b, builderStart: t.builderStart, builderWait: t.builderWait })
+      progress(
+        `builder ${i + 1}/${opts.builderRuns}: action with builder ${r.wallMs.toFixed(0)} ms (builder phase ${(t.builder ?? NaN).toFixed(0)} ms), ` +
+          `buildx: false ${a.wallMs.toFixed(0)} ms, plain create --bootstrap ${b.toFixed(0)} ms`,
+      )
+    }
+  } finally {
+    removeBuilders(state)
+    restoreImage(state)
+    removeOurEntries(state)
+  }
+  const action = median(runs.map(r => r.action))
+  const noBuilder = median(runs.map(r => r.noBuilder))
+  const plain = median(runs.map(r => r.plainCreate))
+  return {
+    platforms: scenario.platforms,
+    image: BUILDKIT_IMAGE,
+    action: round(action),
+    noBuilder: round(noBuilder),
+    plainCreate: round(plain),
+    ratio: Math.round((action / Math.max(noBuilder, plain)) * 100) / 100,
+    limit: TARGET_BUILDER_RATIO,
+    runs: runs.map(r => ({ ...r, action: round(r.action), noBuilder: round(r.noBuilder), plainCreate: round(r.plainCreate) })),
+  }
+}
+
 // ---- statistics and report ----------------------------------------------------
 
 function median(xs: readonly number[]): number {
@@ -632,11 +835,16 @@ async function main(state: State, opts: Options): Promise<void> {
   const archiveUrl = `${server.url}/${tonistiigiUrlPath(QEMU_VERSION)}`
   progress(`serving ${(archiveBytes / 1048576).toFixed(1)} MiB at ${urlTemplate}`)
 
-  const comparisons: Comparison[] = []
-  for (const s of scenarios) comparisons.push(await runColdComparison(state, s, opts, urlTemplate, archiveUrl))
+  const builderSkipped = opts.builder === 'off' ? 'off' : builderAvailable()
+  if (builderSkipped && opts.builder === 'on') fail(`--builder on: ${builderSkipped}`)
+  if (builderSkipped && opts.builderOnly) fail(`--builder-only: ${builderSkipped}`)
+  if (builderSkipped && opts.builder === 'auto') progress(`skipping the builder scenario: ${builderSkipped}`)
 
+  const comparisons: Comparison[] = []
   const groups: Group[] = []
-  for (const s of scenarios) {
+  if (!opts.builderOnly) for (const s of scenarios) comparisons.push(await runColdComparison(state, s, opts, urlTemplate, archiveUrl))
+
+  for (const s of opts.builderOnly ? [] : scenarios) {
     const runs = await runScenario(state, s, opts, urlTemplate, server)
     const cold = runs.filter(r => r.kind === 'cold')
     const warm = runs.filter(r => r.kind === 'warm')
@@ -645,8 +853,20 @@ async function main(state: State, opts: Options): Promise<void> {
     if (warm.some(r => r.cacheHit !== 'true')) progress(`warning: a warm ${s.name} run was not a cache hit`)
     if (warm.some(r => r.entries.added || r.entries.replaced)) progress(`warning: a warm ${s.name} run registered entries instead of keeping them`)
   }
+  const builder = builderSkipped ? undefined : await runBuilderComparison(state, opts, scenarios[1], urlTemplate)
   const targets = evaluateTargets(groups, comparisons)
   const floor = warmFloor(groups)
+  if (builder) {
+    targets.push({
+      name: `cold ${builder.platforms} with the default builder <= ${builder.limit}x the slower of buildx: false and a plain create --bootstrap`,
+      scenario: 'builder',
+      kind: 'cold',
+      metric: 'ratio',
+      value: builder.ratio,
+      limit: builder.limit,
+      met: builder.ratio <= builder.limit,
+    })
+  }
   const removed = removeOurEntries(state)
 
   const cpus = os.cpus()
@@ -665,7 +885,8 @@ async function main(state: State, opts: Options): Promise<void> {
     scenarios,
   }
   if (opts.json) {
-    process.stdout.write(`${JSON.stringify({ info, results: groups, comparisons, targets, floor, removedEntries: removed }, null, 2)}\n`)
+    process.stdout.write(`${JSON.stringify({ info, results: groups, comparisons, builder, targets, floor, removedEntries: removed }, null, 2)}
+`)
     return
   }
   const out = [
@@ -681,6 +902,15 @@ async function main(state: State, opts: Options): Promise<void> {
     '|---|---|---|---|---|',
     ...comparisons.map(c => `| ${c.scenario} (${c.platforms}) | ${c.action.toFixed(0)} | ${c.baseline.toFixed(0)} | ${c.ratio.toFixed(2)}x | <= ${c.limit}x |`),
     '',
+    ...(builder
+      ? [
+          `builder: cold platforms=${builder.platforms}, default builder with driver-opts image=${builder.image} (pulled each time), median of ${builder.runs.length}, alternating:`,
+          '| action with builder (ms) | (a) buildx: false (ms) | (b) plain create --bootstrap (ms) | ratio to the slower | target |',
+          '|---|---|---|---|---|',
+          `| ${builder.action.toFixed(0)} | ${builder.noBuilder.toFixed(0)} | ${builder.plainCreate.toFixed(0)} | ${builder.ratio.toFixed(2)}x | <= ${builder.limit}x |`,
+          '',
+        ]
+      : [`builder scenario skipped: ${builderSkipped}`, '']),
     'targets:',
     ...targets.map(
       t => `  ${t.met ? 'met    ' : 'NOT met'}  ${t.name}: ${t.metric === 'ratio' ? `${t.value.toFixed(2)}x` : `median ${t.value.toFixed(1)} ms`}`,
@@ -702,6 +932,11 @@ async function main(state: State, opts: Options): Promise<void> {
 function cleanup(state: State, keepCache: boolean): void {
   if (state.cleaned) return
   state.cleaned = true
+  if (state.builders.length) {
+    progress(`removing builders ${state.builders.join(', ')}`)
+    removeBuilders(state)
+  }
+  restoreImage(state)
   if (state.dirs.length) {
     const removed = removeOurEntries(state)
     if (removed.length) progress(`removed binfmt entries ${removed.join(', ')}`)
@@ -717,7 +952,7 @@ function cleanup(state: State, keepCache: boolean): void {
 }
 
 function start(): void {
-  const state: State = { before: new Set(), mayCreate: new Set(), dirs: [], cleaned: false }
+  const state: State = { before: new Set(), mayCreate: new Set(), dirs: [], cleaned: false, builders: [] }
   let opts: Options
   try {
     opts = parseArgs(process.argv.slice(2))

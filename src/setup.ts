@@ -8,7 +8,7 @@ import * as path from 'path'
 import { Access, chooseAccess } from './access'
 import { BinfmtReader, EntrySpec } from './binfmt'
 import { BuilderResult, BuilderState } from './buildx/types'
-import { requireBuildx, setupBuilder } from './buildx/builder'
+import { BuilderStart, abandonBuilder, finishBuilder, startBuilder } from './buildx/builder'
 import { ActionError, errorMessage } from './errors'
 import { FetchResult, fetchEmulators } from './fetch'
 import { PendingSave } from './fetch/actions-cache'
@@ -119,7 +119,44 @@ export async function setup(inputs: Inputs, at: Surroundings, io: SetupIO): Prom
   if (!source.local) for (const s of httpTarget(source.locate('x')).secrets) log.secret(s)
   // The user's qemu-sha256, or the built-in digest of the default release's asset.
   const pins = pinning(inputs, host.arch)
-  await timings.time('preflight', () => requireBuildx(inputs.builder.mode, runs))
+  // Started now, so that the builder's image pull, container create and boot overlap the emulator steps.
+  const builder = startBuilderStep(inputs, at, runs, io)
+  if (inputs.builder.mode === 'true') {
+    // No buildx plugin under buildx: true fails the step before anything is downloaded.
+    const missing = await timings.time('preflight', () => builder.preflight)
+    if (missing) throw missing
+  }
+  let outcome: Outcome
+  try {
+    outcome = await emulatorSteps(inputs, { host, source, pins }, at, io, timings, { runs, writes })
+  } catch (e) {
+    // The builder this step started goes with the emulators that failed.
+    await abandonBuilder(builder)
+    throw e
+  }
+  const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder, inputs, outcome, io, timings)))
+  const out = outputs(outcome, result)
+  log.info(`Platforms available: ${out.platforms}`)
+  return { outcome, builder: result, outputs: out, timings: timings.done() }
+}
+
+/** Where the emulators come from and how they are checked, as the inputs say. */
+interface Sourcing {
+  readonly host: Host
+  readonly source: EmulatorSource
+  readonly pins: Pinning
+}
+
+/** access -> native platforms and the plan -> fetch -> register and verify: the emulators, proven where they apply. */
+async function emulatorSteps(
+  inputs: Inputs,
+  { host, source, pins }: Sourcing,
+  at: Surroundings,
+  io: SetupIO,
+  timings: Timings,
+  { runs, writes }: { runs: ProcessRunner; writes: ProcessRunner },
+): Promise<Outcome> {
+  const { log } = io
   const access = await timings.time('access', () =>
     io.group('Access to binfmt_misc', () => chooseAccess({ mode: inputs.installMode, dockerImage: inputs.dockerImage, writes, runs, env: at.env, log })),
   )
@@ -132,7 +169,7 @@ export async function setup(inputs: Inputs, at: Surroundings, io: SetupIO): Prom
 
   const wanted: WantedEntry[] = targets.map(target => ({ target, spec: entrySpec(inputs, target, fetched, access.writer) }))
   const { registrations, probes } = await registerAndVerify(inputs, pins.list.size > 0, access, wanted, at, io, timings)
-  const outcome: Outcome = {
+  return {
     nativePlatforms: native,
     registrations,
     emulators: fetched.emulators,
@@ -144,11 +181,6 @@ export async function setup(inputs: Inputs, at: Surroundings, io: SetupIO): Prom
     files: fetched.files,
     pinning: pins,
   }
-
-  const builder = await timings.time('builder', () => io.group('buildx builder', () => builderStep(inputs, outcome, at, runs, io)))
-  const out = outputs(outcome, builder)
-  log.info(`Platforms available: ${out.platforms}`)
-  return { outcome, builder, outputs: out, timings: timings.done() }
 }
 
 /** What runs natively (in a user namespace: there, where its engine's containers run), and the plan that leaves the rest to emulators. */
@@ -362,21 +394,31 @@ function label(t: Target): string {
 }
 
 /**
- * Creates or reuses the builder after registration, so BuildKit sees the emulators; hands over
- * what the post step removes. Under buildx: auto a builder that cannot be had is a warning and
- * no result: the outputs then come from the emulators alone. The emulators are verified and
- * stay whatever happens here.
+ * Starts getting the builder (buildx: true or auto); a builder it creates is handed over for removal
+ * at once (cleanup: true), so that a step that dies before the finish still has it removed.
  */
-async function builderStep(inputs: Inputs, outcome: Outcome, at: Surroundings, runs: ProcessRunner, io: SetupIO): Promise<BuilderResult | undefined> {
+function startBuilderStep(inputs: Inputs, at: Surroundings, runs: ProcessRunner, io: SetupIO): BuilderStart {
   const { cleanup, ...opts } = inputs.builder
+  const onCreated = cleanup ? (state: BuilderState) => io.handoff.builder(state) : undefined
+  // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
+  return startBuilder({ ...opts, tempDir: at.temp, cancel: at.cancel, onCreated }, runs, io.log, new ChildProcessRunner())
+}
+
+/**
+ * Reads the started builder's platforms once the emulators are registered and verified (BuildKit
+ * lists emulators registered after it booted), held against what runs here. Under buildx: auto a
+ * builder that cannot be had is a warning and no result: the outputs then come from the emulators
+ * alone. The emulators are verified and stay whatever happens here.
+ */
+async function finishBuilderStep(builder: BuilderStart, inputs: Inputs, outcome: Outcome, io: SetupIO, timings: Timings): Promise<BuilderResult | undefined> {
   const platforms = availablePlatforms(outcome)
   const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p))
   try {
-    // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
-    const { result, state } = await setupBuilder({ ...opts, platforms, emulated, tempDir: at.temp, cancel: at.cancel }, runs, io.log, new ChildProcessRunner())
-    if (state && cleanup) io.handoff.builder(state)
-    if (result) io.log.info(`Builder ${result.name} (${result.driver}): ${result.platforms.join(', ')}`)
-    return result
+    const finished = await finishBuilder(builder, platforms, emulated)
+    Object.assign(timings.ms, finished.timings)
+    if (finished.state && inputs.builder.cleanup) io.handoff.builder(finished.state)
+    if (finished.result) io.log.info(`Builder ${finished.result.name} (${finished.result.driver}): ${finished.result.platforms.join(', ')}`)
+    return finished.result
   } catch (e) {
     if (e instanceof CancelledError) throw e
     throw new ActionError(

@@ -3,15 +3,18 @@
 // 127.0.0.1:5000/buildkit:test, with the real buildx 0.13.1 and dockerd 20.10. Covers the default
 // docker-container driver end to end (its image pulled from the registry, as a hosted runner pulls
 // moby/buildkit), a Docker context as endpoint, the remote driver (endpoint) with a live appended
-// node and with one that is down, and cancellation while the builder is being made.
+// node and with one that is down, and cancellation while the builder is being made; and the builder
+// started before the emulators are registered (startBuilder / finishBuilder / abandonBuilder).
 // The remote buildkitd daemons are started here (and only removed here): the post step must never stop them.
 import { spawnSync } from 'child_process'
 import * as fs from 'fs'
 import * as net from 'net'
 import * as os from 'os'
 import * as path from 'path'
+import { BuilderStartOptions, abandonBuilder, finishBuilder, startBuilder } from '../../src/buildx/builder'
+import { ChildProcessRunner } from '../../src/process'
 import { runAction } from '../support/action'
-import { Snapshot, entryExists, readEntry, restore, snapshot } from '../support/binfmt'
+import { Snapshot, entryExists, listEntries, readEntry, registerRaw, removeEntry, restore, snapshot } from '../support/binfmt'
 import { debDir, rootfs } from '../support/fixtures'
 
 const MINE = ['qemu-aarch64']
@@ -340,3 +343,110 @@ test('cancelled while buildx creates the builder (after buildx stored it): the b
     fs.rmSync(shim, { recursive: true, force: true })
   }
 })
+
+// ---- the builder started beside the emulator steps (startBuilder / finishBuilder / abandonBuilder) ----
+
+/** An entry of this test's own, for riscv64, from Debian's qemu-user-static (F: the builder's container needs no path). */
+const RISCV = `qbf-bk-riscv64-${process.pid}`
+const RISCV_MAGIC = '7f454c460201010000000000000000000200f300'
+const hex = (h: string): string => h.replace(/(..)/g, '\\x$1')
+
+function startOptions(over: Partial<BuilderStartOptions> = {}): BuilderStartOptions {
+  return {
+    mode: 'true',
+    name: BUILDER,
+    nameGiven: true,
+    driver: 'docker-container',
+    endpoint: '',
+    driverOpts: ['image=' + IMAGE, 'network=host'],
+    buildkitdFlags: '',
+    configInline: '',
+    use: false,
+    append: [],
+    tempDir: os.tmpdir(),
+    ...over,
+  }
+}
+
+/** The platforms `docker buildx inspect NAME` lists for the builder's (only) node. */
+function inspectPlatforms(name: string): string[] {
+  const r = docker('buildx', 'inspect', '--', name)
+  expect(r.status).toBe(0)
+  const line = r.stdout.split('\n').find(l => l.startsWith('Platforms:'))
+  return (line ?? '')
+    .replace(/^Platforms:\s*/, '')
+    .split(/,\s*/)
+    .filter(Boolean)
+}
+
+test('a builder booted before an emulator is registered lists it afterwards: BuildKit re-detects when asked for its workers (docker buildx inspect, ls), no restart', async () => {
+  // Nothing on this host may give riscv64 already (the proof needs a platform BuildKit could not see at boot).
+  const riscv = listEntries().filter(n => {
+    try {
+      return readEntry(n).magic === RISCV_MAGIC
+    } catch {
+      return false
+    }
+  })
+  if (riscv.length) throw new Error(`binfmt_misc already has riscv64 entries (${riscv.join(', ')}); this test needs a host without one`)
+  expect(fs.existsSync('/usr/bin/qemu-riscv64-static')).toBe(true)
+
+  const log = { info: () => undefined, notice: jest.fn(), warning: jest.fn(), debug: () => undefined }
+  const start = startBuilder(startOptions(), new ChildProcessRunner(), log)
+  expect(await start.preflight).toBeUndefined()
+  await start.settled
+  const atBoot = inspectPlatforms(BUILDER)
+  expect(atBoot).toContain('linux/amd64')
+  expect(atBoot).not.toContain('linux/riscv64')
+
+  registerRaw(`:${RISCV}:M::${hex(RISCV_MAGIC)}:${hex('ffffffffffffff00fffffffffffffffffeffffff')}:/usr/bin/qemu-riscv64-static:F`)
+  try {
+    expect(readEntry(RISCV).flags).toBe('F')
+    // the same container, not restarted: BuildKit ran its platform checks again for inspect
+    const started = docker('inspect', '-f', '{{.State.StartedAt}}', `buildx_buildkit_${BUILDER}0`).stdout.trim()
+    expect(inspectPlatforms(BUILDER)).toEqual([...atBoot, 'linux/riscv64'])
+    const out = await finishBuilder(start, [...atBoot, 'linux/riscv64'], ['linux/riscv64'])
+    expect(out.result!.nodes).toEqual([expect.objectContaining({ name: `${BUILDER}0`, status: 'running', buildkit: expect.stringMatching(BUILDKIT_VERSION) })])
+    expect(out.result!.platforms).toContain('linux/riscv64')
+    expect(out.state).toEqual({ name: BUILDER, created: true, driver: 'docker-container' })
+    expect(log.notice).not.toHaveBeenCalled()
+    expect(log.warning).not.toHaveBeenCalled()
+    expect(docker('inspect', '-f', '{{.State.StartedAt}}', `buildx_buildkit_${BUILDER}0`).stdout.trim()).toBe(started)
+  } finally {
+    removeEntry(RISCV)
+  }
+  // BuildKit only adds what it detects: a platform whose emulator went away stays listed until it restarts
+  // (which is why the finish holds a local node's platforms against what runs here).
+  expect(inspectPlatforms(BUILDER)).toContain('linux/riscv64')
+}, 180000)
+
+test('the emulator step failed after the start: abandonBuilder removes the builder, container and state volume it made', async () => {
+  const start = startBuilder(startOptions({ mode: 'auto' }), new ChildProcessRunner(), {
+    info: () => undefined,
+    notice: () => undefined,
+    warning: () => undefined,
+    debug: () => undefined,
+  })
+  await start.settled
+  expect(docker('ps', '--filter', `name=^buildx_buildkit_${BUILDER}0$`, '--format', '{{.Names}}').stdout.trim()).toBe(`buildx_buildkit_${BUILDER}0`)
+  await abandonBuilder(start)
+  nothingLeft(BUILDER)
+}, 180000)
+
+test('cancelled while the started builder boots (the caller still busy): the start removes what it made; the finish rethrows the cancellation', async () => {
+  const cancel = new AbortController()
+  const start = startBuilder(
+    startOptions({ cancel: cancel.signal }),
+    new ChildProcessRunner(cancel.signal),
+    { info: () => undefined, notice: () => undefined, warning: () => undefined, debug: () => undefined },
+    new ChildProcessRunner(),
+  )
+  for (let i = 0; i < 600; i++) {
+    if (docker('ps', '-a', '--filter', `name=^buildx_buildkit_${BUILDER}0$`, '--format', '{{.Names}}').stdout.trim()) break
+    await sleep(50)
+  }
+  cancel.abort('SIGTERM')
+  await start.settled
+  await expect(finishBuilder(start, ['linux/amd64'], [])).rejects.toThrow(/cancel/i)
+  nothingLeft(BUILDER)
+}, 180000)

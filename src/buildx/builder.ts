@@ -1,5 +1,10 @@
-// Creates (or reuses) and bootstraps the `docker buildx` builder once emulators are
-// registered, so BuildKit starts after them and lists the emulated platforms.
+// The `docker buildx` builder step, in two parts so that it overlaps the emulator steps:
+// startBuilder creates (or reuses), appends and boots the builder (image pull, container,
+// BuildKit start) as soon as the inputs are valid; finishBuilder, once emulators are
+// registered and verified, reads the builder's platforms (BuildKit re-detects emulators
+// when its workers are listed, so ones registered after it booted are there) and makes the
+// result and the post step's state; abandonBuilder removes what the start made when the
+// emulator step fails. setupBuilder is both, one after the other.
 // Every docker command goes through the Docker wrapper over a ProcessRunner, so it
 // is unit-tested over recorded command lines.
 
@@ -7,7 +12,7 @@ import * as fs from 'fs'
 import * as path from 'path'
 import { Docker, commandLine } from '../docker/command'
 import { ActionError, errorMessage } from '../errors'
-import { ProcessRunner, RunResult, failureReason } from '../process'
+import { CancelledError, ProcessRunner, RunResult, failureReason } from '../process'
 import { BUILDX_MS, pause } from '../timeouts'
 import {
   appendArgs,
@@ -24,19 +29,12 @@ import {
 } from './commands'
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
 import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
+import { Log } from '../log'
 
-interface BuilderLog {
-  info(s: string): void
-  notice(s: string): void
-  warning(s: string): void
-  debug(s: string): void
-}
-
-interface CleanupLog {
-  info(s: string): void
-  warning(s: string): void
-  debug(s: string): void
-}
+/** What the builder step says; the notice is for a builder skipped under buildx: auto. */
+type BuilderLog = Pick<Log, 'info' | 'notice' | 'warning' | 'debug'>
+/** What the post step's removal says. */
+type CleanupLog = Pick<Log, 'info' | 'warning' | 'debug'>
 
 const SECOND = 1000
 
@@ -55,41 +53,201 @@ const RETRY_DELAY = 5 * SECOND
 /** A builder that cannot be had; under `buildx: auto` it is a warning, under `true` the step fails. */
 class BuilderFailure extends ActionError {}
 
-export async function setupBuilder(
-  opts: BuilderOptions,
+/** What the start needs: everything but the platforms, which are known only once the emulators are registered and verified. */
+export type BuilderStartOptions = Omit<BuilderOptions, 'platforms' | 'emulated'> & {
+  /**
+   * Called as soon as buildx has stored a builder this step created (before it boots), with the
+   * state the post step needs: a caller may save it then, so that a main step that dies before
+   * the finish still has its builder removed by the post step.
+   */
+  onCreated?: (state: BuilderState) => void
+}
+
+/** What the start left for the finish (internal). */
+type StartOutcome =
+  /** nothing to finish: buildx: false, or under auto no plugin or no daemon (already said) */
+  | { kind: 'none' }
+  /** the builder is there and booted (the docker driver's is only looked at in the finish) */
+  | { kind: 'ready'; how: 'current' | 'reused' | 'created'; name: string; driver: string; boot: string }
+  /** why there is no builder: a BuilderFailure (a warning under auto), a CancelledError, or any other error */
+  | { kind: 'failed'; error: unknown }
+
+/**
+ * A builder being started (startBuilder): image pull, container create and boot run while the
+ * caller fetches, registers and verifies emulators. Neither promise ever rejects, so nothing
+ * is unhandled while the caller is busy elsewhere; failures are reported by finishBuilder.
+ */
+export interface BuilderStart {
+  readonly opts: BuilderStartOptions
+  /**
+   * Settles once `docker buildx version` answered: the error to fail the step with before
+   * anything is downloaded (buildx: true and no plugin), else undefined. Never rejects.
+   */
+  readonly preflight: Promise<ActionError | undefined>
+  /** Settles when the start is over (made, failed or skipped). Never rejects. */
+  readonly settled: Promise<void>
+  /** @internal */
+  readonly outcome: Promise<StartOutcome>
+  /** @internal the start's log lines, held back until the finish (or abandon) shows them in its place */
+  readonly held: HeldLog
+  /** @internal */
+  readonly started: number
+  /** @internal */
+  readonly io: { docker: Docker; removal: Docker; log: BuilderLog }
+}
+
+export interface BuilderFinish {
+  result?: BuilderResult
+  state?: BuilderState
+  /** ms: how long the start took, and how long the finish waited for it (0 when it was over already) */
+  timings?: { builderStart: number; builderWait: number }
+}
+
+/**
+ * Lines logged by the start, which runs beside other steps: kept, in order, and written to
+ * the real log when the finish (or abandon) begins, so that they appear together under the
+ * builder's heading instead of inside the emulator steps' groups; from then on they go
+ * straight through (a start still booting shows its progress, e.g. a retry, as it happens).
+ */
+class HeldLog implements BuilderLog {
+  private lines: [keyof BuilderLog, string][] | undefined = []
+  constructor(private readonly target: BuilderLog) {}
+  info(s: string): void {
+    this.put('info', s)
+  }
+  notice(s: string): void {
+    this.put('notice', s)
+  }
+  warning(s: string): void {
+    this.put('warning', s)
+  }
+  debug(s: string): void {
+    this.put('debug', s)
+  }
+  /** Writes what was held; from then on lines go straight through. */
+  release(): void {
+    const lines = this.lines
+    this.lines = undefined
+    for (const [level, s] of lines ?? []) this.target[level](s)
+  }
+  private put(level: keyof BuilderLog, s: string): void {
+    if (this.lines) this.lines.push([level, s])
+    else this.target[level](s)
+  }
+}
+
+/**
+ * Starts getting the builder: the preflight (`buildx version`), then create (or reuse) the
+ * builder, append its nodes and boot it (image pull, container create, BuildKit start).
+ * Call it as soon as the inputs are valid; the caller then registers and verifies emulators
+ * and calls finishBuilder (or abandonBuilder when its own step failed). Returns at once.
+ * A builder this start created that cannot be completed (a failure, or opts.cancel) is
+ * removed through `removal`, a runner cancellation does not stop.
+ */
+export function startBuilder(
+  opts: BuilderStartOptions,
   runner: ProcessRunner,
   log: BuilderLog,
   /** removes a half-made builder: one that cancellation does not stop, so that a cancelled step still removes it */
   removal: ProcessRunner = runner,
-): Promise<{ result?: BuilderResult; state?: BuilderState }> {
-  if (opts.mode === 'false') return {}
-  const docker = new Docker(runner, log)
-
-  const buildx = await buildxVersion(docker)
-  if (!buildx.ok) {
-    if (opts.mode === 'auto') {
-      log.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`)
-      return {}
+): BuilderStart {
+  const held = new HeldLog(log)
+  const docker = new Docker(runner, held)
+  let preflightDone: (e: ActionError | undefined) => void = () => undefined
+  const preflight = new Promise<ActionError | undefined>(resolve => (preflightDone = resolve))
+  const outcome = (async (): Promise<StartOutcome> => {
+    if (opts.mode === 'false') return { kind: 'none' }
+    const buildx = await buildxVersion(docker)
+    if (!buildx.ok) {
+      if (opts.mode === 'auto') {
+        held.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`)
+        return { kind: 'none' }
+      }
+      const error = missingBuildx(buildx.reason)
+      preflightDone(error)
+      return { kind: 'failed', error }
     }
-    throw missingBuildx(buildx.reason)
-  }
-  log.info(`Using ${buildx.version}`)
-
-  try {
-    if (opts.driver === 'docker') return await currentBuilder(opts, docker, log)
-
+    preflightDone(undefined)
+    held.info(`Using ${buildx.version}`)
+    if (opts.driver === 'docker') return startCurrent(opts, held)
+    // A name generated for this step (8 random hex digits) is new: no docker process spent asking (it is
+    // on the way to the first build). buildx refuses to create over an existing builder in any case.
+    if (!opts.nameGiven) return await startCreated(opts, docker, held, new Docker(removal, held))
     const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
-    if (existing.code === 0) return await reuseBuilder(opts, parseInspect(existing.stdout), docker, log)
-    log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)
-    return await createBuilder(opts, docker, log, new Docker(removal, log))
+    if (existing.code === 0) return await startReused(opts, parseInspect(existing.stdout), docker, held)
+    held.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)
+    return await startCreated(opts, docker, held, new Docker(removal, held))
+  })().catch((error: unknown): StartOutcome => ({ kind: 'failed', error }))
+  // Whatever happened, the preflight is over once the start is.
+  void outcome.then(() => preflightDone(undefined))
+  return {
+    opts,
+    preflight,
+    settled: outcome.then(() => undefined),
+    outcome,
+    held,
+    started: performance.now(),
+    io: { docker: new Docker(runner, log), removal: new Docker(removal, log), log },
+  }
+}
+
+/**
+ * Completes a started builder once the emulators are registered and verified: waits for the
+ * start, shows its log lines, reads the builder's platforms now (BuildKit re-detects emulators
+ * when asked for its workers, so ones registered after it booted are listed) and holds them
+ * against `platforms` (what runs here: native and verified emulated) and `emulated` (the
+ * verified emulated subset). Returns the result and the state the post step needs; {} when
+ * there is no builder (buildx: false, or a failure under buildx: auto, said as a warning).
+ * Throws (an ActionError for a builder that cannot be had under buildx: true, or the start's
+ * CancelledError); a builder this step created is removed before it throws.
+ */
+export async function finishBuilder(start: BuilderStart, platforms: string[], emulated: string[]): Promise<BuilderFinish> {
+  // What the start said so far, then what it says while the finish waits, as it says it.
+  start.held.release()
+  const waitFrom = performance.now()
+  const outcome = await start.outcome
+  const timings = { builderStart: performance.now() - start.started, builderWait: performance.now() - waitFrom }
+  const { docker, removal, log } = start.io
+  const opts: BuilderOptions = { ...start.opts, platforms, emulated }
+  try {
+    if (outcome.kind === 'failed') throw outcome.error
+    if (outcome.kind === 'none') return { timings }
+    if (outcome.how === 'current') return { ...(await readCurrent(opts, docker, log)), timings }
+    const created = outcome.how === 'created'
+    try {
+      const parsed = await readBuilder(outcome.name, outcome.boot, docker, log)
+      const state: BuilderState = { name: outcome.name, created, driver: parsed.driver || outcome.driver }
+      return { result: finish(opts, parsed, outcome.name, created, log), state, timings }
+    } catch (e) {
+      if (created) await removeAfterFailure(opts, removal, log)
+      throw e
+    }
   } catch (e) {
     // `auto` means "a builder if possible": the emulators are there and work without one.
     if (opts.mode === 'auto' && e instanceof BuilderFailure) {
       log.warning(`${e.message}; going on without a builder (buildx: auto), set buildx: true to make this fail the step`)
-      return {}
+      return { timings }
     }
     throw e
   }
+}
+
+/**
+ * For a caller whose own step failed (or was cancelled) after startBuilder: waits for the start
+ * to end (a cancelled one ends quickly: its docker commands are stopped), shows its log lines,
+ * and removes the builder it created, through the removal runner. A reused builder, or the
+ * docker driver's, is left as it is. Never throws.
+ */
+export async function abandonBuilder(start: BuilderStart): Promise<void> {
+  start.held.release()
+  const outcome = await start.outcome
+  const { removal, log } = start.io
+  if (outcome.kind === 'failed' && !(outcome.error instanceof CancelledError)) {
+    log.debug(`the builder had not started anyway: ${errorMessage(outcome.error)}`)
+  }
+  if (outcome.kind !== 'ready' || outcome.how !== 'created') return
+  log.info(`Removing builder ${outcome.name}, which this step started: the step did not get as far as using it`)
+  await removeAfterFailure(start.opts, removal, log)
 }
 
 function missingBuildx(reason: string): ActionError {
@@ -97,13 +255,6 @@ function missingBuildx(reason: string): ActionError {
     `buildx: docker buildx is not available (${reason}); install the Docker buildx plugin on the runner, ` +
       'or set buildx: auto to skip the builder where it is missing (or buildx: false)',
   )
-}
-
-/** With buildx: true, a missing plugin is known before anything is downloaded or registered: fail then. */
-export async function requireBuildx(mode: BuilderOptions['mode'], runner: ProcessRunner): Promise<void> {
-  if (mode !== 'true') return
-  const buildx = await buildxVersion(new Docker(runner, { info: () => undefined, debug: () => undefined }))
-  if (!buildx.ok) throw missingBuildx(buildx.reason)
 }
 
 /** Removes the builder the main step created; never throws (a post step must not fail the job). */
@@ -140,12 +291,16 @@ async function buildxVersion(docker: Docker): Promise<{ ok: true; version: strin
   return { ok: true, version: version ? `buildx ${version.replace(/^github\.com\/docker\/buildx\s+/, '')}` : 'docker buildx' }
 }
 
-/** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; just report it. */
-async function currentBuilder(opts: BuilderOptions, docker: Docker, log: BuilderLog): Promise<{ result: BuilderResult; state: BuilderState }> {
+/** driver: docker: the context's own builder (inside dockerd) cannot be created or removed; the finish reports it. */
+function startCurrent(opts: BuilderStartOptions, log: BuilderLog): StartOutcome {
   const ignored = ignoredSettings(opts)
   if (ignored.length) {
     log.notice(`driver: docker uses the Docker daemon's own builder, so ${ignored.join(', ')} ${ignored.length > 1 ? 'are' : 'is'} not applied`)
   }
+  return { kind: 'ready', how: 'current', name: 'default', driver: 'docker', boot: '' }
+}
+
+async function readCurrent(opts: BuilderOptions, docker: Docker, log: BuilderLog): Promise<{ result: BuilderResult; state: BuilderState }> {
   const r = await docker.run(inspectArgs(), { timeoutMs: BUILDX_MS.quick })
   if (r.code !== 0) {
     throw new BuilderFailure(
@@ -161,12 +316,7 @@ async function currentBuilder(opts: BuilderOptions, docker: Docker, log: Builder
   return { result: finish(opts, parsed, name, false, log), state }
 }
 
-async function reuseBuilder(
-  opts: BuilderOptions,
-  existing: ParsedBuilder,
-  docker: Docker,
-  log: BuilderLog,
-): Promise<{ result: BuilderResult; state: BuilderState }> {
+async function startReused(opts: BuilderStartOptions, existing: ParsedBuilder, docker: Docker, log: BuilderLog): Promise<StartOutcome> {
   const driver = existing.driver || opts.driver
   log.info(`Builder ${opts.name} already exists (driver ${driver}); reusing it as it is`)
   // Never clobber a builder someone else set up: its own settings win.
@@ -184,17 +334,10 @@ async function reuseBuilder(
     if (r.code !== 0)
       throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`)
   }
-  const parsed = await readBuilder(opts.name, boot, docker, log)
-  const state: BuilderState = { name: opts.name, created: false, driver: parsed.driver || driver }
-  return { result: finish(opts, parsed, opts.name, false, log), state }
+  return { kind: 'ready', how: 'reused', name: opts.name, driver, boot }
 }
 
-async function createBuilder(
-  opts: BuilderOptions,
-  docker: Docker,
-  log: BuilderLog,
-  removal: Docker,
-): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+async function startCreated(opts: BuilderStartOptions, docker: Docker, log: BuilderLog, removal: Docker): Promise<StartOutcome> {
   let configFile: string | undefined
   if (opts.configInline.trim()) {
     configFile = path.join(opts.tempDir, `buildkitd-${opts.name.replace(/[^A-Za-z0-9._-]/g, '_')}.toml`)
@@ -224,7 +367,7 @@ async function createBuilder(
     // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
     if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
       log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`)
-      return {}
+      return { kind: 'none' }
     }
     const input = createInputAtFault(reason, opts)
     throw new BuilderFailure(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`)
@@ -232,11 +375,10 @@ async function createBuilder(
 
   // From here on the builder exists because of us: any failure removes it again.
   try {
+    opts.onCreated?.({ name: opts.name, created: true, driver: opts.driver })
     for (const node of opts.append) await appendNode(opts.name, node, docker, log)
     const boot = await bootstrap(opts, opts.name, docker, log)
-    const parsed = await readBuilder(opts.name, boot, docker, log)
-    const state: BuilderState = { name: opts.name, created: true, driver: parsed.driver || opts.driver }
-    return { result: finish(opts, parsed, opts.name, true, log), state }
+    return { kind: 'ready', how: 'created', name: opts.name, driver: opts.driver, boot }
   } catch (e) {
     await removeAfterFailure(opts, removal, log)
     throw e
@@ -259,7 +401,7 @@ async function appendNode(name: string, node: AppendNode, docker: Docker, log: B
  * for use if nothing better is available. A transient failure (registry or network) is
  * tried once more; the error says what failed: the image pull, a timeout, or the start.
  */
-async function bootstrap(opts: BuilderOptions, name: string, docker: Docker, log: BuilderLog): Promise<string> {
+async function bootstrap(opts: BuilderStartOptions, name: string, docker: Docker, log: BuilderLog): Promise<string> {
   log.info(`Booting builder ${name}`)
   let r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true })
   if (r.code !== 0 && r.code !== null) {
@@ -281,7 +423,7 @@ async function bootstrap(opts: BuilderOptions, name: string, docker: Docker, log
  * says only why ("context deadline exceeded"), not which node. inspect tells: the first node not
  * running is blamed, on endpoint (the first node) or append (an appended one).
  */
-async function nodeDownError(opts: BuilderOptions, name: string, r: RunResult, docker: Docker, log: BuilderLog): Promise<string | undefined> {
+async function nodeDownError(opts: BuilderStartOptions, name: string, r: RunResult, docker: Docker, log: BuilderLog): Promise<string | undefined> {
   if (r.code === null || (opts.driver !== 'remote' && !opts.append.length)) return undefined
   const reason = failureReason(r, BUILDX_MS.bootstrap)
   const inspect = await tryRun(docker, inspectArgs(name), log)
@@ -300,7 +442,7 @@ async function nodeDownError(opts: BuilderOptions, name: string, r: RunResult, d
   )
 }
 
-function bootstrapError(opts: BuilderOptions, name: string, r: RunResult): string {
+function bootstrapError(opts: BuilderStartOptions, name: string, r: RunResult): string {
   const reason = failureReason(r, BUILDX_MS.bootstrap)
   if (r.code === null) {
     return `builder ${name} did not start within ${BUILDX_MS.bootstrap / 60 / SECOND} minutes (${reason}); check the Docker daemon and the network to the registry`
@@ -399,9 +541,11 @@ function placeNode(opts: BuilderOptions, node: BuilderNode, index: number, all: 
 }
 
 /**
- * BuildKit detects emulated platforms when it starts, so a builder started before the
- * emulators were registered (typically a reused one) does not list them. Only emulated
- * platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
+ * BuildKit detects emulated platforms when it starts and, from v0.13 at least (checked on the
+ * real one), again whenever its workers are listed, so the finish sees emulators registered
+ * after the boot. An older BuildKit, or one whose container cannot run the emulator (an entry
+ * without the F flag names a path the container does not have), may still not list them. Only
+ * emulated platforms are compared: native ones (linux/amd64/v2.. are CPU levels) need no emulator.
  */
 function warnMissingPlatforms(opts: BuilderOptions, listed: readonly BuilderNode[], result: BuilderResult, log: BuilderLog): void {
   if (!opts.emulated.length || !listed.some(n => n.platforms.length)) return
@@ -422,7 +566,7 @@ function normalizePlatform(p: string): string {
 }
 
 /** Inputs that only shape a new builder; reported when they cannot apply. */
-function ignoredSettings(opts: BuilderOptions): string[] {
+function ignoredSettings(opts: BuilderStartOptions): string[] {
   const out: string[] = []
   if (opts.endpoint) out.push('endpoint')
   if (opts.driverOpts.length) out.push('driver-opts')
@@ -432,7 +576,7 @@ function ignoredSettings(opts: BuilderOptions): string[] {
   return out
 }
 
-function createInputAtFault(reason: string, opts: BuilderOptions): string {
+function createInputAtFault(reason: string, opts: BuilderStartOptions): string {
   if (
     opts.endpoint &&
     /context|endpoint|docker host|cannot connect|dial|connection refused|no such host|not found|does not exist|unix:|tcp:|ssh:/i.test(reason)
@@ -467,7 +611,7 @@ function createFix(input: string): string {
  * node's container can leave one buildx does not know of yet (dockerd finishes a request its
  * client dropped): on this runner's daemon it is removed by name, with its state volume.
  */
-async function removeAfterFailure(opts: BuilderOptions, docker: Docker, log: BuilderLog): Promise<void> {
+async function removeAfterFailure(opts: BuilderStartOptions, docker: Docker, log: BuilderLog): Promise<void> {
   const name = opts.name
   try {
     const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create })

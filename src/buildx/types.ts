@@ -37,7 +37,8 @@ export interface BuilderOptions {
   append: AppendNode[]
   /**
    * Platforms that run on this runner (docker names): native ones and verified emulated
-   * ones. Not passed to create (BuildKit detects them when it starts); what nodes on this
+   * ones. Not passed to create (BuildKit detects them when it starts, and again each time
+   * its workers are listed: inspect and ls show emulators registered after it booted); what nodes on this
    * runner's daemon list is held against it, since a BuildKit may list platforms of
    * emulators that are no longer (or never were) usable here.
    */

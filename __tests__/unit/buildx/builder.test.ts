@@ -3,8 +3,20 @@ import * as os from 'os'
 import * as path from 'path'
 import { ActionError } from '../../../src/errors'
 import { CancelledError, ProcessRunner, RunOptions, RunResult, errorLine } from '../../../src/process'
-import { cleanupBuilder, setupBuilder } from '../../../src/buildx/builder'
-import { BuilderOptions } from '../../../src/buildx/types'
+import { BuilderStartOptions, abandonBuilder, cleanupBuilder, finishBuilder, startBuilder } from '../../../src/buildx/builder'
+import { BuilderOptions, BuilderResult, BuilderState } from '../../../src/buildx/types'
+
+/** The builder step as the engine runs it when nothing overlaps: start, then finish at once. */
+async function setupBuilder(
+  opts: BuilderOptions,
+  runner: ProcessRunner,
+  log: Parameters<typeof startBuilder>[2],
+  removal: ProcessRunner = runner,
+): Promise<{ result?: BuilderResult; state?: BuilderState }> {
+  const { platforms, emulated, ...startOpts } = opts
+  const { result, state } = await finishBuilder(startBuilder(startOpts, runner, log, removal), platforms, emulated)
+  return { ...(result ? { result } : {}), ...(state ? { state } : {}) }
+}
 
 const transcript = (name: string): string => fs.readFileSync(path.join(__dirname, 'transcripts', name), 'utf8')
 
@@ -171,7 +183,7 @@ describe('setupBuilder', () => {
     expect(runner.options[4]?.timeoutMs).toBeGreaterThan(runner.options[5]!.timeoutMs!)
   })
 
-  test('minimal create: no config file, no --use; ls json gives the platforms', async () => {
+  test('minimal create: no config file, no --use, no existence check for a generated name; ls json gives the platforms', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- gen-1234', NOT_FOUND)
@@ -188,6 +200,13 @@ describe('setupBuilder', () => {
     expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/arm64', 'linux/riscv64', 'linux/arm/v7', 'linux/arm/v6'])
     expect(out.result!.nodes[0].notRunning).toEqual(['linux/ppc64le', 'linux/s390x', 'linux/386', 'linux/mips64le', 'linux/mips64', 'linux/loong64'])
     expect(out.result!.nodes[0].buildkit).toBe('v0.20.1')
+    // a generated name is new: no inspect to ask whether it exists
+    expect(runner.commands()).toEqual([
+      'buildx version',
+      'buildx create --name gen-1234 --node gen-12340 --driver docker-container',
+      'buildx inspect --bootstrap --builder gen-1234',
+      'buildx ls --format json',
+    ])
     expect(log.info).toContain(
       'Builder gen-1234: node gen-12340 lists linux/ppc64le, linux/s390x, linux/386, linux/mips64le, linux/mips64, linux/loong64, which do not run on this runner (no verified emulator); left out of platforms',
     )
@@ -729,6 +748,176 @@ describe('setupBuilder', () => {
       .on('buildx create --name qemu-builder --node qemu-builder0 --driver podman --use', { code: 1, stderr: 'ERROR: failed to find driver "podman"\n' })
     const e = await rejection(setupBuilder(options({ mode: 'true', driver: 'podman' }), runner, new Log().sink))
     expect(e.message).toMatch(/^driver: cannot create builder qemu-builder \(failed to find driver "podman"\); check the driver/)
+  })
+})
+
+/** A runner that holds one command until released: the start still running while the caller works. */
+class Held implements ProcessRunner {
+  release: () => void = () => undefined
+  private readonly gate = new Promise<void>(resolve => (this.release = resolve))
+  constructor(
+    readonly inner: FakeRunner,
+    private readonly key: string,
+  ) {}
+  async run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+    if (args.join(' ') === this.key) await this.gate
+    return this.inner.run(command, args, options)
+  }
+}
+
+function startOptions(over: Partial<BuilderStartOptions> = {}): BuilderStartOptions {
+  const o: Partial<BuilderOptions> = options()
+  delete o.platforms
+  delete o.emulated
+  return { ...(o as BuilderStartOptions), ...over }
+}
+
+describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the emulator steps)', () => {
+  const CREATE = 'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use'
+  const BOOT = 'buildx inspect --bootstrap --builder qemu-builder'
+  const creates = (): FakeRunner =>
+    new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND)
+      .on(CREATE, { stdout: 'qemu-builder\n' })
+      .on(BOOT, BOOT_OK)
+      .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json') })
+
+  test('the start creates and boots without the platforms; its lines wait for the finish, which reads the platforms only then', async () => {
+    const runner = creates()
+    const log = new Log()
+    const created: unknown[] = []
+    const start = startBuilder(startOptions({ onCreated: s => created.push(s) }), runner, log.sink)
+    expect(await start.preflight).toBeUndefined()
+    await start.settled
+    // booted, not read: the emulators are not registered yet
+    expect(runner.commands()).toEqual(['buildx version', 'buildx inspect -- qemu-builder', CREATE, BOOT])
+    expect(created).toEqual([{ name: 'qemu-builder', created: true, driver: 'docker-container' }])
+    expect([...log.info, ...log.notice, ...log.warning, ...log.debug]).toEqual([])
+
+    const out = await finishBuilder(start, [...NATIVE, ...EMULATED], EMULATED)
+    expect(runner.commands().slice(4)).toEqual(['buildx ls --format json'])
+    expect(out.state).toEqual({ name: 'qemu-builder', created: true, driver: 'docker-container' })
+    expect(out.result!.platforms).toEqual(expect.arrayContaining(['linux/amd64', 'linux/arm64']))
+    expect(out.timings!.builderStart).toBeGreaterThanOrEqual(0)
+    expect(out.timings!.builderWait).toBeGreaterThanOrEqual(0)
+    // the start's lines first, in their order, then the finish's
+    expect(log.info[0]).toMatch(/^Using buildx /)
+    expect(log.info.indexOf(`[command]docker ${CREATE}`)).toBeLessThan(log.info.indexOf(`[command]docker ${BOOT}`))
+    expect(log.info[log.info.length - 1]).toMatch(/^Builder qemu-builder \(docker-container\) platforms: /)
+  })
+
+  test('the finish waits for a start still booting, showing its lines as they come from then on', async () => {
+    const runner = new Held(creates(), BOOT)
+    const log = new Log()
+    const start = startBuilder(startOptions(), runner, log.sink)
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(log.info).toEqual([])
+    let finished = false
+    const finishing = finishBuilder(start, [...NATIVE, ...EMULATED], EMULATED).then(r => ((finished = true), r))
+    await new Promise(resolve => setTimeout(resolve, 20))
+    expect(finished).toBe(false)
+    expect(log.info[log.info.length - 1]).toBe(`[command]docker ${BOOT}`)
+    runner.release()
+    expect((await finishing).result!.name).toBe('qemu-builder')
+    expect(runner.inner.commands().slice(-2)).toEqual([BOOT, 'buildx ls --format json'])
+  })
+
+  test('a start that fails while the caller is busy is no unhandled rejection; the finish reports it: an error under true, a warning under auto', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (e: unknown): number => unhandled.push(e)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const pullFails = (): FakeRunner =>
+        creates()
+          .on(BOOT, PULL_FAILED)
+          .on('buildx rm -- qemu-builder', {})
+          .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+          .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+      const strict = startBuilder(startOptions({ mode: 'true' }), pullFails(), new Log().sink)
+      const autoLog = new Log()
+      const autoStart = startBuilder(startOptions(), pullFails(), autoLog.sink)
+      await Promise.all([strict.settled, autoStart.settled])
+      await new Promise(resolve => setTimeout(resolve, 10))
+      expect(unhandled).toEqual([])
+
+      const e = await rejection(finishBuilder(strict, NATIVE, []))
+      expect(e).toBeInstanceOf(ActionError)
+      expect(e.message).toMatch(/^builder qemu-builder could not start: the BuildKit image could not be pulled/)
+      expect(await finishBuilder(autoStart, NATIVE, [])).toEqual({ timings: expect.any(Object) })
+      expect(autoLog.warning).toHaveLength(1)
+      expect(autoLog.warning[0]).toMatch(/could not be pulled .*going on without a builder \(buildx: auto\)/)
+      expect(autoLog.info).toContain('Removed the half-made builder qemu-builder')
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
+  test('preflight: buildx: true without the plugin is known before the emulator steps; the finish throws it too', async () => {
+    const runner = new FakeRunner().on('buildx version', MISSING)
+    const start = startBuilder(startOptions({ mode: 'true' }), runner, new Log().sink)
+    const e = await start.preflight
+    expect(e).toBeInstanceOf(ActionError)
+    expect(e!.message).toMatch(/^buildx: docker buildx is not available/)
+    expect(await rejection(finishBuilder(start, NATIVE, []))).toBe(e)
+    expect(runner.commands()).toEqual(['buildx version'])
+  })
+
+  test("preflight under auto, and mode 'false': nothing to fail; no result", async () => {
+    const auto = startBuilder(startOptions(), new FakeRunner().on('buildx version', MISSING), new Log().sink)
+    expect(await auto.preflight).toBeUndefined()
+    expect((await finishBuilder(auto, NATIVE, [])).result).toBeUndefined()
+    const runner = new FakeRunner()
+    const off = startBuilder(startOptions({ mode: 'false' }), runner, new Log().sink)
+    expect(await off.preflight).toBeUndefined()
+    expect(await finishBuilder(off, NATIVE, [])).toEqual({ timings: expect.any(Object) })
+    expect(runner.calls).toEqual([])
+  })
+
+  test('the emulator step failed: abandon waits for the start, then removes the builder it created through the removal runner', async () => {
+    const runner = new Held(creates(), BOOT)
+    const removal = new FakeRunner()
+      .on('buildx rm -- qemu-builder', {})
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+    const log = new Log()
+    const start = startBuilder(startOptions(), runner, log.sink, removal)
+    const abandoning = abandonBuilder(start)
+    await new Promise(resolve => setTimeout(resolve, 10))
+    expect(removal.calls).toEqual([])
+    runner.release()
+    await abandoning
+    expect(removal.commands()).toEqual(REMOVED)
+    expect(runner.inner.commands()).not.toContain('buildx ls --format json')
+    expect(log.info).toContain('Removing builder qemu-builder, which this step started: the step did not get as far as using it')
+    expect(log.info).toContain('Removed the half-made builder qemu-builder')
+  })
+
+  test('abandon leaves a reused builder and a start that made nothing alone', async () => {
+    const reused = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', { stdout: transcript('inspect-container-inactive.txt') })
+      .on(BOOT, BOOT_OK)
+      .on('buildx use -- qemu-builder', {})
+    const removal = new FakeRunner()
+    await abandonBuilder(startBuilder(startOptions(), reused, new Log().sink, removal))
+    await abandonBuilder(startBuilder(startOptions(), new FakeRunner().on('buildx version', MISSING), new Log().sink, removal))
+    expect(removal.calls).toEqual([])
+  })
+
+  test('cancelled while the start creates: the start removes what it made; abandon adds nothing; the finish rethrows the cancellation', async () => {
+    const runner = new FakeRunner().on('buildx version', VERSION).on('buildx inspect -- qemu-builder', NOT_FOUND).on(CREATE, new CancelledError())
+    const removal = new FakeRunner()
+      .on('buildx rm -- qemu-builder', {})
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+    const log = new Log()
+    const start = startBuilder(startOptions(), runner, log.sink, removal)
+    await abandonBuilder(start)
+    expect(removal.commands()).toEqual(REMOVED)
+    expect(log.info).toContain('Removed the half-made builder qemu-builder')
+    expect(await rejection(finishBuilder(start, NATIVE, []))).toBeInstanceOf(CancelledError)
+    expect(removal.commands()).toEqual(REMOVED)
   })
 })
 
