@@ -7114,6 +7114,8 @@ async function setup(inputs, at, io) {
     catch (e) {
         // The builder this step started goes with the emulators that failed.
         await abandonBuilder(builder);
+        if (inputs.builder.cleanup)
+            io.handoff.builder(undefined);
         throw e;
     }
     const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder, inputs, outcome, io, timings)));
@@ -7350,13 +7352,17 @@ async function finishBuilderStep(builder, inputs, outcome, io, timings) {
     try {
         const finished = await finishBuilder(builder, platforms, emulated);
         Object.assign(timings.ms, finished.timings);
-        if (finished.state && inputs.builder.cleanup)
+        // Without a state the start's builder, if it made one, is gone again (a failure under buildx: auto).
+        if (inputs.builder.cleanup)
             io.handoff.builder(finished.state);
         if (finished.result)
             io.log.info(`Builder ${finished.result.name} (${finished.result.driver}): ${finished.result.platforms.join(', ')}`);
         return finished.result;
     }
     catch (e) {
+        // A builder that failed or was cancelled was removed by the finish.
+        if (inputs.builder.cleanup)
+            io.handoff.builder(undefined);
         if (e instanceof CancelledError)
             throw e;
         throw new errors_ActionError(`${errors_errorMessage(e)} (the emulators were registered and verified, and stay: ${outcome.registrations.map(r => r.spec.name).join(', ') || 'none'})`);
@@ -7407,7 +7413,7 @@ const stepState = {
     /** the engine's handoff, saved as the step state */
     handoff: {
         cacheSave: (pending) => core/* saveState */.LZ(CACHE, JSON.stringify(pending)),
-        builder: (state) => core/* saveState */.LZ(BUILDER, JSON.stringify(state)),
+        builder: (state) => core/* saveState */.LZ(BUILDER, state ? JSON.stringify(state) : ''),
         uninstall: (state) => core/* saveState */.LZ(UNINSTALL, JSON.stringify(state)),
     },
     cacheSave: () => parsePending(core/* getState */.Gu(CACHE)),

@@ -43,8 +43,8 @@ export interface SetupIO {
 export interface Handoff {
   /** downloaded emulators to save to the Actions cache, off this step's clock */
   cacheSave(pending: PendingSave): void
-  /** the builder to remove */
-  builder(state: BuilderState): void
+  /** the builder to remove; undefined: none any more (one handed over earlier was removed by this run) */
+  builder(state: BuilderState | undefined): void
   /** the entries to remove or put back (uninstall: true) */
   uninstall(state: UninstallState): void
 }
@@ -132,6 +132,7 @@ export async function setup(inputs: Inputs, at: Surroundings, io: SetupIO): Prom
   } catch (e) {
     // The builder this step started goes with the emulators that failed.
     await abandonBuilder(builder)
+    if (inputs.builder.cleanup) io.handoff.builder(undefined)
     throw e
   }
   const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder, inputs, outcome, io, timings)))
@@ -416,10 +417,13 @@ async function finishBuilderStep(builder: BuilderStart, inputs: Inputs, outcome:
   try {
     const finished = await finishBuilder(builder, platforms, emulated)
     Object.assign(timings.ms, finished.timings)
-    if (finished.state && inputs.builder.cleanup) io.handoff.builder(finished.state)
+    // Without a state the start's builder, if it made one, is gone again (a failure under buildx: auto).
+    if (inputs.builder.cleanup) io.handoff.builder(finished.state)
     if (finished.result) io.log.info(`Builder ${finished.result.name} (${finished.result.driver}): ${finished.result.platforms.join(', ')}`)
     return finished.result
   } catch (e) {
+    // A builder that failed or was cancelled was removed by the finish.
+    if (inputs.builder.cleanup) io.handoff.builder(undefined)
     if (e instanceof CancelledError) throw e
     throw new ActionError(
       `${errorMessage(e)} (the emulators were registered and verified, and stay: ${outcome.registrations.map(r => r.spec.name).join(', ') || 'none'})`,

@@ -420,6 +420,24 @@ test('a builder booted before an emulator is registered lists it afterwards: Bui
   expect(inspectPlatforms(BUILDER)).toContain('linux/riscv64')
 }, 180000)
 
+test('the action: the builder starts beside the emulator steps; when they fail (an emulator missing from qemu-url), the step fails with one error and the builder it started is removed', async () => {
+  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'qbf-bk-empty-'))
+  try {
+    // A directory with no emulators: the fetch fails after the builder was started.
+    const r = await runAction({ ...base, 'qemu-url': empty, buildx: 'true', 'builder-name': BUILDER, 'driver-opts': IMAGE_OPTS })
+    expect(r.code).toBe(1)
+    const errors = r.annotations.filter(a => a.kind === 'error')
+    expect(errors).toHaveLength(1)
+    expect(errors[0].message).toMatch(/qemu-aarch64/)
+    // The start got as far as making the builder (its own log lines say so), and the failure removed it.
+    expect(r.stdout).toContain(`Removing builder ${BUILDER}, which this step started`)
+    nothingLeft(BUILDER)
+    expect(snapshot()).toEqual(snap)
+  } finally {
+    fs.rmSync(empty, { recursive: true, force: true })
+  }
+}, 180000)
+
 test('the emulator step failed after the start: abandonBuilder removes the builder, container and state volume it made', async () => {
   const start = startBuilder(startOptions({ mode: 'auto' }), new ChildProcessRunner(), {
     info: () => undefined,

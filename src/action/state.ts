@@ -30,7 +30,7 @@ export const stepState = {
   /** the engine's handoff, saved as the step state */
   handoff: {
     cacheSave: (pending: PendingSave): void => core.saveState(CACHE, JSON.stringify(pending)),
-    builder: (state: BuilderState): void => core.saveState(BUILDER, JSON.stringify(state)),
+    builder: (state: BuilderState | undefined): void => core.saveState(BUILDER, state ? JSON.stringify(state) : ''),
     uninstall: (state: UninstallState): void => core.saveState(UNINSTALL, JSON.stringify(state)),
   } satisfies Handoff,
 
