@@ -3418,6 +3418,9 @@ async function buildxVersion(docker) {
         r = await docker.run(versionArgs(), { timeoutMs: BUILDX_MS.quick });
     }
     catch (e) {
+        // Stopped, not missing: the start ends as cancelled, without a notice about the plugin.
+        if (e instanceof CancelledError)
+            throw e;
         const code = e.code;
         return { ok: false, reason: code === 'ENOENT' ? 'docker was not found on PATH' : errors_errorMessage(e) };
     }
@@ -5318,7 +5321,7 @@ function resolveSource(template, version, host) {
             new URL(locate('x'));
         }
         catch {
-            throw new errors_ActionError(`qemu-url: '${template}' is not a valid URL; use https://..., file://... or a local path`);
+            throw new errors_ActionError(`qemu-url: '${redact(template)}' is not a valid URL; use https://..., file://... or a local path`);
         }
         return { id: redact(filled), perTarget, local: false, versioned, locate };
     }
@@ -5328,12 +5331,12 @@ function resolveSource(template, version, host) {
             p = (0,external_url_.fileURLToPath)(filled.replace(/\{target\}/g, '__TARGET__'));
         }
         catch {
-            throw new errors_ActionError(`qemu-url: '${template}' is not a valid file:// URL; use file:///absolute/path`);
+            throw new errors_ActionError(`qemu-url: '${redact(template)}' is not a valid file:// URL; use file:///absolute/path`);
         }
         return localSource(p);
     }
     if (scheme && scheme.length > 1) {
-        throw new errors_ActionError(`qemu-url: unsupported scheme '${scheme}:' in '${template}'; use https://, http://, file:// or a local path`);
+        throw new errors_ActionError(`qemu-url: unsupported scheme '${scheme}:' in '${redact(template)}'; use https://, http://, file:// or a local path`);
     }
     return localSource(filled.replace(/\{target\}/g, '__TARGET__'));
     function localSource(p) {
@@ -7100,10 +7103,10 @@ async function setup(inputs, at, io) {
     // The user's qemu-sha256, or the built-in digest of the default release's asset.
     const pins = pinning(inputs, host.arch);
     // Started now, so that the builder's image pull, container create and boot overlap the emulator steps.
-    const builder = startBuilderStep(inputs, at, runs, io);
+    const builder = startBuilderStep(inputs, at, io);
     if (inputs.builder.mode === 'true') {
         // No buildx plugin under buildx: true fails the step before anything is downloaded.
-        const missing = await timings.time('preflight', () => builder.preflight);
+        const missing = await timings.time('preflight', () => builder.start.preflight);
         if (missing)
             throw missing;
     }
@@ -7112,13 +7115,16 @@ async function setup(inputs, at, io) {
         outcome = await emulatorSteps(inputs, { host, source, pins }, at, io, timings, { runs, writes });
     }
     catch (e) {
-        // The builder this step started goes with the emulators that failed.
-        await abandonBuilder(builder);
+        // The builder this step started goes with the emulators that failed: its start is stopped
+        // (a pull or boot of minutes is not waited for), and what it made is removed.
+        builder.stop();
+        if (inputs.builder.mode !== 'false')
+            await io.group('buildx builder', () => abandonBuilder(builder.start));
         if (inputs.builder.cleanup)
             io.handoff.builder(undefined);
         throw e;
     }
-    const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder, inputs, outcome, io, timings)));
+    const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder.start, inputs, outcome, io, timings)));
     const out = outputs(outcome, result);
     log.info(`Platforms available: ${out.platforms}`);
     return { outcome, builder: result, outputs: out, timings: timings.done() };
@@ -7332,13 +7338,21 @@ function label(t) {
 }
 /**
  * Starts getting the builder (buildx: true or auto); a builder it creates is handed over for removal
- * at once (cleanup: true), so that a step that dies before the finish still has it removed.
+ * at once (cleanup: true), so that a step that dies before the finish still has it removed. The start
+ * stops on the step's cancellation, and on `stop` (the emulator step failed: no builder is wanted).
  */
-function startBuilderStep(inputs, at, runs, io) {
+function startBuilderStep(inputs, at, io) {
     const { cleanup, ...opts } = inputs.builder;
     const onCreated = cleanup ? (state) => io.handoff.builder(state) : undefined;
-    // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
-    return startBuilder({ ...opts, tempDir: at.temp, cancel: at.cancel, onCreated }, runs, io.log, new ChildProcessRunner());
+    const stopped = new AbortController();
+    const follow = () => stopped.abort(at.cancel.reason);
+    if (at.cancel.aborted)
+        follow();
+    else
+        at.cancel.addEventListener('abort', follow, { once: true });
+    // A half-made builder is removed even when the start is stopped (as the rollback of entries is): the removal runner is never cancelled.
+    const start = startBuilder({ ...opts, tempDir: at.temp, cancel: stopped.signal, onCreated }, new ChildProcessRunner(stopped.signal), io.log, new ChildProcessRunner());
+    return { start, stop: () => stopped.abort('the emulator step failed') };
 }
 /**
  * Reads the started builder's platforms once the emulators are registered and verified (BuildKit

@@ -120,22 +120,24 @@ export async function setup(inputs: Inputs, at: Surroundings, io: SetupIO): Prom
   // The user's qemu-sha256, or the built-in digest of the default release's asset.
   const pins = pinning(inputs, host.arch)
   // Started now, so that the builder's image pull, container create and boot overlap the emulator steps.
-  const builder = startBuilderStep(inputs, at, runs, io)
+  const builder = startBuilderStep(inputs, at, io)
   if (inputs.builder.mode === 'true') {
     // No buildx plugin under buildx: true fails the step before anything is downloaded.
-    const missing = await timings.time('preflight', () => builder.preflight)
+    const missing = await timings.time('preflight', () => builder.start.preflight)
     if (missing) throw missing
   }
   let outcome: Outcome
   try {
     outcome = await emulatorSteps(inputs, { host, source, pins }, at, io, timings, { runs, writes })
   } catch (e) {
-    // The builder this step started goes with the emulators that failed.
-    await abandonBuilder(builder)
+    // The builder this step started goes with the emulators that failed: its start is stopped
+    // (a pull or boot of minutes is not waited for), and what it made is removed.
+    builder.stop()
+    if (inputs.builder.mode !== 'false') await io.group('buildx builder', () => abandonBuilder(builder.start))
     if (inputs.builder.cleanup) io.handoff.builder(undefined)
     throw e
   }
-  const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder, inputs, outcome, io, timings)))
+  const result = await timings.time('builder', () => io.group('buildx builder', () => finishBuilderStep(builder.start, inputs, outcome, io, timings)))
   const out = outputs(outcome, result)
   log.info(`Platforms available: ${out.platforms}`)
   return { outcome, builder: result, outputs: out, timings: timings.done() }
@@ -396,13 +398,24 @@ function label(t: Target): string {
 
 /**
  * Starts getting the builder (buildx: true or auto); a builder it creates is handed over for removal
- * at once (cleanup: true), so that a step that dies before the finish still has it removed.
+ * at once (cleanup: true), so that a step that dies before the finish still has it removed. The start
+ * stops on the step's cancellation, and on `stop` (the emulator step failed: no builder is wanted).
  */
-function startBuilderStep(inputs: Inputs, at: Surroundings, runs: ProcessRunner, io: SetupIO): BuilderStart {
+function startBuilderStep(inputs: Inputs, at: Surroundings, io: SetupIO): { start: BuilderStart; stop: () => void } {
   const { cleanup, ...opts } = inputs.builder
   const onCreated = cleanup ? (state: BuilderState) => io.handoff.builder(state) : undefined
-  // A half-made builder is removed even when the step is cancelled (as the rollback of entries is).
-  return startBuilder({ ...opts, tempDir: at.temp, cancel: at.cancel, onCreated }, runs, io.log, new ChildProcessRunner())
+  const stopped = new AbortController()
+  const follow = (): void => stopped.abort(at.cancel.reason)
+  if (at.cancel.aborted) follow()
+  else at.cancel.addEventListener('abort', follow, { once: true })
+  // A half-made builder is removed even when the start is stopped (as the rollback of entries is): the removal runner is never cancelled.
+  const start = startBuilder(
+    { ...opts, tempDir: at.temp, cancel: stopped.signal, onCreated },
+    new ChildProcessRunner(stopped.signal),
+    io.log,
+    new ChildProcessRunner(),
+  )
+  return { start, stop: () => stopped.abort('the emulator step failed') }
 }
 
 /**

@@ -8,6 +8,7 @@
 // The remote buildkitd daemons are started here (and only removed here): the post step must never stop them.
 import { spawnSync } from 'child_process'
 import * as fs from 'fs'
+import * as http from 'http'
 import * as net from 'net'
 import * as os from 'os'
 import * as path from 'path'
@@ -420,21 +421,29 @@ test('a builder booted before an emulator is registered lists it afterwards: Bui
   expect(inspectPlatforms(BUILDER)).toContain('linux/riscv64')
 }, 180000)
 
-test('the action: the builder starts beside the emulator steps; when they fail (an emulator missing from qemu-url), the step fails with one error and the builder it started is removed', async () => {
-  const empty = fs.mkdtempSync(path.join(os.tmpdir(), 'qbf-bk-empty-'))
+test('the action: the builder starts beside the emulator steps; when they fail (the download is refused after 0.8 s, while the builder boots), the step fails with one error, the start is stopped and what it made is removed', async () => {
+  const server = http.createServer((_req, res) => {
+    setTimeout(() => {
+      res.writeHead(404)
+      res.end()
+    }, 800)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}/qemu.tar.gz`
   try {
-    // A directory with no emulators: the fetch fails after the builder was started.
-    const r = await runAction({ ...base, 'qemu-url': empty, buildx: 'true', 'builder-name': BUILDER, 'driver-opts': IMAGE_OPTS })
+    const r = await runAction({ ...base, 'qemu-url': url, buildx: 'true', 'builder-name': BUILDER, 'driver-opts': IMAGE_OPTS })
     expect(r.code).toBe(1)
     const errors = r.annotations.filter(a => a.kind === 'error')
     expect(errors).toHaveLength(1)
-    expect(errors[0].message).toMatch(/qemu-aarch64/)
-    // The start got as far as making the builder (its own log lines say so), and the failure removed it.
-    expect(r.stdout).toContain(`Removing builder ${BUILDER}, which this step started`)
+    expect(errors[0].message).toMatch(/^qemu-url: .*404/)
+    // The builder was made while the download waited, and removed when the step failed.
+    expect(r.stdout).toContain(`Creating builder ${BUILDER}`)
+    expect(r.stdout).toMatch(new RegExp(`Removed the half-made builder ${BUILDER}|Removing builder ${BUILDER}, which this step started`))
     nothingLeft(BUILDER)
+    expect(r.state.builder ?? '').toBe('')
     expect(snapshot()).toEqual(snap)
   } finally {
-    fs.rmSync(empty, { recursive: true, force: true })
+    server.close()
   }
 }, 180000)
 

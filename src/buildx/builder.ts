@@ -283,6 +283,8 @@ async function buildxVersion(docker: Docker): Promise<{ ok: true; version: strin
   try {
     r = await docker.run(versionArgs(), { timeoutMs: BUILDX_MS.quick })
   } catch (e) {
+    // Stopped, not missing: the start ends as cancelled, without a notice about the plugin.
+    if (e instanceof CancelledError) throw e
     const code = (e as NodeJS.ErrnoException).code
     return { ok: false, reason: code === 'ENOENT' ? 'docker was not found on PATH' : errorMessage(e) }
   }

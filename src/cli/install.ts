@@ -30,7 +30,9 @@ export async function install(parsed: Parsed, env: NodeJS.ProcessEnv = process.e
   let outputs: Record<string, string> = {}
   let failed = false
   try {
-    outputs = (await setup(inputs, { temp: work, toolCache: localToolCache(env), env, cancel: cancel.signal }, io)).outputs
+    const result = await setup(inputs, { temp: work, toolCache: localToolCache(env), env, cancel: cancel.signal }, io)
+    log.debug(`timings ${JSON.stringify(result.timings)}`)
+    outputs = result.outputs
   } catch (e) {
     failed = true
     log.error(failureOf(e, cancel.signal))

@@ -1,4 +1,4 @@
-import { untrustedLines } from '../errors'
+import { untrusted, untrustedLines } from '../errors'
 import { DownloadProgress, Log, progressLine } from '../log'
 import { SetupIO } from '../setup'
 
@@ -41,7 +41,7 @@ export function commandLog(voice: Voice): Log & { group(title: string): void; er
     progress: p => {
       if (voice.quiet) return
       if (!tty) return line(out, progressLine(p))
-      out(`\r${progressBar(p)}`)
+      out(`\r${untrusted(progressBar(p))}`)
       bar = true
     },
     // The command never shows a URL's credentials (redact), and has no log to mask them in.

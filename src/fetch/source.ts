@@ -44,7 +44,7 @@ export function resolveSource(template: string, version: string, host: HostArch)
     try {
       new URL(locate('x'))
     } catch {
-      throw new ActionError(`qemu-url: '${template}' is not a valid URL; use https://..., file://... or a local path`)
+      throw new ActionError(`qemu-url: '${redact(template)}' is not a valid URL; use https://..., file://... or a local path`)
     }
     return { id: redact(filled), perTarget, local: false, versioned, locate }
   }
@@ -53,12 +53,12 @@ export function resolveSource(template: string, version: string, host: HostArch)
     try {
       p = fileURLToPath(filled.replace(/\{target\}/g, '__TARGET__'))
     } catch {
-      throw new ActionError(`qemu-url: '${template}' is not a valid file:// URL; use file:///absolute/path`)
+      throw new ActionError(`qemu-url: '${redact(template)}' is not a valid file:// URL; use file:///absolute/path`)
     }
     return localSource(p)
   }
   if (scheme && scheme.length > 1) {
-    throw new ActionError(`qemu-url: unsupported scheme '${scheme}:' in '${template}'; use https://, http://, file:// or a local path`)
+    throw new ActionError(`qemu-url: unsupported scheme '${scheme}:' in '${redact(template)}'; use https://, http://, file:// or a local path`)
   }
   return localSource(filled.replace(/\{target\}/g, '__TARGET__'))
 

@@ -35,6 +35,14 @@ describe('qemu-url templates', () => {
   ])('%j fails clearly', (template, message) => {
     expect(() => resolveSource(template, '1.0.0', 'amd64')).toThrow(message)
   })
+
+  test.each([['htps://user:TOKEN@example.com/q.tar.gz'], ['https://user:TOKEN@exa mple.com/q'], ['ftps://user:TOKEN@example.com/q']])(
+    'a bad qemu-url with a credential (%j) fails without showing it',
+    template => {
+      expect(() => resolveSource(template, '1.0.0', 'amd64')).toThrow(/^qemu-url: .*\*\*\*@/)
+      expect(() => resolveSource(template, '1.0.0', 'amd64')).not.toThrow(/TOKEN/)
+    },
+  )
 })
 
 describe('local directory of emulators', () => {
