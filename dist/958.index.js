@@ -3346,6 +3346,8 @@ async function finishBuilder(start, platforms, emulated) {
         if (outcome.how === 'current')
             return { ...(await readCurrent(opts, docker, log)), timings };
         const created = outcome.how === 'created';
+        if (outcome.how === 'reused' && opts.use)
+            await useReused(outcome.name, docker);
         try {
             const parsed = await readBuilder(outcome.name, outcome.boot, docker, log);
             const state = { name: outcome.name, created, driver: parsed.driver || outcome.driver };
@@ -3462,12 +3464,13 @@ async function startReused(opts, existing, docker, log) {
             'choose another builder-name to get a builder with these settings');
     }
     const boot = await bootstrap(opts, opts.name, docker, log);
-    if (opts.use) {
-        const r = await docker.run(useArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
-        if (r.code !== 0)
-            throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`);
-    }
     return { kind: 'ready', how: 'reused', name: opts.name, driver, boot };
+}
+/** Makes a reused builder the current one: in the finish, so that a step whose emulators failed leaves the current builder as it was. */
+async function useReused(name, docker) {
+    const r = await docker.run(useArgs(name), { timeoutMs: BUILDX_MS.quick });
+    if (r.code !== 0)
+        throw new BuilderFailure(`use: cannot make ${name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`);
 }
 async function startCreated(opts, docker, log, removal) {
     let configFile;

@@ -214,6 +214,7 @@ export async function finishBuilder(start: BuilderStart, platforms: string[], em
     if (outcome.kind === 'none') return { timings }
     if (outcome.how === 'current') return { ...(await readCurrent(opts, docker, log)), timings }
     const created = outcome.how === 'created'
+    if (outcome.how === 'reused' && opts.use) await useReused(outcome.name, docker)
     try {
       const parsed = await readBuilder(outcome.name, outcome.boot, docker, log)
       const state: BuilderState = { name: outcome.name, created, driver: parsed.driver || outcome.driver }
@@ -331,12 +332,14 @@ async function startReused(opts: BuilderStartOptions, existing: ParsedBuilder, d
     )
   }
   const boot = await bootstrap(opts, opts.name, docker, log)
-  if (opts.use) {
-    const r = await docker.run(useArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
-    if (r.code !== 0)
-      throw new BuilderFailure(`use: cannot make ${opts.name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`)
-  }
   return { kind: 'ready', how: 'reused', name: opts.name, driver, boot }
+}
+
+/** Makes a reused builder the current one: in the finish, so that a step whose emulators failed leaves the current builder as it was. */
+async function useReused(name: string, docker: Docker): Promise<void> {
+  const r = await docker.run(useArgs(name), { timeoutMs: BUILDX_MS.quick })
+  if (r.code !== 0)
+    throw new BuilderFailure(`use: cannot make ${name} the current builder (${failureReason(r, BUILDX_MS.quick)}); set use: false or check the builder`)
 }
 
 async function startCreated(opts: BuilderStartOptions, docker: Docker, log: BuilderLog, removal: Docker): Promise<StartOutcome> {

@@ -893,7 +893,7 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
   })
 
-  test('abandon leaves a reused builder and a start that made nothing alone', async () => {
+  test('abandon leaves a reused builder (not made current) and a start that made nothing alone', async () => {
     const reused = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', { stdout: transcript('inspect-container-inactive.txt') })
@@ -903,6 +903,8 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     await abandonBuilder(startBuilder(startOptions(), reused, new Log().sink, removal))
     await abandonBuilder(startBuilder(startOptions(), new FakeRunner().on('buildx version', MISSING), new Log().sink, removal))
     expect(removal.calls).toEqual([])
+    // Nor is it made the current builder: that waits for the finish.
+    expect(reused.commands()).not.toContain('buildx use -- qemu-builder')
   })
 
   test('cancelled while the start creates: the start removes what it made; abandon adds nothing; the finish rethrows the cancellation', async () => {
