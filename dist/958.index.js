@@ -16,88 +16,6 @@ __webpack_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
 var core = __webpack_require__(3838);
-// EXTERNAL MODULE: external "events"
-var external_events_ = __webpack_require__(4434);
-// EXTERNAL MODULE: external "fs"
-var external_fs_ = __webpack_require__(9896);
-// EXTERNAL MODULE: external "path"
-var external_path_ = __webpack_require__(6928);
-;// CONCATENATED MODULE: ./src/timeouts.ts
-// How long each kind of program this action runs may take before it counts as
-// stuck and is killed (with everything it started). One place, so that the
-// bounds can be read side by side.
-const SECOND = 1000;
-const MINUTE = 60 * SECOND;
-/** Any program whose caller names no bound. */
-const PROGRAM_MS = 5 * MINUTE;
-/** `sudo -n true`: sudo answers at once or not at all. */
-const SUDO_CHECK_MS = 10 * SECOND;
-/** A test program runs in milliseconds. */
-const PROBE_MS = 20 * SECOND;
-/** A docker command that only asks the daemon something or changes its bookkeeping (version, image inspect, create, rm). */
-const DOCKER_ANSWER_MS = 20 * SECOND;
-/** Entering a user namespace to mount its binfmt_misc; `podman unshare true`, which may start Podman's pause process. */
-const USERNS_MS = 20 * SECOND;
-/** `docker pull` of the registering image. */
-const DOCKER_PULL_MS = 5 * MINUTE;
-/** `docker cp` into a container, and the container's whole run. */
-const CONTAINER_MS = 2 * MINUTE;
-/** docker buildx: bookkeeping or one RPC; creating (or removing) a builder; booting it, which pulls moby/buildkit. */
-const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE };
-/** The host lock where no lock-timeout input sets it: the post step and the command. */
-const LOCK_WAIT_MS = 5 * MINUTE;
-/** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
-function pause(ms, cancel) {
-    // Aborted already: its abort event has fired and will not again.
-    if (cancel?.aborted)
-        return Promise.resolve();
-    return new Promise(resolve => {
-        const t = setTimeout(done, ms);
-        function done() {
-            clearTimeout(t);
-            cancel?.removeEventListener('abort', done);
-            resolve();
-        }
-        cancel?.addEventListener('abort', done, { once: true });
-    });
-}
-/** After SIGINT/SIGTERM, how long the clean-up may take before the process exits regardless. */
-const CANCEL_GRACE_MS = 3 * SECOND;
-
-;// CONCATENATED MODULE: ./src/cancellation.ts
-
-/**
- * The runner cancels a step with SIGINT, then SIGTERM (a terminal's ^C is SIGINT). Either aborts the
- * run: children are killed, unverified entries removed, the lock released. Should that take too long,
- * `overrun` says so and removes what it can, and the process exits anyway. Returns the way to stop watching.
- */
-function watchCancellation(cancel, log, overrun) {
-    const signals = ['SIGINT', 'SIGTERM'];
-    let deadline;
-    const handler = (signal) => {
-        if (cancel.signal.aborted)
-            return;
-        log.info(`Received ${signal}: stopping`);
-        cancel.abort(signal);
-        deadline = setTimeout(() => {
-            overrun(signal);
-            process.exit(1);
-        }, CANCEL_GRACE_MS);
-        deadline.unref();
-    };
-    for (const s of signals)
-        process.on(s, handler);
-    return () => {
-        clearTimeout(deadline);
-        for (const s of signals)
-            process.off(s, handler);
-    };
-}
-/** The run's failure as one line: a cancellation says so, whatever it interrupted. */
-function failureOf(e, cancel) {
-    return cancel.aborted ? `the step was cancelled (${String(cancel.reason)})` : e instanceof Error ? e.message : String(e);
-}
-
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * A failure the user can fix. The message is one line that names the input or
@@ -151,6 +69,8 @@ function readOr(read, fallback) {
 
 // EXTERNAL MODULE: external "crypto"
 var external_crypto_ = __webpack_require__(6982);
+// EXTERNAL MODULE: external "fs"
+var external_fs_ = __webpack_require__(9896);
 ;// CONCATENATED MODULE: ./src/fetch/checksum.ts
 
 
@@ -685,6 +605,8 @@ function parseEndpoint(value, driver) {
     return v;
 }
 
+// EXTERNAL MODULE: external "path"
+var external_path_ = __webpack_require__(6928);
 ;// CONCATENATED MODULE: ./src/search-path.ts
 
 
@@ -742,6 +664,8 @@ function securePathForRoot(warn) {
         'install docker, nsenter and the like in such a directory');
 }
 
+// EXTERNAL MODULE: external "events"
+var external_events_ = __webpack_require__(4434);
 // EXTERNAL MODULE: external "os"
 var external_os_ = __webpack_require__(857);
 ;// CONCATENATED MODULE: ./src/binfmt.ts
@@ -865,6 +789,48 @@ class BinfmtReader {
 
 // EXTERNAL MODULE: external "child_process"
 var external_child_process_ = __webpack_require__(5317);
+;// CONCATENATED MODULE: ./src/timeouts.ts
+// How long each kind of program this action runs may take before it counts as
+// stuck and is killed (with everything it started). One place, so that the
+// bounds can be read side by side.
+const SECOND = 1000;
+const MINUTE = 60 * SECOND;
+/** Any program whose caller names no bound. */
+const PROGRAM_MS = 5 * MINUTE;
+/** `sudo -n true`: sudo answers at once or not at all. */
+const SUDO_CHECK_MS = 10 * SECOND;
+/** A test program runs in milliseconds. */
+const PROBE_MS = 20 * SECOND;
+/** A docker command that only asks the daemon something or changes its bookkeeping (version, image inspect, create, rm). */
+const DOCKER_ANSWER_MS = 20 * SECOND;
+/** Entering a user namespace to mount its binfmt_misc; `podman unshare true`, which may start Podman's pause process. */
+const USERNS_MS = 20 * SECOND;
+/** `docker pull` of the registering image. */
+const DOCKER_PULL_MS = 5 * MINUTE;
+/** `docker cp` into a container, and the container's whole run. */
+const CONTAINER_MS = 2 * MINUTE;
+/** docker buildx: bookkeeping or one RPC; creating (or removing) a builder; booting it, which pulls moby/buildkit. */
+const BUILDX_MS = { quick: MINUTE, create: 5 * MINUTE, bootstrap: 15 * MINUTE };
+/** The host lock where no lock-timeout input sets it: the post step and the command. */
+const LOCK_WAIT_MS = 5 * MINUTE;
+/** Waits `ms`, or less if `cancel` fires first; never rejects (a caller that must stop checks the signal after). */
+function pause(ms, cancel) {
+    // Aborted already: its abort event has fired and will not again.
+    if (cancel?.aborted)
+        return Promise.resolve();
+    return new Promise(resolve => {
+        const t = setTimeout(done, ms);
+        function done() {
+            clearTimeout(t);
+            cancel?.removeEventListener('abort', done);
+            resolve();
+        }
+        cancel?.addEventListener('abort', done, { once: true });
+    });
+}
+/** After SIGINT/SIGTERM, how long the clean-up may take before the process exits regardless. */
+const CANCEL_GRACE_MS = 3 * SECOND;
+
 ;// CONCATENATED MODULE: ./src/process.ts
 
 
@@ -3779,6 +3745,41 @@ async function tryRun(docker, args, log) {
         log.debug(`${commandLine(args)} could not run: ${errors_errorMessage(e)}`);
         return undefined;
     }
+}
+
+;// CONCATENATED MODULE: ./src/cancellation.ts
+
+
+/**
+ * The runner cancels a step with SIGINT, then SIGTERM (a terminal's ^C is SIGINT). Either aborts the
+ * run: children are killed, unverified entries removed, the lock released. Should that take too long,
+ * `overrun` says so and removes what it can, and the process exits anyway. Returns the way to stop watching.
+ */
+function watchCancellation(cancel, log, overrun) {
+    const signals = ['SIGINT', 'SIGTERM'];
+    let deadline;
+    const handler = (signal) => {
+        if (cancel.signal.aborted)
+            return;
+        log.info(`Received ${signal}: stopping`);
+        cancel.abort(signal);
+        deadline = setTimeout(() => {
+            overrun(signal);
+            process.exit(1);
+        }, CANCEL_GRACE_MS);
+        deadline.unref();
+    };
+    for (const s of signals)
+        process.on(s, handler);
+    return () => {
+        clearTimeout(deadline);
+        for (const s of signals)
+            process.off(s, handler);
+    };
+}
+/** The run's failure as one line: a cancellation says so, whatever it interrupted. */
+function failureOf(e, cancel) {
+    return cancel.aborted ? `the step was cancelled (${String(cancel.reason)})` : errors_errorMessage(e);
 }
 
 ;// CONCATENATED MODULE: ./src/plan.ts
@@ -7061,11 +7062,48 @@ function abandonedStaging(reader) {
 
 
 
-/** The scratch space and the tool cache of a runner, or of a user's own machine off a runner. */
-function runnerDirs(env) {
-    const temp = env.RUNNER_TEMP || external_os_.tmpdir();
-    external_fs_.mkdirSync(temp, { recursive: true });
-    return { temp, toolCache: env.RUNNER_TOOL_CACHE || localToolCache(env) };
+
+
+/** The place of a runner, or of a user's own machine off a runner. */
+function runnerPlace(env) {
+    return { tempRoot: env.RUNNER_TEMP || external_os_.tmpdir(), toolCache: env.RUNNER_TOOL_CACHE || localToolCache(env), env };
+}
+/**
+ * setup() as both faces run it: in a scratch directory of its own, stopped by SIGINT or SIGTERM.
+ * A failure is one line to `fail` (a cancellation says so), with its stack at debug level when it is
+ * not an error the user can fix; then the result is undefined. Should a cancelled run's clean-up
+ * overrun its grace, `fail` says so and the process exits (with the scratch directory removed).
+ */
+async function runSetup(inputs, place, io, fail) {
+    const cancel = new AbortController();
+    // Every child of the run listens for it (dozens of probes at once with platforms: all).
+    (0,external_events_.setMaxListeners)(0, cancel.signal);
+    let temp;
+    const removeTemp = () => {
+        if (temp)
+            external_fs_.rmSync(temp, { recursive: true, force: true });
+    };
+    const stopWatching = watchCancellation(cancel, io.log, signal => {
+        removeTemp();
+        fail(`cancelled (${signal}) and the clean-up did not finish in time`);
+    });
+    try {
+        external_fs_.mkdirSync(place.tempRoot, { recursive: true });
+        temp = external_fs_.mkdtempSync(external_path_.join(place.tempRoot, 'setup-qemu-binfmt-'));
+        const result = await setup(inputs, { temp, toolCache: place.toolCache, env: place.env, cancel: cancel.signal }, io);
+        io.log.debug(`timings ${JSON.stringify(result.timings)}`);
+        return result;
+    }
+    catch (e) {
+        fail(failureOf(e, cancel.signal));
+        if (!(e instanceof errors_ActionError) && e instanceof Error && e.stack)
+            io.log.debug(e.stack);
+        return undefined;
+    }
+    finally {
+        removeTemp();
+        stopWatching();
+    }
 }
 /** Where emulators are kept off a runner: the user's cache directory. */
 function localToolCache(env) {
@@ -7138,7 +7176,7 @@ async function emulatorSteps(inputs, { host, source, pins }, at, io, timings, { 
     const access = await timings.time('access', () => io.group('Access to binfmt_misc', () => chooseAccess({ mode: inputs.installMode, dockerImage: inputs.dockerImage, writes, runs, env: at.env, log })));
     if (!access.hidden)
         checkBinfmtEnabled(access.reader);
-    const { plan, native } = await timings.time('native', () => io.group('Native platforms', () => planFor(inputs, host, access, at, log)));
+    const { plan, native } = await timings.time('native', () => io.group('Native platforms', () => planFor(inputs, host, access, at, runs, log)));
     const fetched = await fetchStep(inputs, source, host, pins, plan, at, io, timings);
     const targets = plan.foreignTargets([...fetched.emulators.keys()]);
     log.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`);
@@ -7158,9 +7196,9 @@ async function emulatorSteps(inputs, { host, source, pins }, at, io, timings, { 
     };
 }
 /** What runs natively (in a user namespace: there, where its engine's containers run), and the plan that leaves the rest to emulators. */
-async function planFor(inputs, host, access, at, log) {
+async function planFor(inputs, host, access, at, runs, log) {
     const { native, amd64Level, tried } = await probeNative(host, access.reader, at.temp, access.probes, log.info);
-    await checkTempExecutable(host, at.temp, shellProbes(new ChildProcessRunner(at.cancel)), tried, log);
+    await checkTempExecutable(host, at.temp, shellProbes(runs), tried, log);
     const plan = new Plan(host, inputs.platforms, native);
     const platforms = nativePlatforms(host, native, amd64Level);
     log.info(`This ${host.arch} runner runs natively: ${platforms.join(', ')}`);
@@ -7366,27 +7404,30 @@ function startBuilderStep(inputs, at, io) {
 async function finishBuilderStep(builder, inputs, outcome, io, timings) {
     const platforms = availablePlatforms(outcome);
     const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p));
+    // Without a state the start's builder, if it made one, is gone again: the finish removed it on a
+    // failure, a cancellation, or a builder that could not be had under buildx: auto.
+    let state;
     try {
         const finished = await finishBuilder(builder, platforms, emulated);
         Object.assign(timings.ms, finished.timings);
-        // Without a state the start's builder, if it made one, is gone again (a failure under buildx: auto).
-        if (inputs.builder.cleanup)
-            io.handoff.builder(finished.state);
+        state = finished.state;
         if (finished.result)
             io.log.info(`Builder ${finished.result.name} (${finished.result.driver}): ${finished.result.platforms.join(', ')}`);
         return finished.result;
     }
     catch (e) {
-        // A builder that failed or was cancelled was removed by the finish.
-        if (inputs.builder.cleanup)
-            io.handoff.builder(undefined);
         if (e instanceof CancelledError)
             throw e;
         throw new errors_ActionError(`${errors_errorMessage(e)} (the emulators were registered and verified, and stay: ${outcome.registrations.map(r => r.spec.name).join(', ') || 'none'})`);
     }
+    finally {
+        if (inputs.builder.cleanup)
+            io.handoff.builder(state);
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/log.ts
+/** Bytes as MB with one decimal, as progress is shown. */
 const mb = (n) => (n / 1048576).toFixed(1);
 /** `Downloading <url>: 12.3 of 88.0 MB` (`?` when the server did not say the size). */
 function progressLine(p) {
@@ -7550,45 +7591,28 @@ async function writeSummary(o, builder) {
 
 
 
-
-
-
-
 /** The action's main step: inputs from the runner, the engine's result to outputs and the job summary. */
 async function runMain() {
-    const cancel = new AbortController();
-    // Every child of the run listens for it (dozens of probes at once with platforms: all).
-    (0,external_events_.setMaxListeners)(0, cancel.signal);
-    let temp;
-    const removeTemp = () => {
-        if (temp)
-            external_fs_.rmSync(temp, { recursive: true, force: true });
-    };
-    const stopWatching = watchCancellation(cancel, actionLog, signal => {
-        removeTemp();
-        log_fail(`cancelled (${signal}) and the clean-up did not finish in time`);
-    });
+    let inputs;
     try {
         // Before any program is looked up: as root, none from a directory another user could write.
         securePathForRoot(actionLog.warning);
         // Every bad input fails here, before anything is touched.
-        const inputs = readInputs(name => core/* getInput */.V4(name));
-        const dirs = runnerDirs(process.env);
-        temp = external_fs_.mkdtempSync(external_path_.join(dirs.temp, 'setup-qemu-binfmt-'));
-        const result = await setup(inputs, { temp, toolCache: dirs.toolCache, env: process.env, cancel: cancel.signal }, actionIO);
-        for (const [name, value] of Object.entries(result.outputs))
-            setOutput(name, value);
-        actionLog.debug(`timings ${JSON.stringify(result.timings)}`);
+        inputs = readInputs(name => core/* getInput */.V4(name));
+    }
+    catch (e) {
+        return log_fail(errors_errorMessage(e));
+    }
+    const result = await runSetup(inputs, runnerPlace(process.env), actionIO, log_fail);
+    if (!result)
+        return;
+    for (const [name, value] of Object.entries(result.outputs))
+        setOutput(name, value);
+    try {
         await writeSummary(result.outcome, result.builder);
     }
     catch (e) {
-        log_fail(failureOf(e, cancel.signal));
-        if (!(e instanceof errors_ActionError) && e instanceof Error && e.stack)
-            actionLog.debug(e.stack);
-    }
-    finally {
-        removeTemp();
-        stopWatching();
+        log_fail(errors_errorMessage(e));
     }
 }
 

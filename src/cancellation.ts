@@ -1,3 +1,4 @@
+import { errorMessage } from './errors'
 import { Log } from './log'
 import { CANCEL_GRACE_MS } from './timeouts'
 
@@ -28,5 +29,5 @@ export function watchCancellation(cancel: AbortController, log: Pick<Log, 'info'
 
 /** The run's failure as one line: a cancellation says so, whatever it interrupted. */
 export function failureOf(e: unknown, cancel: AbortSignal): string {
-  return cancel.aborted ? `the step was cancelled (${String(cancel.reason)})` : e instanceof Error ? e.message : String(e)
+  return cancel.aborted ? `the step was cancelled (${String(cancel.reason)})` : errorMessage(e)
 }

@@ -21,7 +21,8 @@ export interface DownloadProgress {
   readonly declared: number
 }
 
-const mb = (n: number): string => (n / 1048576).toFixed(1)
+/** Bytes as MB with one decimal, as progress is shown. */
+export const mb = (n: number): string => (n / 1048576).toFixed(1)
 
 /** `Downloading <url>: 12.3 of 88.0 MB` (`?` when the server did not say the size). */
 export function progressLine(p: DownloadProgress): string {

@@ -2,6 +2,7 @@
 // Both faces call it: the action's main step (src/action) and the command's install and run
 // (src/cli). It talks to neither: what it has to say goes through `io`, what it found is its
 // return value, and what a later clean-up needs is handed over as soon as it is known.
+import { setMaxListeners } from 'events'
 import * as fs from 'fs'
 import * as os from 'os'
 import * as path from 'path'
@@ -9,6 +10,7 @@ import { Access, chooseAccess } from './access'
 import { BinfmtReader, EntrySpec } from './binfmt'
 import { BuilderResult, BuilderState } from './buildx/types'
 import { BuilderStart, abandonBuilder, finishBuilder, startBuilder } from './buildx/builder'
+import { failureOf, watchCancellation } from './cancellation'
 import { ActionError, errorMessage } from './errors'
 import { FetchResult, fetchEmulators } from './fetch'
 import { PendingSave } from './fetch/actions-cache'
@@ -72,11 +74,50 @@ export interface SetupResult {
   readonly timings: Readonly<Record<string, number>>
 }
 
-/** The scratch space and the tool cache of a runner, or of a user's own machine off a runner. */
-export function runnerDirs(env: NodeJS.ProcessEnv): { temp: string; toolCache: string } {
-  const temp = env.RUNNER_TEMP || os.tmpdir()
-  fs.mkdirSync(temp, { recursive: true })
-  return { temp, toolCache: env.RUNNER_TOOL_CACHE || localToolCache(env) }
+/** Where a face runs the engine: its scratch space is made under `tempRoot` (and removed after), emulators are kept in `toolCache`. */
+export interface Place {
+  readonly tempRoot: string
+  readonly toolCache: string
+  readonly env: NodeJS.ProcessEnv
+}
+
+/** The place of a runner, or of a user's own machine off a runner. */
+export function runnerPlace(env: NodeJS.ProcessEnv): Place {
+  return { tempRoot: env.RUNNER_TEMP || os.tmpdir(), toolCache: env.RUNNER_TOOL_CACHE || localToolCache(env), env }
+}
+
+/**
+ * setup() as both faces run it: in a scratch directory of its own, stopped by SIGINT or SIGTERM.
+ * A failure is one line to `fail` (a cancellation says so), with its stack at debug level when it is
+ * not an error the user can fix; then the result is undefined. Should a cancelled run's clean-up
+ * overrun its grace, `fail` says so and the process exits (with the scratch directory removed).
+ */
+export async function runSetup(inputs: Inputs, place: Place, io: SetupIO, fail: (m: string) => void): Promise<SetupResult | undefined> {
+  const cancel = new AbortController()
+  // Every child of the run listens for it (dozens of probes at once with platforms: all).
+  setMaxListeners(0, cancel.signal)
+  let temp: string | undefined
+  const removeTemp = (): void => {
+    if (temp) fs.rmSync(temp, { recursive: true, force: true })
+  }
+  const stopWatching = watchCancellation(cancel, io.log, signal => {
+    removeTemp()
+    fail(`cancelled (${signal}) and the clean-up did not finish in time`)
+  })
+  try {
+    fs.mkdirSync(place.tempRoot, { recursive: true })
+    temp = fs.mkdtempSync(path.join(place.tempRoot, 'setup-qemu-binfmt-'))
+    const result = await setup(inputs, { temp, toolCache: place.toolCache, env: place.env, cancel: cancel.signal }, io)
+    io.log.debug(`timings ${JSON.stringify(result.timings)}`)
+    return result
+  } catch (e) {
+    fail(failureOf(e, cancel.signal))
+    if (!(e instanceof ActionError) && e instanceof Error && e.stack) io.log.debug(e.stack)
+    return undefined
+  } finally {
+    removeTemp()
+    stopWatching()
+  }
 }
 
 /** Where emulators are kept off a runner: the user's cache directory. */
@@ -165,7 +206,7 @@ async function emulatorSteps(
   )
   if (!access.hidden) checkBinfmtEnabled(access.reader)
 
-  const { plan, native } = await timings.time('native', () => io.group('Native platforms', () => planFor(inputs, host, access, at, log)))
+  const { plan, native } = await timings.time('native', () => io.group('Native platforms', () => planFor(inputs, host, access, at, runs, log)))
   const fetched = await fetchStep(inputs, source, host, pins, plan, at, io, timings)
   const targets = plan.foreignTargets([...fetched.emulators.keys()])
   log.info(`Emulators to register: ${targets.map(x => x.name).join(', ') || 'none'}`)
@@ -187,9 +228,9 @@ async function emulatorSteps(
 }
 
 /** What runs natively (in a user namespace: there, where its engine's containers run), and the plan that leaves the rest to emulators. */
-async function planFor(inputs: Inputs, host: Host, access: Access, at: Surroundings, log: Log): Promise<{ plan: Plan; native: string[] }> {
+async function planFor(inputs: Inputs, host: Host, access: Access, at: Surroundings, runs: ProcessRunner, log: Log): Promise<{ plan: Plan; native: string[] }> {
   const { native, amd64Level, tried } = await probeNative(host, access.reader, at.temp, access.probes, log.info)
-  await checkTempExecutable(host, at.temp, shellProbes(new ChildProcessRunner(at.cancel)), tried, log)
+  await checkTempExecutable(host, at.temp, shellProbes(runs), tried, log)
   const plan = new Plan(host, inputs.platforms, native)
   const platforms = nativePlatforms(host, native, amd64Level)
   log.info(`This ${host.arch} runner runs natively: ${platforms.join(', ')}`)
@@ -427,19 +468,21 @@ function startBuilderStep(inputs: Inputs, at: Surroundings, io: SetupIO): { star
 async function finishBuilderStep(builder: BuilderStart, inputs: Inputs, outcome: Outcome, io: SetupIO, timings: Timings): Promise<BuilderResult | undefined> {
   const platforms = availablePlatforms(outcome)
   const emulated = platforms.filter(p => !outcome.nativePlatforms.includes(p))
+  // Without a state the start's builder, if it made one, is gone again: the finish removed it on a
+  // failure, a cancellation, or a builder that could not be had under buildx: auto.
+  let state: BuilderState | undefined
   try {
     const finished = await finishBuilder(builder, platforms, emulated)
     Object.assign(timings.ms, finished.timings)
-    // Without a state the start's builder, if it made one, is gone again (a failure under buildx: auto).
-    if (inputs.builder.cleanup) io.handoff.builder(finished.state)
+    state = finished.state
     if (finished.result) io.log.info(`Builder ${finished.result.name} (${finished.result.driver}): ${finished.result.platforms.join(', ')}`)
     return finished.result
   } catch (e) {
-    // A builder that failed or was cancelled was removed by the finish.
-    if (inputs.builder.cleanup) io.handoff.builder(undefined)
     if (e instanceof CancelledError) throw e
     throw new ActionError(
       `${errorMessage(e)} (the emulators were registered and verified, and stay: ${outcome.registrations.map(r => r.spec.name).join(', ') || 'none'})`,
     )
+  } finally {
+    if (inputs.builder.cleanup) io.handoff.builder(state)
   }
 }

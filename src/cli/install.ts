@@ -1,11 +1,7 @@
-import { setMaxListeners } from 'events'
-import * as fs from 'fs'
 import * as os from 'os'
-import * as path from 'path'
-import { failureOf, watchCancellation } from '../cancellation'
-import { ActionError, errorMessage } from '../errors'
+import { errorMessage } from '../errors'
 import { readInputs } from '../inputs'
-import { localToolCache, setup } from '../setup'
+import { localToolCache, runSetup } from '../setup'
 import { NewNamespace, USERNS_PID_ENV } from '../access/userns'
 import { COMMAND_DEFAULTS, Parsed } from './args'
 import { commandIO, print } from './output'
@@ -19,28 +15,9 @@ export async function install(parsed: Parsed, env: NodeJS.ProcessEnv = process.e
   const { io, log } = commandIO(voice)
   // parseArgs checked every value already.
   const inputs = readInputs(name => parsed.inputs[name] ?? COMMAND_DEFAULTS[name] ?? '')
-  const cancel = new AbortController()
-  setMaxListeners(0, cancel.signal)
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'setup-qemu-binfmt-cli-'))
-  const removeWork = (): void => fs.rmSync(work, { recursive: true, force: true })
-  const stopWatching = watchCancellation(cancel, log, signal => {
-    removeWork()
-    log.error(`cancelled (${signal}) and the clean-up did not finish in time`)
-  })
-  let outputs: Record<string, string> = {}
-  let failed = false
-  try {
-    const result = await setup(inputs, { temp: work, toolCache: localToolCache(env), env, cancel: cancel.signal }, io)
-    log.debug(`timings ${JSON.stringify(result.timings)}`)
-    outputs = result.outputs
-  } catch (e) {
-    failed = true
-    log.error(failureOf(e, cancel.signal))
-    if (!(e instanceof ActionError) && e instanceof Error && e.stack) log.debug(e.stack)
-  } finally {
-    stopWatching()
-    removeWork()
-  }
+  const result = await runSetup(inputs, { tempRoot: os.tmpdir(), toolCache: localToolCache(env), env }, io, log.error)
+  const outputs = result?.outputs ?? {}
+  const failed = result === undefined
   if (parsed.json) print(process.stdout, `${JSON.stringify(answer(outputs, failed))}\n`)
   else if (!failed && !parsed.quiet) print(parsed.command === 'run' ? process.stderr : process.stdout, `platforms: ${outputs.platforms ?? ''}\n`)
   return failed ? 1 : 0

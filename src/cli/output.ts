@@ -1,5 +1,5 @@
 import { untrusted, untrustedLines } from '../errors'
-import { DownloadProgress, Log, progressLine } from '../log'
+import { DownloadProgress, Log, mb, progressLine } from '../log'
 import { SetupIO } from '../setup'
 
 /** What the command prints: as safe as the action's log (see untrusted), since a CI step's runner reads it too. */
@@ -68,7 +68,6 @@ export function commandIO(voice: Voice): { io: SetupIO; log: ReturnType<typeof c
 /** A download's progress as a terminal bar. */
 export function progressBar(p: DownloadProgress, width = 30): string {
   const name = p.shown.slice(p.shown.lastIndexOf('/') + 1)
-  const mb = (n: number): string => (n / 1048576).toFixed(1)
   if (!Number.isFinite(p.declared)) return `${name} ${mb(p.bytes)} MB`
   const share = Math.min(1, p.bytes / p.declared)
   const filled = Math.round(share * width)
