@@ -30,6 +30,7 @@ import { EmulatorSource, resolveSource } from './fetch/source'
 import { abandonedStaging } from './staging'
 import { Target, dockerPlatforms, emulatorName } from './targets'
 import { UninstallState } from './teardown'
+import { findBuildxPlugin } from './buildx/plugin'
 import { JobId, UsageRecords, currentJob, tableOf } from './job-records'
 import { ProbeHost, ProbeResult, probeNative, runProbes, shellProbes } from './verify'
 
@@ -162,13 +163,13 @@ export async function setup(inputs: Inputs, at: Surroundings, io: SetupIO): Prom
   const pins = pinning(inputs, host.arch)
   // Started now, so that the builder's image pull, container create and boot overlap the emulator steps.
   const builder = startBuilderStep(inputs, at, io)
-  if (inputs.builder.mode === 'true') {
-    // No buildx plugin under buildx: true fails the step before anything is downloaded.
-    const missing = await timings.time('preflight', () => builder.start.preflight)
-    if (missing) throw missing
-  }
   let outcome: Outcome
   try {
+    if (inputs.builder.mode === 'true') {
+      // No buildx plugin under buildx: true fails the step before anything is downloaded.
+      const missing = await timings.time('preflight', () => builder.start.preflight)
+      if (missing) throw missing
+    }
     outcome = await emulatorSteps(inputs, { host, source, pins }, at, io, timings, { runs, writes })
   } catch (e) {
     // The builder this step started goes with the emulators that failed: its start is stopped
@@ -450,8 +451,9 @@ function startBuilderStep(inputs: Inputs, at: Surroundings, io: SetupIO): { star
   if (at.cancel.aborted) follow()
   else at.cancel.addEventListener('abort', follow, { once: true })
   // A half-made builder is removed even when the start is stopped (as the rollback of entries is): the removal runner is never cancelled.
+  const buildxPlugin = opts.mode === 'false' ? undefined : findBuildxPlugin(at.env, process.geteuid?.() ?? -1)
   const start = startBuilder(
-    { ...opts, tempDir: at.temp, cancel: stopped.signal, onCreated },
+    { ...opts, tempDir: at.temp, cancel: stopped.signal, onCreated, buildxPlugin },
     new ChildProcessRunner(stopped.signal),
     io.log,
     new ChildProcessRunner(),

@@ -148,9 +148,14 @@ test('default driver, BuildKit image pulled from a registry: a running node with
   docker('image', 'rm', PULLED)
   expect(docker('image', 'inspect', PULLED).status).not.toBe(0)
 
-  const r = await runAction({ ...base, buildx: 'true', 'builder-name': BUILDER, 'driver-opts': `image=${PULLED}\nnetwork=host` })
+  const r = await runAction({ ...base, buildx: 'true', 'builder-name': BUILDER, 'driver-opts': `image=${PULLED}\nnetwork=host` }, { debug: true })
   expect(r.annotations.filter(a => a.kind !== 'notice')).toEqual([])
   expect(r.code).toBe(0)
+  // The builder's commands ran the very buildx plugin docker runs (as docker's own plugin list names it), directly.
+  const plugins = JSON.parse(docker('info', '--format', '{{json .ClientInfo.Plugins}}').stdout) as { Name: string; Path: string }[]
+  const buildxPath = plugins.find(p => p.Name === 'buildx')?.Path
+  expect(buildxPath).toBeTruthy()
+  expect(r.stdout).toContain(`::debug::running the buildx plugin ${buildxPath} directly for the builder's commands`)
   expect(docker('image', 'inspect', PULLED).status).toBe(0)
   expect(r.outputs.builder).toBe(BUILDER)
   const nodes = nodesOf(r.outputs)
@@ -310,7 +315,8 @@ test('cancelled while the BuildKit container boots: builder, container and state
 })
 
 test('cancelled while buildx creates the builder (after buildx stored it): the builder is removed by its name', async () => {
-  // A docker that stores the builder, then takes its time: the step is cancelled in between.
+  // A docker that stores the builder, then takes its time: the step is cancelled in between. The
+  // variable docker sets for a plugin it runs makes the action run buildx through docker (this shim).
   const shim = fs.mkdtempSync(path.join(os.tmpdir(), 'docker-shim-'))
   const stored = path.join(shim, 'stored')
   fs.writeFileSync(
@@ -322,7 +328,7 @@ test('cancelled while buildx creates the builder (after buildx stored it): the b
     const r = await runAction(
       { ...base, buildx: 'true', 'builder-name': BUILDER, 'driver-opts': IMAGE_OPTS },
       {
-        env: { PATH: `${shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin` },
+        env: { PATH: `${shim}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`, DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND: '/usr/bin/docker' },
         onSpawn: child =>
           void (async () => {
             for (let i = 0; i < 600 && child.exitCode === null; i++) {

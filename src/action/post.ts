@@ -1,7 +1,7 @@
-import * as core from '@actions/core'
 import { errorMessage } from '../errors'
 import { readInputs } from '../inputs'
 import { teardown } from '../teardown'
+import { input, loadCore } from './core'
 import { actionLog as log } from './log'
 import { stepState } from './state'
 
@@ -10,6 +10,7 @@ import { stepState } from './state'
  * engine. The saved state alone never makes this step change the kernel: the step's own input must ask.
  */
 export async function runPost(): Promise<void> {
+  await loadCore()
   const cacheSave = stepState.cacheSave()
   let builder
   try {
@@ -31,7 +32,7 @@ export async function runPost(): Promise<void> {
 /** The step's `uninstall` input, read as main read it; inputs main refused (it then changed nothing) ask for nothing. */
 function wantsUninstall(): boolean {
   try {
-    return readInputs(name => core.getInput(name)).uninstall
+    return readInputs(input).uninstall
   } catch (e) {
     log.debug(`post: not uninstalling: ${errorMessage(e)}`)
     return false

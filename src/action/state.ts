@@ -1,8 +1,8 @@
-import * as core from '@actions/core'
 import { BuilderState } from '../buildx/types'
 import { PendingSave, parsePending } from '../fetch/actions-cache'
 import { Handoff } from '../setup'
 import { UninstallState } from '../teardown'
+import { savedState, withCore } from './core'
 
 // The runner's step state is the only channel from main to post; these are its names, used nowhere else.
 const IS_POST = 'isPost'
@@ -10,9 +10,14 @@ const BUILDER = 'builder'
 const CACHE = 'emulator-cache'
 const UNINSTALL = 'uninstall'
 
+/** Saved for the post step (written once @actions/core is loaded: before the main step ends). */
+function save(name: string, value: string): void {
+  withCore(core => core.saveState(name, value))
+}
+
 /** JSON saved by this action's own main step; undefined when nothing was saved, an error when it cannot be read. */
 function readJson<T>(name: string): T | undefined {
-  const raw = core.getState(name)
+  const raw = savedState(name)
   if (!raw) return undefined
   try {
     return JSON.parse(raw) as T
@@ -24,17 +29,17 @@ function readJson<T>(name: string): T | undefined {
 /** What the main step hands the post step, typed: the one place that reads or writes the step state. */
 export const stepState = {
   /** action.yml runs the same file for both phases: true in the post phase (main marked it). */
-  isPost: (): boolean => core.getState(IS_POST) === 'true',
-  markMainRan: (): void => core.saveState(IS_POST, 'true'),
+  isPost: (): boolean => savedState(IS_POST) === 'true',
+  markMainRan: (): void => save(IS_POST, 'true'),
 
   /** the engine's handoff, saved as the step state */
   handoff: {
-    cacheSave: (pending: PendingSave): void => core.saveState(CACHE, JSON.stringify(pending)),
-    builder: (state: BuilderState | undefined): void => core.saveState(BUILDER, state ? JSON.stringify(state) : ''),
-    uninstall: (state: UninstallState): void => core.saveState(UNINSTALL, JSON.stringify(state)),
+    cacheSave: (pending: PendingSave): void => save(CACHE, JSON.stringify(pending)),
+    builder: (state: BuilderState | undefined): void => save(BUILDER, state ? JSON.stringify(state) : ''),
+    uninstall: (state: UninstallState): void => save(UNINSTALL, JSON.stringify(state)),
   } satisfies Handoff,
 
-  cacheSave: (): PendingSave | undefined => parsePending(core.getState(CACHE)),
+  cacheSave: (): PendingSave | undefined => parsePending(savedState(CACHE)),
   /** throws when the saved state cannot be read */
   builder: (): BuilderState | undefined => readJson<BuilderState>(BUILDER),
   /** throws when the saved state cannot be read */

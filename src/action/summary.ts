@@ -1,4 +1,4 @@
-import * as core from '@actions/core'
+import { loadCore } from './core'
 import { BuilderResult } from '../buildx/types'
 import { untrusted } from '../errors'
 import { Outcome, checksumRows, reportRows } from '../report'
@@ -17,6 +17,7 @@ const cell = (s: string): string => escapeHtml(untrusted(s)) || '-'
 /** The job summary: the builder's nodes, the emulators, and the files they came from as paste-ready qemu-sha256 lines. */
 export async function writeSummary(o: Outcome, builder?: BuilderResult): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return
+  const core = await loadCore()
   const rows = reportRows(o, emulatorName)
   if (builder) {
     core.summary.addHeading(`buildx builder ${escapeHtml(untrusted(builder.name))}`, 3).addTable([

@@ -10,7 +10,7 @@
 
 import * as fs from 'fs'
 import * as path from 'path'
-import { Docker, commandLine } from '../docker/command'
+import { Docker, EngineCli, commandLine } from '../docker/command'
 import { ActionError, errorMessage } from '../errors'
 import { CancelledError, ProcessRunner, RunResult, failureReason } from '../process'
 import { BUILDX_MS, pause } from '../timeouts'
@@ -29,6 +29,7 @@ import {
 } from './commands'
 import { ParsedBuilder, parseInspect, parseLsJson, unionPlatforms } from './inspect'
 import { AppendNode, BuilderNode, BuilderOptions, BuilderResult, BuilderState } from './types'
+import { PluginLookup } from './plugin'
 import { Log } from '../log'
 
 /** What the builder step says; the notice is for a builder skipped under buildx: auto. */
@@ -56,11 +57,17 @@ class BuilderFailure extends ActionError {}
 /** What the start needs: everything but the platforms, which are known only once the emulators are registered and verified. */
 export type BuilderStartOptions = Omit<BuilderOptions, 'platforms' | 'emulated'> & {
   /**
-   * Called as soon as buildx has stored a builder this step created (before it boots), with the
-   * state the post step needs: a caller may save it then, so that a main step that dies before
+   * Called when this step is about to create a builder (where nothing is appended, one create both stores and boots it), with
+   * the state the post step needs: a caller may save it then, so that a main step that dies before
    * the finish still has its builder removed by the post step.
    */
   onCreated?: (state: BuilderState) => void
+  /**
+   * The buildx plugin to run directly for the builder's commands where findBuildxPlugin found it beyond
+   * doubt, sparing docker's plugin scan on the builder's way; `docker buildx version` still goes
+   * through docker, as the check that docker has buildx at all.
+   */
+  buildxPlugin?: PluginLookup
 }
 
 /** What the start left for the finish (internal). */
@@ -124,6 +131,11 @@ class HeldLog implements BuilderLog {
   debug(s: string): void {
     this.put('debug', s)
   }
+  /** A line that belongs before everything held so far (an answer that came in after later lines). */
+  lead(level: keyof BuilderLog, s: string): void {
+    if (this.lines) this.lines.unshift([level, s])
+    else this.target[level](s)
+  }
   /** Writes what was held; from then on lines go straight through. */
   release(): void {
     const lines = this.lines
@@ -152,31 +164,41 @@ export function startBuilder(
   removal: ProcessRunner = runner,
 ): BuilderStart {
   const held = new HeldLog(log)
-  const docker = new Docker(runner, held)
+  const plugin = opts.buildxPlugin?.path
+  const engine: EngineCli = { cli: 'docker', ...(plugin ? { buildx: plugin } : {}) }
+  const docker = new Docker(runner, held, engine)
+  const removalDocker = new Docker(removal, held, engine)
   let preflightDone: (e: ActionError | undefined) => void = () => undefined
   const preflight = new Promise<ActionError | undefined>(resolve => (preflightDone = resolve))
   const outcome = (async (): Promise<StartOutcome> => {
     if (opts.mode === 'false') return { kind: 'none' }
-    const buildx = await buildxVersion(docker)
-    if (!buildx.ok) {
+    const lookup = opts.buildxPlugin
+    if (lookup)
+      held.debug(lookup.path ? `running the buildx plugin ${lookup.path} directly for the builder's commands` : `running docker buildx: ${lookup.why}`)
+    // The builder's first command is started first (its way is the long one); `buildx version` runs beside it,
+    // not before it: its answer decides the preflight, and what a failed first command means.
+    const making = settled(getBuilder(opts, docker, held, removalDocker))
+    const version = buildxVersion(new Docker(runner, held)).then(v => ({ ...v, error: v.ok ? undefined : missingBuildx(v.reason) }))
+    void version.then(
+      v => preflightDone(opts.mode === 'true' ? v.error : undefined),
+      () => preflightDone(undefined),
+    )
+    const made = await making
+    const answer = await settled(version)
+    const buildx = answer.ok ? answer.value : undefined
+    if (!buildx?.ok) {
+      // No plugin (or stopped): what the first command made goes (it failed too, unless the answer was only slow).
+      if (made.ok && made.value.kind === 'ready' && made.value.how === 'created') await removeAfterFailure(opts, removalDocker, held)
+      if (!buildx) throw (answer as { error: unknown }).error
       if (opts.mode === 'auto') {
         held.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`)
         return { kind: 'none' }
       }
-      const error = missingBuildx(buildx.reason)
-      preflightDone(error)
-      return { kind: 'failed', error }
+      return { kind: 'failed', error: buildx.error }
     }
-    preflightDone(undefined)
-    held.info(`Using ${buildx.version}`)
-    if (opts.driver === 'docker') return startCurrent(opts, held)
-    // A name generated for this step (8 random hex digits) is new: no docker process spent asking (it is
-    // on the way to the first build). buildx refuses to create over an existing builder in any case.
-    if (!opts.nameGiven) return await startCreated(opts, docker, held, new Docker(removal, held))
-    const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
-    if (existing.code === 0) return await startReused(opts, parseInspect(existing.stdout), docker, held)
-    held.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)
-    return await startCreated(opts, docker, held, new Docker(removal, held))
+    held.lead('info', `Using ${buildx.version}`)
+    if (!made.ok) throw made.error
+    return made.value
   })().catch((error: unknown): StartOutcome => ({ kind: 'failed', error }))
   // Whatever happened, the preflight is over once the start is.
   void outcome.then(() => preflightDone(undefined))
@@ -187,7 +209,7 @@ export function startBuilder(
     outcome,
     held,
     started: performance.now(),
-    io: { docker: new Docker(runner, log), removal: new Docker(removal, log), log },
+    io: { docker: new Docker(runner, log, engine), removal: new Docker(removal, log, engine), log },
   }
 }
 
@@ -249,6 +271,27 @@ export async function abandonBuilder(start: BuilderStart): Promise<void> {
   if (outcome.kind !== 'ready' || outcome.how !== 'created') return
   log.info(`Removing builder ${outcome.name}, which this step started: the step did not get as far as using it`)
   await removeAfterFailure(start.opts, removal, log)
+}
+
+/** The docker driver's builder, a reused one, or a new one: started (the docker driver's is only looked at in the finish). */
+async function getBuilder(opts: BuilderStartOptions, docker: Docker, log: HeldLog, removal: Docker): Promise<StartOutcome> {
+  if (opts.driver === 'docker') return startCurrent(opts, log)
+  // A name generated for this step (8 random hex digits) is new: no docker process spent asking (it is
+  // on the way to the first build). buildx refuses to create over an existing builder in any case.
+  if (!opts.nameGiven) return await startCreated(opts, docker, log, removal)
+  const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
+  if (existing.code === 0) return await startReused(opts, parseInspect(existing.stdout), docker, log)
+  log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)
+  return await startCreated(opts, docker, log, removal)
+}
+
+/** A promise's outcome as a value, so that a failure can wait for another answer before it counts. */
+async function settled<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  try {
+    return { ok: true, value: await p }
+  } catch (error) {
+    return { ok: false, error }
+  }
 }
 
 function missingBuildx(reason: string): ActionError {
@@ -351,9 +394,14 @@ async function startCreated(opts: BuilderStartOptions, docker: Docker, log: Buil
   }
 
   log.info(`Creating builder ${opts.name} (driver ${opts.driver}${opts.endpoint ? `, endpoint ${opts.endpoint}` : ''})`)
+  // With no node to append first, create boots the builder itself: one buildx run fewer on the builder's way.
+  const boots = !opts.append.length
+  // Handed over before create runs, since one run both stores and boots it: a step that dies meanwhile
+  // still has it removed by the post step. The name is ours (new, or no builder had it just now).
+  opts.onCreated?.({ name: opts.name, created: true, driver: opts.driver })
   let created: RunResult
   try {
-    created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true })
+    created = await docker.run(createArgs(opts, configFile, boots), { timeoutMs: boots ? BUILDX_MS.bootstrap : BUILDX_MS.create, loud: true })
   } catch (e) {
     // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
     await removeAfterFailure(opts, removal, log)
@@ -365,10 +413,14 @@ async function startCreated(opts: BuilderStartOptions, docker: Docker, log: Buil
   if (created.code === null) {
     // Killed (its time ran out): buildx had no chance to roll back.
     await removeAfterFailure(opts, removal, log)
+    if (boots) throw new BuilderFailure(bootstrapError(opts, opts.name, created))
+  } else if (created.code !== 0 && boots && (await stored(opts.name, docker, log))) {
+    // Stored but not booted: buildx keeps a builder whose boot failed; the boot's failure is told (and retried) as such.
+    return await completeCreated(opts, removal, log, () => bootstrap(opts, opts.name, docker, log, created))
   }
   if (created.code !== 0) {
     // buildx rolls a failed create back itself: there is nothing to remove.
-    const reason = failureReason(created, BUILDX_MS.create)
+    const reason = failureReason(created, boots ? BUILDX_MS.bootstrap : BUILDX_MS.create)
     // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
     if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
       log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`)
@@ -377,17 +429,28 @@ async function startCreated(opts: BuilderStartOptions, docker: Docker, log: Buil
     const input = createInputAtFault(reason, opts)
     throw new BuilderFailure(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`)
   }
-
-  // From here on the builder exists because of us: any failure removes it again.
-  try {
-    opts.onCreated?.({ name: opts.name, created: true, driver: opts.driver })
+  if (boots) return { kind: 'ready', how: 'created', name: opts.name, driver: opts.driver, boot: '' }
+  return await completeCreated(opts, removal, log, async () => {
     for (const node of opts.append) await appendNode(opts.name, node, docker, log)
-    const boot = await bootstrap(opts, opts.name, docker, log)
+    return await bootstrap(opts, opts.name, docker, log)
+  })
+}
+
+/** The rest of a builder this step created (its nodes appended, its boot); any failure removes it again. */
+async function completeCreated(opts: BuilderStartOptions, removal: Docker, log: BuilderLog, rest: () => Promise<string>): Promise<StartOutcome> {
+  try {
+    const boot = await rest()
     return { kind: 'ready', how: 'created', name: opts.name, driver: opts.driver, boot }
   } catch (e) {
     await removeAfterFailure(opts, removal, log)
     throw e
   }
+}
+
+/** Whether buildx has a builder of this name stored (asked after a create that failed: did it get that far?). */
+async function stored(name: string, docker: Docker, log: BuilderLog): Promise<boolean> {
+  const r = await tryRun(docker, inspectArgs(name), log)
+  return r?.code === 0
 }
 
 async function appendNode(name: string, node: AppendNode, docker: Docker, log: BuilderLog): Promise<void> {
@@ -405,10 +468,11 @@ async function appendNode(name: string, node: AppendNode, docker: Docker, log: B
  * Starts the builder's nodes; returns inspect's output (it prints the builder once booted)
  * for use if nothing better is available. A transient failure (registry or network) is
  * tried once more; the error says what failed: the image pull, a timeout, or the start.
+ * `first`: a boot that already ran and failed (create --bootstrap), to be judged and retried.
  */
-async function bootstrap(opts: BuilderStartOptions, name: string, docker: Docker, log: BuilderLog): Promise<string> {
-  log.info(`Booting builder ${name}`)
-  let r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true })
+async function bootstrap(opts: BuilderStartOptions, name: string, docker: Docker, log: BuilderLog, first?: RunResult): Promise<string> {
+  if (!first) log.info(`Booting builder ${name}`)
+  let r = first ?? (await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true }))
   if (r.code !== 0 && r.code !== null) {
     const reason = failureReason(r, BUILDX_MS.bootstrap)
     if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {

@@ -28,13 +28,15 @@ export function containerName(node: string): string {
  * `create` for the first node, at `endpoint` when one is given (after `--`). No --platform: BuildKit detects the platforms the
  * registered emulators provide when it starts, and a fixed list would hide new ones.
  * `--config` is accepted by every release (newer ones keep it as a hidden alias of --buildkitd-config).
+ * `bootstrap`: create also boots it (where no node is appended first).
  */
-export function createArgs(opts: CreateOptions, configFile?: string): string[] {
+export function createArgs(opts: CreateOptions, configFile?: string, bootstrap = false): string[] {
   const args = ['buildx', 'create', '--name', opts.name, '--node', firstNodeName(opts.name), '--driver', opts.driver]
   for (const o of opts.driverOpts) args.push('--driver-opt', o)
   if (opts.buildkitdFlags) args.push('--buildkitd-flags', opts.buildkitdFlags)
   if (configFile) args.push('--config', configFile)
   if (opts.use) args.push('--use')
+  if (bootstrap) args.push('--bootstrap')
   if (opts.endpoint) args.push('--', opts.endpoint)
   return args
 }

@@ -6,6 +6,8 @@ export interface EngineCli {
   /** podman takes the same commands */
   readonly cli: 'docker' | 'podman'
   readonly env?: Readonly<Record<string, string>>
+  /** the buildx plugin, run directly (standalone) for `buildx ...` commands instead of through docker (findBuildxPlugin) */
+  readonly buildx?: string
 }
 
 /** What docker commands say: the command lines they run. */
@@ -49,11 +51,12 @@ export class Docker {
     const line = commandLine(args, this.engine.cli)
     if (options.loud) this.log.info(`[command]${line}`)
     else this.log.debug(line)
+    const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args]
     let r: RunResult
     try {
-      r = await this.runner.run(this.engine.cli, args, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env })
+      r = await this.runner.run(program, argv, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env })
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new DockerMissing(this.engine.cli)
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT' && program === this.engine.cli) throw new DockerMissing(this.engine.cli)
       throw e
     }
     if (r.code !== 0) this.log.debug(`${line} -> ${r.code ?? r.signal}: ${r.stderr.trim()}`)

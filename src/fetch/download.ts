@@ -2,7 +2,6 @@ import { createHash } from 'crypto'
 import { promises as fs } from 'fs'
 import * as http from 'http'
 import * as https from 'https'
-import { HttpClient } from '@actions/http-client'
 import { ActionError, errorMessage } from '../errors'
 import { httpTarget, redact } from './url'
 import { diskError, throwIfAborted } from './limits'
@@ -124,21 +123,31 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
 }
 
 /**
- * An HTTP(S) request through the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy),
+ * The agent for `url` under the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy).
+ * @actions/http-client is loaded here, at the first request, not with the action: it brings undici, and
+ * a run with nothing to download (or one starting its builder first) has no use for it.
+ */
+export async function proxyAgent(url: URL): Promise<http.Agent> {
+  const { HttpClient } = await import('@actions/http-client')
+  return new HttpClient('setup-qemu-binfmt').getAgent(url.toString())
+}
+
+/**
+ * An HTTP(S) request through `agent` (proxyAgent),
  * destroyed with a Transient failure when no answer comes within the connect timeout, and on cancellation.
  * A failure of the request reaches `reject` (as Transient, unless cancelled). `settled` stops both watches:
  * call it once the answer is in.
  */
 export function openRequest(
   url: URL,
-  options: { method: string; headers: http.OutgoingHttpHeaders },
+  options: { method: string; headers: http.OutgoingHttpHeaders; agent: http.Agent },
   network: NetworkPolicy,
   signal: AbortSignal | undefined,
   reject: (e: unknown) => void,
 ): { req: http.ClientRequest; settled: () => void } {
-  const agent = new HttpClient('setup-qemu-binfmt').getAgent(url.toString())
+  const { agent } = options
   const send = url.protocol === 'https:' ? https.request : http.request
-  const req = send(url, { ...options, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent })
+  const req = send(url, { method: options.method, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent })
   const timer = setTimeout(() => req.destroy(new Transient(`no response within ${network.connectTimeoutMs / 1000} s`)), network.connectTimeoutMs)
   const onAbort = (): void => void req.destroy(signal?.reason ?? new Error('aborted'))
   signal?.addEventListener('abort', onAbort, { once: true })
@@ -154,11 +163,12 @@ export function openRequest(
 }
 
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
-function request(url: URL, authorization: string | undefined, opts: DownloadOptions): Promise<http.IncomingMessage> {
+async function request(url: URL, authorization: string | undefined, opts: DownloadOptions): Promise<http.IncomingMessage> {
+  const agent = await proxyAgent(url)
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = { Accept: 'application/octet-stream' }
     if (authorization) headers.Authorization = authorization
-    const { req, settled } = openRequest(url, { method: 'GET', headers }, opts.network, opts.signal, reject)
+    const { req, settled } = openRequest(url, { method: 'GET', headers, agent }, opts.network, opts.signal, reject)
     req.on('response', res => {
       settled()
       resolve(res)

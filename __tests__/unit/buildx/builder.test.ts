@@ -69,6 +69,8 @@ const NOT_FOUND = { code: 1, stderr: transcript('inspect-not-found.stderr.txt') 
 const BOOT_OK = { stdout: transcript('doc-inspect-container-running.txt'), stderr: transcript('bootstrap-container-ok.stderr.txt') }
 const PULL_FAILED = { code: 1, stderr: transcript('bootstrap-pull-failed.stderr.txt') }
 const MISSING = { code: 1, stderr: transcript('buildx-missing.stderr.txt') }
+// buildx's answer to `inspect NAME` for a builder it has stored (one whose boot failed: create --bootstrap keeps it)
+const STORED = { stdout: transcript('inspect-container-inactive.txt') }
 // what this runner runs: native x86-64 (with its CPU levels) and verified arm64/arm emulators
 const NATIVE = ['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/amd64/v4', 'linux/386']
 const EMULATED = ['linux/arm64', 'linux/riscv64', 'linux/arm/v7', 'linux/arm/v6']
@@ -159,8 +161,8 @@ describe('setupBuilder', () => {
       log.sink,
     )
     expect(runner.commands()).toEqual([
-      'buildx version',
       'buildx inspect -- qemu-builder',
+      'buildx version',
       expect.stringMatching(/^buildx create --name qemu-builder /),
       expect.stringMatching(/^buildx create --append /),
       'buildx inspect --bootstrap --builder qemu-builder',
@@ -183,12 +185,11 @@ describe('setupBuilder', () => {
     expect(runner.options[4]?.timeoutMs).toBeGreaterThan(runner.options[5]!.timeoutMs!)
   })
 
-  test('minimal create: no config file, no --use, no existence check for a generated name; ls json gives the platforms', async () => {
+  test('minimal create: no config file, no --use, no existence check for a generated name, booted by create; ls json gives the platforms', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- gen-1234', NOT_FOUND)
-      .on('buildx create --name gen-1234 --node gen-12340 --driver docker-container', { stdout: 'gen-1234\n' })
-      .on('buildx inspect --bootstrap --builder gen-1234', BOOT_OK)
+      .on('buildx create --name gen-1234 --node gen-12340 --driver docker-container --bootstrap', { stdout: 'gen-1234\n' })
       .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json').replace(/qemu-builder/g, 'gen-1234') })
     const log = new Log()
     const out = await setupBuilder(
@@ -200,11 +201,10 @@ describe('setupBuilder', () => {
     expect(out.result!.platforms).toEqual(['linux/amd64', 'linux/amd64/v2', 'linux/amd64/v3', 'linux/arm64', 'linux/riscv64', 'linux/arm/v7', 'linux/arm/v6'])
     expect(out.result!.nodes[0].notRunning).toEqual(['linux/ppc64le', 'linux/s390x', 'linux/386', 'linux/mips64le', 'linux/mips64', 'linux/loong64'])
     expect(out.result!.nodes[0].buildkit).toBe('v0.20.1')
-    // a generated name is new: no inspect to ask whether it exists
+    // a generated name is new: no inspect to ask whether it exists; nothing to append: create boots it
     expect(runner.commands()).toEqual([
+      'buildx create --name gen-1234 --node gen-12340 --driver docker-container --bootstrap',
       'buildx version',
-      'buildx create --name gen-1234 --node gen-12340 --driver docker-container',
-      'buildx inspect --bootstrap --builder gen-1234',
       'buildx ls --format json',
     ])
     expect(log.info).toContain(
@@ -217,8 +217,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', { stdout: 'github.com/docker/buildx v0.11.2 9872040b6626fb7d87ef7296fd5b832e8cc2ad17\n' })
       .on('buildx inspect -- qemu-builder', NOT_FOUND, { stdout: transcript('doc-inspect-old-keys.txt') })
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', { stdout: 'qemu-builder\n' })
-      .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('doc-inspect-old-keys.txt') })
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', { stdout: 'qemu-builder\n' })
       .on('buildx ls --format json', { code: 1, stderr: transcript('doc-ls-unknown-flag.stderr.txt') })
     const log = new Log()
     const out = await setupBuilder(options(), runner, log.sink)
@@ -229,13 +228,13 @@ describe('setupBuilder', () => {
   })
 
   test('ls json without our builder and inspect failing: uses what the bootstrap printed', async () => {
+    // a reused builder: booted with inspect --bootstrap, which prints it
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect -- qemu-builder', NOT_FOUND, NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
+      .on('buildx inspect -- qemu-builder', STORED, NOT_FOUND)
       .on('buildx inspect --bootstrap --builder qemu-builder', { stdout: transcript('doc-inspect-buildkit-key.txt') })
       .on('buildx ls --format json', { stdout: transcript('ls-json-default.json') })
-    const out = await setupBuilder(options({ platforms: [], emulated: [] }), runner, new Log().sink)
+    const out = await setupBuilder(options({ use: false, platforms: [], emulated: [] }), runner, new Log().sink)
     expect(out.result!.nodes[0].name).toBe('elated_tesla0')
     expect(out.result!.platforms).toEqual(['linux/arm64', 'linux/arm/v7', 'linux/arm/v6'])
   })
@@ -271,8 +270,8 @@ describe('setupBuilder', () => {
       log.sink,
     )
     expect(runner.commands()).toEqual([
-      'buildx version',
       'buildx inspect -- qemu-builder',
+      'buildx version',
       'buildx inspect --bootstrap --builder qemu-builder',
       'buildx use -- qemu-builder',
       'buildx ls --format json',
@@ -347,11 +346,21 @@ describe('setupBuilder', () => {
     expect(log.warning).toEqual([expect.stringMatching(/^driver: cannot inspect the current docker builder .*; going on without a builder \(buildx: auto\)/)])
   })
 
-  test("mode 'auto' without the plugin: notice, no throw, nothing else run", async () => {
-    const runner = new FakeRunner().on('buildx version', MISSING)
+  test("mode 'auto' without the plugin: one notice about the plugin, whatever the builder's first commands (run beside the version) said", async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', MISSING)
+      .on('buildx inspect -- qemu-builder', MISSING)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', MISSING)
     const log = new Log()
     expect(await setupBuilder(options({ mode: 'auto' }), runner, log.sink)).toEqual({})
-    expect(runner.commands()).toEqual(['buildx version'])
+    // the failed create was asked whether it stored anything (no): nothing to remove
+    expect(runner.commands()).toEqual([
+      'buildx inspect -- qemu-builder',
+      'buildx version',
+      'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap',
+      'buildx inspect -- qemu-builder',
+    ])
+    expect(log.warning).toEqual([])
     expect(log.notice).toEqual([
       'docker buildx is not available (docker: unknown command: docker buildx); skipping the builder. Set buildx: false to silence this',
     ])
@@ -376,8 +385,8 @@ describe('setupBuilder', () => {
   const pullFails = (): FakeRunner =>
     new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, STORED)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', PULL_FAILED)
       .on('buildx inspect --bootstrap --builder qemu-builder', PULL_FAILED)
       .on('buildx rm -- qemu-builder', { stderr: 'qemu-builder removed\n' })
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
@@ -386,8 +395,10 @@ describe('setupBuilder', () => {
   test("mode 'true', BuildKit image cannot be pulled: tried twice, removed, then one line naming the builder, the reason and the mirror", async () => {
     const runner = pullFails()
     const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, new Log().sink))
-    expect(runner.commands().slice(-5)).toEqual([
-      'buildx inspect --bootstrap --builder qemu-builder',
+    // create --bootstrap failed; it had stored the builder, so the boot is what failed: tried once more
+    expect(runner.commands().slice(-6)).toEqual([
+      'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap',
+      'buildx inspect -- qemu-builder',
       'buildx inspect --bootstrap --builder qemu-builder',
       ...REMOVED,
     ])
@@ -418,7 +429,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', new CancelledError())
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', new CancelledError())
     const removal = new FakeRunner()
       .on('buildx rm -- qemu-builder', {})
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
@@ -433,11 +444,11 @@ describe('setupBuilder', () => {
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
   })
 
-  test('buildx create stopped at its time limit: the builder is removed; none stored: nothing said about it', async () => {
+  test('buildx create --bootstrap stopped at its time limit: the builder is removed; none stored: nothing said about it', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', {
         code: null as unknown as number,
         timedOut: true,
         signal: 'SIGKILL',
@@ -447,7 +458,7 @@ describe('setupBuilder', () => {
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
       .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const log = new Log()
-    await expect(setupBuilder(options({ mode: 'true' }), runner, log.sink, removal)).rejects.toThrow(/cannot create builder qemu-builder/)
+    await expect(setupBuilder(options({ mode: 'true' }), runner, log.sink, removal)).rejects.toThrow(/^builder qemu-builder did not start within 15 minutes/)
     expect(removal.commands()).toEqual([
       'buildx rm -- qemu-builder',
       'rm --force --volumes -- buildx_buildkit_qemu-builder0',
@@ -459,9 +470,12 @@ describe('setupBuilder', () => {
   test('a transient failure that clears on the retry gives a builder', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: transcript('doc-bootstrap-rate-limit.stderr.txt') }, BOOT_OK)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, STORED)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', {
+        code: 1,
+        stderr: transcript('doc-bootstrap-rate-limit.stderr.txt'),
+      })
+      .on('buildx inspect --bootstrap --builder qemu-builder', BOOT_OK)
       .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json') })
     const log = new Log()
     const out = await setupBuilder(options(), runner, log.sink)
@@ -475,9 +489,8 @@ describe('setupBuilder', () => {
   test('permanent pull failures and timeouts are not retried; a mirror from driver-opts is what is blamed', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --driver-opt image=mirror.example/buildkit:v0 --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', {
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, STORED)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --driver-opt image=mirror.example/buildkit:v0 --use --bootstrap', {
         code: 1,
         stderr: 'ERROR: Error response from daemon: manifest for mirror.example/buildkit:v0 not found: manifest unknown\n',
       })
@@ -485,7 +498,7 @@ describe('setupBuilder', () => {
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
       .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const e = await rejection(setupBuilder(options({ mode: 'true', driverOpts: ['image=mirror.example/buildkit:v0'] }), runner, new Log().sink))
-    expect(runner.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
+    expect(runner.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(0)
     expect(e.message).toMatch(
       /^driver-opts: builder qemu-builder could not start: its BuildKit image mirror\.example\/buildkit:v0 \(driver-opts image=\) could not be pulled \(.*manifest unknown\); check that image/,
     )
@@ -493,14 +506,17 @@ describe('setupBuilder', () => {
     const slow = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: null, signal: 'SIGKILL', timedOut: true })
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', {
+        code: null,
+        signal: 'SIGKILL',
+        timedOut: true,
+      })
       .on('buildx rm -- qemu-builder', { code: 1, stderr: 'ERROR: permission denied\n' })
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
       .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const log = new Log()
     const t = await rejection(setupBuilder(options({ mode: 'true' }), slow, log.sink))
-    expect(slow.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(1)
+    expect(slow.commands().filter(c => c.startsWith('buildx inspect --bootstrap'))).toHaveLength(0)
     expect(t.message).toMatch(/^builder qemu-builder did not start within 15 minutes \(did not finish within 900 s and was stopped\)/)
     // a failure to remove is a notice; the bootstrap error still surfaces
     expect(log.notice).toEqual([expect.stringMatching(/Could not remove builder qemu-builder after the failure \(permission denied\)/)])
@@ -509,9 +525,14 @@ describe('setupBuilder', () => {
   test('a start failure that is not a pull names the inputs that shape the builder, not driver-opts alone', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --buildkitd-flags --oci-worker-snapshotter=bogus --use', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: 'ERROR: buildkitd: snapshotter "bogus" is not supported\n' })
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, STORED)
+      .on(
+        'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --buildkitd-flags --oci-worker-snapshotter=bogus --use --bootstrap',
+        {
+          code: 1,
+          stderr: 'ERROR: buildkitd: snapshotter "bogus" is not supported\n',
+        },
+      )
       .on('buildx rm -- qemu-builder', {})
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
       .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
@@ -560,7 +581,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', new CancelledError())
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', new CancelledError())
     const removal = new FakeRunner()
       .on('buildx rm -- qemu-builder', {})
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
@@ -573,6 +594,7 @@ describe('setupBuilder', () => {
   })
 
   test('a create killed when its time ran out is removed too (buildx could not roll back); a builder not stored yet is no notice', async () => {
+    // with a node to append, create does not boot: its own time limit and message
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
@@ -581,7 +603,8 @@ describe('setupBuilder', () => {
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
       .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
     const log = new Log()
-    const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, log.sink))
+    const node = { name: 'n2', endpoint: 'tcp://127.0.0.1:1', platforms: [], driverOpts: [] }
+    const e = await rejection(setupBuilder(options({ mode: 'true', append: [node] }), runner, log.sink))
     expect(e.message).toMatch(/^driver: cannot create builder qemu-builder \(did not finish within 300 s and was stopped\)/)
     expect(runner.commands().slice(-3)).toEqual(REMOVED)
     expect(log.notice).toEqual([])
@@ -590,9 +613,11 @@ describe('setupBuilder', () => {
   test('a remote driver at an endpoint: the first node gets --node and the endpoint after --; nothing is removed by container name', async () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
-      .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver remote --use -- tcp://127.0.0.1:1', {})
-      .on('buildx inspect --bootstrap --builder qemu-builder', { code: 1, stderr: 'ERROR: connection error\n' })
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, STORED)
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver remote --use --bootstrap -- tcp://127.0.0.1:1', {
+        code: 1,
+        stderr: 'ERROR: connection error\n',
+      })
       .on('buildx rm -- qemu-builder', {})
     const e = await rejection(setupBuilder(options({ mode: 'true', driver: 'remote', endpoint: 'tcp://127.0.0.1:1' }), runner, new Log().sink))
     expect(e).toBeInstanceOf(ActionError)
@@ -676,8 +701,10 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qbf-rem2', NOT_FOUND, { stdout: transcript('inspect-remote-down.txt') })
-      .on('buildx create --name qbf-rem2 --node qbf-rem20 --driver remote --use -- tcp://127.0.0.1:1', { stdout: 'qbf-rem2\n' })
-      .on('buildx inspect --bootstrap --builder qbf-rem2', { code: 1, stderr: transcript('bootstrap-remote-node-down.stderr.txt') })
+      .on('buildx create --name qbf-rem2 --node qbf-rem20 --driver remote --use --bootstrap -- tcp://127.0.0.1:1', {
+        code: 1,
+        stderr: transcript('bootstrap-remote-node-down.stderr.txt'),
+      })
       .on('buildx rm -- qbf-rem2', {})
     const e = await rejection(
       setupBuilder(options({ mode: 'true', name: 'qbf-rem2', driver: 'remote', endpoint: 'tcp://127.0.0.1:1' }), runner, new Log().sink),
@@ -692,7 +719,7 @@ describe('setupBuilder', () => {
       new FakeRunner()
         .on('buildx version', VERSION)
         .on('buildx inspect -- qbf-ctx', NOT_FOUND)
-        .on('buildx create --name qbf-ctx --node qbf-ctx0 --driver docker-container --use -- qbf-no-such-context', {
+        .on('buildx create --name qbf-ctx --node qbf-ctx0 --driver docker-container --use --bootstrap -- qbf-no-such-context', {
           code: 1,
           stderr: transcript('create-context-missing.stderr.txt'),
         })
@@ -711,7 +738,7 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --driver-opt foo --use', {
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --driver-opt foo --use --bootstrap', {
         code: 1,
         stderr: transcript('create-bad-driver-opt.stderr.txt'),
       })
@@ -732,7 +759,7 @@ describe('setupBuilder', () => {
       new FakeRunner()
         .on('buildx version', VERSION)
         .on('buildx inspect -- qemu-builder', NOT_FOUND)
-        .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use', down)
+        .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', down)
     const log = new Log()
     expect(await setupBuilder(options({ mode: 'auto' }), script(), log.sink)).toEqual({})
     expect(log.notice).toEqual([expect.stringMatching(/^the Docker daemon is not reachable \(Cannot connect to the Docker daemon/)])
@@ -745,7 +772,10 @@ describe('setupBuilder', () => {
     const runner = new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
-      .on('buildx create --name qemu-builder --node qemu-builder0 --driver podman --use', { code: 1, stderr: 'ERROR: failed to find driver "podman"\n' })
+      .on('buildx create --name qemu-builder --node qemu-builder0 --driver podman --use --bootstrap', {
+        code: 1,
+        stderr: 'ERROR: failed to find driver "podman"\n',
+      })
     const e = await rejection(setupBuilder(options({ mode: 'true', driver: 'podman' }), runner, new Log().sink))
     expect(e.message).toMatch(/^driver: cannot create builder qemu-builder \(failed to find driver "podman"\); check the driver/)
   })
@@ -773,15 +803,17 @@ function startOptions(over: Partial<BuilderStartOptions> = {}): BuilderStartOpti
 }
 
 describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the emulator steps)', () => {
-  const CREATE = 'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use'
+  // nothing to append: create boots the builder itself
+  const CREATE = 'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap'
   const BOOT = 'buildx inspect --bootstrap --builder qemu-builder'
   const creates = (): FakeRunner =>
     new FakeRunner()
       .on('buildx version', VERSION)
       .on('buildx inspect -- qemu-builder', NOT_FOUND)
       .on(CREATE, { stdout: 'qemu-builder\n' })
-      .on(BOOT, BOOT_OK)
       .on('buildx ls --format json', { stdout: transcript('doc-ls-json-single.json') })
+  // no plugin: buildx's first commands, run beside the version, fail as the version does
+  const noPlugin = (): FakeRunner => new FakeRunner().on('buildx version', MISSING).on('buildx inspect -- qemu-builder', MISSING).on(CREATE, MISSING)
 
   test('the start creates and boots without the platforms; its lines wait for the finish, which reads the platforms only then', async () => {
     const runner = creates()
@@ -791,24 +823,27 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     expect(await start.preflight).toBeUndefined()
     await start.settled
     // booted, not read: the emulators are not registered yet
-    expect(runner.commands()).toEqual(['buildx version', 'buildx inspect -- qemu-builder', CREATE, BOOT])
+    expect(runner.commands()).toEqual(['buildx inspect -- qemu-builder', 'buildx version', CREATE])
     expect(created).toEqual([{ name: 'qemu-builder', created: true, driver: 'docker-container' }])
     expect([...log.info, ...log.notice, ...log.warning, ...log.debug]).toEqual([])
 
     const out = await finishBuilder(start, [...NATIVE, ...EMULATED], EMULATED)
-    expect(runner.commands().slice(4)).toEqual(['buildx ls --format json'])
+    expect(runner.commands().slice(3)).toEqual(['buildx ls --format json'])
     expect(out.state).toEqual({ name: 'qemu-builder', created: true, driver: 'docker-container' })
     expect(out.result!.platforms).toEqual(expect.arrayContaining(['linux/amd64', 'linux/arm64']))
     expect(out.timings!.builderStart).toBeGreaterThanOrEqual(0)
     expect(out.timings!.builderWait).toBeGreaterThanOrEqual(0)
-    // the start's lines first, in their order, then the finish's
-    expect(log.info[0]).toMatch(/^Using buildx /)
-    expect(log.info.indexOf(`[command]docker ${CREATE}`)).toBeLessThan(log.info.indexOf(`[command]docker ${BOOT}`))
+    // the start's lines first, in their order (the version's answer, which came in beside the create, leads), then the finish's
+    expect(log.info.slice(0, 3)).toEqual([
+      'Using buildx 0.13.1+ds1 0.13.1+ds1-3',
+      'Creating builder qemu-builder (driver docker-container)',
+      `[command]docker ${CREATE}`,
+    ])
     expect(log.info[log.info.length - 1]).toMatch(/^Builder qemu-builder \(docker-container\) platforms: /)
   })
 
   test('the finish waits for a start still booting, showing its lines as they come from then on', async () => {
-    const runner = new Held(creates(), BOOT)
+    const runner = new Held(creates(), CREATE)
     const log = new Log()
     const start = startBuilder(startOptions(), runner, log.sink)
     await new Promise(resolve => setTimeout(resolve, 20))
@@ -817,10 +852,10 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     const finishing = finishBuilder(start, [...NATIVE, ...EMULATED], EMULATED).then(r => ((finished = true), r))
     await new Promise(resolve => setTimeout(resolve, 20))
     expect(finished).toBe(false)
-    expect(log.info[log.info.length - 1]).toBe(`[command]docker ${BOOT}`)
+    expect(log.info[log.info.length - 1]).toBe(`[command]docker ${CREATE}`)
     runner.release()
     expect((await finishing).result!.name).toBe('qemu-builder')
-    expect(runner.inner.commands().slice(-2)).toEqual([BOOT, 'buildx ls --format json'])
+    expect(runner.inner.commands().slice(-2)).toEqual([CREATE, 'buildx ls --format json'])
   })
 
   test('a start that fails while the caller is busy is no unhandled rejection; the finish reports it: an error under true, a warning under auto', async () => {
@@ -830,6 +865,8 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     try {
       const pullFails = (): FakeRunner =>
         creates()
+          .on('buildx inspect -- qemu-builder', NOT_FOUND, STORED)
+          .on(CREATE, PULL_FAILED)
           .on(BOOT, PULL_FAILED)
           .on('buildx rm -- qemu-builder', {})
           .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
@@ -854,13 +891,14 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
   })
 
   test('preflight: buildx: true without the plugin is known before the emulator steps; the finish throws it too', async () => {
-    const runner = new FakeRunner().on('buildx version', MISSING)
+    const runner = noPlugin()
     const start = startBuilder(startOptions({ mode: 'true' }), runner, new Log().sink)
     const e = await start.preflight
     expect(e).toBeInstanceOf(ActionError)
     expect(e!.message).toMatch(/^buildx: docker buildx is not available/)
     expect(await rejection(finishBuilder(start, NATIVE, []))).toBe(e)
-    expect(runner.commands()).toEqual(['buildx version'])
+    // the create failed and stored nothing (asked): nothing removed
+    expect(runner.commands()).toEqual(['buildx inspect -- qemu-builder', 'buildx version', CREATE, 'buildx inspect -- qemu-builder'])
   })
 
   test("preflight under auto, and mode 'false': nothing to fail; no result", async () => {
@@ -875,7 +913,7 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
   })
 
   test('the emulator step failed: abandon waits for the start, then removes the builder it created through the removal runner', async () => {
-    const runner = new Held(creates(), BOOT)
+    const runner = new Held(creates(), CREATE)
     const removal = new FakeRunner()
       .on('buildx rm -- qemu-builder', {})
       .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})

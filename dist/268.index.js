@@ -1,9 +1,9 @@
 "use strict";
-exports.id = 958;
-exports.ids = [958];
+exports.id = 268;
+exports.ids = [268];
 exports.modules = {
 
-/***/ 4958:
+/***/ 8268:
 /***/ ((__unused_webpack_module, __webpack_exports__, __webpack_require__) => {
 
 // ESM COMPAT FLAG
@@ -14,8 +14,6 @@ __webpack_require__.d(__webpack_exports__, {
   start: () => (/* binding */ start)
 });
 
-// EXTERNAL MODULE: ./node_modules/@actions/core/lib/core.js + 7 modules
-var core = __webpack_require__(3838);
 ;// CONCATENATED MODULE: ./src/errors.ts
 /**
  * A failure the user can fix. The message is one line that names the input or
@@ -1022,12 +1020,13 @@ class Docker {
             this.log.info(`[command]${line}`);
         else
             this.log.debug(line);
+        const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args];
         let r;
         try {
-            r = await this.runner.run(this.engine.cli, args, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env });
+            r = await this.runner.run(program, argv, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env });
         }
         catch (e) {
-            if (e.code === 'ENOENT')
+            if (e.code === 'ENOENT' && program === this.engine.cli)
                 throw new DockerMissing(this.engine.cli);
             throw e;
         }
@@ -2923,8 +2922,9 @@ function containerName(node) {
  * `create` for the first node, at `endpoint` when one is given (after `--`). No --platform: BuildKit detects the platforms the
  * registered emulators provide when it starts, and a fixed list would hide new ones.
  * `--config` is accepted by every release (newer ones keep it as a hidden alias of --buildkitd-config).
+ * `bootstrap`: create also boots it (where no node is appended first).
  */
-function createArgs(opts, configFile) {
+function createArgs(opts, configFile, bootstrap = false) {
     const args = ['buildx', 'create', '--name', opts.name, '--node', firstNodeName(opts.name), '--driver', opts.driver];
     for (const o of opts.driverOpts)
         args.push('--driver-opt', o);
@@ -2934,6 +2934,8 @@ function createArgs(opts, configFile) {
         args.push('--config', configFile);
     if (opts.use)
         args.push('--use');
+    if (bootstrap)
+        args.push('--bootstrap');
     if (opts.endpoint)
         args.push('--', opts.endpoint);
     return args;
@@ -3218,6 +3220,13 @@ class HeldLog {
     debug(s) {
         this.put('debug', s);
     }
+    /** A line that belongs before everything held so far (an answer that came in after later lines). */
+    lead(level, s) {
+        if (this.lines)
+            this.lines.unshift([level, s]);
+        else
+            this.target[level](s);
+    }
     /** Writes what was held; from then on lines go straight through. */
     release() {
         const lines = this.lines;
@@ -3244,35 +3253,42 @@ function startBuilder(opts, runner, log,
 /** removes a half-made builder: one that cancellation does not stop, so that a cancelled step still removes it */
 removal = runner) {
     const held = new HeldLog(log);
-    const docker = new Docker(runner, held);
+    const plugin = opts.buildxPlugin?.path;
+    const engine = { cli: 'docker', ...(plugin ? { buildx: plugin } : {}) };
+    const docker = new Docker(runner, held, engine);
+    const removalDocker = new Docker(removal, held, engine);
     let preflightDone = () => undefined;
     const preflight = new Promise(resolve => (preflightDone = resolve));
     const outcome = (async () => {
         if (opts.mode === 'false')
             return { kind: 'none' };
-        const buildx = await buildxVersion(docker);
-        if (!buildx.ok) {
+        const lookup = opts.buildxPlugin;
+        if (lookup)
+            held.debug(lookup.path ? `running the buildx plugin ${lookup.path} directly for the builder's commands` : `running docker buildx: ${lookup.why}`);
+        // The builder's first command is started first (its way is the long one); `buildx version` runs beside it,
+        // not before it: its answer decides the preflight, and what a failed first command means.
+        const making = settled(getBuilder(opts, docker, held, removalDocker));
+        const version = buildxVersion(new Docker(runner, held)).then(v => ({ ...v, error: v.ok ? undefined : missingBuildx(v.reason) }));
+        void version.then(v => preflightDone(opts.mode === 'true' ? v.error : undefined), () => preflightDone(undefined));
+        const made = await making;
+        const answer = await settled(version);
+        const buildx = answer.ok ? answer.value : undefined;
+        if (!buildx?.ok) {
+            // No plugin (or stopped): what the first command made goes (it failed too, unless the answer was only slow).
+            if (made.ok && made.value.kind === 'ready' && made.value.how === 'created')
+                await removeAfterFailure(opts, removalDocker, held);
+            if (!buildx)
+                throw answer.error;
             if (opts.mode === 'auto') {
                 held.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`);
                 return { kind: 'none' };
             }
-            const error = missingBuildx(buildx.reason);
-            preflightDone(error);
-            return { kind: 'failed', error };
+            return { kind: 'failed', error: buildx.error };
         }
-        preflightDone(undefined);
-        held.info(`Using ${buildx.version}`);
-        if (opts.driver === 'docker')
-            return startCurrent(opts, held);
-        // A name generated for this step (8 random hex digits) is new: no docker process spent asking (it is
-        // on the way to the first build). buildx refuses to create over an existing builder in any case.
-        if (!opts.nameGiven)
-            return await startCreated(opts, docker, held, new Docker(removal, held));
-        const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
-        if (existing.code === 0)
-            return await startReused(opts, parseInspect(existing.stdout), docker, held);
-        held.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
-        return await startCreated(opts, docker, held, new Docker(removal, held));
+        held.lead('info', `Using ${buildx.version}`);
+        if (!made.ok)
+            throw made.error;
+        return made.value;
     })().catch((error) => ({ kind: 'failed', error }));
     // Whatever happened, the preflight is over once the start is.
     void outcome.then(() => preflightDone(undefined));
@@ -3283,7 +3299,7 @@ removal = runner) {
         outcome,
         held,
         started: performance.now(),
-        io: { docker: new Docker(runner, log), removal: new Docker(removal, log), log },
+        io: { docker: new Docker(runner, log, engine), removal: new Docker(removal, log, engine), log },
     };
 }
 /**
@@ -3351,6 +3367,29 @@ async function abandonBuilder(start) {
         return;
     log.info(`Removing builder ${outcome.name}, which this step started: the step did not get as far as using it`);
     await removeAfterFailure(start.opts, removal, log);
+}
+/** The docker driver's builder, a reused one, or a new one: started (the docker driver's is only looked at in the finish). */
+async function getBuilder(opts, docker, log, removal) {
+    if (opts.driver === 'docker')
+        return startCurrent(opts, log);
+    // A name generated for this step (8 random hex digits) is new: no docker process spent asking (it is
+    // on the way to the first build). buildx refuses to create over an existing builder in any case.
+    if (!opts.nameGiven)
+        return await startCreated(opts, docker, log, removal);
+    const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
+    if (existing.code === 0)
+        return await startReused(opts, parseInspect(existing.stdout), docker, log);
+    log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
+    return await startCreated(opts, docker, log, removal);
+}
+/** A promise's outcome as a value, so that a failure can wait for another answer before it counts. */
+async function settled(p) {
+    try {
+        return { ok: true, value: await p };
+    }
+    catch (error) {
+        return { ok: false, error };
+    }
 }
 function missingBuildx(reason) {
     return new errors_ActionError(`buildx: docker buildx is not available (${reason}); install the Docker buildx plugin on the runner, ` +
@@ -3446,9 +3485,14 @@ async function startCreated(opts, docker, log, removal) {
         await external_fs_.promises.writeFile(configFile, opts.configInline);
     }
     log.info(`Creating builder ${opts.name} (driver ${opts.driver}${opts.endpoint ? `, endpoint ${opts.endpoint}` : ''})`);
+    // With no node to append first, create boots the builder itself: one buildx run fewer on the builder's way.
+    const boots = !opts.append.length;
+    // Handed over before create runs, since one run both stores and boots it: a step that dies meanwhile
+    // still has it removed by the post step. The name is ours (new, or no builder had it just now).
+    opts.onCreated?.({ name: opts.name, created: true, driver: opts.driver });
     let created;
     try {
-        created = await docker.run(createArgs(opts, configFile), { timeoutMs: BUILDX_MS.create, loud: true });
+        created = await docker.run(createArgs(opts, configFile, boots), { timeoutMs: boots ? BUILDX_MS.bootstrap : BUILDX_MS.create, loud: true });
     }
     catch (e) {
         // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
@@ -3463,10 +3507,16 @@ async function startCreated(opts, docker, log, removal) {
     if (created.code === null) {
         // Killed (its time ran out): buildx had no chance to roll back.
         await removeAfterFailure(opts, removal, log);
+        if (boots)
+            throw new BuilderFailure(bootstrapError(opts, opts.name, created));
+    }
+    else if (created.code !== 0 && boots && (await stored(opts.name, docker, log))) {
+        // Stored but not booted: buildx keeps a builder whose boot failed; the boot's failure is told (and retried) as such.
+        return await completeCreated(opts, removal, log, () => bootstrap(opts, opts.name, docker, log, created));
     }
     if (created.code !== 0) {
         // buildx rolls a failed create back itself: there is nothing to remove.
-        const reason = failureReason(created, BUILDX_MS.create);
+        const reason = failureReason(created, boots ? BUILDX_MS.bootstrap : BUILDX_MS.create);
         // The plugin works without a daemon; `auto` also means "skip where Docker cannot run containers".
         if (opts.mode === 'auto' && !opts.endpoint && DAEMON_DOWN.test(reason)) {
             log.notice(`the Docker daemon is not reachable (${reason}); skipping the builder. Set buildx: false to silence this`);
@@ -3475,18 +3525,29 @@ async function startCreated(opts, docker, log, removal) {
         const input = createInputAtFault(reason, opts);
         throw new BuilderFailure(`${input}: cannot create builder ${opts.name} (${reason}); ${createFix(input)}`);
     }
-    // From here on the builder exists because of us: any failure removes it again.
-    try {
-        opts.onCreated?.({ name: opts.name, created: true, driver: opts.driver });
+    if (boots)
+        return { kind: 'ready', how: 'created', name: opts.name, driver: opts.driver, boot: '' };
+    return await completeCreated(opts, removal, log, async () => {
         for (const node of opts.append)
             await appendNode(opts.name, node, docker, log);
-        const boot = await bootstrap(opts, opts.name, docker, log);
+        return await bootstrap(opts, opts.name, docker, log);
+    });
+}
+/** The rest of a builder this step created (its nodes appended, its boot); any failure removes it again. */
+async function completeCreated(opts, removal, log, rest) {
+    try {
+        const boot = await rest();
         return { kind: 'ready', how: 'created', name: opts.name, driver: opts.driver, boot };
     }
     catch (e) {
         await removeAfterFailure(opts, removal, log);
         throw e;
     }
+}
+/** Whether buildx has a builder of this name stored (asked after a create that failed: did it get that far?). */
+async function stored(name, docker, log) {
+    const r = await tryRun(docker, inspectArgs(name), log);
+    return r?.code === 0;
 }
 async function appendNode(name, node, docker, log) {
     const label = node.name ? `${node.name} (${node.endpoint})` : node.endpoint;
@@ -3500,10 +3561,12 @@ async function appendNode(name, node, docker, log) {
  * Starts the builder's nodes; returns inspect's output (it prints the builder once booted)
  * for use if nothing better is available. A transient failure (registry or network) is
  * tried once more; the error says what failed: the image pull, a timeout, or the start.
+ * `first`: a boot that already ran and failed (create --bootstrap), to be judged and retried.
  */
-async function bootstrap(opts, name, docker, log) {
-    log.info(`Booting builder ${name}`);
-    let r = await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true });
+async function bootstrap(opts, name, docker, log, first) {
+    if (!first)
+        log.info(`Booting builder ${name}`);
+    let r = first ?? (await docker.run(bootstrapArgs(name), { timeoutMs: BUILDX_MS.bootstrap, loud: true }));
     if (r.code !== 0 && r.code !== null) {
         const reason = failureReason(r, BUILDX_MS.bootstrap);
         if (TRANSIENT.test(reason) && !PERMANENT.test(reason)) {
@@ -4729,8 +4792,6 @@ function compare(a, b) {
 var external_http_ = __webpack_require__(8611);
 // EXTERNAL MODULE: external "https"
 var external_https_ = __webpack_require__(5692);
-// EXTERNAL MODULE: ./node_modules/@actions/http-client/lib/index.js + 1 modules
-var lib = __webpack_require__(4942);
 ;// CONCATENATED MODULE: ./src/fetch/url.ts
 /**
  * Credentials in a URL (`https://user:token@host/...`): never shown, sent only
@@ -4766,7 +4827,6 @@ function fileNameOf(location) {
 }
 
 ;// CONCATENATED MODULE: ./src/fetch/download.ts
-
 
 
 
@@ -4860,15 +4920,24 @@ async function attemptDownload(location, dest, opts) {
     throw new DownloadError(`qemu-url: ${opts.label ?? redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`, `it redirects more than ${MAX_REDIRECTS} times`);
 }
 /**
- * An HTTP(S) request through the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy),
+ * The agent for `url` under the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy).
+ * @actions/http-client is loaded here, at the first request, not with the action: it brings undici, and
+ * a run with nothing to download (or one starting its builder first) has no use for it.
+ */
+async function proxyAgent(url) {
+    const { HttpClient } = await __webpack_require__.e(/* import() */ 942).then(__webpack_require__.bind(__webpack_require__, 4942));
+    return new HttpClient('setup-qemu-binfmt').getAgent(url.toString());
+}
+/**
+ * An HTTP(S) request through `agent` (proxyAgent),
  * destroyed with a Transient failure when no answer comes within the connect timeout, and on cancellation.
  * A failure of the request reaches `reject` (as Transient, unless cancelled). `settled` stops both watches:
  * call it once the answer is in.
  */
 function openRequest(url, options, network, signal, reject) {
-    const agent = new lib/* HttpClient */.Qq('setup-qemu-binfmt').getAgent(url.toString());
+    const { agent } = options;
     const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
-    const req = send(url, { ...options, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent });
+    const req = send(url, { method: options.method, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent });
     const timer = setTimeout(() => req.destroy(new Transient(`no response within ${network.connectTimeoutMs / 1000} s`)), network.connectTimeoutMs);
     const onAbort = () => void req.destroy(signal?.reason ?? new Error('aborted'));
     signal?.addEventListener('abort', onAbort, { once: true });
@@ -4883,12 +4952,13 @@ function openRequest(url, options, network, signal, reject) {
     return { req, settled };
 }
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
-function request(url, authorization, opts) {
+async function request(url, authorization, opts) {
+    const agent = await proxyAgent(url);
     return new Promise((resolve, reject) => {
         const headers = { Accept: 'application/octet-stream' };
         if (authorization)
             headers.Authorization = authorization;
-        const { req, settled } = openRequest(url, { method: 'GET', headers }, opts.network, opts.signal, reject);
+        const { req, settled } = openRequest(url, { method: 'GET', headers, agent }, opts.network, opts.signal, reject);
         req.on('response', res => {
             settled();
             resolve(res);
@@ -5209,7 +5279,8 @@ async function twirp(url, token, body, req) {
     }
 }
 /** A POST with the runtime token; the answer's body read up to 1 MiB, within the network policy's timeouts. */
-function post(url, token, body, req) {
+async function post(url, token, body, req) {
+    const agent = await proxyAgent(url);
     return new Promise((resolve, reject) => {
         const headers = {
             'Content-Type': 'application/json',
@@ -5217,7 +5288,7 @@ function post(url, token, body, req) {
             Authorization: `Bearer ${token}`,
             'Content-Length': Buffer.byteLength(body),
         };
-        const { req: r, settled: done } = openRequest(url, { method: 'POST', headers }, req.network, req.signal, reject);
+        const { req: r, settled: done } = openRequest(url, { method: 'POST', headers, agent }, req.network, req.signal, reject);
         r.on('response', res => {
             const parts = [];
             let size = 0;
@@ -5258,7 +5329,7 @@ async function save(pending, log) {
         log.debug(`The Actions cache service ${service.why}; not saving`);
         return;
     }
-    const cache = await __webpack_require__.e(/* import() */ 808).then(__webpack_require__.bind(__webpack_require__, 808));
+    const cache = await Promise.all(/* import() */[__webpack_require__.e(942), __webpack_require__.e(838), __webpack_require__.e(808)]).then(__webpack_require__.bind(__webpack_require__, 808));
     if (!external_fs_.existsSync(pending.dir)) {
         log.warning(`Actions cache: ${pending.dir} is gone; nothing to save`);
         return;
@@ -5505,7 +5576,7 @@ function hashFile(file, signal) {
 }
 /** A name that may be an emulator itself (covered by its own line) rather than an archive. */
 const mayBeEmulator = (name) => /^qemu-[^/]+$/.test(name) && !/\.(tar|tgz|gz|xz|zst|deb)/.test(name);
-const stored = (e, from, packageVersion) => ({
+const strategies_stored = (e, from, packageVersion) => ({
     ...e,
     file: from.name,
     fileSha256: from.sha256,
@@ -5546,7 +5617,7 @@ class BundleSource extends FileSource {
         // A .deb says which package version the emulators are: read once here, kept with them in the tool cache.
         const pkg = await debVersion(got.file, got.label, ctx.signal);
         ctx.timings.extract += performance.now() - t;
-        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, stored(e, got, pkg)])), offered: x.offered, kept: [got] };
+        return { emulators: new Map([...x.emulators].map(([n, e]) => [n, strategies_stored(e, got, pkg)])), offered: x.offered, kept: [got] };
     }
 }
 /** One file per emulator (`{target}` in qemu-url): an emulator binary, or an archive holding it. */
@@ -5577,10 +5648,10 @@ class PerTargetSource extends FileSource {
             const got = files[i];
             if ((await detectFormat(got.file, got.label)) === 'elf') {
                 const e = await passFile(got.file, n, external_path_.join(into, `qemu-${n}`), ctx.host, `qemu-${n} from ${got.label}`, ctx.limits.emulator, ctx.signal);
-                return [n, stored(e, got)];
+                return [n, strategies_stored(e, got)];
             }
             const x = await extractEmulators(got.file, got.label, { names: [n], required: true }, into, { host: ctx.host, limits: ctx.limits, signal: ctx.signal });
-            return [n, stored(x.emulators.get(n), got)];
+            return [n, strategies_stored(x.emulators.get(n), got)];
         }));
         ctx.timings.extract += performance.now() - t2;
         return { emulators: new Map(out), offered: PER_TARGET_ALL, kept: files };
@@ -7037,11 +7108,99 @@ function abandonedStaging(reader) {
     return reader.names().filter(n => stagingOf(reader, n)?.running === false);
 }
 
+;// CONCATENATED MODULE: ./src/buildx/plugin.ts
+// `docker buildx ...` costs a run of docker and, before the plugin itself, a run of the plugin's
+// metadata command (docker checks every candidate it finds): ~40 ms a command on a 2-core runner,
+// on the builder's way twice (create, the read after the emulators). Where only one buildx plugin
+// could be the one docker runs, the builder step runs it directly, as buildx runs standalone.
+
+
+
+
+/** Where docker's CLI looks for plugins after its config directory's cli-plugins (Linux). */
+const SYSTEM_PLUGIN_DIRS = [
+    '/usr/local/lib/docker/cli-plugins',
+    '/usr/local/libexec/docker/cli-plugins',
+    '/usr/lib/docker/cli-plugins',
+    '/usr/libexec/docker/cli-plugins',
+];
+/** Set by docker for a plugin it runs; a plugin that sees it expects docker's argv, not ours. */
+const PLUGIN_REEXEC = 'DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND';
+/**
+ * The buildx plugin `docker buildx` would run, when that is beyond doubt: exactly one
+ * docker-buildx in docker's plugin directories, an executable file, no extra directories in docker's config (their
+ * order against the others has changed between docker releases), and nobody but this user or
+ * root able to swap it (the file, its directory and those above, through a symlink too).
+ * Otherwise `why`: the builder step then runs `docker buildx` as usual.
+ */
+function findBuildxPlugin(env, uid, systemDirs = SYSTEM_PLUGIN_DIRS) {
+    if (env[PLUGIN_REEXEC])
+        return { why: `${PLUGIN_REEXEC} is set` };
+    const configDir = env.DOCKER_CONFIG || external_path_.join(env.HOME || external_os_.homedir(), '.docker');
+    const extra = extraDirs(external_path_.join(configDir, 'config.json'));
+    if (extra)
+        return { why: extra };
+    // Anything of that name counts: docker takes the first it finds, whether it works or not.
+    const found = [external_path_.join(configDir, 'cli-plugins'), ...systemDirs].map(d => external_path_.join(d, 'docker-buildx')).filter(present);
+    if (found.length !== 1)
+        return { why: found.length ? `more than one buildx plugin: ${found.join(', ')}` : 'no buildx plugin in the usual directories' };
+    if (!executable(found[0]))
+        return { why: `${found[0]} is not an executable file` };
+    const swappable = whoMaySwap(found[0], uid);
+    return swappable ? { why: swappable } : { path: found[0] };
+}
+/** Why docker's config makes the lookup uncertain (extra plugin directories, or a config that cannot be read), or undefined. */
+function extraDirs(config) {
+    let text;
+    try {
+        text = external_fs_.readFileSync(config, 'utf8');
+    }
+    catch (e) {
+        return e.code === 'ENOENT' ? undefined : `${config} cannot be read`;
+    }
+    try {
+        const dirs = JSON.parse(text)?.cliPluginsExtraDirs;
+        return Array.isArray(dirs) && dirs.length ? `${config} names cliPluginsExtraDirs` : undefined;
+    }
+    catch {
+        return `${config} is not JSON`;
+    }
+}
+function present(file) {
+    try {
+        external_fs_.lstatSync(file);
+        return true;
+    }
+    catch {
+        return false;
+    }
+}
+function executable(file) {
+    try {
+        const st = external_fs_.statSync(file);
+        return st.isFile() && (st.mode & 0o111) !== 0;
+    }
+    catch {
+        return false;
+    }
+}
+/** Why someone other than `uid` or root could change what runs at `file` (the link, or what it points to), or undefined. */
+function whoMaySwap(file, uid) {
+    try {
+        const real = external_fs_.realpathSync(file);
+        return (0,compile_cache/* othersMayChange */.RT)(external_path_.dirname(file), uid) ?? (0,compile_cache/* othersMayChange */.RT)(external_path_.dirname(real), uid) ?? (0,compile_cache/* othersMayChangeFile */.hO)(real, external_fs_.statSync(real), uid);
+    }
+    catch (e) {
+        return `${file}: ${e.message}`;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/setup.ts
 // The engine: inputs -> plan -> fetch emulators -> register -> verify -> builder -> outputs.
 // Both faces call it: the action's main step (src/action) and the command's install and run
 // (src/cli). It talks to neither: what it has to say goes through `io`, what it found is its
 // return value, and what a later clean-up needs is handed over as soon as it is known.
+
 
 
 
@@ -7145,14 +7304,14 @@ async function setup(inputs, at, io) {
     const pins = pinning(inputs, host.arch);
     // Started now, so that the builder's image pull, container create and boot overlap the emulator steps.
     const builder = startBuilderStep(inputs, at, io);
-    if (inputs.builder.mode === 'true') {
-        // No buildx plugin under buildx: true fails the step before anything is downloaded.
-        const missing = await timings.time('preflight', () => builder.start.preflight);
-        if (missing)
-            throw missing;
-    }
     let outcome;
     try {
+        if (inputs.builder.mode === 'true') {
+            // No buildx plugin under buildx: true fails the step before anything is downloaded.
+            const missing = await timings.time('preflight', () => builder.start.preflight);
+            if (missing)
+                throw missing;
+        }
         outcome = await emulatorSteps(inputs, { host, source, pins }, at, io, timings, { runs, writes });
     }
     catch (e) {
@@ -7392,7 +7551,8 @@ function startBuilderStep(inputs, at, io) {
     else
         at.cancel.addEventListener('abort', follow, { once: true });
     // A half-made builder is removed even when the start is stopped (as the rollback of entries is): the removal runner is never cancelled.
-    const start = startBuilder({ ...opts, tempDir: at.temp, cancel: stopped.signal, onCreated }, new ChildProcessRunner(stopped.signal), io.log, new ChildProcessRunner());
+    const buildxPlugin = opts.mode === 'false' ? undefined : findBuildxPlugin(at.env, process.geteuid?.() ?? -1);
+    const start = startBuilder({ ...opts, tempDir: at.temp, cancel: stopped.signal, onCreated, buildxPlugin }, new ChildProcessRunner(stopped.signal), io.log, new ChildProcessRunner());
     return { start, stop: () => stopped.abort('the emulator step failed') };
 }
 /**
@@ -7426,6 +7586,41 @@ async function finishBuilderStep(builder, inputs, outcome, io, timings) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/action/core.ts
+// @actions/core, loaded once the run is under way rather than with the action: loading it takes
+// ~45 ms on a 2-core runner (it brings @actions/http-client, undici, tls and http2, for OIDC tokens
+// this action never asks for), half of what stood between Node starting and the builder's first
+// command. What the action says before it is loaded waits, in order; inputs and step state are read
+// from the environment, where the runner puts them and where @actions/core reads them.
+let loaded;
+let loading;
+const waiting = [];
+/** Loads @actions/core (once); what waited for it is done first, in the order it was asked for. */
+function loadCore() {
+    loading ??= Promise.all(/* import() */[__webpack_require__.e(942), __webpack_require__.e(838)]).then(__webpack_require__.bind(__webpack_require__, 3838)).then(core => {
+        loaded = core;
+        for (const f of waiting.splice(0))
+            f(core);
+        return core;
+    });
+    return loading;
+}
+/** Does `f` with @actions/core now if it is loaded, else when loadCore has loaded it. */
+function withCore(f) {
+    if (loaded)
+        f(loaded);
+    else
+        waiting.push(f);
+}
+/** An input as core.getInput reads it: INPUT_<NAME> (spaces as _, upper case), trimmed; '' when unset. */
+function input(name) {
+    return (process.env[`INPUT_${name.replace(/ /g, '_').toUpperCase()}`] ?? '').trim();
+}
+/** A value the main step saved, as core.getState reads it: STATE_<name>; '' when unset. */
+function savedState(name) {
+    return process.env[`STATE_${name}`] ?? '';
+}
+
 ;// CONCATENATED MODULE: ./src/log.ts
 /** Bytes as MB with one decimal, as progress is shown. */
 const mb = (n) => (n / 1048576).toFixed(1);
@@ -7451,9 +7646,13 @@ const IS_POST = 'isPost';
 const BUILDER = 'builder';
 const CACHE = 'emulator-cache';
 const UNINSTALL = 'uninstall';
+/** Saved for the post step (written once @actions/core is loaded: before the main step ends). */
+function state_save(name, value) {
+    withCore(core => core.saveState(name, value));
+}
 /** JSON saved by this action's own main step; undefined when nothing was saved, an error when it cannot be read. */
 function readJson(name) {
-    const raw = core/* getState */.Gu(name);
+    const raw = savedState(name);
     if (!raw)
         return undefined;
     try {
@@ -7466,15 +7665,15 @@ function readJson(name) {
 /** What the main step hands the post step, typed: the one place that reads or writes the step state. */
 const stepState = {
     /** action.yml runs the same file for both phases: true in the post phase (main marked it). */
-    isPost: () => core/* getState */.Gu(IS_POST) === 'true',
-    markMainRan: () => core/* saveState */.LZ(IS_POST, 'true'),
+    isPost: () => savedState(IS_POST) === 'true',
+    markMainRan: () => state_save(IS_POST, 'true'),
     /** the engine's handoff, saved as the step state */
     handoff: {
-        cacheSave: (pending) => core/* saveState */.LZ(CACHE, JSON.stringify(pending)),
-        builder: (state) => core/* saveState */.LZ(BUILDER, state ? JSON.stringify(state) : ''),
-        uninstall: (state) => core/* saveState */.LZ(UNINSTALL, JSON.stringify(state)),
+        cacheSave: (pending) => state_save(CACHE, JSON.stringify(pending)),
+        builder: (state) => state_save(BUILDER, state ? JSON.stringify(state) : ''),
+        uninstall: (state) => state_save(UNINSTALL, JSON.stringify(state)),
     },
-    cacheSave: () => parsePending(core/* getState */.Gu(CACHE)),
+    cacheSave: () => parsePending(savedState(CACHE)),
     /** throws when the saved state cannot be read */
     builder: () => readJson(BUILDER),
     /** throws when the saved state cannot be read */
@@ -7487,30 +7686,39 @@ const stepState = {
 
 
 /**
- * The action's log. Messages carry names, URLs, server messages and program output the action did not write:
- * each passes untrustedLines on its way to the runner, so none can be read as a workflow command.
+ * The action's log (through @actions/core once it is loaded: what comes before waits, in order). Messages carry
+ * names, URLs, server messages and program output the action did not write: each passes untrustedLines on its
+ * way to the runner, so none can be read as a workflow command.
  */
 const actionLog = {
-    info: m => core/* info */.pq(untrustedLines(m)),
-    debug: m => core/* debug */.Yz(untrustedLines(m)),
-    warning: m => core/* warning */.$e(untrustedLines(m)),
-    notice: m => core/* notice */.lm(untrustedLines(m)),
-    progress: p => core/* info */.pq(untrustedLines(progressLine(p))),
-    secret: value => core/* setSecret */.Pq(value),
+    info: m => withCore(core => core.info(untrustedLines(m))),
+    debug: m => withCore(core => core.debug(untrustedLines(m))),
+    warning: m => withCore(core => core.warning(untrustedLines(m))),
+    notice: m => withCore(core => core.notice(untrustedLines(m))),
+    progress: p => withCore(core => core.info(untrustedLines(progressLine(p)))),
+    secret: value => withCore(core => core.setSecret(value)),
 };
-/** The engine's io in the action: log groups fold, the handoff is the step state. */
+/** The engine's io in the action: log groups fold (as core.group folds them), the handoff is the step state. */
 const actionIO = {
     log: actionLog,
-    group: (title, step) => core/* group */.Os(title, step),
+    group: async (title, step) => {
+        withCore(core => core.startGroup(title));
+        try {
+            return await step();
+        }
+        finally {
+            withCore(core => core.endGroup());
+        }
+    },
     handoff: stepState.handoff,
 };
 /** The step's one error; the step fails. */
 function log_fail(m) {
-    core/* setFailed */.C1(untrustedLines(m));
+    withCore(core => core.setFailed(untrustedLines(m)));
 }
 /** An output, as safe as a log line: workflows print outputs. */
 function setOutput(name, value) {
-    core/* setOutput */.uH(name, untrustedLines(value));
+    withCore(core => core.setOutput(name, untrustedLines(value)));
 }
 
 ;// CONCATENATED MODULE: ./src/action/summary.ts
@@ -7530,9 +7738,10 @@ const cell = (s) => escapeHtml(untrusted(s)) || '-';
 async function writeSummary(o, builder) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
+    const core = await loadCore();
     const rows = reportRows(o, emulatorName);
     if (builder) {
-        core/* summary */.z.addHeading(`buildx builder ${escapeHtml(untrusted(builder.name))}`, 3).addTable([
+        core.summary.addHeading(`buildx builder ${escapeHtml(untrusted(builder.name))}`, 3).addTable([
             [
                 { data: 'node', header: true },
                 { data: 'endpoint', header: true },
@@ -7553,7 +7762,7 @@ async function writeSummary(o, builder) {
             ].map(cell)),
         ]);
     }
-    core/* summary */.z
+    core.summary
         .addHeading('QEMU emulators', 3)
         .addTable([
         [
@@ -7571,7 +7780,7 @@ async function writeSummary(o, builder) {
     const sums = checksumRows(o.files, o.pinning);
     if (sums.length) {
         // Paste-ready: each line as the qemu-sha256 input takes it.
-        core/* summary */.z.addHeading('Files the emulators came from', 3).addTable([
+        core.summary.addHeading('Files the emulators came from', 3).addTable([
             [
                 { data: 'qemu-sha256 line', header: true },
                 { data: 'checked', header: true },
@@ -7580,7 +7789,7 @@ async function writeSummary(o, builder) {
             ...sums.map(r => [`<code>${cell(r.line)}</code>`, cell(r.pinned)]),
         ]);
     }
-    await core/* summary */.z.write();
+    await core.summary.write();
 }
 
 ;// CONCATENATED MODULE: ./src/action/main.ts
@@ -7593,17 +7802,29 @@ async function writeSummary(o, builder) {
 
 /** The action's main step: inputs from the runner, the engine's result to outputs and the job summary. */
 async function runMain() {
+    try {
+        await mainStep();
+    }
+    finally {
+        // What the step said before @actions/core was loaded is written by now at the latest.
+        await loadCore();
+    }
+}
+async function mainStep() {
     let inputs;
     try {
         // Before any program is looked up: as root, none from a directory another user could write.
         securePathForRoot(actionLog.warning);
         // Every bad input fails here, before anything is touched.
-        inputs = readInputs(name => core/* getInput */.V4(name));
+        inputs = readInputs(input);
     }
     catch (e) {
         return log_fail(errors_errorMessage(e));
     }
-    const result = await runSetup(inputs, runnerPlace(process.env), actionIO, log_fail);
+    const running = runSetup(inputs, runnerPlace(process.env), actionIO, log_fail);
+    // The run started the builder's first commands before it first waited: @actions/core loads while they run.
+    await loadCore();
+    const result = await running;
     if (!result)
         return;
     for (const [name, value] of Object.entries(result.outputs))
@@ -7743,6 +7964,7 @@ async function putBack(spec, previous, writer, log) {
  * engine. The saved state alone never makes this step change the kernel: the step's own input must ask.
  */
 async function runPost() {
+    await loadCore();
     const cacheSave = stepState.cacheSave();
     let builder;
     try {
@@ -7765,7 +7987,7 @@ async function runPost() {
 /** The step's `uninstall` input, read as main read it; inputs main refused (it then changed nothing) ask for nothing. */
 function wantsUninstall() {
     try {
-        return readInputs(name => core/* getInput */.V4(name)).uninstall;
+        return readInputs(input).uninstall;
     }
     catch (e) {
         actionLog.debug(`post: not uninstalling: ${errors_errorMessage(e)}`);
