@@ -4790,8 +4790,6 @@ function compare(a, b) {
 
 // EXTERNAL MODULE: external "http"
 var external_http_ = __webpack_require__(8611);
-// EXTERNAL MODULE: external "https"
-var external_https_ = __webpack_require__(5692);
 ;// CONCATENATED MODULE: ./src/fetch/url.ts
 /**
  * Credentials in a URL (`https://user:token@host/...`): never shown, sent only
@@ -4827,7 +4825,6 @@ function fileNameOf(location) {
 }
 
 ;// CONCATENATED MODULE: ./src/fetch/download.ts
-
 
 
 
@@ -4920,23 +4917,24 @@ async function attemptDownload(location, dest, opts) {
     throw new DownloadError(`qemu-url: ${opts.label ?? redact(location)} redirects more than ${MAX_REDIRECTS} times; check qemu-url`, `it redirects more than ${MAX_REDIRECTS} times`);
 }
 /**
- * The agent for `url` under the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy).
- * @actions/http-client is loaded here, at the first request, not with the action: it brings undici, and
- * a run with nothing to download (or one starting its builder first) has no use for it.
+ * How to reach `url`: through the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy).
+ * @actions/http-client (with undici) and `https` (with `tls`) are loaded here, at the first request, not with
+ * the action: ~25 ms that a run with nothing to download has no use for, and that would stand before the
+ * builder's first command.
  */
-async function proxyAgent(url) {
+async function transport(url) {
     const { HttpClient } = await __webpack_require__.e(/* import() */ 942).then(__webpack_require__.bind(__webpack_require__, 4942));
-    return new HttpClient('setup-qemu-binfmt').getAgent(url.toString());
+    const send = url.protocol === 'https:' ? (await Promise.resolve(/* import() */).then(__webpack_require__.t.bind(__webpack_require__, 5692, 23))).request : external_http_.request;
+    return { send, agent: new HttpClient('setup-qemu-binfmt').getAgent(url.toString()) };
 }
 /**
- * An HTTP(S) request through `agent` (proxyAgent),
+ * An HTTP(S) request through a transport (transport()),
  * destroyed with a Transient failure when no answer comes within the connect timeout, and on cancellation.
  * A failure of the request reaches `reject` (as Transient, unless cancelled). `settled` stops both watches:
  * call it once the answer is in.
  */
 function openRequest(url, options, network, signal, reject) {
-    const { agent } = options;
-    const send = url.protocol === 'https:' ? external_https_.request : external_http_.request;
+    const { send, agent } = options.via;
     const req = send(url, { method: options.method, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent });
     const timer = setTimeout(() => req.destroy(new Transient(`no response within ${network.connectTimeoutMs / 1000} s`)), network.connectTimeoutMs);
     const onAbort = () => void req.destroy(signal?.reason ?? new Error('aborted'));
@@ -4953,12 +4951,12 @@ function openRequest(url, options, network, signal, reject) {
 }
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
 async function request(url, authorization, opts) {
-    const agent = await proxyAgent(url);
+    const via = await transport(url);
     return new Promise((resolve, reject) => {
         const headers = { Accept: 'application/octet-stream' };
         if (authorization)
             headers.Authorization = authorization;
-        const { req, settled } = openRequest(url, { method: 'GET', headers, agent }, opts.network, opts.signal, reject);
+        const { req, settled } = openRequest(url, { method: 'GET', headers, via }, opts.network, opts.signal, reject);
         req.on('response', res => {
             settled();
             resolve(res);
@@ -5280,7 +5278,7 @@ async function twirp(url, token, body, req) {
 }
 /** A POST with the runtime token; the answer's body read up to 1 MiB, within the network policy's timeouts. */
 async function post(url, token, body, req) {
-    const agent = await proxyAgent(url);
+    const via = await transport(url);
     return new Promise((resolve, reject) => {
         const headers = {
             'Content-Type': 'application/json',
@@ -5288,7 +5286,7 @@ async function post(url, token, body, req) {
             Authorization: `Bearer ${token}`,
             'Content-Length': Buffer.byteLength(body),
         };
-        const { req: r, settled: done } = openRequest(url, { method: 'POST', headers, agent }, req.network, req.signal, reject);
+        const { req: r, settled: done } = openRequest(url, { method: 'POST', headers, via }, req.network, req.signal, reject);
         r.on('response', res => {
             const parts = [];
             let size = 0;

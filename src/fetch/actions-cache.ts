@@ -7,7 +7,7 @@ import { readCompressedTar } from './archive'
 import { sha256File } from './checksum'
 import { ActionError, errorMessage, untrusted } from '../errors'
 import { pause } from '../timeouts'
-import { download, DownloadError, NetworkPolicy, openRequest, proxyAgent, Transient } from './download'
+import { download, DownloadError, NetworkPolicy, openRequest, transport, Transient } from './download'
 import { SizeLimits, throwIfAborted } from './limits'
 import { TarHeader } from './tar'
 import { Log } from '../log'
@@ -284,7 +284,7 @@ async function twirp(url: URL, token: string, body: string, req: RestoreRequest)
 
 /** A POST with the runtime token; the answer's body read up to 1 MiB, within the network policy's timeouts. */
 async function post(url: URL, token: string, body: string, req: RestoreRequest): Promise<{ status: number; text: string }> {
-  const agent = await proxyAgent(url)
+  const via = await transport(url)
   return new Promise((resolve, reject) => {
     const headers = {
       'Content-Type': 'application/json',
@@ -292,7 +292,7 @@ async function post(url: URL, token: string, body: string, req: RestoreRequest):
       Authorization: `Bearer ${token}`,
       'Content-Length': Buffer.byteLength(body),
     }
-    const { req: r, settled: done } = openRequest(url, { method: 'POST', headers, agent }, req.network, req.signal, reject)
+    const { req: r, settled: done } = openRequest(url, { method: 'POST', headers, via }, req.network, req.signal, reject)
     r.on('response', res => {
       const parts: Buffer[] = []
       let size = 0

@@ -1,7 +1,6 @@
 import { createHash } from 'crypto'
 import { promises as fs } from 'fs'
 import * as http from 'http'
-import * as https from 'https'
 import { ActionError, errorMessage } from '../errors'
 import { httpTarget, redact } from './url'
 import { diskError, throwIfAborted } from './limits'
@@ -122,31 +121,38 @@ async function attemptDownload(location: string, dest: string, opts: DownloadOpt
   )
 }
 
-/**
- * The agent for `url` under the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy).
- * @actions/http-client is loaded here, at the first request, not with the action: it brings undici, and
- * a run with nothing to download (or one starting its builder first) has no use for it.
- */
-export async function proxyAgent(url: URL): Promise<http.Agent> {
-  const { HttpClient } = await import('@actions/http-client')
-  return new HttpClient('setup-qemu-binfmt').getAgent(url.toString())
+/** How a request to a URL is sent: the module's request function, through an agent. */
+export interface Transport {
+  readonly send: typeof http.request
+  readonly agent: http.Agent
 }
 
 /**
- * An HTTP(S) request through `agent` (proxyAgent),
+ * How to reach `url`: through the runner's proxy settings (the toolkit's agent honours https_proxy/no_proxy).
+ * @actions/http-client (with undici) and `https` (with `tls`) are loaded here, at the first request, not with
+ * the action: ~25 ms that a run with nothing to download has no use for, and that would stand before the
+ * builder's first command.
+ */
+export async function transport(url: URL): Promise<Transport> {
+  const { HttpClient } = await import('@actions/http-client')
+  const send = url.protocol === 'https:' ? (await import('https')).request : http.request
+  return { send, agent: new HttpClient('setup-qemu-binfmt').getAgent(url.toString()) }
+}
+
+/**
+ * An HTTP(S) request through a transport (transport()),
  * destroyed with a Transient failure when no answer comes within the connect timeout, and on cancellation.
  * A failure of the request reaches `reject` (as Transient, unless cancelled). `settled` stops both watches:
  * call it once the answer is in.
  */
 export function openRequest(
   url: URL,
-  options: { method: string; headers: http.OutgoingHttpHeaders; agent: http.Agent },
+  options: { method: string; headers: http.OutgoingHttpHeaders; via: Transport },
   network: NetworkPolicy,
   signal: AbortSignal | undefined,
   reject: (e: unknown) => void,
 ): { req: http.ClientRequest; settled: () => void } {
-  const { agent } = options
-  const send = url.protocol === 'https:' ? https.request : http.request
+  const { send, agent } = options.via
   const req = send(url, { method: options.method, headers: { 'User-Agent': 'setup-qemu-binfmt', ...options.headers }, agent })
   const timer = setTimeout(() => req.destroy(new Transient(`no response within ${network.connectTimeoutMs / 1000} s`)), network.connectTimeoutMs)
   const onAbort = (): void => void req.destroy(signal?.reason ?? new Error('aborted'))
@@ -164,11 +170,11 @@ export function openRequest(
 
 /** Sends the GET; resolves with the response once its headers arrive within the connect timeout. */
 async function request(url: URL, authorization: string | undefined, opts: DownloadOptions): Promise<http.IncomingMessage> {
-  const agent = await proxyAgent(url)
+  const via = await transport(url)
   return new Promise((resolve, reject) => {
     const headers: http.OutgoingHttpHeaders = { Accept: 'application/octet-stream' }
     if (authorization) headers.Authorization = authorization
-    const { req, settled } = openRequest(url, { method: 'GET', headers, agent }, opts.network, opts.signal, reject)
+    const { req, settled } = openRequest(url, { method: 'GET', headers, via }, opts.network, opts.signal, reject)
     req.on('response', res => {
       settled()
       resolve(res)
