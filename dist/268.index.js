@@ -1015,12 +1015,13 @@ class Docker {
         this.engine = engine;
     }
     async run(args, options) {
-        const line = commandLine(args, this.engine.cli);
+        const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args];
+        // What runs, as it runs: a buildx run standalone is shown as such.
+        const line = program === this.engine.cli ? commandLine(args, program) : commandLine(argv, program);
         if (options.loud)
             this.log.info(`[command]${line}`);
         else
             this.log.debug(line);
-        const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args];
         let r;
         try {
             r = await this.runner.run(program, argv, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env });
@@ -3184,6 +3185,10 @@ function platformString(p) {
 
 
 const builder_SECOND = 1000;
+/** buildx has no builder of that name (inspect, rm). */
+const NOT_STORED = /no builder .* found/i;
+/** create refused: a builder of that name is there already (it stored nothing). */
+const EXISTING = /existing instance for/i;
 const DAEMON_DOWN = /Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock: connect: (no such file|permission denied)/i;
 const DEFAULT_IMAGE = 'moby/buildkit:buildx-stable-1';
 const MIRROR_HINT = `use a mirror with driver-opts: image=<mirror>/${DEFAULT_IMAGE}, or run docker login before this step`;
@@ -3313,7 +3318,8 @@ removal = runner) {
  * CancelledError); a builder this step created is removed before it throws.
  */
 async function finishBuilder(start, platforms, emulated) {
-    // What the start said so far, then what it says while the finish waits, as it says it.
+    // What the start said so far (once the version has answered: its line leads), then what it says while the finish waits, as it says it.
+    await start.preflight;
     start.held.release();
     const waitFrom = performance.now();
     const outcome = await start.outcome;
@@ -3357,6 +3363,7 @@ async function finishBuilder(start, platforms, emulated) {
  * docker driver's, is left as it is. Never throws.
  */
 async function abandonBuilder(start) {
+    await start.preflight;
     start.held.release();
     const outcome = await start.outcome;
     const { removal, log } = start.io;
@@ -3379,7 +3386,11 @@ async function getBuilder(opts, docker, log, removal) {
     const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick });
     if (existing.code === 0)
         return await startReused(opts, parseInspect(existing.stdout), docker, log);
-    log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`);
+    // Only a name known to be free is created (and handed to the post step as ours).
+    if (!NOT_STORED.test(existing.stderr)) {
+        throw new BuilderFailure(`builder-name: cannot tell whether builder ${opts.name} exists (${failureReason(existing, BUILDX_MS.quick)}); check docker buildx inspect ${opts.name}`);
+    }
+    log.debug(`no builder named ${opts.name} yet`);
     return await startCreated(opts, docker, log, removal);
 }
 /** A promise's outcome as a value, so that a failure can wait for another answer before it counts. */
@@ -3408,7 +3419,7 @@ async function cleanupBuilder(state, runner, log) {
         if (r.code === 0) {
             log.info(`Removed builder ${state.name}`);
         }
-        else if (/no builder .* found/i.test(r.stderr)) {
+        else if (NOT_STORED.test(r.stderr)) {
             log.info(`Builder ${state.name} is already gone`);
         }
         else {
@@ -3496,7 +3507,9 @@ async function startCreated(opts, docker, log, removal) {
     }
     catch (e) {
         // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
-        await removeAfterFailure(opts, removal, log);
+        // Not started at all (no docker): nothing was made.
+        if (e.code !== 'ENOENT')
+            await removeAfterFailure(opts, removal, log);
         throw e;
     }
     finally {
@@ -3510,9 +3523,14 @@ async function startCreated(opts, docker, log, removal) {
         if (boots)
             throw new BuilderFailure(bootstrapError(opts, opts.name, created));
     }
-    else if (created.code !== 0 && boots && (await stored(opts.name, docker, log))) {
-        // Stored but not booted: buildx keeps a builder whose boot failed; the boot's failure is told (and retried) as such.
-        return await completeCreated(opts, removal, log, () => bootstrap(opts, opts.name, docker, log, created));
+    else if (created.code !== 0 && boots) {
+        // buildx keeps a builder whose boot failed: then the boot's failure is told (and retried) as such.
+        const made = EXISTING.test(created.stderr) ? false : await stored(opts.name, removal);
+        if (made)
+            return await completeCreated(opts, removal, log, () => bootstrap(opts, opts.name, docker, log, created));
+        // No answer: whatever may be stored goes; the create's failure is told.
+        if (made === undefined)
+            await removeAfterFailure(opts, removal, log);
     }
     if (created.code !== 0) {
         // buildx rolls a failed create back itself: there is nothing to remove.
@@ -3544,10 +3562,21 @@ async function completeCreated(opts, removal, log, rest) {
         throw e;
     }
 }
-/** Whether buildx has a builder of this name stored (asked after a create that failed: did it get that far?). */
-async function stored(name, docker, log) {
-    const r = await tryRun(docker, inspectArgs(name), log);
-    return r?.code === 0;
+/**
+ * Whether buildx has a builder of this name stored (asked after a create that failed: did it get that
+ * far?); undefined when it gives no clear answer. Asked through the removal runner: a cancellation
+ * does not stop it, and what is stored is removed after it.
+ */
+async function stored(name, docker) {
+    try {
+        const r = await docker.run(inspectArgs(name), { timeoutMs: BUILDX_MS.quick });
+        if (r.code === 0)
+            return true;
+        return NOT_STORED.test(r.stderr) ? false : undefined;
+    }
+    catch {
+        return undefined;
+    }
 }
 async function appendNode(name, node, docker, log) {
     const label = node.name ? `${node.name} (${node.endpoint})` : node.endpoint;
@@ -3785,7 +3814,7 @@ async function removeAfterFailure(opts, docker, log) {
         const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create });
         if (r.code === 0)
             log.info(`Removed the half-made builder ${name}`);
-        else if (/no builder .* found/i.test(r.stderr))
+        else if (NOT_STORED.test(r.stderr))
             log.debug(`builder ${name} was not stored yet`);
         else
             log.notice(`Could not remove builder ${name} after the failure (${failureReason(r, BUILDX_MS.create)}); remove it with docker buildx rm ${name}`);
@@ -7125,43 +7154,99 @@ const SYSTEM_PLUGIN_DIRS = [
 /** Set by docker for a plugin it runs; a plugin that sees it expects docker's argv, not ours. */
 const PLUGIN_REEXEC = 'DOCKER_CLI_PLUGIN_ORIGINAL_CLI_COMMAND';
 /**
+ * Docker client settings that decide how the daemon is reached. buildx run standalone before v0.23
+ * ignored the TLS ones (docker reads them as its flags' defaults): with any of these set, or a daemon
+ * that is not at a unix socket, buildx goes through docker.
+ */
+const CLIENT_SETTINGS = ['DOCKER_TLS', 'DOCKER_TLS_VERIFY', 'DOCKER_CERT_PATH', 'DOCKER_CONTEXT'];
+/** docker's config.json is small; anything larger is not read. */
+const MAX_CONFIG_BYTES = 1 << 20;
+/**
  * The buildx plugin `docker buildx` would run, when that is beyond doubt: exactly one
- * docker-buildx in docker's plugin directories, an executable file, no extra directories in docker's config (their
- * order against the others has changed between docker releases), and nobody but this user or
- * root able to swap it (the file, its directory and those above, through a symlink too).
- * Otherwise `why`: the builder step then runs `docker buildx` as usual.
+ * docker-buildx in docker's plugin directories, an executable file; a daemon reached the default
+ * way (no TLS or context settings, a unix socket); a docker config, if any, that nobody else could
+ * change and that names no extra plugin directories (their order against the others has changed
+ * between docker releases) or other current context; and nobody but this user or root able to swap
+ * the program (the file, and every directory from where it is found to where its symlinks lead).
+ * The path returned is the program's real path: what was checked is what runs. Otherwise `why`:
+ * the builder step then runs `docker buildx` as usual.
  */
 function findBuildxPlugin(env, uid, systemDirs = SYSTEM_PLUGIN_DIRS) {
+    try {
+        return lookup(env, uid, systemDirs);
+    }
+    catch (e) {
+        // No home directory to be found, say: docker buildx works as well through docker.
+        return { why: e.message };
+    }
+}
+function lookup(env, uid, systemDirs) {
     if (env[PLUGIN_REEXEC])
         return { why: `${PLUGIN_REEXEC} is set` };
-    const configDir = env.DOCKER_CONFIG || external_path_.join(env.HOME || external_os_.homedir(), '.docker');
-    const extra = extraDirs(external_path_.join(configDir, 'config.json'));
-    if (extra)
-        return { why: extra };
+    const setting = CLIENT_SETTINGS.find(v => env[v]);
+    if (setting)
+        return { why: `${setting} is set` };
+    if (env.DOCKER_HOST && !env.DOCKER_HOST.startsWith('unix://'))
+        return { why: 'DOCKER_HOST is not a unix socket' };
+    const configDir = external_path_.resolve(env.DOCKER_CONFIG || external_path_.join(env.HOME || external_os_.homedir(), '.docker'));
+    const config = configDoubt(configDir, uid);
+    if (config)
+        return { why: config };
     // Anything of that name counts: docker takes the first it finds, whether it works or not.
     const found = [external_path_.join(configDir, 'cli-plugins'), ...systemDirs].map(d => external_path_.join(d, 'docker-buildx')).filter(present);
     if (found.length !== 1)
         return { why: found.length ? `more than one buildx plugin: ${found.join(', ')}` : 'no buildx plugin in the usual directories' };
     if (!executable(found[0]))
         return { why: `${found[0]} is not an executable file` };
-    const swappable = whoMaySwap(found[0], uid);
-    return swappable ? { why: swappable } : { path: found[0] };
+    return checkedPath(found[0], uid);
 }
-/** Why docker's config makes the lookup uncertain (extra plugin directories, or a config that cannot be read), or undefined. */
-function extraDirs(config) {
+/** Why docker's config directory makes the lookup uncertain, or undefined (a missing one is docker's default). */
+function configDoubt(dir, uid) {
+    if (!present(dir))
+        return undefined;
+    const others = (0,compile_cache/* othersMayChange */.RT)(dir, uid);
+    if (others)
+        return `docker's config directory: ${others}`;
+    const file = external_path_.join(dir, 'config.json');
     let text;
     try {
-        text = external_fs_.readFileSync(config, 'utf8');
+        text = readSmallFile(file);
     }
     catch (e) {
-        return e.code === 'ENOENT' ? undefined : `${config} cannot be read`;
+        return e.code === 'ENOENT' ? undefined : `${file} cannot be read (${e.message})`;
     }
+    let config;
     try {
-        const dirs = JSON.parse(text)?.cliPluginsExtraDirs;
-        return Array.isArray(dirs) && dirs.length ? `${config} names cliPluginsExtraDirs` : undefined;
+        config = JSON.parse(text);
     }
     catch {
-        return `${config} is not JSON`;
+        return `${file} is not JSON`;
+    }
+    // Docker's JSON decoding matches keys whatever their case.
+    const value = (key) => Object.entries(config ?? {}).find(([k]) => k.toLowerCase() === key.toLowerCase())?.[1];
+    const extra = value('cliPluginsExtraDirs');
+    if (Array.isArray(extra) && extra.length)
+        return `${file} names cliPluginsExtraDirs`;
+    const context = value('currentContext');
+    if (typeof context === 'string' && context && context !== 'default')
+        return `${file} makes ${context} the current context`;
+    return undefined;
+}
+/** A regular file of at most MAX_CONFIG_BYTES, read without waiting on a FIFO or following a symlink. */
+function readSmallFile(file) {
+    const fd = external_fs_.openSync(file, external_fs_.constants.O_RDONLY | external_fs_.constants.O_NONBLOCK | external_fs_.constants.O_NOFOLLOW);
+    try {
+        const st = external_fs_.fstatSync(fd);
+        if (!st.isFile())
+            throw new Error('not a regular file');
+        if (st.size > MAX_CONFIG_BYTES)
+            throw new Error(`larger than ${MAX_CONFIG_BYTES} bytes`);
+        const buf = Buffer.alloc(st.size);
+        const n = external_fs_.readSync(fd, buf, 0, st.size, 0);
+        return buf.subarray(0, n).toString('utf8');
+    }
+    finally {
+        external_fs_.closeSync(fd);
     }
 }
 function present(file) {
@@ -7182,14 +7267,26 @@ function executable(file) {
         return false;
     }
 }
-/** Why someone other than `uid` or root could change what runs at `file` (the link, or what it points to), or undefined. */
-function whoMaySwap(file, uid) {
-    try {
-        const real = external_fs_.realpathSync(file);
-        return (0,compile_cache/* othersMayChange */.RT)(external_path_.dirname(file), uid) ?? (0,compile_cache/* othersMayChange */.RT)(external_path_.dirname(real), uid) ?? (0,compile_cache/* othersMayChangeFile */.hO)(real, external_fs_.statSync(real), uid);
-    }
-    catch (e) {
-        return `${file}: ${e.message}`;
+/**
+ * `file`'s real path, when nobody but `uid` or root could change what runs there: the directory it is
+ * found in, every link on the way and the directory each lies in, and the program itself.
+ */
+function checkedPath(file, uid) {
+    let at = file;
+    for (let hops = 0;; hops++) {
+        const why = (0,compile_cache/* othersMayChange */.RT)(external_path_.dirname(at), uid);
+        if (why)
+            return { why };
+        const st = external_fs_.lstatSync(at);
+        if (!st.isSymbolicLink()) {
+            const program = (0,compile_cache/* othersMayChangeFile */.hO)(at, st, uid);
+            return program ? { why: program } : { path: at };
+        }
+        if (st.uid !== uid && st.uid !== 0)
+            return { why: `${at} is a symlink of uid ${st.uid}` };
+        if (hops > 16)
+            return { why: `${file}: too many symlinks` };
+        at = external_path_.resolve(external_path_.dirname(at), external_fs_.readlinkSync(at));
     }
 }
 
@@ -7597,8 +7694,15 @@ const waiting = [];
 function loadCore() {
     loading ??= Promise.all(/* import() */[__webpack_require__.e(942), __webpack_require__.e(838)]).then(__webpack_require__.bind(__webpack_require__, 3838)).then(core => {
         loaded = core;
-        for (const f of waiting.splice(0))
-            f(core);
+        for (const f of waiting.splice(0)) {
+            // One that fails (a file command the runner's disk refused) does not take the rest with it.
+            try {
+                f(core);
+            }
+            catch (e) {
+                core.setFailed(`writing to the runner failed: ${e instanceof Error ? e.message : String(e)}`);
+            }
+        }
         return core;
     });
     return loading;

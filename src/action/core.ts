@@ -16,7 +16,14 @@ const waiting: ((core: CoreModule) => void)[] = []
 export function loadCore(): Promise<CoreModule> {
   loading ??= import('@actions/core').then(core => {
     loaded = core
-    for (const f of waiting.splice(0)) f(core)
+    for (const f of waiting.splice(0)) {
+      // One that fails (a file command the runner's disk refused) does not take the rest with it.
+      try {
+        f(core)
+      } catch (e) {
+        core.setFailed(`writing to the runner failed: ${e instanceof Error ? e.message : String(e)}`)
+      }
+    }
     return core
   })
   return loading

@@ -39,6 +39,10 @@ type CleanupLog = Pick<Log, 'info' | 'warning' | 'debug'>
 
 const SECOND = 1000
 
+/** buildx has no builder of that name (inspect, rm). */
+const NOT_STORED = /no builder .* found/i
+/** create refused: a builder of that name is there already (it stored nothing). */
+const EXISTING = /existing instance for/i
 const DAEMON_DOWN = /Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock: connect: (no such file|permission denied)/i
 
 const DEFAULT_IMAGE = 'moby/buildkit:buildx-stable-1'
@@ -224,7 +228,8 @@ export function startBuilder(
  * CancelledError); a builder this step created is removed before it throws.
  */
 export async function finishBuilder(start: BuilderStart, platforms: string[], emulated: string[]): Promise<BuilderFinish> {
-  // What the start said so far, then what it says while the finish waits, as it says it.
+  // What the start said so far (once the version has answered: its line leads), then what it says while the finish waits, as it says it.
+  await start.preflight
   start.held.release()
   const waitFrom = performance.now()
   const outcome = await start.outcome
@@ -262,6 +267,7 @@ export async function finishBuilder(start: BuilderStart, platforms: string[], em
  * docker driver's, is left as it is. Never throws.
  */
 export async function abandonBuilder(start: BuilderStart): Promise<void> {
+  await start.preflight
   start.held.release()
   const outcome = await start.outcome
   const { removal, log } = start.io
@@ -281,7 +287,13 @@ async function getBuilder(opts: BuilderStartOptions, docker: Docker, log: HeldLo
   if (!opts.nameGiven) return await startCreated(opts, docker, log, removal)
   const existing = await docker.run(inspectArgs(opts.name), { timeoutMs: BUILDX_MS.quick })
   if (existing.code === 0) return await startReused(opts, parseInspect(existing.stdout), docker, log)
-  log.debug(`no builder named ${opts.name} yet (${failureReason(existing, BUILDX_MS.quick)})`)
+  // Only a name known to be free is created (and handed to the post step as ours).
+  if (!NOT_STORED.test(existing.stderr)) {
+    throw new BuilderFailure(
+      `builder-name: cannot tell whether builder ${opts.name} exists (${failureReason(existing, BUILDX_MS.quick)}); check docker buildx inspect ${opts.name}`,
+    )
+  }
+  log.debug(`no builder named ${opts.name} yet`)
   return await startCreated(opts, docker, log, removal)
 }
 
@@ -312,7 +324,7 @@ export async function cleanupBuilder(state: BuilderState, runner: ProcessRunner,
     const r = await new Docker(runner, log).run(rmArgs(state.name), { timeoutMs: BUILDX_MS.create })
     if (r.code === 0) {
       log.info(`Removed builder ${state.name}`)
-    } else if (/no builder .* found/i.test(r.stderr)) {
+    } else if (NOT_STORED.test(r.stderr)) {
       log.info(`Builder ${state.name} is already gone`)
     } else {
       log.warning(`Could not remove builder ${state.name}: ${failureReason(r, BUILDX_MS.create)}; remove it with docker buildx rm ${state.name}`)
@@ -404,7 +416,8 @@ async function startCreated(opts: BuilderStartOptions, docker: Docker, log: Buil
     created = await docker.run(createArgs(opts, configFile, boots), { timeoutMs: boots ? BUILDX_MS.bootstrap : BUILDX_MS.create, loud: true })
   } catch (e) {
     // Cancelled halfway: buildx may have stored the builder already; the name is ours (no builder had it).
-    await removeAfterFailure(opts, removal, log)
+    // Not started at all (no docker): nothing was made.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') await removeAfterFailure(opts, removal, log)
     throw e
   } finally {
     // buildx copies the config into its own store at create, so the file is done with.
@@ -414,9 +427,12 @@ async function startCreated(opts: BuilderStartOptions, docker: Docker, log: Buil
     // Killed (its time ran out): buildx had no chance to roll back.
     await removeAfterFailure(opts, removal, log)
     if (boots) throw new BuilderFailure(bootstrapError(opts, opts.name, created))
-  } else if (created.code !== 0 && boots && (await stored(opts.name, docker, log))) {
-    // Stored but not booted: buildx keeps a builder whose boot failed; the boot's failure is told (and retried) as such.
-    return await completeCreated(opts, removal, log, () => bootstrap(opts, opts.name, docker, log, created))
+  } else if (created.code !== 0 && boots) {
+    // buildx keeps a builder whose boot failed: then the boot's failure is told (and retried) as such.
+    const made = EXISTING.test(created.stderr) ? false : await stored(opts.name, removal)
+    if (made) return await completeCreated(opts, removal, log, () => bootstrap(opts, opts.name, docker, log, created))
+    // No answer: whatever may be stored goes; the create's failure is told.
+    if (made === undefined) await removeAfterFailure(opts, removal, log)
   }
   if (created.code !== 0) {
     // buildx rolls a failed create back itself: there is nothing to remove.
@@ -447,10 +463,19 @@ async function completeCreated(opts: BuilderStartOptions, removal: Docker, log: 
   }
 }
 
-/** Whether buildx has a builder of this name stored (asked after a create that failed: did it get that far?). */
-async function stored(name: string, docker: Docker, log: BuilderLog): Promise<boolean> {
-  const r = await tryRun(docker, inspectArgs(name), log)
-  return r?.code === 0
+/**
+ * Whether buildx has a builder of this name stored (asked after a create that failed: did it get that
+ * far?); undefined when it gives no clear answer. Asked through the removal runner: a cancellation
+ * does not stop it, and what is stored is removed after it.
+ */
+async function stored(name: string, docker: Docker): Promise<boolean | undefined> {
+  try {
+    const r = await docker.run(inspectArgs(name), { timeoutMs: BUILDX_MS.quick })
+    if (r.code === 0) return true
+    return NOT_STORED.test(r.stderr) ? false : undefined
+  } catch {
+    return undefined
+  }
 }
 
 async function appendNode(name: string, node: AppendNode, docker: Docker, log: BuilderLog): Promise<void> {
@@ -685,7 +710,7 @@ async function removeAfterFailure(opts: BuilderStartOptions, docker: Docker, log
   try {
     const r = await docker.run(rmArgs(name), { timeoutMs: BUILDX_MS.create })
     if (r.code === 0) log.info(`Removed the half-made builder ${name}`)
-    else if (/no builder .* found/i.test(r.stderr)) log.debug(`builder ${name} was not stored yet`)
+    else if (NOT_STORED.test(r.stderr)) log.debug(`builder ${name} was not stored yet`)
     else log.notice(`Could not remove builder ${name} after the failure (${failureReason(r, BUILDX_MS.create)}); remove it with docker buildx rm ${name}`)
     if (opts.driver === 'docker-container' && !opts.endpoint) {
       const node = firstNodeName(name)

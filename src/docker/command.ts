@@ -48,10 +48,11 @@ export class Docker {
   ) {}
 
   async run(args: readonly string[], options: DockerRunOptions): Promise<RunResult> {
-    const line = commandLine(args, this.engine.cli)
+    const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args]
+    // What runs, as it runs: a buildx run standalone is shown as such.
+    const line = program === this.engine.cli ? commandLine(args, program) : commandLine(argv, program)
     if (options.loud) this.log.info(`[command]${line}`)
     else this.log.debug(line)
-    const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args]
     let r: RunResult
     try {
       r = await this.runner.run(program, argv, { timeoutMs: options.timeoutMs, input: options.input, env: this.engine.env })

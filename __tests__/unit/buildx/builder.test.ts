@@ -353,13 +353,8 @@ describe('setupBuilder', () => {
       .on('buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap', MISSING)
     const log = new Log()
     expect(await setupBuilder(options({ mode: 'auto' }), runner, log.sink)).toEqual({})
-    // the failed create was asked whether it stored anything (no): nothing to remove
-    expect(runner.commands()).toEqual([
-      'buildx inspect -- qemu-builder',
-      'buildx version',
-      'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap',
-      'buildx inspect -- qemu-builder',
-    ])
+    // buildx could not say whether the named builder exists: nothing created, nothing removed
+    expect(runner.commands()).toEqual(['buildx inspect -- qemu-builder', 'buildx version'])
     expect(log.warning).toEqual([])
     expect(log.notice).toEqual([
       'docker buildx is not available (docker: unknown command: docker buildx); skipping the builder. Set buildx: false to silence this',
@@ -897,8 +892,7 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     expect(e).toBeInstanceOf(ActionError)
     expect(e!.message).toMatch(/^buildx: docker buildx is not available/)
     expect(await rejection(finishBuilder(start, NATIVE, []))).toBe(e)
-    // the create failed and stored nothing (asked): nothing removed
-    expect(runner.commands()).toEqual(['buildx inspect -- qemu-builder', 'buildx version', CREATE, 'buildx inspect -- qemu-builder'])
+    expect(runner.commands()).toEqual(['buildx inspect -- qemu-builder', 'buildx version'])
   })
 
   test("preflight under auto, and mode 'false': nothing to fail; no result", async () => {
@@ -958,6 +952,72 @@ describe('startBuilder, finishBuilder, abandonBuilder (the builder beside the em
     expect(log.info).toContain('Removed the half-made builder qemu-builder')
     expect(await rejection(finishBuilder(start, NATIVE, []))).toBeInstanceOf(CancelledError)
     expect(removal.commands()).toEqual(REMOVED)
+  })
+})
+
+describe('create --bootstrap: whose builder, and what failed', () => {
+  const CREATE = 'buildx create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap'
+  const EXISTING = { code: 1, stderr: transcript('create-existing.stderr.txt') }
+
+  test('a builder of that name made by someone else meanwhile: told as create failing, nothing asked, nothing removed', async () => {
+    const runner = new FakeRunner().on('buildx version', VERSION).on('buildx inspect -- qemu-builder', NOT_FOUND).on(CREATE, EXISTING)
+    const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, new Log().sink))
+    expect(e.message).toMatch(/^builder-name: cannot create builder qemu-builder \(existing instance for "qemu-builder"/)
+    expect(runner.commands().filter(c => /^(buildx rm|rm|volume rm)/.test(c))).toEqual([])
+    expect(runner.commands().filter(c => c === 'buildx inspect -- qemu-builder')).toHaveLength(1)
+  })
+
+  test('a name buildx cannot say is free is not created (nor handed to the post step as ours)', async () => {
+    const created: unknown[] = []
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', { code: null as unknown as number, timedOut: true, signal: 'SIGKILL' })
+    const e = await rejection(
+      setupBuilder({ ...options({ mode: 'true' }), onCreated: (st: unknown) => created.push(st) } as BuilderOptions, runner, new Log().sink),
+    )
+    expect(e.message).toMatch(/^builder-name: cannot tell whether builder qemu-builder exists \(.*\); check docker buildx inspect qemu-builder$/)
+    expect(runner.commands()).not.toContain(CREATE)
+    expect(created).toEqual([])
+  })
+
+  test('no clear answer whether the failed create stored the builder: what may be there is removed, the create failure is told', async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', VERSION)
+      .on('buildx inspect -- qemu-builder', NOT_FOUND, { code: 1, stderr: 'ERROR: context deadline exceeded\n' })
+      .on(CREATE, { code: 1, stderr: 'ERROR: context deadline exceeded\n' })
+      .on('buildx rm -- qemu-builder', NOT_FOUND)
+      .on('rm --force --volumes -- buildx_buildkit_qemu-builder0', {})
+      .on('volume rm --force -- buildx_buildkit_qemu-builder0_state', {})
+    const e = await rejection(setupBuilder(options({ mode: 'true' }), runner, new Log().sink))
+    expect(e.message).toMatch(/^driver: cannot create builder qemu-builder \(context deadline exceeded\)/)
+    expect(runner.commands().slice(-3)).toEqual(REMOVED)
+  })
+
+  test("the post step is handed the builder before create runs; with a plugin found, the builder's commands run it and the version goes through docker", async () => {
+    const events: string[] = []
+    const PLUGIN = '/usr/libexec/docker/cli-plugins/docker-buildx'
+    const runner: ProcessRunner = {
+      run: async (command, args) => {
+        events.push([command, ...args].join(' '))
+        const key = [command, ...args].join(' ')
+        if (key === 'docker buildx version') return { code: 0, signal: null, stdout: transcript('version.stdout.txt'), stderr: '' }
+        if (key === `${PLUGIN} inspect -- qemu-builder`) return { code: 1, signal: null, stdout: '', stderr: transcript('inspect-not-found.stderr.txt') }
+        if (key.startsWith(`${PLUGIN} create `)) return { code: 0, signal: null, stdout: 'qemu-builder\n', stderr: '' }
+        if (key === `${PLUGIN} ls --format json`) return { code: 0, signal: null, stdout: transcript('doc-ls-json-single.json'), stderr: '' }
+        throw new Error(`unexpected: ${key}`)
+      },
+    }
+    const { platforms, emulated, ...start } = options()
+    const s = startBuilder({ ...start, buildxPlugin: { path: PLUGIN }, onCreated: () => events.push('handed over') }, runner, new Log().sink)
+    const out = await finishBuilder(s, platforms, emulated)
+    expect(out.result!.name).toBe('qemu-builder')
+    expect(events).toEqual([
+      `${PLUGIN} inspect -- qemu-builder`,
+      'docker buildx version',
+      'handed over',
+      `${PLUGIN} create --name qemu-builder --node qemu-builder0 --driver docker-container --use --bootstrap`,
+      `${PLUGIN} ls --format json`,
+    ])
   })
 })
 
