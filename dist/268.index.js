@@ -3232,6 +3232,11 @@ class HeldLog {
         else
             this.target[level](s);
     }
+    /** Forgets what is held (not what was written already). */
+    drop() {
+        if (this.lines)
+            this.lines = [];
+    }
     /** Writes what was held; from then on lines go straight through. */
     release() {
         const lines = this.lines;
@@ -3264,6 +3269,8 @@ removal = runner) {
     const removalDocker = new Docker(removal, held, engine);
     let preflightDone = () => undefined;
     const preflight = new Promise(resolve => (preflightDone = resolve));
+    let answeredDone = () => undefined;
+    const answered = new Promise(resolve => (answeredDone = resolve));
     const outcome = (async () => {
         if (opts.mode === 'false')
             return { kind: 'none' };
@@ -3274,7 +3281,11 @@ removal = runner) {
         // not before it: its answer decides the preflight, and what a failed first command means.
         const making = settled(getBuilder(opts, docker, held, removalDocker));
         const version = buildxVersion(new Docker(runner, held)).then(v => ({ ...v, error: v.ok ? undefined : missingBuildx(v.reason) }));
-        void version.then(v => preflightDone(opts.mode === 'true' ? v.error : undefined), () => preflightDone(undefined));
+        void version.then(v => {
+            preflightDone(opts.mode === 'true' ? v.error : undefined);
+            if (v.ok)
+                answeredDone();
+        }, () => preflightDone(undefined));
         const made = await making;
         const answer = await settled(version);
         const buildx = answer.ok ? answer.value : undefined;
@@ -3284,6 +3295,8 @@ removal = runner) {
                 await removeAfterFailure(opts, removalDocker, held);
             if (!buildx)
                 throw answer.error;
+            // What the first command said (a create that could not run) is beside the point: the plugin is missing.
+            held.drop();
             if (opts.mode === 'auto') {
                 held.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`);
                 return { kind: 'none' };
@@ -3296,10 +3309,14 @@ removal = runner) {
         return made.value;
     })().catch((error) => ({ kind: 'failed', error }));
     // Whatever happened, the preflight is over once the start is.
-    void outcome.then(() => preflightDone(undefined));
+    void outcome.then(() => {
+        preflightDone(undefined);
+        answeredDone();
+    });
     return {
         opts,
         preflight,
+        answered,
         settled: outcome.then(() => undefined),
         outcome,
         held,
@@ -3318,8 +3335,8 @@ removal = runner) {
  * CancelledError); a builder this step created is removed before it throws.
  */
 async function finishBuilder(start, platforms, emulated) {
-    // What the start said so far (once the version has answered: its line leads), then what it says while the finish waits, as it says it.
-    await start.preflight;
+    // What the start said so far (once buildx answered, its version line leading), then what it says while the finish waits, as it says it.
+    await start.answered;
     start.held.release();
     const waitFrom = performance.now();
     const outcome = await start.outcome;
@@ -3363,7 +3380,7 @@ async function finishBuilder(start, platforms, emulated) {
  * docker driver's, is left as it is. Never throws.
  */
 async function abandonBuilder(start) {
-    await start.preflight;
+    await start.answered;
     start.held.release();
     const outcome = await start.outcome;
     const { removal, log } = start.io;
@@ -7743,6 +7760,8 @@ const silentLog = {
 ;// CONCATENATED MODULE: ./src/action/state.ts
 
 
+
+
 // The runner's step state is the only channel from main to post; these are its names, used nowhere else.
 const IS_POST = 'isPost';
 const BUILDER = 'builder';
@@ -7768,7 +7787,18 @@ function readJson(name) {
 const stepState = {
     /** action.yml runs the same file for both phases: true in the post phase (main marked it). */
     isPost: () => savedState(IS_POST) === 'true',
-    markMainRan: () => state_save(IS_POST, 'true'),
+    /**
+     * Written at once, not when @actions/core is loaded: a main step stopped in its first milliseconds (a
+     * cancelled job's SIGINT) must still leave its post step knowing it is the post step, not run main again.
+     * `name=value` is the runner's one-line file-command format; without the file, core's command is queued.
+     */
+    markMainRan: () => {
+        const file = process.env.GITHUB_STATE;
+        if (file)
+            external_fs_.appendFileSync(file, `${IS_POST}=true${external_os_.EOL}`);
+        else
+            state_save(IS_POST, 'true');
+    },
     /** the engine's handoff, saved as the step state */
     handoff: {
         cacheSave: (pending) => state_save(CACHE, JSON.stringify(pending)),

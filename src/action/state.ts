@@ -1,3 +1,5 @@
+import * as fs from 'fs'
+import * as os from 'os'
 import { BuilderState } from '../buildx/types'
 import { PendingSave, parsePending } from '../fetch/actions-cache'
 import { Handoff } from '../setup'
@@ -30,7 +32,16 @@ function readJson<T>(name: string): T | undefined {
 export const stepState = {
   /** action.yml runs the same file for both phases: true in the post phase (main marked it). */
   isPost: (): boolean => savedState(IS_POST) === 'true',
-  markMainRan: (): void => save(IS_POST, 'true'),
+  /**
+   * Written at once, not when @actions/core is loaded: a main step stopped in its first milliseconds (a
+   * cancelled job's SIGINT) must still leave its post step knowing it is the post step, not run main again.
+   * `name=value` is the runner's one-line file-command format; without the file, core's command is queued.
+   */
+  markMainRan: (): void => {
+    const file = process.env.GITHUB_STATE
+    if (file) fs.appendFileSync(file, `${IS_POST}=true${os.EOL}`)
+    else save(IS_POST, 'true')
+  },
 
   /** the engine's handoff, saved as the step state */
   handoff: {

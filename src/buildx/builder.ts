@@ -101,6 +101,11 @@ export interface BuilderStart {
   readonly outcome: Promise<StartOutcome>
   /** @internal the start's log lines, held back until the finish (or abandon) shows them in its place */
   readonly held: HeldLog
+  /**
+   * @internal settles when the start's lines are ready to show: buildx answered that it is there (its
+   * version line leads them), or the start is over (without buildx its lines are dropped for one notice)
+   */
+  readonly answered: Promise<void>
   /** @internal */
   readonly started: number
   /** @internal */
@@ -140,6 +145,10 @@ class HeldLog implements BuilderLog {
     if (this.lines) this.lines.unshift([level, s])
     else this.target[level](s)
   }
+  /** Forgets what is held (not what was written already). */
+  drop(): void {
+    if (this.lines) this.lines = []
+  }
   /** Writes what was held; from then on lines go straight through. */
   release(): void {
     const lines = this.lines
@@ -174,6 +183,8 @@ export function startBuilder(
   const removalDocker = new Docker(removal, held, engine)
   let preflightDone: (e: ActionError | undefined) => void = () => undefined
   const preflight = new Promise<ActionError | undefined>(resolve => (preflightDone = resolve))
+  let answeredDone: () => void = () => undefined
+  const answered = new Promise<void>(resolve => (answeredDone = resolve))
   const outcome = (async (): Promise<StartOutcome> => {
     if (opts.mode === 'false') return { kind: 'none' }
     const lookup = opts.buildxPlugin
@@ -184,7 +195,10 @@ export function startBuilder(
     const making = settled(getBuilder(opts, docker, held, removalDocker))
     const version = buildxVersion(new Docker(runner, held)).then(v => ({ ...v, error: v.ok ? undefined : missingBuildx(v.reason) }))
     void version.then(
-      v => preflightDone(opts.mode === 'true' ? v.error : undefined),
+      v => {
+        preflightDone(opts.mode === 'true' ? v.error : undefined)
+        if (v.ok) answeredDone()
+      },
       () => preflightDone(undefined),
     )
     const made = await making
@@ -194,6 +208,8 @@ export function startBuilder(
       // No plugin (or stopped): what the first command made goes (it failed too, unless the answer was only slow).
       if (made.ok && made.value.kind === 'ready' && made.value.how === 'created') await removeAfterFailure(opts, removalDocker, held)
       if (!buildx) throw (answer as { error: unknown }).error
+      // What the first command said (a create that could not run) is beside the point: the plugin is missing.
+      held.drop()
       if (opts.mode === 'auto') {
         held.notice(`docker buildx is not available (${buildx.reason}); skipping the builder. Set buildx: false to silence this`)
         return { kind: 'none' }
@@ -205,10 +221,14 @@ export function startBuilder(
     return made.value
   })().catch((error: unknown): StartOutcome => ({ kind: 'failed', error }))
   // Whatever happened, the preflight is over once the start is.
-  void outcome.then(() => preflightDone(undefined))
+  void outcome.then(() => {
+    preflightDone(undefined)
+    answeredDone()
+  })
   return {
     opts,
     preflight,
+    answered,
     settled: outcome.then(() => undefined),
     outcome,
     held,
@@ -228,8 +248,8 @@ export function startBuilder(
  * CancelledError); a builder this step created is removed before it throws.
  */
 export async function finishBuilder(start: BuilderStart, platforms: string[], emulated: string[]): Promise<BuilderFinish> {
-  // What the start said so far (once the version has answered: its line leads), then what it says while the finish waits, as it says it.
-  await start.preflight
+  // What the start said so far (once buildx answered, its version line leading), then what it says while the finish waits, as it says it.
+  await start.answered
   start.held.release()
   const waitFrom = performance.now()
   const outcome = await start.outcome
@@ -267,7 +287,7 @@ export async function finishBuilder(start: BuilderStart, platforms: string[], em
  * docker driver's, is left as it is. Never throws.
  */
 export async function abandonBuilder(start: BuilderStart): Promise<void> {
-  await start.preflight
+  await start.answered
   start.held.release()
   const outcome = await start.outcome
   const { removal, log } = start.io

@@ -68,3 +68,23 @@ test('inputs and saved state are read from the environment as @actions/core read
     delete process.env.STATE_builder
   }
 })
+
+test('the main step marks itself in the state file at once, before @actions/core is loaded (a SIGINT then still leaves the post step knowing it is one)', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'core-state-'))
+  const saved = process.env.GITHUB_STATE
+  process.env.GITHUB_STATE = path.join(dir, 'state')
+  fs.writeFileSync(process.env.GITHUB_STATE, '')
+  try {
+    jest.resetModules()
+    const { stepState } = await import('../../../src/action/state')
+    stepState.markMainRan()
+    expect(fs.readFileSync(path.join(dir, 'state'), 'utf8')).toBe(`isPost=true${os.EOL}`)
+    process.env.STATE_isPost = 'true'
+    expect(stepState.isPost()).toBe(true)
+  } finally {
+    delete process.env.STATE_isPost
+    if (saved === undefined) delete process.env.GITHUB_STATE
+    else process.env.GITHUB_STATE = saved
+    fs.rmSync(dir, { recursive: true, force: true })
+  }
+})

@@ -361,6 +361,18 @@ describe('setupBuilder', () => {
     ])
   })
 
+  test("mode 'auto' without the plugin and a generated name: the create that ran beside the version says nothing", async () => {
+    const runner = new FakeRunner()
+      .on('buildx version', MISSING)
+      .on('buildx create --name gen-1234 --node gen-12340 --driver docker-container --use --bootstrap', MISSING)
+      .on('buildx inspect -- gen-1234', NOT_FOUND)
+    const log = new Log()
+    expect(await setupBuilder(options({ mode: 'auto', name: 'gen-1234', nameGiven: false }), runner, log.sink)).toEqual({})
+    expect(runner.commands()).toContain('buildx create --name gen-1234 --node gen-12340 --driver docker-container --use --bootstrap')
+    expect(log.info).toEqual([])
+    expect(log.notice).toEqual([expect.stringMatching(/^docker buildx is not available \(docker: unknown command: docker buildx\); skipping the builder/)])
+  })
+
   test("mode 'auto' without docker at all", async () => {
     const enoent = Object.assign(new Error('spawn docker ENOENT'), { code: 'ENOENT' })
     const log = new Log()
