@@ -1017,7 +1017,7 @@ class Docker {
     async run(args, options) {
         const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args];
         // What runs, as it runs: a buildx run standalone is shown as such.
-        const line = program === this.engine.cli ? commandLine(args, program) : commandLine(argv, program);
+        const line = commandLine(argv, program);
         if (options.loud)
             this.log.info(`[command]${line}`);
         else

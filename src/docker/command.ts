@@ -50,7 +50,7 @@ export class Docker {
   async run(args: readonly string[], options: DockerRunOptions): Promise<RunResult> {
     const [program, argv] = this.engine.buildx && args[0] === 'buildx' ? [this.engine.buildx, args.slice(1)] : [this.engine.cli, args]
     // What runs, as it runs: a buildx run standalone is shown as such.
-    const line = program === this.engine.cli ? commandLine(args, program) : commandLine(argv, program)
+    const line = commandLine(argv, program)
     if (options.loud) this.log.info(`[command]${line}`)
     else this.log.debug(line)
     let r: RunResult
